@@ -1,0 +1,50 @@
+//! Collectives between ranks. Every rank makes the same calls in the same order. This module owns
+//! the `ProcessGroup` trait the trainer talks to; backends plug in behind it. A world of one rank
+//! is a real group whose collectives are identities, which is what a single-rank run uses.
+use crate::error::Result;
+
+/// Reduction applied by `all_reduce`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReduceOp {
+    Sum,
+    Avg,
+    Max,
+}
+
+/// Collectives over host buffers.
+pub trait ProcessGroup: Send {
+    fn rank(&self) -> u32;
+    fn world_size(&self) -> u32;
+    /// Reduces `data` element-wise over all ranks; every rank ends with the result.
+    fn all_reduce_f32(&mut self, data: &mut [f32], op: ReduceOp) -> Result<()>;
+    fn all_reduce_f64(&mut self, data: &mut [f64], op: ReduceOp) -> Result<()>;
+    /// Copies `data` of rank `src` to every rank.
+    fn broadcast_f32(&mut self, data: &mut [f32], src: u32) -> Result<()>;
+    /// Returns when every rank has called it.
+    fn barrier(&mut self) -> Result<()>;
+}
+
+/// The group of a run with one rank.
+#[derive(Debug, Default)]
+pub struct SingleRank;
+
+impl ProcessGroup for SingleRank {
+    fn rank(&self) -> u32 {
+        0
+    }
+    fn world_size(&self) -> u32 {
+        1
+    }
+    fn all_reduce_f32(&mut self, _data: &mut [f32], _op: ReduceOp) -> Result<()> {
+        Ok(())
+    }
+    fn all_reduce_f64(&mut self, _data: &mut [f64], _op: ReduceOp) -> Result<()> {
+        Ok(())
+    }
+    fn broadcast_f32(&mut self, _data: &mut [f32], _src: u32) -> Result<()> {
+        Ok(())
+    }
+    fn barrier(&mut self) -> Result<()> {
+        Ok(())
+    }
+}

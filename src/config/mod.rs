@@ -1,0 +1,44 @@
+//! Run configuration: the typed schema, layered loading (file -> `GAN_*` environment -> `--set`),
+//! cross-section validation, and the per-rank plan derived from it. Torch-free, so the launcher
+//! validates a config in milliseconds before any rank starts.
+mod enums;
+mod load;
+mod plan;
+mod schema;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::Path;
+
+use enums::config_enum;
+pub use load::{load, load_resolved, load_with_env, SetOverride, ENV_PREFIX};
+pub use plan::{batch_per_rank, device_for, format_plan, plan, rank_seed, world_size, HostFacts, RankPlan};
+pub use schema::*;
+pub use validate::validate;
+
+use crate::error::Result;
+
+/// The config as YAML, with every default filled in: what a run actually used.
+pub fn to_yaml(cfg: &RunConfig) -> String {
+    serde_norway::to_string(cfg).expect("a RunConfig always serialises")
+}
+
+/// Writes the resolved config to `path` (written to a temporary file and renamed into place, so a
+/// reader never sees half a file).
+pub fn save_resolved(cfg: &RunConfig, path: &Path) -> Result<()> {
+    crate::fsutil::write_atomic(path, to_yaml(cfg).as_bytes())
+}
+
+impl RunConfig {
+    /// Run name (always set after loading).
+    pub fn name(&self) -> &str {
+        self.run.name.as_deref().unwrap_or("run")
+    }
+
+    /// `run.dir/run.name`.
+    pub fn run_dir(&self) -> std::path::PathBuf {
+        self.run.dir.join(self.name())
+    }
+}

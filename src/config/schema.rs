@@ -1,0 +1,263 @@
+//! The typed config tree. Every struct rejects unknown keys so a typo is an error, never a silently
+//! ignored setting. Field docs are the reference for the YAML keys (README links here).
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::config_enum;
+
+/// A whole run: what to train, on what, how, and where to write.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    #[serde(default)]
+    pub run: RunSection,
+    #[serde(default)]
+    pub dist: DistSection,
+    pub data: DataSection,
+    pub model: ModelSection,
+    pub train: TrainSection,
+    #[serde(default)]
+    pub log: LogSection,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunSection {
+    /// Run name; the run directory is `<dir>/<name>`. Defaults to the config file's stem.
+    pub name: Option<String>,
+    /// Parent directory of run directories.
+    pub dir: PathBuf,
+    /// Seed for weights, latents and data order. Same seed, same config, same device -> same run.
+    pub seed: u64,
+}
+
+impl Default for RunSection {
+    fn default() -> Self {
+        RunSection { name: None, dir: PathBuf::from("runs"), seed: 0 }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DistSection {
+    /// Number of nodes (one launcher each). `--nodes` overrides.
+    pub nodes: u32,
+    /// Ranks per node: one per GPU, or CPU ranks on a machine without GPUs. `--gpus` overrides.
+    pub gpus: u32,
+    /// Collective backend for gradients.
+    pub backend: Backend,
+    /// Port of the rendezvous store on the master node (torchrun's default).
+    pub master_port: u16,
+}
+
+impl Default for DistSection {
+    fn default() -> Self {
+        DistSection { nodes: 1, gpus: 1, backend: Backend::Auto, master_port: 29500 }
+    }
+}
+
+config_enum! {
+    pub enum Backend {
+        /// NCCL when ranks are on GPUs, the CPU ring otherwise.
+        Auto => "auto",
+        Cpu => "cpu",
+        Nccl => "nccl",
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DataSection {
+    /// Where images come from.
+    pub source: DataSource,
+    /// Image side in pixels (square images, a power of two).
+    pub resolution: u32,
+    /// 3 for RGB, 1 for grayscale.
+    #[serde(default = "default_channels")]
+    pub channels: u32,
+    /// Number of classes; 0 means unlabelled.
+    #[serde(default)]
+    pub num_classes: u32,
+    /// Dataset size for the generated source (images are drawn from their index, so any size is free).
+    #[serde(default = "default_num_images")]
+    pub num_images: u64,
+    /// Random horizontal flips.
+    #[serde(default)]
+    pub xflip: bool,
+}
+
+fn default_channels() -> u32 {
+    3
+}
+
+fn default_num_images() -> u64 {
+    8192
+}
+
+config_enum! {
+    pub enum DataSource {
+        /// Procedurally drawn shapes, one class per shape: no files, no downloads.
+        Generated => "generated",
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    /// Network family.
+    pub arch: Arch,
+    /// Latent size.
+    #[serde(default = "default_z_dim")]
+    pub z_dim: u32,
+    /// Condition G and D on the class label (needs `data.num_classes` >= 2).
+    #[serde(default)]
+    pub conditional: bool,
+    /// Channels at resolution r are min(channel_base / r, channel_max), as in StyleGAN.
+    #[serde(default = "default_channel_base")]
+    pub channel_base: u32,
+    #[serde(default = "default_channel_max")]
+    pub channel_max: u32,
+}
+
+fn default_z_dim() -> u32 {
+    128
+}
+fn default_channel_base() -> u32 {
+    4096
+}
+fn default_channel_max() -> u32 {
+    256
+}
+
+impl ModelSection {
+    /// Channel count at a given resolution.
+    pub fn channels_at(&self, res: u32) -> u32 {
+        (self.channel_base / res).clamp(1, self.channel_max)
+    }
+}
+
+config_enum! {
+    pub enum Arch {
+        /// Conditional DCGAN with a projection discriminator: the small CPU-friendly network of the demo.
+        Dcgan => "dcgan",
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TrainSection {
+    /// Where each rank computes.
+    #[serde(default)]
+    pub device: Device,
+    /// CPU threads per rank; default: the machine's cores split evenly between local ranks.
+    #[serde(default)]
+    pub threads: Option<u32>,
+    /// Global batch: images per optimizer step over all ranks.
+    pub batch_size: u32,
+    /// Images per forward pass on one rank; default batch_size / world size. Smaller values give
+    /// gradient accumulation of batch_size / (world x batch_per_rank) rounds.
+    #[serde(default)]
+    pub batch_per_rank: Option<u32>,
+    /// Length of training in thousands of real images shown to D.
+    pub total_kimg: f64,
+    /// Maintenance (stats, samples, later checkpoints and FID) every this many kimg.
+    #[serde(default = "default_kimg_per_tick")]
+    pub kimg_per_tick: f64,
+    /// Adversarial loss.
+    pub loss: Loss,
+    pub g_opt: AdamConfig,
+    pub d_opt: AdamConfig,
+    /// R1 penalty weight on real images (0 = off); applied lazily every `r1_interval` steps.
+    #[serde(default)]
+    pub r1_gamma: f64,
+    #[serde(default = "default_r1_interval")]
+    pub r1_interval: u32,
+    /// G_ema half-life in kimg; 0 turns EMA off (G_ema = G).
+    #[serde(default = "default_ema_kimg")]
+    pub ema_kimg: f64,
+    /// EMA ramp-up: half-life is at most cur_nimg x rampup (StyleGAN2-ADA); none = no ramp-up.
+    #[serde(default)]
+    pub ema_rampup: Option<f64>,
+    /// Write a sample grid every this many ticks (0 = only at the end).
+    #[serde(default = "default_sample_ticks")]
+    pub sample_ticks: u32,
+}
+
+impl Default for Device {
+    fn default() -> Self {
+        Device::Auto
+    }
+}
+
+fn default_kimg_per_tick() -> f64 {
+    4.0
+}
+fn default_r1_interval() -> u32 {
+    16
+}
+fn default_ema_kimg() -> f64 {
+    10.0
+}
+fn default_sample_ticks() -> u32 {
+    1
+}
+
+config_enum! {
+    pub enum Device {
+        /// CUDA device LOCAL_RANK when available, otherwise CPU.
+        Auto => "auto",
+        Cpu => "cpu",
+        Cuda => "cuda",
+    }
+}
+
+config_enum! {
+    pub enum Loss {
+        /// BigGAN's hinge loss.
+        Hinge => "hinge",
+        /// StyleGAN's non-saturating logistic loss.
+        NsLogistic => "ns_logistic",
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AdamConfig {
+    pub lr: f64,
+    #[serde(default = "default_betas")]
+    pub betas: [f64; 2],
+    #[serde(default = "default_eps")]
+    pub eps: f64,
+}
+
+fn default_betas() -> [f64; 2] {
+    [0.0, 0.99]
+}
+fn default_eps() -> f64 {
+    1e-8
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSection {
+    /// `text` for people, `json` for log shippers (one object per line).
+    pub format: LogFormat,
+    /// Minimum level: error, warn, info, debug or trace.
+    pub level: String,
+    /// Live progress bar on rank 0 when stderr is a terminal.
+    pub progress: bool,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        LogSection { format: LogFormat::Text, level: "info".into(), progress: true }
+    }
+}
+
+config_enum! {
+    pub enum LogFormat {
+        Text => "text",
+        Json => "json",
+    }
+}

@@ -1,0 +1,175 @@
+use std::path::PathBuf;
+
+use super::*;
+use crate::error::Error;
+
+const BASE: &str = "
+data: { source: generated, resolution: 16, num_classes: 4 }
+model: { arch: dcgan, conditional: true }
+train:
+  batch_size: 32
+  total_kimg: 1
+  loss: hinge
+  g_opt: { lr: 0.001 }
+  d_opt: { lr: 0.002, betas: [0.5, 0.9] }
+";
+
+fn write(dir: &tempfile::TempDir, text: &str) -> PathBuf {
+    let path = dir.path().join("exp.yaml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn sets(items: &[&str]) -> Vec<SetOverride> {
+    items.iter().map(|s| s.parse().unwrap()).collect()
+}
+
+fn env(items: &[(&str, &str)]) -> Vec<(String, String)> {
+    items.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+/// Loads `text` with overrides and returns the config error's (key, full message).
+fn config_error(text: &str, set: &[&str], vars: &[(&str, &str)]) -> (String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let err = load_with_env(&write(&dir, text), &sets(set), env(vars)).unwrap_err();
+    assert_eq!(err.exit_code(), 2, "{err}");
+    match &err {
+        Error::Config { key, .. } => (key.clone(), err.to_string()),
+        other => panic!("expected a config error, got {other}"),
+    }
+}
+
+#[test]
+fn defaults_fill_in_and_name_comes_from_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = load_with_env(&write(&dir, BASE), &[], env(&[])).unwrap();
+    assert_eq!(cfg.name(), "exp");
+    assert_eq!(cfg.dist.gpus, 1);
+    assert_eq!(cfg.train.g_opt.betas, [0.0, 0.99]);
+    assert_eq!(cfg.train.d_opt.betas, [0.5, 0.9]);
+    assert_eq!(cfg.model.z_dim, 128);
+    assert_eq!(cfg.run.dir, PathBuf::from("runs"));
+}
+
+#[test]
+fn every_shipped_config_loads_and_validates() {
+    let configs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("configs");
+    let mut count = 0;
+    for entry in std::fs::read_dir(&configs).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            load_with_env(&path, &[], env(&[])).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            count += 1;
+        }
+    }
+    assert!(count >= 2, "expected the shipped configs in {}", configs.display());
+}
+
+#[test]
+fn resolved_config_round_trips() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = load_with_env(&write(&dir, BASE), &sets(&["train.ema_rampup=0.05"]), env(&[])).unwrap();
+    let resolved = dir.path().join("resolved.yaml");
+    save_resolved(&cfg, &resolved).unwrap();
+    assert_eq!(load_resolved(&resolved).unwrap(), cfg);
+}
+
+#[test]
+fn unknown_key_is_named_with_its_path_and_the_allowed_keys() {
+    let (key, msg) = config_error(&format!("{BASE}  batch_sise: 3\n"), &[], &[]);
+    assert_eq!(key, "train.batch_sise");
+    assert!(msg.contains("batch_size"), "the allowed keys are listed: {msg}");
+    let (key, _) = config_error(&format!("{BASE}trian: {{}}\n"), &[], &[]);
+    assert_eq!(key, "trian");
+}
+
+#[test]
+fn wrong_type_names_key_and_value() {
+    let (key, msg) = config_error(&BASE.replace("batch_size: 32", "batch_size: lots"), &[], &[]);
+    assert_eq!(key, "train.batch_size");
+    assert!(msg.contains("lots"), "{msg}");
+}
+
+#[test]
+fn bad_enum_value_lists_the_allowed_values() {
+    let (key, msg) = config_error(&BASE.replace("loss: hinge", "loss: wasserstein"), &[], &[]);
+    assert_eq!(key, "train.loss");
+    assert!(msg.contains("wasserstein") && msg.contains("hinge") && msg.contains("ns_logistic"), "{msg}");
+}
+
+#[test]
+fn invalid_combinations_are_refused() {
+    let cases: &[(&[&str], &str, &str)] = &[
+        (&["data.resolution=24"], "data.resolution", "power of two"),
+        (&["data.num_classes=0"], "model.conditional", "num_classes"),
+        (&["dist.gpus=3"], "train.batch_size", "multiple of ranks x batch_per_rank"),
+        (&["train.batch_per_rank=12"], "train.batch_size", "1 x 12"),
+        (&["train.d_opt.betas=[0.5, 1.0]"], "train.d_opt.betas[1]", "[0, 1)"),
+        (&["data.num_classes=9"], "data.num_classes", "at most 8"),
+        (&["log.level=loud"], "log.level", "info"),
+        (&["dist.backend=nccl", "train.device=cpu"], "dist.backend", "NCCL needs GPUs"),
+    ];
+    for (set, want_key, want_text) in cases {
+        let (key, msg) = config_error(BASE, set, &[]);
+        assert_eq!(&key, want_key, "{set:?}: {msg}");
+        assert!(msg.contains(want_text), "{set:?}: {msg}");
+    }
+}
+
+#[test]
+fn bad_set_syntax_is_a_config_error() {
+    for bad in ["train.batch_size", "train..x=1", "=3", "tra in.x=1"] {
+        let err = bad.parse::<SetOverride>().unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("--set"), "{err}");
+    }
+    let (key, msg) = config_error(BASE, &["train.nonsense=1"], &[]);
+    assert_eq!(key, "train.nonsense");
+    assert!(msg.contains("--set train.nonsense=1"), "the error names the layer: {msg}");
+}
+
+#[test]
+fn overrides_apply_file_then_env_then_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(&dir, BASE);
+    let load = |set: &[&str], vars: &[(&str, &str)]| load_with_env(&path, &sets(set), env(vars)).unwrap();
+    assert_eq!(load(&[], &[]).train.batch_size, 32);
+    assert_eq!(load(&[], &[("GAN_TRAIN__BATCH_SIZE", "64")]).train.batch_size, 64);
+    let both = load(&["train.batch_size=128"], &[("GAN_TRAIN__BATCH_SIZE", "64")]);
+    assert_eq!(both.train.batch_size, 128, "--set wins over the environment");
+    // Later --set wins over earlier; nested keys and lists work from both layers.
+    let cfg = load(
+        &["train.g_opt.lr=0.01", "train.g_opt.lr=0.02", "train.g_opt.betas=[0.5, 0.9]"],
+        &[("GAN_TRAIN__D_OPT__LR", "0.5"), ("GAN_MODEL__CONDITIONAL", "false")],
+    );
+    assert_eq!(cfg.train.g_opt.lr, 0.02);
+    assert_eq!(cfg.train.g_opt.betas, [0.5, 0.9]);
+    assert_eq!(cfg.train.d_opt.lr, 0.5);
+    assert!(!cfg.model.conditional);
+    // GAN_ variables that are not config (no double underscore) are left alone.
+    assert_eq!(load(&[], &[("GAN_HOME", "/x")]).train.batch_size, 32);
+}
+
+#[test]
+fn errors_name_the_layer_that_set_the_bad_value() {
+    let (key, msg) = config_error(BASE, &[], &[("GAN_TRAIN__BATCH_SIZE", "abc")]);
+    assert_eq!(key, "train.batch_size");
+    assert!(msg.contains("GAN_TRAIN__BATCH_SIZE=abc"), "{msg}");
+    let (_, msg) = config_error(BASE, &["train.batch_size=33", "dist.gpus=2"], &[]);
+    assert!(msg.contains("--set train.batch_size=33"), "{msg}");
+}
+
+#[test]
+fn plan_splits_batch_threads_and_seeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = load_with_env(&write(&dir, BASE), &sets(&["dist.gpus=2", "train.batch_per_rank=8"]), env(&[]))
+        .unwrap();
+    let plans = plan(&cfg, HostFacts { gpus: 0, cpus: 8 });
+    assert_eq!(plans.len(), 2);
+    assert!(plans.iter().all(|p| p.device == "cpu" && p.threads == 4 && p.batch_per_rank == 8));
+    assert!(plans.iter().all(|p| p.accumulation == 2), "32 = 2 ranks x 8 x 2 rounds");
+    assert_ne!(plans[0].seed, plans[1].seed);
+    let gpu = plan(&cfg, HostFacts { gpus: 2, cpus: 8 });
+    assert_eq!(gpu[1].device, "cuda:1");
+    assert!(format_plan(&plans).contains("cpu"));
+}

@@ -1,0 +1,165 @@
+//! Checks that span keys or sections, run once after loading. Each failure names the key whose
+//! value has to change and says what would be accepted.
+use super::plan::{batch_per_rank, world_size};
+use super::schema::{Arch, Backend, DataSource, Device, RunConfig};
+use crate::data::generated::MAX_CLASSES;
+use crate::error::{Error, Result};
+
+/// Validates a loaded config as a whole.
+pub fn validate(cfg: &RunConfig) -> Result<()> {
+    validate_run(cfg)?;
+    validate_dist(cfg)?;
+    validate_data(cfg)?;
+    validate_model(cfg)?;
+    validate_batch(cfg)?;
+    validate_train(cfg)?;
+    validate_log(cfg)
+}
+
+fn validate_run(cfg: &RunConfig) -> Result<()> {
+    let name = cfg.run.name.as_deref().unwrap_or("");
+    let ok = !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if !ok {
+        return Err(Error::config("run.name", format!("{name:?}"), "letters, digits, '-', '_' and '.'"));
+    }
+    Ok(())
+}
+
+fn validate_dist(cfg: &RunConfig) -> Result<()> {
+    positive("dist.nodes", cfg.dist.nodes)?;
+    positive("dist.gpus", cfg.dist.gpus)?;
+    if cfg.dist.backend == Backend::Nccl && cfg.train.device == Device::Cpu {
+        return Err(Error::config(
+            "dist.backend",
+            "nccl",
+            "auto or cpu when train.device is cpu (NCCL needs GPUs)",
+        ));
+    }
+    Ok(())
+}
+
+fn validate_data(cfg: &RunConfig) -> Result<()> {
+    let d = &cfg.data;
+    if !d.resolution.is_power_of_two() || !(8..=1024).contains(&d.resolution) {
+        return Err(Error::config("data.resolution", d.resolution, "a power of two from 8 to 1024"));
+    }
+    if d.channels != 1 && d.channels != 3 {
+        return Err(Error::config("data.channels", d.channels, "1 (grayscale) or 3 (RGB)"));
+    }
+    if d.num_classes == 1 {
+        return Err(Error::config("data.num_classes", 1, "0 (unlabelled) or at least 2"));
+    }
+    if d.source == DataSource::Generated && d.num_classes > MAX_CLASSES {
+        return Err(Error::config(
+            "data.num_classes",
+            d.num_classes,
+            format!("at most {MAX_CLASSES} for the generated source (one shape per class)"),
+        ));
+    }
+    if d.num_images < u64::from(world_size(cfg)) {
+        return Err(Error::config("data.num_images", d.num_images, "at least one image per rank"));
+    }
+    if d.num_images == 0 {
+        return Err(Error::config("data.num_images", 0, "at least 1"));
+    }
+    Ok(())
+}
+
+fn validate_model(cfg: &RunConfig) -> Result<()> {
+    let m = &cfg.model;
+    if m.conditional && cfg.data.num_classes < 2 {
+        return Err(Error::config(
+            "model.conditional",
+            true,
+            format!("false, or data.num_classes >= 2 (labels are needed to condition; it is {})", cfg.data.num_classes),
+        ));
+    }
+    positive("model.z_dim", m.z_dim)?;
+    positive("model.channel_max", m.channel_max)?;
+    if m.channel_base < cfg.data.resolution {
+        return Err(Error::config(
+            "model.channel_base",
+            m.channel_base,
+            format!("at least data.resolution ({}), so every layer has a channel", cfg.data.resolution),
+        ));
+    }
+    match m.arch {
+        Arch::Dcgan => Ok(()),
+    }
+}
+
+fn validate_batch(cfg: &RunConfig) -> Result<()> {
+    let t = &cfg.train;
+    let world = world_size(cfg);
+    positive("train.batch_size", t.batch_size)?;
+    let per_rank = batch_per_rank(cfg);
+    if per_rank == 0 {
+        return Err(Error::config(
+            "train.batch_size",
+            t.batch_size,
+            format!("at least the world size {world} (one image per rank)"),
+        ));
+    }
+    if t.batch_size % (world * per_rank) != 0 {
+        return Err(Error::config(
+            "train.batch_size",
+            t.batch_size,
+            format!("a multiple of ranks x batch_per_rank = {world} x {per_rank} = {}", world * per_rank),
+        ));
+    }
+    Ok(())
+}
+
+fn validate_train(cfg: &RunConfig) -> Result<()> {
+    let t = &cfg.train;
+    finite_positive("train.total_kimg", t.total_kimg)?;
+    finite_positive("train.kimg_per_tick", t.kimg_per_tick)?;
+    for (name, opt) in [("g_opt", &t.g_opt), ("d_opt", &t.d_opt)] {
+        finite_positive(&format!("train.{name}.lr"), opt.lr)?;
+        finite_positive(&format!("train.{name}.eps"), opt.eps)?;
+        for (i, beta) in opt.betas.iter().enumerate() {
+            if !(0.0..1.0).contains(beta) {
+                return Err(Error::config(format!("train.{name}.betas[{i}]"), beta, "a number in [0, 1)"));
+            }
+        }
+    }
+    if !(t.r1_gamma >= 0.0 && t.r1_gamma.is_finite()) {
+        return Err(Error::config("train.r1_gamma", t.r1_gamma, "a finite number >= 0 (0 turns R1 off)"));
+    }
+    positive("train.r1_interval", t.r1_interval)?;
+    if !(t.ema_kimg >= 0.0 && t.ema_kimg.is_finite()) {
+        return Err(Error::config("train.ema_kimg", t.ema_kimg, "a finite number >= 0 (0 turns EMA off)"));
+    }
+    if let Some(rampup) = t.ema_rampup {
+        finite_positive("train.ema_rampup", rampup)?;
+    }
+    if let Some(threads) = t.threads {
+        positive("train.threads", threads)?;
+    }
+    Ok(())
+}
+
+fn validate_log(cfg: &RunConfig) -> Result<()> {
+    const LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
+    if !LEVELS.contains(&cfg.log.level.as_str()) {
+        return Err(Error::config("log.level", format!("{:?}", cfg.log.level), LEVELS.join(", ")));
+    }
+    Ok(())
+}
+
+fn positive(key: &str, value: u32) -> Result<()> {
+    if value == 0 {
+        return Err(Error::config(key, value, "at least 1"));
+    }
+    Ok(())
+}
+
+fn finite_positive(key: &str, value: f64) -> Result<()> {
+    if !(value > 0.0 && value.is_finite()) {
+        return Err(Error::config(key, value, "a finite number > 0"));
+    }
+    Ok(())
+}

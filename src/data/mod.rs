@@ -1,0 +1,87 @@
+//! Training data: where images come from (`ImageSource`), which rank sees which image in what
+//! order (`sampler`), and batches of uint8 pixels ready to become tensors. Torch-free; the
+//! trainer turns a [`Batch`] into tensors on its device.
+pub mod generated;
+pub mod sampler;
+
+use crate::config::{DataSection, DataSource};
+
+/// Per-image facts besides the pixels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sample {
+    /// Class index; 0 for unlabelled data.
+    pub label: u32,
+}
+
+/// A dataset of equally sized images stored channels-last (HWC, uint8), as image files are.
+pub trait ImageSource: Send + Sync {
+    fn len(&self) -> u64;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    fn resolution(&self) -> u32;
+    fn channels(&self) -> u32;
+    /// 0 for unlabelled datasets.
+    fn num_classes(&self) -> u32;
+    /// Writes image `index` into `pixels` (exactly [`ImageSource::image_bytes`] long).
+    fn read(&self, index: u64, pixels: &mut [u8]) -> Sample;
+    fn image_bytes(&self) -> usize {
+        (self.resolution() * self.resolution() * self.channels()) as usize
+    }
+}
+
+/// Opens the dataset a config names. `seed` is the run seed (it keys the generated images).
+pub fn open(data: &DataSection, seed: u64) -> Box<dyn ImageSource> {
+    match data.source {
+        DataSource::Generated => Box::new(generated::GeneratedShapes {
+            seed,
+            len: data.num_images,
+            resolution: data.resolution,
+            channels: data.channels,
+            num_classes: data.num_classes,
+        }),
+    }
+}
+
+/// A batch of images, channels-last uint8 (`[n, res, res, channels]`), with labels.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Batch {
+    pub pixels: Vec<u8>,
+    pub labels: Vec<u32>,
+    pub resolution: u32,
+    pub channels: u32,
+}
+
+impl Batch {
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Reads `indices` from `source`, optionally mirroring some images horizontally.
+    pub fn read(source: &dyn ImageSource, indices: &[u64], flips: Option<&[bool]>) -> Batch {
+        let image_bytes = source.image_bytes();
+        let mut pixels = vec![0u8; image_bytes * indices.len()];
+        let mut labels = Vec::with_capacity(indices.len());
+        for (i, (&index, out)) in indices.iter().zip(pixels.chunks_exact_mut(image_bytes)).enumerate() {
+            labels.push(source.read(index, out).label);
+            if flips.is_some_and(|f| f[i]) {
+                mirror(out, source.resolution() as usize, source.channels() as usize);
+            }
+        }
+        Batch { pixels, labels, resolution: source.resolution(), channels: source.channels() }
+    }
+}
+
+fn mirror(image: &mut [u8], res: usize, channels: usize) {
+    for row in image.chunks_exact_mut(res * channels) {
+        for x in 0..res / 2 {
+            for c in 0..channels {
+                row.swap(x * channels + c, (res - 1 - x) * channels + c);
+            }
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! The library's error type. User errors (bad config, bad dataset, bad checkpoint) are kept apart
+//! from failures of the machine or of our code, because they map to exit code 2.
+use std::path::PathBuf;
+
+/// Result with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Exit code for bad input: config, dataset or checkpoint (DESIGN.md, "Exit codes mean something").
+pub const EXIT_USER_ERROR: i32 = 2;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A config value is wrong: names the key path, the value and what would be accepted.
+    #[error("config error at `{key}`: {message}{origin}")]
+    Config {
+        key: String,
+        message: String,
+        /// Which layer supplied the value, e.g. " (set by --set train.batch_size=3)"; empty for the file.
+        origin: String,
+    },
+    /// The config could not be read or parsed at all.
+    #[error("cannot load config {path}: {message}")]
+    ConfigFile { path: PathBuf, message: String },
+
+    /// A file or directory could not be read or written.
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The launch environment (RANK, WORLD_SIZE, ...) is missing or inconsistent.
+    #[error("launch environment: {0}")]
+    Env(String),
+
+    /// An image could not be encoded or decoded.
+    #[error("image {path}: {message}")]
+    Image { path: PathBuf, message: String },
+
+    /// A libtorch call failed.
+    #[cfg(feature = "torch")]
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+
+    /// Training produced a non-finite loss; continuing would only spread NaNs into G_ema.
+    #[error("non-finite {what} at step {step}")]
+    NonFinite { what: String, step: u64 },
+}
+
+impl Error {
+    /// Shorthand for a config error without an origin (the value came from the file or defaults).
+    pub fn config(key: impl Into<String>, value: impl ToString, allowed: impl Into<String>) -> Self {
+        let message = format!("got {}, allowed: {}", value.to_string(), allowed.into());
+        Error::Config { key: key.into(), message, origin: String::new() }
+    }
+
+    /// Wraps an `std::io::Error` with what we were doing and to which path.
+    pub fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |source| Error::Io { action, path, source }
+    }
+
+    /// True for errors the user fixes by changing their input, not by retrying.
+    pub fn is_user_error(&self) -> bool {
+        matches!(self, Error::Config { .. } | Error::ConfigFile { .. } | Error::Env(_))
+    }
+
+    /// The process exit code this error should produce.
+    pub fn exit_code(&self) -> i32 {
+        if self.is_user_error() {
+            EXIT_USER_ERROR
+        } else {
+            1
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! Image grids written as PNG: sample grids of generated images and the reals grid.
+use std::path::Path;
+
+use crate::error::{Error, Result};
+
+/// Tiles `count` channels-last uint8 images of side `res` into a `rows x cols` grid and writes a
+/// PNG (atomically, so a viewer polling the file never shows half an image).
+pub fn write_grid(path: &Path, pixels: &[u8], res: u32, channels: u32, rows: u32, cols: u32) -> Result<()> {
+    let grid = tile(pixels, res, channels, rows, cols);
+    let color = if channels == 1 { image::ExtendedColorType::L8 } else { image::ExtendedColorType::Rgb8 };
+    let mut png = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut png)
+        .write_image_helper(&grid, cols * res, rows * res, color)
+        .map_err(|e| Error::Image { path: path.to_path_buf(), message: e.to_string() })?;
+    crate::fsutil::write_atomic(path, &png)
+}
+
+/// Lays images out row-major; missing cells stay black.
+fn tile(pixels: &[u8], res: u32, channels: u32, rows: u32, cols: u32) -> Vec<u8> {
+    let (res, channels, cols) = (res as usize, channels as usize, cols as usize);
+    let image_bytes = res * res * channels;
+    let row_bytes = cols * res * channels;
+    let mut grid = vec![0u8; rows as usize * res * row_bytes];
+    for (i, image) in pixels.chunks_exact(image_bytes).enumerate().take(rows as usize * cols) {
+        let (gy, gx) = (i / cols, i % cols);
+        for y in 0..res {
+            let src = &image[y * res * channels..][..res * channels];
+            let dst_start = (gy * res + y) * row_bytes + gx * res * channels;
+            grid[dst_start..dst_start + res * channels].copy_from_slice(src);
+        }
+    }
+    grid
+}
+
+trait WriteImageHelper {
+    fn write_image_helper(self, buf: &[u8], w: u32, h: u32, color: image::ExtendedColorType) -> image::ImageResult<()>;
+}
+
+impl<W: std::io::Write> WriteImageHelper for image::codecs::png::PngEncoder<W> {
+    fn write_image_helper(self, buf: &[u8], w: u32, h: u32, color: image::ExtendedColorType) -> image::ImageResult<()> {
+        image::ImageEncoder::write_image(self, buf, w, h, color)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grid_png_decodes_to_the_tiled_size_and_pixels() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("grid.png");
+        // Three 2x2 RGB images with distinct constant colours in a 2x2 grid (one cell empty).
+        let pixels: Vec<u8> = (0..3u8).flat_map(|i| std::iter::repeat_n([i * 50, 10, 200], 4).flatten()).collect();
+        write_grid(&path, &pixels, 2, 3, 2, 2).unwrap();
+        let img = image::open(&path).unwrap().to_rgb8();
+        assert_eq!(img.dimensions(), (4, 4));
+        assert_eq!(img.get_pixel(3, 0).0, [50, 10, 200]);
+        assert_eq!(img.get_pixel(0, 3).0, [100, 10, 200]);
+        assert_eq!(img.get_pixel(3, 3).0, [0, 0, 0]);
+    }
+}

@@ -1,0 +1,35 @@
+//! gan-core: the library behind `gan-launch` and its per-rank trainer `gan-train`.
+//!
+//! # Layout
+//! - [`config`]: typed YAML config, layered overrides, validation, per-rank plan.
+//! - [`launch_env`]: torchrun's environment contract between launcher and ranks.
+//! - [`data`]: image sources (the built-in generated shapes), per-rank sampling, batches.
+//! - [`comm`]: the `ProcessGroup` collectives the trainer reduces gradients and stats through.
+//! - [`rundir`], [`images`], [`logging`], [`devices`]: run directory and manifest, PNG grids,
+//!   rank-tagged logs, torch-free device discovery.
+//! - `models`, `train` (feature `torch`): networks, losses, optimizer, EMA, the training loop.
+//!
+//! # Data flow (single rank today)
+//! config -> plan -> rank env -> data source + sampler -> batches -> phases (D main, D reg, G main,
+//! G reg) -> gradient sync -> Adam -> G_ema -> per-tick stats, sample grids.
+//!
+//! Everything outside `models` and `train` is torch-free: the launcher links this crate without the
+//! `torch` feature and starts in milliseconds.
+pub mod comm;
+pub mod config;
+pub mod data;
+pub mod devices;
+pub mod error;
+pub mod fsutil;
+pub mod images;
+pub mod launch_env;
+pub mod logging;
+pub mod rng;
+pub mod rundir;
+
+#[cfg(feature = "torch")]
+pub mod models;
+#[cfg(feature = "torch")]
+pub mod train;
+
+pub use error::{Error, Result};
