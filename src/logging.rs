@@ -58,7 +58,10 @@ static ROLE: OnceLock<Role> = OnceLock::new();
 pub fn init(role: Role, format: LogFormat, level: &str) {
     let _ = ROLE.set(role);
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     // A second init (tests, or a tool calling into the library) keeps the first subscriber.
     let _ = match format {
         LogFormat::Text => builder.event_format(TextFormat).try_init(),

@@ -1,0 +1,72 @@
+//! Networks. Each family builds a generator G(z, c) -> images in [-1, 1] (NCHW) and a
+//! discriminator D(x, c) -> one logit per image, with parameters named by their `nn::Path`, so
+//! checkpoints and G_ema (built from the same path tree) line up by name. Model code holds
+//! architecture only: no losses, no optimizers.
+pub mod dcgan;
+pub mod layers;
+
+use tch::{nn, Tensor};
+
+use crate::config::{Arch, RunConfig};
+
+/// G: latent `z` [N, z_dim] and class labels `c` [N] (int64; ignored when unconditional).
+pub trait Generator: Send {
+    fn forward(&self, z: &Tensor, c: &Tensor) -> Tensor;
+    fn z_dim(&self) -> i64;
+}
+
+/// D: images [N, C, H, W] in [-1, 1] and labels [N] -> logits [N].
+pub trait Discriminator: Send {
+    fn forward(&self, x: &Tensor, c: &Tensor) -> Tensor;
+}
+
+/// Network shapes a run needs, taken from its config.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NetSpec {
+    pub z_dim: i64,
+    pub resolution: i64,
+    pub channels: i64,
+    /// 0 when unconditional.
+    pub c_dim: i64,
+    pub channel_base: i64,
+    pub channel_max: i64,
+}
+
+impl NetSpec {
+    pub fn from_config(cfg: &RunConfig) -> Self {
+        let m = &cfg.model;
+        NetSpec {
+            z_dim: m.z_dim.into(),
+            resolution: cfg.data.resolution.into(),
+            channels: cfg.data.channels.into(),
+            c_dim: if m.conditional { cfg.data.num_classes.into() } else { 0 },
+            channel_base: m.channel_base.into(),
+            channel_max: m.channel_max.into(),
+        }
+    }
+
+    /// Channels at resolution `res`: min(channel_base / res, channel_max), as in StyleGAN.
+    pub fn channels_at(&self, res: i64) -> i64 {
+        (self.channel_base / res).clamp(1, self.channel_max)
+    }
+
+    /// Block resolutions from 8 up to the output resolution.
+    pub fn block_resolutions(&self) -> impl Iterator<Item = i64> {
+        let top = self.resolution;
+        (3..).map(|log2| 1i64 << log2).take_while(move |&r| r <= top)
+    }
+}
+
+/// Builds G for the configured architecture under `path`.
+pub fn generator(arch: Arch, spec: &NetSpec, path: nn::Path) -> Box<dyn Generator> {
+    match arch {
+        Arch::Dcgan => Box::new(dcgan::Generator::new(spec, path)),
+    }
+}
+
+/// Builds D for the configured architecture under `path`.
+pub fn discriminator(arch: Arch, spec: &NetSpec, path: nn::Path) -> Box<dyn Discriminator> {
+    match arch {
+        Arch::Dcgan => Box::new(dcgan::Discriminator::new(spec, path)),
+    }
+}

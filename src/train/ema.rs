@@ -1,0 +1,85 @@
+//! G_ema: an exponential moving average of G's weights, the network that is sampled and scored.
+//! Half-life in images as in StyleGAN2-ADA: beta = 0.5^(batch / ema_nimg), with an optional
+//! ramp-up that shortens the half-life early in training (ema_nimg <= cur_nimg x rampup).
+use tch::{nn, Tensor};
+
+/// EMA coefficient for one step of `batch_size` images at `cur_nimg`.
+pub fn ema_beta(ema_kimg: f64, rampup: Option<f64>, cur_nimg: u64, batch_size: u32) -> f64 {
+    let mut ema_nimg = ema_kimg * 1000.0;
+    if let Some(rampup) = rampup {
+        ema_nimg = ema_nimg.min(cur_nimg as f64 * rampup);
+    }
+    0.5f64.powf(f64::from(batch_size) / ema_nimg.max(1e-8))
+}
+
+/// Pairs of (G variable, G_ema variable), matched by name.
+pub struct Ema {
+    pairs: Vec<(Tensor, Tensor)>,
+}
+
+impl Ema {
+    /// Matches every variable of `g` to the same-named one of `g_ema` and copies G into G_ema.
+    pub fn new(g: &nn::VarStore, g_ema: &nn::VarStore) -> Self {
+        let ema_vars = g_ema.variables();
+        let mut pairs: Vec<(String, Tensor, Tensor)> = g
+            .variables()
+            .into_iter()
+            .map(|(name, p)| {
+                let e = ema_vars.get(&name).unwrap_or_else(|| panic!("G_ema lacks {name}")).shallow_clone();
+                (name, p, e)
+            })
+            .collect();
+        pairs.sort_by(|a, b| a.0.cmp(&b.0));
+        let ema = Ema { pairs: pairs.into_iter().map(|(_, p, e)| (p, e)).collect() };
+        ema.copy_from_g();
+        ema
+    }
+
+    /// G_ema := G.
+    pub fn copy_from_g(&self) {
+        tch::no_grad(|| {
+            for (p, e) in &self.pairs {
+                e.shallow_clone().copy_(p);
+            }
+        });
+    }
+
+    /// G_ema := G + beta (G_ema - G).
+    pub fn update(&self, beta: f64) {
+        tch::no_grad(|| {
+            for (p, e) in &self.pairs {
+                let _ = e.shallow_clone().lerp_(p, 1.0 - beta);
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn beta_has_the_configured_half_life() {
+        // After ema_kimg worth of images the old weights have half their weight.
+        let beta = ema_beta(10.0, None, 1_000_000, 64);
+        let steps = 10_000.0 / 64.0;
+        assert!((beta.powf(steps) - 0.5).abs() < 1e-9);
+        // Ramp-up: at 1000 images with rampup 0.05 the half-life is 50 images.
+        let early = ema_beta(10.0, Some(0.05), 1000, 50);
+        assert!((early - 0.5).abs() < 1e-12);
+        assert_eq!(ema_beta(0.0, None, 0, 64), 0.0, "ema_kimg 0 means G_ema follows G");
+    }
+
+    #[test]
+    fn update_moves_toward_g() {
+        let g = nn::VarStore::new(tch::Device::Cpu);
+        let e = nn::VarStore::new(tch::Device::Cpu);
+        let w = g.root().var_copy("w", &Tensor::from_slice(&[1.0f32]));
+        let _ = e.root().var_copy("w", &Tensor::from_slice(&[0.0f32]));
+        let ema = Ema::new(&g, &e);
+        tch::no_grad(|| w.shallow_clone().copy_(&Tensor::from_slice(&[3.0f32])));
+        ema.update(0.75);
+        let v: Vec<f32> = Vec::try_from(&e.variables()["w"]).unwrap();
+        assert!((v[0] - 1.5).abs() < 1e-6, "1 + 0.25 (3 - 1) = 1.5, got {v:?}");
+    }
+}

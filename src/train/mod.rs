@@ -1,0 +1,19 @@
+//! Training: setup of a rank's state, the step loop with its phases, and what the loop is built
+//! from (Adam with saveable state, G_ema, losses, gradient sync, tick statistics, sample grids,
+//! progress). The only module that knows about all the others.
+pub mod ema;
+pub mod grad_sync;
+pub mod losses;
+pub mod optim;
+pub mod progress;
+pub mod samples;
+pub mod setup;
+pub mod stats;
+pub mod trainer;
+
+#[cfg(test)]
+mod tests;
+
+pub use progress::TickReport;
+pub use setup::Setup;
+pub use trainer::{train, Phase, TrainOutcome};

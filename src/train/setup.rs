@@ -1,0 +1,181 @@
+//! Everything a rank trains with, built once from the config and its plan: device, networks
+//! (G, D, G_ema in their own VarStores), optimizers, data, process group and the run directory.
+use std::path::PathBuf;
+
+use tch::{nn, Device, Kind, Tensor};
+
+use super::ema::Ema;
+use super::optim::Adam;
+use super::samples::{write_reals_grid, SampleGrid};
+use super::stats::TickStats;
+use super::trainer::{batch_to_tensors, Phase};
+use crate::comm::ProcessGroup;
+use crate::config::{RankPlan, RunConfig};
+use crate::data::{self, sampler::Sampler, Batch, ImageSource};
+use crate::error::{Error, Result};
+use crate::models::{self, Discriminator, Generator, NetSpec};
+use crate::rng::SplitMix64;
+use crate::rundir::{RunDir, RunManifest};
+
+pub struct Setup {
+    pub cfg: RunConfig,
+    pub plan: RankPlan,
+    pub device: Device,
+    pub pg: Box<dyn ProcessGroup>,
+    pub g_vs: nn::VarStore,
+    pub d_vs: nn::VarStore,
+    pub g_ema_vs: nn::VarStore,
+    pub g: Box<dyn Generator>,
+    pub d: Box<dyn Discriminator>,
+    pub g_ema: Box<dyn Generator>,
+    pub g_opt: Adam,
+    pub d_opt: Adam,
+    pub ema: Ema,
+    pub phases: Vec<Phase>,
+    pub stats: TickStats,
+    pub source: Box<dyn ImageSource>,
+    sampler: Sampler,
+    flip_rng: SplitMix64,
+    grid: SampleGrid,
+    run_dir: RunDir,
+    restart_count: u32,
+}
+
+impl Setup {
+    /// Builds a rank's training state. Weights are drawn from `run.seed` (identical on every
+    /// rank); latents and flips from the rank's own seed.
+    pub fn new(cfg: RunConfig, plan: RankPlan, pg: Box<dyn ProcessGroup>, restart_count: u32) -> Result<Self> {
+        let device = parse_device(&plan.device)?;
+        tch::set_num_threads(plan.threads as i32);
+        tch::manual_seed(cfg.run.seed as i64);
+        let spec = NetSpec::from_config(&cfg);
+        let (g_vs, d_vs, g_ema_vs) = (nn::VarStore::new(device), nn::VarStore::new(device), nn::VarStore::new(device));
+        let g = models::generator(cfg.model.arch, &spec, g_vs.root());
+        let d = models::discriminator(cfg.model.arch, &spec, d_vs.root());
+        let g_ema = models::generator(cfg.model.arch, &spec, g_ema_vs.root());
+        let ema = Ema::new(&g_vs, &g_ema_vs);
+        let g_opt = Adam::new(&g_vs, &cfg.train.g_opt);
+        let mut d_opt = Adam::new(&d_vs, &cfg.train.d_opt);
+        let mut phases = vec![Phase::DMain];
+        if cfg.train.r1_gamma > 0.0 {
+            phases.push(Phase::DReg { interval: cfg.train.r1_interval });
+            d_opt.adjust_for_lazy_regularisation(cfg.train.r1_interval);
+        }
+        phases.push(Phase::GMain);
+        tch::manual_seed(plan.seed as i64);
+        let source = data::open(&cfg.data, cfg.run.seed);
+        let sampler = Sampler::new(cfg.run.seed, source.len(), pg.rank(), pg.world_size());
+        let grid = SampleGrid::new(spec.z_dim, cfg.data.num_classes.min(spec.c_dim as u32), cfg.run.seed, device);
+        let run_dir = RunDir::new(cfg.run_dir());
+        Ok(Setup {
+            flip_rng: SplitMix64::for_item(plan.seed, 0x464C_4950), // stream "FLIP"
+            cfg,
+            plan,
+            device,
+            pg,
+            g_vs,
+            d_vs,
+            g_ema_vs,
+            g,
+            d,
+            g_ema,
+            g_opt,
+            d_opt,
+            ema,
+            phases,
+            stats: TickStats::default(),
+            source,
+            sampler,
+            grid,
+            run_dir,
+            restart_count,
+        })
+    }
+
+    pub fn is_rank0(&self) -> bool {
+        self.pg.rank() == 0
+    }
+
+    pub fn device_name(&self) -> String {
+        self.plan.device.clone()
+    }
+
+    /// This rank's images for one step (all accumulation rounds).
+    pub fn next_batch(&mut self) -> Batch {
+        let n = (self.plan.batch_per_rank * self.plan.accumulation) as usize;
+        let indices = self.sampler.take(n);
+        let flips: Option<Vec<bool>> =
+            self.cfg.data.xflip.then(|| (0..n).map(|_| self.flip_rng.below(2) == 1).collect());
+        Batch::read(self.source.as_ref(), &indices, flips.as_deref())
+    }
+
+    pub fn to_tensors(&self, batch: &Batch) -> (Tensor, Tensor) {
+        batch_to_tensors(batch, self.device)
+    }
+
+    /// Latents and labels for `n` fakes: labels uniform over the classes when conditional.
+    pub fn latents(&self, n: i64) -> (Tensor, Tensor) {
+        let z = Tensor::randn([n, self.g.z_dim()], (Kind::Float, self.device));
+        let num_classes = i64::from(self.cfg.data.num_classes);
+        let c = if self.cfg.model.conditional {
+            Tensor::randint(num_classes, [n], (Kind::Int64, self.device))
+        } else {
+            Tensor::zeros([n], (Kind::Int64, self.device))
+        };
+        (z, c)
+    }
+
+    /// Rank 0 writes the resolved config, the manifest, the reals grid and the initial fakes.
+    pub fn write_start_files(&mut self) -> Result<()> {
+        if !self.is_rank0() {
+            return Ok(());
+        }
+        let manifest = RunManifest::new(&self.cfg, self.device_description(), self.restart_count);
+        self.run_dir.initialise(&self.cfg, &manifest)?;
+        write_reals_grid(self.source.as_ref(), &self.run_dir.samples_dir().join("reals.png"))?;
+        self.grid.write(self.g_ema.as_ref(), &self.run_dir.samples_dir().join("fakes-init.png"))
+    }
+
+    /// A grid from G_ema named by the kimg it was taken at.
+    pub fn write_sample_grid(&self, kimg: f64) -> Result<PathBuf> {
+        let path = self.run_dir.samples_dir().join(format!("fakes{:06}.png", kimg.floor() as u64));
+        self.grid.write(self.g_ema.as_ref(), &path)?;
+        Ok(path)
+    }
+
+    /// Rank 0 saves G_ema's weights (safetensors) at the end of a run.
+    pub fn write_final_files(&self) -> Result<()> {
+        if !self.is_rank0() {
+            return Ok(());
+        }
+        let path = self.run_dir.root.join("g_ema-final.safetensors");
+        self.g_ema_vs.save(&path)?;
+        tracing::info!(path = %path.display(), "saved G_ema");
+        Ok(())
+    }
+
+    fn device_description(&self) -> String {
+        match self.device {
+            Device::Cuda(i) => format!("cuda:{i} ({} visible)", tch::Cuda::device_count()),
+            _ => format!("cpu ({} threads)", self.plan.threads),
+        }
+    }
+}
+
+/// `cpu` or `cuda:N`; CUDA must be present when asked for.
+fn parse_device(name: &str) -> Result<Device> {
+    if name == "cpu" {
+        return Ok(Device::Cpu);
+    }
+    let index: usize = name
+        .strip_prefix("cuda:")
+        .and_then(|i| i.parse().ok())
+        .ok_or_else(|| Error::Env(format!("device {name:?} is neither cpu nor cuda:N")))?;
+    if !tch::Cuda::is_available() || index >= tch::Cuda::device_count() as usize {
+        return Err(Error::Env(format!(
+            "device {name} requested (train.device) but libtorch sees {} CUDA device(s); use train.device: cpu or auto",
+            if tch::Cuda::is_available() { tch::Cuda::device_count() } else { 0 }
+        )));
+    }
+    Ok(Device::Cuda(index))
+}

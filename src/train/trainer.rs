@@ -1,0 +1,208 @@
+//! The training loop. Each step runs the phases (D main, D reg, G main, G reg) on this rank's
+//! batch; each phase accumulates gradients over `accumulation` rounds, synchronises them across
+//! ranks, and steps its optimizer. After the phases G_ema follows G. Every `kimg_per_tick` the
+//! tick maintenance runs: statistics reduced across ranks and reported, sample grids written
+//! (checkpointing and evaluation hook in there too).
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use tch::{Kind, Tensor};
+
+use super::ema::ema_beta;
+use super::grad_sync::all_reduce_gradients;
+use super::losses::{d_loss, g_loss, r1_penalty};
+use super::progress::{Progress, TickReport};
+use super::setup::Setup;
+use crate::data::Batch;
+use crate::error::{Error, Result};
+
+/// What a phase trains and how often it runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// D on real vs fake images.
+    DMain,
+    /// D's lazy regulariser (R1), every `r1_interval` steps.
+    DReg { interval: u32 },
+    /// G through D.
+    GMain,
+    /// G's lazy regulariser (path length, StyleGAN2); no family built so far has one.
+    GReg { interval: u32 },
+}
+
+impl Phase {
+    fn interval(self) -> u32 {
+        match self {
+            Phase::DMain | Phase::GMain => 1,
+            Phase::DReg { interval } | Phase::GReg { interval } => interval,
+        }
+    }
+}
+
+/// How a run ended.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainOutcome {
+    pub step: u64,
+    pub cur_nimg: u64,
+    pub ticks: Vec<TickReport>,
+    /// The signal that stopped training early, if one did.
+    pub stopped_by_signal: Option<i32>,
+}
+
+/// Runs training until `total_kimg` or until `stop` holds a signal number.
+pub fn train(mut s: Setup, stop: &AtomicUsize) -> Result<TrainOutcome> {
+    let total_nimg = (s.cfg.train.total_kimg * 1000.0).round() as u64;
+    let tick_nimg = (s.cfg.train.kimg_per_tick * 1000.0).round().max(1.0) as u64;
+    let progress = Progress::new(s.cfg.log.progress && s.is_rank0(), total_nimg);
+    let mut outcome = TrainOutcome { step: 0, cur_nimg: 0, ticks: Vec::new(), stopped_by_signal: None };
+    let mut tick_start = (Instant::now(), 0u64);
+    s.write_start_files()?;
+    tracing::info!(device = %s.device_name(), world = s.pg.world_size(), "training {} kimg", s.cfg.train.total_kimg);
+    loop {
+        let signal = stop.load(Ordering::SeqCst);
+        let done = outcome.cur_nimg >= total_nimg || signal != 0;
+        if done || outcome.cur_nimg >= tick_start.1 + tick_nimg {
+            let report = tick_report(&mut s, &outcome, tick_start)?;
+            progress.tick(&report);
+            maintenance(&mut s, &report, done)?;
+            outcome.ticks.push(report);
+            tick_start = (Instant::now(), outcome.cur_nimg);
+        }
+        if done {
+            outcome.stopped_by_signal = (signal != 0).then_some(signal as i32);
+            break;
+        }
+        run_step(&mut s, outcome.step)?;
+        outcome.step += 1;
+        outcome.cur_nimg += u64::from(s.cfg.train.batch_size);
+        progress.step(outcome.step, outcome.cur_nimg);
+        let beta = ema_beta(s.cfg.train.ema_kimg, s.cfg.train.ema_rampup, outcome.cur_nimg, s.cfg.train.batch_size);
+        s.ema.update(beta);
+    }
+    progress.finish();
+    s.write_final_files()?;
+    Ok(outcome)
+}
+
+/// One optimizer step of every phase that is due.
+fn run_step(s: &mut Setup, step: u64) -> Result<()> {
+    let batch = s.next_batch();
+    let (reals, labels) = s.to_tensors(&batch);
+    let rounds = s.plan.accumulation as i64;
+    let per_round = s.plan.batch_per_rank as i64;
+    for phase in s.phases.clone() {
+        if step % u64::from(phase.interval()) != 0 {
+            continue;
+        }
+        begin_phase(s, phase);
+        for round in 0..rounds {
+            let real = reals.narrow(0, round * per_round, per_round);
+            let c = labels.narrow(0, round * per_round, per_round);
+            let loss = phase_loss(s, phase, &real, &c)?;
+            (loss / rounds as f64).backward();
+        }
+        end_phase(s, phase)?;
+    }
+    Ok(())
+}
+
+/// Freezes the network the phase does not train, so backward computes no gradients for it.
+fn begin_phase(s: &mut Setup, phase: Phase) {
+    match phase {
+        Phase::DMain | Phase::DReg { .. } => {
+            s.g_vs.freeze();
+            s.d_vs.unfreeze();
+            s.d_opt.zero_grad();
+        }
+        Phase::GMain | Phase::GReg { .. } => {
+            s.d_vs.freeze();
+            s.g_vs.unfreeze();
+            s.g_opt.zero_grad();
+        }
+    }
+}
+
+/// Gradients agree across ranks here, between backward and the optimizer step.
+fn end_phase(s: &mut Setup, phase: Phase) -> Result<()> {
+    let opt = match phase {
+        Phase::DMain | Phase::DReg { .. } => &mut s.d_opt,
+        Phase::GMain | Phase::GReg { .. } => &mut s.g_opt,
+    };
+    all_reduce_gradients(s.pg.as_mut(), opt.params())?;
+    opt.step();
+    Ok(())
+}
+
+/// The loss of one round of one phase; reports its statistics.
+fn phase_loss(s: &mut Setup, phase: Phase, real: &Tensor, c: &Tensor) -> Result<Tensor> {
+    let loss_kind = s.cfg.train.loss;
+    match phase {
+        Phase::DMain => {
+            let (z, c_fake) = s.latents(real.size()[0]);
+            let fake = tch::no_grad(|| s.g.forward(&z, &c_fake));
+            let real_logits = s.d.forward(real, c);
+            let fake_logits = s.d.forward(&fake, &c_fake);
+            let loss = d_loss(loss_kind, &real_logits, &fake_logits);
+            s.stats.report("Loss/D", &loss);
+            s.stats.report("D/real", &real_logits.mean(Kind::Float));
+            s.stats.report("D/fake", &fake_logits.mean(Kind::Float));
+            // Sign accuracy: how often D puts a real above 0 and a fake below.
+            let acc = (real_logits.gt(0.0).to_kind(Kind::Float).mean(Kind::Float)
+                + fake_logits.lt(0.0).to_kind(Kind::Float).mean(Kind::Float))
+                / 2.0;
+            s.stats.report("D/accuracy", &acc);
+            Ok(loss)
+        }
+        Phase::DReg { interval } => {
+            let real = real.detach().set_requires_grad(true);
+            let logits = s.d.forward(&real, c);
+            let r1 = r1_penalty(&logits, &real, s.cfg.train.r1_gamma);
+            s.stats.report("Loss/R1", &r1);
+            // Lazy regularisation: the penalty runs every `interval` steps, so it weighs `interval` times.
+            Ok(r1 * f64::from(interval))
+        }
+        Phase::GMain => {
+            let (z, c_fake) = s.latents(real.size()[0]);
+            let fake_logits = s.d.forward(&s.g.forward(&z, &c_fake), &c_fake);
+            let loss = g_loss(loss_kind, &fake_logits);
+            s.stats.report("Loss/G", &loss);
+            Ok(loss)
+        }
+        Phase::GReg { .. } => Err(Error::Env("no model family has a G regulariser yet".into())),
+    }
+}
+
+fn tick_report(s: &mut Setup, outcome: &TrainOutcome, tick_start: (Instant, u64)) -> Result<TickReport> {
+    let stats = s.stats.reduce(s.pg.as_mut())?;
+    if let Some((name, _)) = stats.iter().find(|(name, v)| name.starts_with("Loss/") && !v.is_finite()) {
+        return Err(Error::NonFinite { what: name.clone(), step: outcome.step });
+    }
+    let seconds = tick_start.0.elapsed().as_secs_f64().max(1e-9);
+    let nimg = (outcome.cur_nimg - tick_start.1) as f64;
+    Ok(TickReport {
+        tick: outcome.ticks.len() as u64,
+        step: outcome.step,
+        kimg: outcome.cur_nimg as f64 / 1000.0,
+        imgs_per_sec: nimg / seconds,
+        sec_per_kimg: if nimg > 0.0 { seconds / nimg * 1000.0 } else { 0.0 },
+        stats,
+    })
+}
+
+/// Per-tick work besides statistics. Checkpoints and evaluation will hook in here.
+fn maintenance(s: &mut Setup, report: &TickReport, done: bool) -> Result<()> {
+    let every = u64::from(s.cfg.train.sample_ticks);
+    if s.is_rank0() && (done || (every > 0 && report.tick % every == 0)) {
+        s.write_sample_grid(report.kimg)?;
+    }
+    Ok(())
+}
+
+/// Converts a batch of uint8 HWC pixels to the [-1, 1] NCHW floats D sees.
+pub fn batch_to_tensors(batch: &Batch, device: tch::Device) -> (Tensor, Tensor) {
+    let (res, ch) = (i64::from(batch.resolution), i64::from(batch.channels));
+    let n = batch.len() as i64;
+    let images = Tensor::from_slice(&batch.pixels).view([n, res, res, ch]).permute([0, 3, 1, 2]).to_device(device);
+    let images = images.to_kind(Kind::Float).contiguous() / 127.5 - 1.0;
+    let labels: Vec<i64> = batch.labels.iter().map(|&l| i64::from(l)).collect();
+    (images, Tensor::from_slice(&labels).to_device(device))
+}
