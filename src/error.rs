@@ -39,10 +39,9 @@ pub enum Error {
     #[error("image {path}: {message}")]
     Image { path: PathBuf, message: String },
 
-    /// A libtorch call failed.
-    #[cfg(feature = "torch")]
+    /// A tensor library call failed (the trainer converts libtorch's errors into this).
     #[error("libtorch: {0}")]
-    Torch(#[from] tch::TchError),
+    Tensor(String),
 
     /// Training produced a non-finite loss; continuing would only spread NaNs into G_ema.
     #[error("non-finite {what} at step {step}")]

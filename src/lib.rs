@@ -7,14 +7,15 @@
 //! - [`comm`]: the `ProcessGroup` collectives the trainer reduces gradients and stats through.
 //! - [`rundir`], [`images`], [`logging`], [`devices`]: run directory and manifest, PNG grids,
 //!   rank-tagged logs, torch-free device discovery.
-//! - `models`, `train` (feature `torch`): networks, losses, optimizer, EMA, the training loop.
+//!
+//! The torch side (networks, losses, optimizer, EMA, the training loop) is the `gan-train` binary
+//! under `src/trainer/`. This library never uses libtorch, so the launcher that links it does
+//! not load libtorch either.
 //!
 //! # Data flow (single rank today)
 //! config -> plan -> rank env -> data source + sampler -> batches -> phases (D main, D reg, G main,
 //! G reg) -> gradient sync -> Adam -> G_ema -> per-tick stats, sample grids.
 //!
-//! Everything outside `models` and `train` is torch-free: the launcher links this crate without the
-//! `torch` feature and starts in milliseconds.
 pub mod comm;
 pub mod config;
 pub mod data;
@@ -26,10 +27,5 @@ pub mod launch_env;
 pub mod logging;
 pub mod rng;
 pub mod rundir;
-
-#[cfg(feature = "torch")]
-pub mod models;
-#[cfg(feature = "torch")]
-pub mod train;
 
 pub use error::{Error, Result};

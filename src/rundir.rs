@@ -13,11 +13,6 @@ pub const GIT_COMMIT: &str = env!("GAN_BUILD_GIT_COMMIT");
 /// Version of this crate.
 pub const CRATE_VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// Version of the libtorch the trainer was built against, when it was.
-pub fn libtorch_version() -> &'static str {
-    option_env!("GAN_BUILD_LIBTORCH_VERSION").unwrap_or("none")
-}
-
 /// What produced a run; written as `run.json` by rank 0 at start.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct RunManifest {
@@ -41,13 +36,13 @@ pub struct RunManifest {
 
 impl RunManifest {
     /// The manifest for a run starting now on this host.
-    pub fn new(cfg: &RunConfig, device: String, restart_count: u32) -> Self {
+    pub fn new(cfg: &RunConfig, libtorch_version: &str, device: String, restart_count: u32) -> Self {
         let world = config::world_size(cfg);
         RunManifest {
             name: cfg.name().to_string(),
             git_commit: GIT_COMMIT.into(),
             crate_version: CRATE_VERSION.into(),
-            libtorch_version: libtorch_version().into(),
+            libtorch_version: libtorch_version.into(),
             device,
             world_size: world,
             run_seed: cfg.run.seed,

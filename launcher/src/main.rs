@@ -1,1 +1,88 @@
-fn main(){}
+//! `gan-launch`: validates a config, plans the ranks, and starts and supervises one trainer
+//! process per GPU (or CPU share) with torchrun's environment. It never links libtorch, so it
+//! starts in milliseconds and checks a config before any rank pays libtorch's start-up.
+mod cli;
+mod supervise;
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use gan_core::config::{self, HostFacts, RunConfig};
+use gan_core::launch_env::RankEnv;
+use gan_core::logging::{self, Role};
+use gan_core::Error;
+
+use cli::{Cli, Command, JobArgs};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::Plan(args)) => plan(&args),
+        None => launch(&cli.job),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("gan-launch: error: {err:#}");
+            let code = err.downcast_ref::<Error>().map_or(1, Error::exit_code);
+            ExitCode::from(code as u8)
+        }
+    }
+}
+
+/// Loads the config with the command line's flags applied last (flags beat file and environment).
+fn load(args: &JobArgs) -> anyhow::Result<RunConfig> {
+    let path = args.config.as_ref().context("a CONFIG file is required (see --help)")?;
+    Ok(config::load(path, &args.overrides())?)
+}
+
+/// `gan-launch plan`: the resolved config and every rank's plan, without training.
+fn plan(args: &JobArgs) -> anyhow::Result<ExitCode> {
+    let cfg = load(args)?;
+    let plans = config::plan(&cfg, HostFacts::detect());
+    println!("# resolved config\n{}", config::to_yaml(&cfg));
+    println!("# plan: {} node(s) x {} rank(s) = world size {}", cfg.dist.nodes, cfg.dist.gpus, plans.len());
+    print!("{}", config::format_plan(&plans));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs the job's ranks on this node and passes on how they ended.
+fn launch(args: &JobArgs) -> anyhow::Result<ExitCode> {
+    let cfg = load(args)?;
+    logging::init(Role::Launcher { node_rank: 0 }, cfg.log.format, &cfg.log.level);
+    if cfg.dist.nodes > 1 || config::world_size(&cfg) > 1 {
+        return Err(Error::Env(format!(
+            "{} node(s) x {} rank(s): multi-rank training needs the distributed runtime, which this build \
+             does not have yet; use --nodes 1 --gpus 1 (`gan-launch plan` shows larger layouts)",
+            cfg.dist.nodes, cfg.dist.gpus
+        ))
+        .into());
+    }
+    let trainer = supervise::trainer_path(args.trainer.as_deref())?;
+    let run_dir = cfg.run_dir();
+    let resolved = run_dir.join("config.yaml");
+    config::save_resolved(&cfg, &resolved)?;
+    let plans = config::plan(&cfg, HostFacts::detect());
+    tracing::info!(run_dir = %run_dir.display(), ranks = plans.len(), "launching {}", trainer.display());
+    let ranks = plans
+        .iter()
+        .map(|plan| supervise::RankSpec {
+            plan: plan.clone(),
+            env: RankEnv {
+                rank: plan.rank,
+                local_rank: plan.local_rank,
+                world_size: plans.len() as u32,
+                local_world_size: cfg.dist.gpus,
+                group_rank: plan.node_rank,
+                master_addr: "127.0.0.1".into(),
+                master_port: cfg.dist.master_port,
+                restart_count: 0,
+                max_restarts: 0,
+                run_id: cfg.name().to_string(),
+            },
+        })
+        .collect();
+    let code = supervise::run_ranks(&trainer, &resolved, ranks)?;
+    Ok(ExitCode::from(code))
+}

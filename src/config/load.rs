@@ -64,7 +64,6 @@ pub fn load_with_env(
                 .prefix_separator("_")
                 .separator(ENV_SEPARATOR)
                 .try_parsing(true)
-                .list_separator(",")
                 .source(Some(env.clone().into_iter().collect())),
         );
     for set in sets {

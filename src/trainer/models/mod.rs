@@ -7,7 +7,7 @@ pub mod layers;
 
 use tch::{nn, Tensor};
 
-use crate::config::{Arch, RunConfig};
+use gan_core::config::{Arch, RunConfig};
 
 /// G: latent `z` [N, z_dim] and class labels `c` [N] (int64; ignored when unconditional).
 pub trait Generator: Send {

@@ -1,4 +1,4 @@
-//! The training loop. Each step runs the phases (D main, D reg, G main, G reg) on this rank's
+//! The training loop. Each step runs the due phases (D main, D reg, G main) on this rank's
 //! batch; each phase accumulates gradients over `accumulation` rounds, synchronises them across
 //! ranks, and steps its optimizer. After the phases G_ema follows G. Every `kimg_per_tick` the
 //! tick maintenance runs: statistics reduced across ranks and reported, sample grids written
@@ -13,8 +13,8 @@ use super::grad_sync::all_reduce_gradients;
 use super::losses::{d_loss, g_loss, r1_penalty};
 use super::progress::{Progress, TickReport};
 use super::setup::Setup;
-use crate::data::Batch;
-use crate::error::{Error, Result};
+use gan_core::data::Batch;
+use gan_core::error::{Error, Result};
 
 /// What a phase trains and how often it runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,17 +23,15 @@ pub enum Phase {
     DMain,
     /// D's lazy regulariser (R1), every `r1_interval` steps.
     DReg { interval: u32 },
-    /// G through D.
+    /// G through D. (G's lazy regulariser, path length, becomes a `GReg` phase with StyleGAN2.)
     GMain,
-    /// G's lazy regulariser (path length, StyleGAN2); no family built so far has one.
-    GReg { interval: u32 },
 }
 
 impl Phase {
     fn interval(self) -> u32 {
         match self {
             Phase::DMain | Phase::GMain => 1,
-            Phase::DReg { interval } | Phase::GReg { interval } => interval,
+            Phase::DReg { interval } => interval,
         }
     }
 }
@@ -113,7 +111,7 @@ fn begin_phase(s: &mut Setup, phase: Phase) {
             s.d_vs.unfreeze();
             s.d_opt.zero_grad();
         }
-        Phase::GMain | Phase::GReg { .. } => {
+        Phase::GMain => {
             s.d_vs.freeze();
             s.g_vs.unfreeze();
             s.g_opt.zero_grad();
@@ -125,7 +123,7 @@ fn begin_phase(s: &mut Setup, phase: Phase) {
 fn end_phase(s: &mut Setup, phase: Phase) -> Result<()> {
     let opt = match phase {
         Phase::DMain | Phase::DReg { .. } => &mut s.d_opt,
-        Phase::GMain | Phase::GReg { .. } => &mut s.g_opt,
+        Phase::GMain => &mut s.g_opt,
     };
     all_reduce_gradients(s.pg.as_mut(), opt.params())?;
     opt.step();
@@ -167,7 +165,6 @@ fn phase_loss(s: &mut Setup, phase: Phase, real: &Tensor, c: &Tensor) -> Result<
             s.stats.report("Loss/G", &loss);
             Ok(loss)
         }
-        Phase::GReg { .. } => Err(Error::Env("no model family has a G regulariser yet".into())),
     }
 }
 

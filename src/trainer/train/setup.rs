@@ -9,13 +9,16 @@ use super::optim::Adam;
 use super::samples::{write_reals_grid, SampleGrid};
 use super::stats::TickStats;
 use super::trainer::{batch_to_tensors, Phase};
-use crate::comm::ProcessGroup;
-use crate::config::{RankPlan, RunConfig};
-use crate::data::{self, sampler::Sampler, Batch, ImageSource};
-use crate::error::{Error, Result};
+use gan_core::comm::ProcessGroup;
+use gan_core::config::{RankPlan, RunConfig};
+use gan_core::data::{self, sampler::Sampler, Batch, ImageSource};
+use gan_core::error::{Error, Result};
 use crate::models::{self, Discriminator, Generator, NetSpec};
-use crate::rng::SplitMix64;
-use crate::rundir::{RunDir, RunManifest};
+use gan_core::rng::SplitMix64;
+use gan_core::rundir::{RunDir, RunManifest};
+
+/// The libtorch this binary was built against (read from the wheel's version.py by build.rs).
+pub const LIBTORCH_VERSION: &str = env!("GAN_BUILD_LIBTORCH_VERSION");
 
 pub struct Setup {
     pub cfg: RunConfig,
@@ -130,7 +133,7 @@ impl Setup {
         if !self.is_rank0() {
             return Ok(());
         }
-        let manifest = RunManifest::new(&self.cfg, self.device_description(), self.restart_count);
+        let manifest = RunManifest::new(&self.cfg, LIBTORCH_VERSION, self.device_description(), self.restart_count);
         self.run_dir.initialise(&self.cfg, &manifest)?;
         write_reals_grid(self.source.as_ref(), &self.run_dir.samples_dir().join("reals.png"))?;
         self.grid.write(self.g_ema.as_ref(), &self.run_dir.samples_dir().join("fakes-init.png"))
@@ -149,7 +152,7 @@ impl Setup {
             return Ok(());
         }
         let path = self.run_dir.root.join("g_ema-final.safetensors");
-        self.g_ema_vs.save(&path)?;
+        self.g_ema_vs.save(&path).map_err(|e| Error::Tensor(format!("saving {}: {e}", path.display())))?;
         tracing::info!(path = %path.display(), "saved G_ema");
         Ok(())
     }

@@ -3,8 +3,8 @@
 //! one collective per network, not one per tensor; the average over ranks is written back.
 use tch::{Kind, Tensor};
 
-use crate::comm::{ProcessGroup, ReduceOp};
-use crate::error::Result;
+use gan_core::comm::{ProcessGroup, ReduceOp};
+use gan_core::error::Result;
 
 /// Averages the gradients of `params` over all ranks. A world of one has nothing to agree on.
 pub fn all_reduce_gradients<'a>(pg: &mut dyn ProcessGroup, params: impl Iterator<Item = &'a Tensor>) -> Result<()> {

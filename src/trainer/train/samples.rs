@@ -5,11 +5,11 @@ use std::path::Path;
 
 use tch::{Device, Kind, Tensor};
 
-use crate::data::ImageSource;
-use crate::error::Result;
-use crate::images::write_grid;
+use gan_core::data::ImageSource;
+use gan_core::error::Result;
+use gan_core::images::write_grid;
 use crate::models::Generator;
-use crate::rng::SplitMix64;
+use gan_core::rng::SplitMix64;
 
 /// Columns of a grid; rows are the classes (or 8 rows when unconditional).
 pub const GRID_COLS: u32 = 8;

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use tch::{Kind, Tensor};
 
-use crate::comm::{ProcessGroup, ReduceOp};
-use crate::error::Result;
+use gan_core::comm::{ProcessGroup, ReduceOp};
+use gan_core::error::Result;
 
 #[derive(Default)]
 pub struct TickStats {
@@ -46,7 +46,7 @@ impl TickStats {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::comm::SingleRank;
+    use gan_core::comm::SingleRank;
 
     #[test]
     fn means_per_tick() {

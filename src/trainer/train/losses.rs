@@ -2,7 +2,7 @@
 //! images they came from). Means over the batch; callers scale for accumulation.
 use tch::{Kind, Tensor};
 
-use crate::config::Loss;
+use gan_core::config::Loss;
 
 /// D's loss on real and fake logits.
 pub fn d_loss(loss: Loss, real_logits: &Tensor, fake_logits: &Tensor) -> Tensor {

@@ -7,9 +7,9 @@ use tch::nn::{self, Module, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
 
 use super::{train, Setup, TrainOutcome};
-use crate::comm::SingleRank;
-use crate::config::{self, HostFacts, RunConfig, SetOverride};
-use crate::data::{self, sampler::Sampler, Batch};
+use gan_core::comm::SingleRank;
+use gan_core::config::{self, HostFacts, RunConfig, SetOverride};
+use gan_core::data::{self, sampler::Sampler, Batch};
 use crate::models::Generator;
 
 static TORCH_LOCK: Mutex<()> = Mutex::new(());
@@ -84,9 +84,9 @@ fn sample_grids_and_run_files_are_written() {
         // One row per class (4), 8 columns, 16 px cells.
         assert_eq!((img.width(), img.height()), (8 * 16, 4 * 16), "{name}");
     }
-    let manifest = crate::rundir::RunDir::read_manifest(&root.join("run.json")).unwrap();
+    let manifest = gan_core::rundir::RunDir::read_manifest(&root.join("run.json")).unwrap();
     assert_eq!(manifest.world_size, 1);
-    assert_eq!(manifest.libtorch_version, crate::rundir::libtorch_version());
+    assert_eq!(manifest.libtorch_version, super::setup::LIBTORCH_VERSION);
     assert!(manifest.libtorch_version.starts_with("2.11.0"), "{}", manifest.libtorch_version);
     assert_eq!(config::load_resolved(&root.join("config.yaml")).unwrap(), cfg);
 }

@@ -14,6 +14,5 @@ pub mod trainer;
 #[cfg(test)]
 mod tests;
 
-pub use progress::TickReport;
 pub use setup::Setup;
-pub use trainer::{train, Phase, TrainOutcome};
+pub use trainer::train;

@@ -1,8 +1,14 @@
-//! `gan-train`: one training rank. `gan-launch` starts one per GPU (or CPU share) with torchrun's
-//! environment; started by hand without that environment it runs as a lone rank.
+//! `gan-train`: one training rank, and the only binary that links libtorch. `gan-launch` starts
+//! one per GPU (or CPU share) with torchrun's environment; started by hand without that
+//! environment it runs as a lone rank.
+//!
+//! Everything that needs tensors lives under this binary (`models`, `train`); the `gan_core`
+//! library stays torch-free, so the launcher that links it never loads libtorch.
+mod models;
+mod train;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -11,8 +17,8 @@ use gan_core::comm::SingleRank;
 use gan_core::config::{self, HostFacts, SetOverride};
 use gan_core::launch_env::RankEnv;
 use gan_core::logging::{self, Role};
-use gan_core::train::{self, Setup};
 use gan_core::Error;
+use train::Setup;
 
 /// One training rank of a gan-launch job.
 #[derive(Parser, Debug)]
@@ -71,10 +77,16 @@ fn run() -> anyhow::Result<ExitCode> {
     }
     let plan = config::plan(&cfg, HostFacts::detect()).swap_remove(env.rank as usize);
 
-    // Ctrl-C or SIGTERM: finish the current step, write the final files, exit 128 + signal.
+    // Ctrl-C, SIGTERM, or SIGUSR1/2 (SLURM's warning before the time limit): finish the current
+    // step, write the final files, exit 128 + signal. A second signal while shutting down exits
+    // at once (someone pressing Ctrl-C twice means it).
     let stop = Arc::new(AtomicUsize::new(0));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register_usize(signal, Arc::clone(&stop), signal as usize)
+    let stopping = Arc::new(AtomicBool::new(false));
+    use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
+    for signal in [SIGINT, SIGTERM, SIGUSR1, SIGUSR2] {
+        signal_hook::flag::register_conditional_shutdown(signal, 128 + signal, Arc::clone(&stopping))
+            .and_then(|_| signal_hook::flag::register(signal, Arc::clone(&stopping)))
+            .and_then(|_| signal_hook::flag::register_usize(signal, Arc::clone(&stop), signal as usize))
             .context("installing signal handlers")?;
     }
     let setup = Setup::new(cfg, plan, Box::new(SingleRank), env.restart_count)?;

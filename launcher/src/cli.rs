@@ -1,0 +1,60 @@
+//! The command line. Flags override the config file and `GAN_*` environment variables; `--set`
+//! overrides single keys.
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use gan_core::config::SetOverride;
+
+/// Distributed GAN training on libtorch: one rank per GPU, across nodes.
+#[derive(Parser, Debug)]
+#[command(name = "gan-launch", version, about, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub job: JobArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Validate CONFIG and print the resolved config and the per-rank plan, without training.
+    Plan(JobArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct JobArgs {
+    /// Config file (YAML), e.g. configs/demo.yaml.
+    pub config: Option<PathBuf>,
+    /// Number of nodes (overrides dist.nodes).
+    #[arg(long)]
+    pub nodes: Option<u32>,
+    /// Ranks per node: one per GPU, or CPU ranks without GPUs (overrides dist.gpus).
+    #[arg(long)]
+    pub gpus: Option<u32>,
+    /// Port of the rendezvous store on the master node (overrides dist.master_port).
+    #[arg(long)]
+    pub master_port: Option<u16>,
+    /// Override a config key: --set train.batch_size=64 (repeatable; the value is read as YAML).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub sets: Vec<SetOverride>,
+    /// Trainer binary to start for each rank (default: gan-train next to gan-launch,
+    /// or $GAN_LAUNCH_TRAINER).
+    #[arg(long, env = "GAN_LAUNCH_TRAINER", hide = true)]
+    pub trainer: Option<PathBuf>,
+}
+
+impl JobArgs {
+    /// `--set` overrides followed by the dedicated flags, which therefore win.
+    pub fn overrides(&self) -> Vec<SetOverride> {
+        let mut sets = self.sets.clone();
+        let mut flag = |key: &str, value: Option<String>| {
+            if let Some(value) = value {
+                sets.push(SetOverride { key: key.into(), value });
+            }
+        };
+        flag("dist.nodes", self.nodes.map(|v| v.to_string()));
+        flag("dist.gpus", self.gpus.map(|v| v.to_string()));
+        flag("dist.master_port", self.master_port.map(|v| v.to_string()));
+        sets
+    }
+}

@@ -1,0 +1,105 @@
+//! Real training runs through the launcher: `gan-launch --nodes 1 --gpus 1 CONFIG` starts the
+//! trainer with torchrun's environment, which trains, writes the run directory and exits 0; a
+//! Ctrl-C (SIGINT to the launcher) stops it cleanly with the final files written.
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn run_dir_args(dir: &Path) -> Vec<String> {
+    vec!["--set".into(), format!("run.dir={}", dir.display())]
+}
+
+#[test]
+fn single_rank_run_trains_and_writes_the_run_directory() {
+    gan_train_path();
+    let dir = tempfile::tempdir().unwrap();
+    let out = gan_launch()
+        .args(["--nodes", "1", "--gpus", "1"])
+        .arg(shipped_config("ci-tiny.yaml"))
+        .args(run_dir_args(dir.path()))
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    // Every line names its process.
+    assert!(err.lines().filter(|l| l.contains("tick")).all(|l| l.contains("[rank=0]")), "{err}");
+    assert!(err.contains("[launcher node=0]"), "{err}");
+    let run = dir.path().join("ci-tiny");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("run.json")).unwrap()).unwrap();
+    assert_eq!(manifest["world_size"], 1);
+    assert_eq!(manifest["device"].as_str().unwrap().split(' ').next(), Some("cpu"));
+    assert!(manifest["libtorch_version"].as_str().unwrap().starts_with("2.11.0"), "{manifest}");
+    for key in ["git_commit", "crate_version", "host", "start_time", "rank_seeds"] {
+        assert!(!manifest[key].is_null(), "manifest lacks {key}: {manifest}");
+    }
+    // 0.5 kimg in ticks of 0.25 kimg: grids at kimg 0 (both ticks floor to it) and the init grid.
+    let grid = image::open(run.join("samples/fakes000000.png")).unwrap();
+    assert_eq!((grid.width(), grid.height()), (8 * 16, 4 * 16));
+    assert!(run.join("g_ema-final.safetensors").is_file());
+    assert!(run.join("config.yaml").is_file());
+}
+
+#[test]
+fn json_logs_carry_the_rank() {
+    gan_train_path();
+    let dir = tempfile::tempdir().unwrap();
+    let out = gan_launch()
+        .arg(shipped_config("ci-tiny.yaml"))
+        .args(run_dir_args(dir.path()))
+        .args(["--set", "log.format=json", "--set", "train.total_kimg=0.25"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let events: Vec<serde_json::Value> =
+        stderr(&out).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let rank_events: Vec<&serde_json::Value> = events.iter().filter(|e| e["role"] == "rank").collect();
+    assert!(rank_events.len() >= 2, "{events:?}");
+    assert!(rank_events.iter().all(|e| e["rank"] == 0 && e["local_rank"] == 0 && e["node"] == 0));
+    assert!(events.iter().any(|e| e["role"] == "launcher"));
+}
+
+#[test]
+fn multi_rank_request_is_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = gan_launch()
+        .args(["--gpus", "2"])
+        .arg(shipped_config("ci-tiny.yaml"))
+        .args(run_dir_args(dir.path()))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("multi-rank training needs the distributed runtime"), "{}", stderr(&out));
+}
+
+#[test]
+fn ctrl_c_stops_cleanly_with_final_files() {
+    gan_train_path();
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = gan_launch()
+        .arg(shipped_config("ci-tiny.yaml"))
+        .args(run_dir_args(dir.path()))
+        .args(["--set", "train.total_kimg=1000"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until training has started (rank 0 writes the manifest first).
+    let manifest = dir.path().join("ci-tiny/run.json");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !manifest.exists() {
+        assert!(Instant::now() < deadline, "training did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let started = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(30), "shutdown took {:?}", started.elapsed());
+    assert!(err.contains("stopped by signal after a clean shutdown"), "{err}");
+    assert!(dir.path().join("ci-tiny/g_ema-final.safetensors").is_file(), "{err}");
+}
