@@ -80,7 +80,7 @@ fn multi_rank_request_is_refused_clearly() {
 fn ctrl_c_stops_cleanly_with_final_files() {
     gan_train_path();
     let dir = tempfile::tempdir().unwrap();
-    let mut child = gan_launch()
+    let child = gan_launch()
         .arg(shipped_config("ci-tiny.yaml"))
         .args(run_dir_args(dir.path()))
         .args(["--set", "train.total_kimg=1000"])

@@ -6,7 +6,8 @@ use std::sync::Mutex;
 use tch::nn::{self, Module, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
 
-use super::{train, Setup, TrainOutcome};
+use super::trainer::{train, TrainOutcome};
+use super::Setup;
 use gan_core::comm::SingleRank;
 use gan_core::config::{self, HostFacts, RunConfig, SetOverride};
 use gan_core::data::{self, sampler::Sampler, Batch};
