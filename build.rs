@@ -57,8 +57,9 @@ fn emit_libtorch() {
     let version = std::fs::read_to_string(&version_py)
         .ok()
         .and_then(|text| {
-            text.lines()
-                .find_map(|l| l.strip_prefix("__version__ = ").map(|v| v.trim_matches(['\'', '"']).to_string()))
+            text.lines().find_map(|l| {
+                l.strip_prefix("__version__ = ").map(|v| v.trim_matches(['\'', '"']).to_string())
+            })
         })
         .unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=GAN_BUILD_LIBTORCH_VERSION={version}");

@@ -33,11 +33,23 @@ fn tile(pixels: &[u8], res: u32, channels: u32, rows: u32, cols: u32) -> Vec<u8>
 }
 
 trait WriteImageHelper {
-    fn write_image_helper(self, buf: &[u8], w: u32, h: u32, color: image::ExtendedColorType) -> image::ImageResult<()>;
+    fn write_image_helper(
+        self,
+        buf: &[u8],
+        w: u32,
+        h: u32,
+        color: image::ExtendedColorType,
+    ) -> image::ImageResult<()>;
 }
 
 impl<W: std::io::Write> WriteImageHelper for image::codecs::png::PngEncoder<W> {
-    fn write_image_helper(self, buf: &[u8], w: u32, h: u32, color: image::ExtendedColorType) -> image::ImageResult<()> {
+    fn write_image_helper(
+        self,
+        buf: &[u8],
+        w: u32,
+        h: u32,
+        color: image::ExtendedColorType,
+    ) -> image::ImageResult<()> {
         image::ImageEncoder::write_image(self, buf, w, h, color)
     }
 }
@@ -51,7 +63,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("grid.png");
         // Three 2x2 RGB images with distinct constant colours in a 2x2 grid (one cell empty).
-        let pixels: Vec<u8> = (0..3u8).flat_map(|i| std::iter::repeat_n([i * 50, 10, 200], 4).flatten()).collect();
+        let pixels: Vec<u8> =
+            (0..3u8).flat_map(|i| std::iter::repeat_n([i * 50, 10, 200], 4).flatten()).collect();
         write_grid(&path, &pixels, 2, 3, 2, 2).unwrap();
         let img = image::open(&path).unwrap().to_rgb8();
         assert_eq!(img.dimensions(), (4, 4));

@@ -64,7 +64,9 @@ impl RankEnv {
         }
         let num = |name: &str| -> Result<u32> {
             let text = vars(name).ok_or_else(|| Error::Env(format!("RANK is set but {name} is not")))?;
-            text.trim().parse().map_err(|_| Error::Env(format!("{name}={text:?} is not a non-negative integer")))
+            text.trim()
+                .parse()
+                .map_err(|_| Error::Env(format!("{name}={text:?} is not a non-negative integer")))
         };
         let env = RankEnv {
             rank: num("RANK")?,
@@ -107,7 +109,14 @@ mod tests {
 
     #[test]
     fn vars_round_trip() {
-        let env = RankEnv { rank: 5, local_rank: 1, world_size: 8, local_world_size: 2, group_rank: 2, ..RankEnv::single(29500) };
+        let env = RankEnv {
+            rank: 5,
+            local_rank: 1,
+            world_size: 8,
+            local_world_size: 2,
+            group_rank: 2,
+            ..RankEnv::single(29500)
+        };
         let map: HashMap<_, _> = env.to_vars().into_iter().map(|(k, v)| (k.to_string(), v)).collect();
         assert_eq!(map["GROUP_WORLD_SIZE"], "4");
         let back = RankEnv::from_vars(|k| map.get(k).cloned()).unwrap().unwrap();

@@ -17,8 +17,14 @@ use crate::config::LogFormat;
 /// Who is logging.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Role {
-    Launcher { node_rank: u32 },
-    Rank { rank: u32, local_rank: u32, node_rank: u32 },
+    Launcher {
+        node_rank: u32,
+    },
+    Rank {
+        rank: u32,
+        local_rank: u32,
+        node_rank: u32,
+    },
     /// A command-line tool (plan, ...), not part of a running job.
     Tool,
 }
@@ -84,7 +90,12 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
         let meta = event.metadata();
         write!(writer, "{} {:>5} [{}] ", timestamp(), meta.level(), role().prefix())?;
         ctx.field_format().format_fields(writer.by_ref(), event)?;
@@ -99,7 +110,12 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    fn format_event(&self, _ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
         let meta = event.metadata();
         let mut object = Map::new();
         object.insert("ts".into(), timestamp().into());
@@ -115,7 +131,10 @@ struct JsonVisitor<'a>(&'a mut Map<String, Value>);
 
 impl Visit for JsonVisitor<'_> {
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.0.insert(field.name().into(), serde_json::Number::from_f64(value).map_or(Value::Null, Value::Number));
+        self.0.insert(
+            field.name().into(),
+            serde_json::Number::from_f64(value).map_or(Value::Null, Value::Number),
+        );
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
         self.0.insert(field.name().into(), value.into());

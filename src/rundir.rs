@@ -89,9 +89,7 @@ impl RunDir {
     /// Reads a manifest back.
     pub fn read_manifest(path: &Path) -> Result<RunManifest> {
         let bytes = std::fs::read(path).map_err(crate::error::Error::io("read", path))?;
-        serde_json::from_slice(&bytes).map_err(|e| crate::error::Error::ConfigFile {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })
+        serde_json::from_slice(&bytes)
+            .map_err(|e| crate::error::Error::ConfigFile { path: path.to_path_buf(), message: e.to_string() })
     }
 }

@@ -45,7 +45,8 @@ pub fn trainer_path(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
 
 /// Starts every rank, supervises them, and returns the exit code the launcher should exit with.
 pub fn run_ranks(trainer: &Path, config: &Path, ranks: Vec<RankSpec>) -> anyhow::Result<u8> {
-    let mut signals = Signals::new([SIGINT, SIGTERM, SIGUSR1, SIGUSR2]).context("installing signal handlers")?;
+    let mut signals =
+        Signals::new([SIGINT, SIGTERM, SIGUSR1, SIGUSR2]).context("installing signal handlers")?;
     let mut children: Vec<(u32, Child)> = Vec::new();
     for spec in &ranks {
         match spawn(trainer, config, spec) {
@@ -130,7 +131,10 @@ fn stop_all(children: &mut [(u32, Child)], signal: i32) {
             match child.try_wait() {
                 Ok(Some(_)) | Err(_) => break,
                 Ok(None) if Instant::now() >= deadline => {
-                    tracing::warn!(rank = *rank, "rank {rank} ignored SIGTERM for {GRACE_PERIOD:?}; killing it");
+                    tracing::warn!(
+                        rank = *rank,
+                        "rank {rank} ignored SIGTERM for {GRACE_PERIOD:?}; killing it"
+                    );
                     let _ = child.kill();
                     let _ = child.wait();
                     break;

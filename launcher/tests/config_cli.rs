@@ -100,7 +100,8 @@ fn plan_prints_resolved_config_and_every_rank() {
     let cols: Vec<&str> = rows[5].split_whitespace().collect();
     assert_eq!(&cols[..3], ["5", "1", "1"]);
     assert_eq!(&cols[5..7], ["2", "2"]);
-    let seeds: std::collections::HashSet<&str> = rows.iter().map(|r| r.split_whitespace().last().unwrap()).collect();
+    let seeds: std::collections::HashSet<&str> =
+        rows.iter().map(|r| r.split_whitespace().last().unwrap()).collect();
     assert_eq!(seeds.len(), 8, "every rank has its own seed");
 }
 

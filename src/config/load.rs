@@ -52,27 +52,22 @@ pub fn load_with_env(
     sets: &[SetOverride],
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<RunConfig> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::ConfigFile {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::ConfigFile { path: path.to_path_buf(), message: e.to_string() })?;
     let env: HashMap<String, String> = env.into_iter().filter(|(k, _)| is_config_env(k)).collect();
-    let mut builder = Config::builder()
-        .add_source(File::from_str(&text, FileFormat::Yaml))
-        .add_source(
-            Environment::with_prefix(ENV_PREFIX)
-                .prefix_separator("_")
-                .separator(ENV_SEPARATOR)
-                .try_parsing(true)
-                .source(Some(env.clone().into_iter().collect())),
-        );
+    let mut builder = Config::builder().add_source(File::from_str(&text, FileFormat::Yaml)).add_source(
+        Environment::with_prefix(ENV_PREFIX)
+            .prefix_separator("_")
+            .separator(ENV_SEPARATOR)
+            .try_parsing(true)
+            .source(Some(env.clone().into_iter().collect())),
+    );
     for set in sets {
         builder = builder.add_source(File::from_str(&set_as_yaml(set), FileFormat::Yaml));
     }
-    let merged = builder.build().map_err(|e| Error::ConfigFile {
-        path: path.to_path_buf(),
-        message: strip_origin(&e.to_string()),
-    })?;
+    let merged = builder
+        .build()
+        .map_err(|e| Error::ConfigFile { path: path.to_path_buf(), message: strip_origin(&e.to_string()) })?;
     let mut cfg: RunConfig = serde_path_to_error::deserialize(merged.clone())
         .map_err(|e| deserialize_error(&merged, &e.path().to_string(), e.inner(), sets, &env))?;
     if cfg.run.name.is_none() {

@@ -148,7 +148,7 @@ config_enum! {
 #[serde(deny_unknown_fields)]
 pub struct TrainSection {
     /// Where each rank computes.
-    #[serde(default)]
+    #[serde(default = "default_device")]
     pub device: Device,
     /// CPU threads per rank; default: the machine's cores split evenly between local ranks.
     #[serde(default)]
@@ -184,10 +184,8 @@ pub struct TrainSection {
     pub sample_ticks: u32,
 }
 
-impl Default for Device {
-    fn default() -> Self {
-        Device::Auto
-    }
+fn default_device() -> Device {
+    Device::Auto
 }
 
 fn default_kimg_per_tick() -> f64 {

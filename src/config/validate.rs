@@ -74,7 +74,10 @@ fn validate_model(cfg: &RunConfig) -> Result<()> {
         return Err(Error::config(
             "model.conditional",
             true,
-            format!("false, or data.num_classes >= 2 (labels are needed to condition; it is {})", cfg.data.num_classes),
+            format!(
+                "false, or data.num_classes >= 2 (labels are needed to condition; it is {})",
+                cfg.data.num_classes
+            ),
         ));
     }
     positive("model.z_dim", m.z_dim)?;
@@ -103,7 +106,7 @@ fn validate_batch(cfg: &RunConfig) -> Result<()> {
             format!("at least the world size {world} (one image per rank)"),
         ));
     }
-    if t.batch_size % (world * per_rank) != 0 {
+    if !t.batch_size.is_multiple_of(world * per_rank) {
         return Err(Error::config(
             "train.batch_size",
             t.batch_size,

@@ -44,7 +44,7 @@ impl Shape {
             Shape::Disc => d2 <= 1.0,
             Shape::Square => ax <= 0.8 && ay <= 0.8,
             // Apex up, base at dy = 0.8; inside when below both slanted edges.
-            Shape::Triangle => dy <= 0.8 && dy >= -1.0 && ax <= (dy + 1.0) / 1.8 * 0.95,
+            Shape::Triangle => (-1.0..=0.8).contains(&dy) && ax <= (dy + 1.0) / 1.8 * 0.95,
             Shape::Ring => (0.3..=1.0).contains(&d2),
             Shape::Plus => (ax <= 0.28 && ay <= 1.0) || (ay <= 0.28 && ax <= 1.0),
             Shape::Diamond => ax + ay <= 1.0,
@@ -72,7 +72,11 @@ impl GeneratedShapes {
         let mut rng = SplitMix64::for_item(self.seed, index);
         let shape_count = if self.num_classes == 0 { MAX_CLASSES } else { self.num_classes };
         // Balanced classes: index i has class i mod n. Unlabelled data draws its shape at random.
-        let class = if self.num_classes == 0 { rng.below(u64::from(shape_count)) as u32 } else { (index % u64::from(shape_count)) as u32 };
+        let class = if self.num_classes == 0 {
+            rng.below(u64::from(shape_count)) as u32
+        } else {
+            (index % u64::from(shape_count)) as u32
+        };
         let shape = SHAPES[class as usize];
         let radius = rng.uniform(0.22, 0.36);
         let (cx, cy) = (rng.uniform(radius, 1.0 - radius), rng.uniform(radius, 1.0 - radius));

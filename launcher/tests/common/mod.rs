@@ -20,7 +20,11 @@ pub fn gan_launch() -> Command {
 /// The trainer binary installed beside `gan-launch` (built by `cargo build` of the workspace).
 pub fn gan_train_path() -> PathBuf {
     let path = Path::new(env!("CARGO_BIN_EXE_gan-launch")).with_file_name("gan-train");
-    assert!(path.is_file(), "{} is missing: run `cargo build` (make test does) before these tests", path.display());
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo build` (make test does) before these tests",
+        path.display()
+    );
     path
 }
 

@@ -33,8 +33,8 @@ pub struct Generator {
 impl Generator {
     pub fn new(spec: &NetSpec, p: nn::Path) -> Self {
         let c4 = spec.channels_at(4);
-        let embed = (spec.c_dim > 0)
-            .then(|| nn::embedding(&p / "embed", spec.c_dim, spec.z_dim, Default::default()));
+        let embed =
+            (spec.c_dim > 0).then(|| nn::embedding(&p / "embed", spec.c_dim, spec.z_dim, Default::default()));
         let fc_in = if embed.is_some() { 2 * spec.z_dim } else { spec.z_dim };
         let fc = nn::linear(&p / "fc", fc_in, c4 * 16, Default::default());
         let mut c_in = c4;
@@ -43,7 +43,10 @@ impl Generator {
             .map(|res| {
                 let c_out = spec.channels_at(res);
                 let bp = &p / format!("b{res}");
-                let block = UpBlock { conv0: conv(&bp / "conv0", c_in, c_out, 3), conv1: conv(&bp / "conv1", c_out, c_out, 3) };
+                let block = UpBlock {
+                    conv0: conv(&bp / "conv0", c_in, c_out, 3),
+                    conv1: conv(&bp / "conv1", c_out, c_out, 3),
+                };
                 c_in = c_out;
                 block
             })
@@ -98,7 +101,10 @@ impl Discriminator {
             .map(|&res| {
                 let (c_in, c_out) = (spec.channels_at(res), spec.channels_at(res / 2));
                 let bp = &p / format!("b{res}");
-                DownBlock { conv0: conv(&bp / "conv0", c_in, c_in, 3), conv1: conv(&bp / "conv1", c_in, c_out, 3) }
+                DownBlock {
+                    conv0: conv(&bp / "conv0", c_in, c_in, 3),
+                    conv1: conv(&bp / "conv1", c_in, c_out, 3),
+                }
             })
             .collect();
         let c4 = spec.channels_at(4);
@@ -117,11 +123,11 @@ impl super::Discriminator for Discriminator {
             h = downsample2(&lrelu(&block.conv1.forward(&h)));
         }
         let h = lrelu(&self.fc.forward(&h.flatten(1, -1)));
-        let mut logit = self.out.forward(&h).squeeze_dim(1);
-        if let Some(embed) = &self.embed {
-            logit = logit + (embed.forward(c) * &h).sum_dim_intlist(1, false, None);
+        let logit = self.out.forward(&h).squeeze_dim(1);
+        match &self.embed {
+            Some(embed) => logit + (embed.forward(c) * &h).sum_dim_intlist(1, false, None),
+            None => logit,
         }
-        logit
     }
 }
 
@@ -147,7 +153,9 @@ mod tests {
         assert!(img.abs().max().double_value(&[]) <= 1.0);
         assert_eq!(d.forward(&img, &c).size(), [5]);
         let names = vs.variables();
-        for name in ["G.embed.weight", "G.b16.conv1.weight", "G.torgb.bias", "D.b8.conv0.weight", "D.embed.weight"] {
+        for name in
+            ["G.embed.weight", "G.b16.conv1.weight", "G.torgb.bias", "D.b8.conv0.weight", "D.embed.weight"]
+        {
             assert!(names.contains_key(name), "missing {name}");
         }
     }

@@ -7,7 +7,10 @@ use gan_core::comm::{ProcessGroup, ReduceOp};
 use gan_core::error::Result;
 
 /// Averages the gradients of `params` over all ranks. A world of one has nothing to agree on.
-pub fn all_reduce_gradients<'a>(pg: &mut dyn ProcessGroup, params: impl Iterator<Item = &'a Tensor>) -> Result<()> {
+pub fn all_reduce_gradients<'a>(
+    pg: &mut dyn ProcessGroup,
+    params: impl Iterator<Item = &'a Tensor>,
+) -> Result<()> {
     if pg.world_size() == 1 {
         return Ok(());
     }

@@ -8,9 +8,13 @@ use gan_core::config::Loss;
 pub fn d_loss(loss: Loss, real_logits: &Tensor, fake_logits: &Tensor) -> Tensor {
     match loss {
         // BigGAN: mean(relu(1 - D(x))) + mean(relu(1 + D(G(z)))).
-        Loss::Hinge => (-real_logits + 1.0).relu().mean(Kind::Float) + (fake_logits + 1.0).relu().mean(Kind::Float),
+        Loss::Hinge => {
+            (-real_logits + 1.0).relu().mean(Kind::Float) + (fake_logits + 1.0).relu().mean(Kind::Float)
+        }
         // StyleGAN: softplus(-D(x)) + softplus(D(G(z))).
-        Loss::NsLogistic => (-real_logits).softplus().mean(Kind::Float) + fake_logits.softplus().mean(Kind::Float),
+        Loss::NsLogistic => {
+            (-real_logits).softplus().mean(Kind::Float) + fake_logits.softplus().mean(Kind::Float)
+        }
     }
 }
 
@@ -47,7 +51,9 @@ mod tests {
         let sp = |x: f64| (1.0 + x.exp()).ln();
         let want = (sp(-2.0) + sp(0.0)) / 2.0 + (sp(-2.0) + sp(0.5)) / 2.0;
         assert!((d_loss(Loss::NsLogistic, &real, &fake).double_value(&[]) - want).abs() < 1e-6);
-        assert!((g_loss(Loss::NsLogistic, &fake).double_value(&[]) - (sp(2.0) + sp(-0.5)) / 2.0).abs() < 1e-6);
+        assert!(
+            (g_loss(Loss::NsLogistic, &fake).double_value(&[]) - (sp(2.0) + sp(-0.5)) / 2.0).abs() < 1e-6
+        );
     }
 
     #[test]

@@ -22,8 +22,13 @@ pub struct Adam {
 impl Adam {
     /// Adam over every trainable variable of `vs`, in name order (a stable order across processes).
     pub fn new(vs: &nn::VarStore, cfg: &AdamConfig) -> Self {
-        let params: Vec<(String, Tensor)> =
-            vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect::<BTreeMap<_, _>>().into_iter().collect();
+        let params: Vec<(String, Tensor)> = vs
+            .variables()
+            .into_iter()
+            .filter(|(_, t)| t.requires_grad())
+            .collect::<BTreeMap<_, _>>()
+            .into_iter()
+            .collect();
         let zeros = |p: &Tensor| p.zeros_like().detach();
         Adam {
             lr: cfg.lr,

@@ -52,7 +52,7 @@ impl Progress {
     pub fn step(&self, step: u64, cur_nimg: u64) {
         if let Some(bar) = &self.bar {
             bar.set_position(cur_nimg);
-            if step % 8 == 0 {
+            if step.is_multiple_of(8) {
                 bar.tick();
             }
         }

@@ -5,10 +5,10 @@ use std::path::Path;
 
 use tch::{Device, Kind, Tensor};
 
+use crate::models::Generator;
 use gan_core::data::ImageSource;
 use gan_core::error::Result;
 use gan_core::images::write_grid;
-use crate::models::Generator;
 use gan_core::rng::SplitMix64;
 
 /// Columns of a grid; rows are the classes (or 8 rows when unconditional).
@@ -27,7 +27,8 @@ impl SampleGrid {
         let count = (rows * GRID_COLS) as usize;
         let mut rng = SplitMix64::for_item(seed, 0x5A4D_504C_4553); // stream "SAMPLES"
         let z: Vec<f32> = (0..count * z_dim as usize).map(|_| standard_normal(&mut rng) as f32).collect();
-        let c: Vec<i64> = (0..count).map(|i| if num_classes > 0 { (i as u32 / GRID_COLS).into() } else { 0 }).collect();
+        let c: Vec<i64> =
+            (0..count).map(|i| if num_classes > 0 { (i as u32 / GRID_COLS).into() } else { 0 }).collect();
         SampleGrid {
             z: Tensor::from_slice(&z).view([count as i64, z_dim]).to_device(device),
             c: Tensor::from_slice(&c).to_device(device),

@@ -9,11 +9,11 @@ use super::optim::Adam;
 use super::samples::{write_reals_grid, SampleGrid};
 use super::stats::TickStats;
 use super::trainer::{batch_to_tensors, Phase};
+use crate::models::{self, Discriminator, Generator, NetSpec};
 use gan_core::comm::ProcessGroup;
 use gan_core::config::{RankPlan, RunConfig};
 use gan_core::data::{self, sampler::Sampler, Batch, ImageSource};
 use gan_core::error::{Error, Result};
-use crate::models::{self, Discriminator, Generator, NetSpec};
 use gan_core::rng::SplitMix64;
 use gan_core::rundir::{RunDir, RunManifest};
 
@@ -47,12 +47,18 @@ pub struct Setup {
 impl Setup {
     /// Builds a rank's training state. Weights are drawn from `run.seed` (identical on every
     /// rank); latents and flips from the rank's own seed.
-    pub fn new(cfg: RunConfig, plan: RankPlan, pg: Box<dyn ProcessGroup>, restart_count: u32) -> Result<Self> {
+    pub fn new(
+        cfg: RunConfig,
+        plan: RankPlan,
+        pg: Box<dyn ProcessGroup>,
+        restart_count: u32,
+    ) -> Result<Self> {
         let device = parse_device(&plan.device)?;
         tch::set_num_threads(plan.threads as i32);
         tch::manual_seed(cfg.run.seed as i64);
         let spec = NetSpec::from_config(&cfg);
-        let (g_vs, d_vs, g_ema_vs) = (nn::VarStore::new(device), nn::VarStore::new(device), nn::VarStore::new(device));
+        let (g_vs, d_vs, g_ema_vs) =
+            (nn::VarStore::new(device), nn::VarStore::new(device), nn::VarStore::new(device));
         let g = models::generator(cfg.model.arch, &spec, g_vs.root());
         let d = models::discriminator(cfg.model.arch, &spec, d_vs.root());
         let g_ema = models::generator(cfg.model.arch, &spec, g_ema_vs.root());
@@ -68,7 +74,8 @@ impl Setup {
         tch::manual_seed(plan.seed as i64);
         let source = data::open(&cfg.data, cfg.run.seed);
         let sampler = Sampler::new(cfg.run.seed, source.len(), pg.rank(), pg.world_size());
-        let grid = SampleGrid::new(spec.z_dim, cfg.data.num_classes.min(spec.c_dim as u32), cfg.run.seed, device);
+        let grid =
+            SampleGrid::new(spec.z_dim, cfg.data.num_classes.min(spec.c_dim as u32), cfg.run.seed, device);
         let run_dir = RunDir::new(cfg.run_dir());
         Ok(Setup {
             flip_rng: SplitMix64::for_item(plan.seed, 0x464C_4950), // stream "FLIP"
@@ -133,7 +140,8 @@ impl Setup {
         if !self.is_rank0() {
             return Ok(());
         }
-        let manifest = RunManifest::new(&self.cfg, LIBTORCH_VERSION, self.device_description(), self.restart_count);
+        let manifest =
+            RunManifest::new(&self.cfg, LIBTORCH_VERSION, self.device_description(), self.restart_count);
         self.run_dir.initialise(&self.cfg, &manifest)?;
         write_reals_grid(self.source.as_ref(), &self.run_dir.samples_dir().join("reals.png"))?;
         self.grid.write(self.g_ema.as_ref(), &self.run_dir.samples_dir().join("fakes-init.png"))

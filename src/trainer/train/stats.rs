@@ -39,7 +39,11 @@ impl TickStats {
         }
         pg.all_reduce_f64(&mut buffer, ReduceOp::Sum)?;
         self.sums.clear();
-        Ok(names.into_iter().zip(buffer.chunks_exact(2)).map(|(name, sc)| (name, sc[0] / sc[1].max(1.0))).collect())
+        Ok(names
+            .into_iter()
+            .zip(buffer.chunks_exact(2))
+            .map(|(name, sc)| (name, sc[0] / sc[1].max(1.0)))
+            .collect())
     }
 }
 

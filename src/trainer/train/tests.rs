@@ -8,10 +8,10 @@ use tch::{Device, Kind, Tensor};
 
 use super::trainer::{train, TrainOutcome};
 use super::Setup;
+use crate::models::Generator;
 use gan_core::comm::SingleRank;
 use gan_core::config::{self, HostFacts, RunConfig, SetOverride};
 use gan_core::data::{self, sampler::Sampler, Batch};
-use crate::models::Generator;
 
 static TORCH_LOCK: Mutex<()> = Mutex::new(());
 
@@ -66,7 +66,9 @@ fn same_seed_gives_identical_losses_and_weights() {
     let weights = |s: &Setup| {
         let mut vars: Vec<(String, Tensor)> = s.g_ema_vs.variables().into_iter().collect();
         vars.sort_by(|x, y| x.0.cmp(&y.0));
-        vars.into_iter().map(|(n, t)| (n, Vec::<f32>::try_from(&t.reshape([-1])).unwrap())).collect::<Vec<_>>()
+        vars.into_iter()
+            .map(|(n, t)| (n, Vec::<f32>::try_from(&t.reshape([-1])).unwrap()))
+            .collect::<Vec<_>>()
     };
     assert_eq!(weights(&a_net), weights(&b_net), "same seed, same G_ema");
     let (c, _) = run(&test_config(dirs[2].path(), &["run.seed=1"]));
@@ -96,7 +98,9 @@ fn sample_grids_and_run_files_are_written() {
 fn train_probe(cfg: &RunConfig) -> impl Fn(&Tensor) -> Tensor {
     let vs = nn::VarStore::new(Device::Cpu);
     let p = vs.root();
-    let conv = |name: &str, i, o| nn::conv2d(&p / name, i, o, 3, nn::ConvConfig { padding: 1, ..Default::default() });
+    let conv = |name: &str, i, o| {
+        nn::conv2d(&p / name, i, o, 3, nn::ConvConfig { padding: 1, ..Default::default() })
+    };
     let net = nn::seq()
         .add(conv("c1", 3, 16))
         .add_fn(|x| x.relu().max_pool2d_default(2))
@@ -129,7 +133,8 @@ fn class_accuracy(g: &dyn Generator, classify: &impl Fn(&Tensor) -> Tensor) -> f
 fn conditional_gan_learns_the_classes() {
     let _lock = TORCH_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
-    let cfg = test_config(dir.path(), &["train.total_kimg=40", "train.kimg_per_tick=10", "train.sample_ticks=0"]);
+    let cfg =
+        test_config(dir.path(), &["train.total_kimg=40", "train.kimg_per_tick=10", "train.sample_ticks=0"]);
     tch::manual_seed(0);
     let classify = train_probe(&cfg);
     let source = data::open(&cfg.data, 99);

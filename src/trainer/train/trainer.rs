@@ -73,7 +73,8 @@ pub fn train(mut s: Setup, stop: &AtomicUsize) -> Result<TrainOutcome> {
         outcome.step += 1;
         outcome.cur_nimg += u64::from(s.cfg.train.batch_size);
         progress.step(outcome.step, outcome.cur_nimg);
-        let beta = ema_beta(s.cfg.train.ema_kimg, s.cfg.train.ema_rampup, outcome.cur_nimg, s.cfg.train.batch_size);
+        let beta =
+            ema_beta(s.cfg.train.ema_kimg, s.cfg.train.ema_rampup, outcome.cur_nimg, s.cfg.train.batch_size);
         s.ema.update(beta);
     }
     progress.finish();
@@ -88,7 +89,7 @@ fn run_step(s: &mut Setup, step: u64) -> Result<()> {
     let rounds = s.plan.accumulation as i64;
     let per_round = s.plan.batch_per_rank as i64;
     for phase in s.phases.clone() {
-        if step % u64::from(phase.interval()) != 0 {
+        if !step.is_multiple_of(u64::from(phase.interval())) {
             continue;
         }
         begin_phase(s, phase);
@@ -188,7 +189,7 @@ fn tick_report(s: &mut Setup, outcome: &TrainOutcome, tick_start: (Instant, u64)
 /// Per-tick work besides statistics. Checkpoints and evaluation will hook in here.
 fn maintenance(s: &mut Setup, report: &TickReport, done: bool) -> Result<()> {
     let every = u64::from(s.cfg.train.sample_ticks);
-    if s.is_rank0() && (done || (every > 0 && report.tick % every == 0)) {
+    if s.is_rank0() && (done || (every > 0 && report.tick.is_multiple_of(every))) {
         s.write_sample_grid(report.kimg)?;
     }
     Ok(())
@@ -198,7 +199,8 @@ fn maintenance(s: &mut Setup, report: &TickReport, done: bool) -> Result<()> {
 pub fn batch_to_tensors(batch: &Batch, device: tch::Device) -> (Tensor, Tensor) {
     let (res, ch) = (i64::from(batch.resolution), i64::from(batch.channels));
     let n = batch.len() as i64;
-    let images = Tensor::from_slice(&batch.pixels).view([n, res, res, ch]).permute([0, 3, 1, 2]).to_device(device);
+    let images =
+        Tensor::from_slice(&batch.pixels).view([n, res, res, ch]).permute([0, 3, 1, 2]).to_device(device);
     let images = images.to_kind(Kind::Float).contiguous() / 127.5 - 1.0;
     let labels: Vec<i64> = batch.labels.iter().map(|&l| i64::from(l)).collect();
     (images, Tensor::from_slice(&labels).to_device(device))
