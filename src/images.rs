@@ -1,16 +1,18 @@
 //! Image grids written as PNG: sample grids of generated images and the reals grid.
 use std::path::Path;
 
+use image::ImageEncoder;
+
 use crate::error::{Error, Result};
 
-/// Tiles `count` channels-last uint8 images of side `res` into a `rows x cols` grid and writes a
+/// Tiles channels-last uint8 images of side `res` into a `rows x cols` grid and writes a
 /// PNG (atomically, so a viewer polling the file never shows half an image).
 pub fn write_grid(path: &Path, pixels: &[u8], res: u32, channels: u32, rows: u32, cols: u32) -> Result<()> {
     let grid = tile(pixels, res, channels, rows, cols);
     let color = if channels == 1 { image::ExtendedColorType::L8 } else { image::ExtendedColorType::Rgb8 };
     let mut png = Vec::new();
     image::codecs::png::PngEncoder::new(&mut png)
-        .write_image_helper(&grid, cols * res, rows * res, color)
+        .write_image(&grid, cols * res, rows * res, color)
         .map_err(|e| Error::Image { path: path.to_path_buf(), message: e.to_string() })?;
     crate::fsutil::write_atomic(path, &png)
 }
@@ -30,28 +32,6 @@ fn tile(pixels: &[u8], res: u32, channels: u32, rows: u32, cols: u32) -> Vec<u8>
         }
     }
     grid
-}
-
-trait WriteImageHelper {
-    fn write_image_helper(
-        self,
-        buf: &[u8],
-        w: u32,
-        h: u32,
-        color: image::ExtendedColorType,
-    ) -> image::ImageResult<()>;
-}
-
-impl<W: std::io::Write> WriteImageHelper for image::codecs::png::PngEncoder<W> {
-    fn write_image_helper(
-        self,
-        buf: &[u8],
-        w: u32,
-        h: u32,
-        color: image::ExtendedColorType,
-    ) -> image::ImageResult<()> {
-        image::ImageEncoder::write_image(self, buf, w, h, color)
-    }
 }
 
 #[cfg(test)]

@@ -70,7 +70,10 @@ pub fn write_reals_grid(source: &dyn ImageSource, path: &Path) -> Result<()> {
     let mut grid = Vec::with_capacity(image_bytes * (rows * GRID_COLS) as usize);
     for row in cells {
         for col in 0..GRID_COLS as usize {
-            grid.extend_from_slice(row.get(col).map_or(&vec![0u8; image_bytes][..], |v| &v[..]));
+            match row.get(col) {
+                Some(image) => grid.extend_from_slice(image),
+                None => grid.resize(grid.len() + image_bytes, 0), // a class with too few images
+            }
         }
     }
     write_grid(path, &grid, source.resolution(), source.channels(), rows, GRID_COLS)
