@@ -35,6 +35,14 @@ pub enum Error {
     #[error("launch environment: {0}")]
     Env(String),
 
+    /// The rendezvous store could not be reached, refused us, or a wait timed out.
+    #[error("rendezvous: {0}")]
+    Rendezvous(String),
+
+    /// A collective failed or timed out.
+    #[error("collective: {0}")]
+    Collective(String),
+
     /// An image could not be encoded or decoded.
     #[error("image {path}: {message}")]
     Image { path: PathBuf, message: String },

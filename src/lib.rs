@@ -4,6 +4,7 @@
 //! - [`config`]: typed YAML config, layered overrides, validation, per-rank plan.
 //! - [`launch_env`]: torchrun's environment contract between launcher and ranks.
 //! - [`data`]: image sources (the built-in generated shapes), per-rank sampling, batches.
+//! - [`rendezvous`]: the TCP key-value store ranks meet through (hosted by the node-0 launcher).
 //! - [`comm`]: the `ProcessGroup` collectives the trainer reduces gradients and stats through.
 //! - [`rundir`], [`images`], [`logging`], [`devices`]: run directory and manifest, PNG grids,
 //!   rank-tagged logs, torch-free device discovery.
@@ -25,6 +26,7 @@ pub mod fsutil;
 pub mod images;
 pub mod launch_env;
 pub mod logging;
+pub mod rendezvous;
 pub mod rng;
 pub mod rundir;
 
