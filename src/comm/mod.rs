@@ -1,7 +1,14 @@
 //! Collectives between ranks. Every rank makes the same calls in the same order. This module owns
-//! the `ProcessGroup` trait the trainer talks to; backends plug in behind it. A world of one rank
-//! is a real group whose collectives are identities, which is what a single-rank run uses.
+//! the `ProcessGroup` trait the trainer talks to; backends plug in behind it: `ring` (CPU, TCP)
+//! and a world of one rank, whose collectives are identities.
+pub mod ring;
+
+#[cfg(test)]
+mod tests;
+
 use crate::error::Result;
+
+pub use ring::RingGroup;
 
 /// Reduction applied by `all_reduce`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,6 +27,10 @@ pub trait ProcessGroup: Send {
     fn all_reduce_f64(&mut self, data: &mut [f64], op: ReduceOp) -> Result<()>;
     /// Copies `data` of rank `src` to every rank.
     fn broadcast_f32(&mut self, data: &mut [f32], src: u32) -> Result<()>;
+    fn broadcast_f64(&mut self, data: &mut [f64], src: u32) -> Result<()>;
+    /// Concatenates every rank's `input` (same length everywhere) into `output`, in rank order.
+    fn all_gather_f32(&mut self, input: &[f32], output: &mut [f32]) -> Result<()>;
+    fn all_gather_f64(&mut self, input: &[f64], output: &mut [f64]) -> Result<()>;
     /// Returns when every rank has called it.
     fn barrier(&mut self) -> Result<()>;
 }
@@ -42,6 +53,17 @@ impl ProcessGroup for SingleRank {
         Ok(())
     }
     fn broadcast_f32(&mut self, _data: &mut [f32], _src: u32) -> Result<()> {
+        Ok(())
+    }
+    fn broadcast_f64(&mut self, _data: &mut [f64], _src: u32) -> Result<()> {
+        Ok(())
+    }
+    fn all_gather_f32(&mut self, input: &[f32], output: &mut [f32]) -> Result<()> {
+        output.copy_from_slice(input);
+        Ok(())
+    }
+    fn all_gather_f64(&mut self, input: &[f64], output: &mut [f64]) -> Result<()> {
+        output.copy_from_slice(input);
         Ok(())
     }
     fn barrier(&mut self) -> Result<()> {

@@ -157,10 +157,12 @@ fn connect_with_backoff(address: &str, timeout: Duration) -> Result<TcpStream> {
         });
         match attempt {
             Ok(stream) => return Ok(stream),
-            Err(e) if Instant::now() + delay >= deadline => return Err(Error::Rendezvous(format!(
+            Err(e) if Instant::now() + delay >= deadline => {
+                return Err(Error::Rendezvous(format!(
                 "could not reach the rendezvous store at {address} within {timeout:.0?} (last error: {e}); \
                      is the node-0 launcher running and MASTER_ADDR/MASTER_PORT right?"
-            ))),
+            )))
+            }
             Err(_) => {
                 std::thread::sleep(delay);
                 delay = (delay * 2).min(Duration::from_secs(1));
