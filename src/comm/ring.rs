@@ -158,7 +158,7 @@ impl RingGroup {
         for step in 0..world.saturating_sub(1) {
             let send = (rank + world - step) % world;
             let recv = (rank + world - step - 1) % world;
-            self.exchange(&output[send * n..(send + 1) * n].to_vec(), &mut incoming, "all_gather")?;
+            self.exchange(&output[send * n..(send + 1) * n], &mut incoming, "all_gather")?;
             output[recv * n..(recv + 1) * n].copy_from_slice(&incoming);
         }
         Ok(())
