@@ -11,6 +11,7 @@ use clap::Parser;
 use gan_core::config::{self, HostFacts, RunConfig};
 use gan_core::launch_env::RankEnv;
 use gan_core::logging::{self, Role};
+use gan_core::rendezvous::{self, StoreServer};
 use gan_core::Error;
 
 use cli::{Cli, Command, JobArgs};
@@ -51,11 +52,11 @@ fn plan(args: &JobArgs) -> anyhow::Result<ExitCode> {
 fn launch(args: &JobArgs) -> anyhow::Result<ExitCode> {
     let cfg = load(args)?;
     logging::init(Role::Launcher { node_rank: 0 }, cfg.log.format, &cfg.log.level);
-    if cfg.dist.nodes > 1 || config::world_size(&cfg) > 1 {
+    if cfg.dist.nodes > 1 {
         return Err(Error::Env(format!(
-            "{} node(s) x {} rank(s): multi-rank training needs the distributed runtime, which this build \
-             does not have yet; use --nodes 1 --gpus 1 (`gan-launch plan` shows larger layouts)",
-            cfg.dist.nodes, cfg.dist.gpus
+            "{} nodes: multi-node launching is not in this build yet; use --nodes 1 \
+             (`gan-launch plan` shows larger layouts)",
+            cfg.dist.nodes
         ))
         .into());
     }
@@ -64,7 +65,15 @@ fn launch(args: &JobArgs) -> anyhow::Result<ExitCode> {
     let resolved = run_dir.join("config.yaml");
     config::save_resolved(&cfg, &resolved)?;
     let plans = config::plan(&cfg, HostFacts::detect());
-    tracing::info!(run_dir = %run_dir.display(), ranks = plans.len(), "launching {}", trainer.display());
+    let world = plans.len() as u32;
+    // The store lives in this process for the job's lifetime; ranks find each other through it.
+    let token = rendezvous::new_token();
+    let store = match world {
+        1 => None,
+        _ => Some(StoreServer::bind(&format!("0.0.0.0:{}", cfg.dist.master_port), &token)?),
+    };
+    let master_port = store.as_ref().map_or(cfg.dist.master_port, |s| s.local_addr().port());
+    tracing::info!(run_dir = %run_dir.display(), ranks = world, master_port, "launching {}", trainer.display());
     let ranks = plans
         .iter()
         .map(|plan| supervise::RankSpec {
@@ -72,15 +81,16 @@ fn launch(args: &JobArgs) -> anyhow::Result<ExitCode> {
             env: RankEnv {
                 rank: plan.rank,
                 local_rank: plan.local_rank,
-                world_size: plans.len() as u32,
+                world_size: world,
                 local_world_size: cfg.dist.gpus,
                 group_rank: plan.node_rank,
                 master_addr: "127.0.0.1".into(),
-                master_port: cfg.dist.master_port,
+                master_port,
                 restart_count: 0,
                 max_restarts: 0,
                 run_id: cfg.name().to_string(),
             },
+            extra_env: vec![(rendezvous::TOKEN_ENV.to_string(), token.clone())],
         })
         .collect();
     let code = supervise::run_ranks(&trainer, &resolved, ranks)?;

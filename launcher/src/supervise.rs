@@ -16,6 +16,8 @@ use signal_hook::iterator::Signals;
 
 /// How often the launcher looks at its ranks.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// How long to wait, after a rank fails, for the others that fail because of it.
+const FAILURE_SETTLE: Duration = Duration::from_secs(1);
 /// How long ranks get to exit after SIGTERM before SIGKILL.
 const GRACE_PERIOD: Duration = Duration::from_secs(10);
 /// Name of the trainer binary installed beside `gan-launch`.
@@ -25,6 +27,8 @@ const TRAINER_NAME: &str = "gan-train";
 pub struct RankSpec {
     pub plan: RankPlan,
     pub env: RankEnv,
+    /// Variables besides torchrun's, e.g. the store token.
+    pub extra_env: Vec<(String, String)>,
 }
 
 /// The trainer binary: an explicit path, or `gan-train` next to this executable.
@@ -63,8 +67,10 @@ pub fn run_ranks(trainer: &Path, config: &Path, ranks: Vec<RankSpec>) -> anyhow:
     loop {
         for signal in signals.pending() {
             tracing::warn!(signal, "forwarding signal to {} rank(s)", children.len());
-            for (_, child) in &children {
-                send(child, signal);
+            for (i, (_, child)) in children.iter().enumerate() {
+                if exited[i].is_none() {
+                    send(child, signal);
+                }
             }
             forwarded = Some(signal);
         }
@@ -82,9 +88,7 @@ pub fn run_ranks(trainer: &Path, config: &Path, ranks: Vec<RankSpec>) -> anyhow:
                 tracing::info!(rank = *rank, code, "rank {rank} stopped on the forwarded signal");
                 final_code = code;
             } else {
-                tracing::error!(rank = *rank, code, "rank {rank} failed ({status}); stopping the job");
-                stop_all(&mut children, SIGTERM);
-                return Ok(code);
+                return Ok(fail_job(&mut children, &mut exited, i));
             }
         }
         if exited.iter().all(Option::is_some) {
@@ -94,9 +98,41 @@ pub fn run_ranks(trainer: &Path, config: &Path, ranks: Vec<RankSpec>) -> anyhow:
     }
 }
 
+/// Stops the job after rank `first` failed and returns the exit code to pass on. Peers of a dead
+/// rank fail soon after it (their collectives lose the connection), so the ranks that end within
+/// a moment are collected and the root cause named: a rank killed by a signal over one that exited
+/// with an error, else the first seen.
+fn fail_job(children: &mut [(u32, Child)], exited: &mut [Option<ExitStatus>], first: usize) -> u8 {
+    let settle_until = Instant::now() + FAILURE_SETTLE;
+    while Instant::now() < settle_until && exited.iter().any(Option::is_none) {
+        for (i, (_, child)) in children.iter_mut().enumerate() {
+            if exited[i].is_none() {
+                exited[i] = child.try_wait().ok().flatten();
+            }
+        }
+        std::thread::sleep(POLL_INTERVAL);
+    }
+    let failed: Vec<usize> =
+        (0..children.len()).filter(|&i| exited[i].is_some_and(|s| exit_code(s) != 0)).collect();
+    let root =
+        failed.iter().copied().find(|&i| exited[i].is_some_and(|s| s.signal().is_some())).unwrap_or(first);
+    let status = exited[root].expect("the root rank has exited");
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    let rank = children[root].0;
+    let others: Vec<u32> = failed.iter().filter(|&&i| i != root).map(|&i| children[i].0).collect();
+    tracing::error!(
+        rank,
+        host = %host,
+        "rank {rank} on {host} failed ({status}); stopping the job{}",
+        if others.is_empty() { String::new() } else { format!(" (ranks {others:?} failed after it)") }
+    );
+    stop_all(children, SIGTERM);
+    exit_code(status)
+}
+
 fn spawn(trainer: &Path, config: &Path, spec: &RankSpec) -> anyhow::Result<Child> {
     let mut command = Command::new(trainer);
-    command.arg(config).arg("--resolved").envs(spec.env.to_vars());
+    command.arg(config).arg("--resolved").envs(spec.env.to_vars()).envs(spec.extra_env.iter().cloned());
     // One libtorch thread pool per rank, sized to its share of the cores (no oversubscription).
     command.env("OMP_NUM_THREADS", spec.plan.threads.to_string());
     // Ranks get their own process group, so a terminal's Ctrl-C reaches only the launcher, which
@@ -122,8 +158,11 @@ fn send(child: &Child, signal: i32) {
 
 /// Sends `signal` to every rank still running, waits up to the grace period, then kills the rest.
 fn stop_all(children: &mut [(u32, Child)], signal: i32) {
-    for (_, child) in children.iter() {
-        send(child, signal);
+    for (_, child) in children.iter_mut() {
+        // Never signal a reaped child: its pid may belong to another process by now.
+        if let Ok(None) = child.try_wait() {
+            send(child, signal);
+        }
     }
     let deadline = Instant::now() + GRACE_PERIOD;
     for (rank, child) in children.iter_mut() {

@@ -1,6 +1,7 @@
 //! Collectives between ranks. Every rank makes the same calls in the same order. This module owns
 //! the `ProcessGroup` trait the trainer talks to; backends plug in behind it: `ring` (CPU, TCP)
 //! and a world of one rank, whose collectives are identities.
+mod connect;
 pub mod ring;
 
 #[cfg(test)]
@@ -8,6 +9,7 @@ mod tests;
 
 use crate::error::Result;
 
+pub use connect::{join, Joined};
 pub use ring::RingGroup;
 
 /// Reduction applied by `all_reduce`.

@@ -68,6 +68,16 @@ impl RingGroup {
         Ok(RingGroup { rank, world, next, prev })
     }
 
+    /// Sets the time any collective may wait for a peer.
+    pub fn set_timeout(&mut self, timeout: Duration) -> Result<()> {
+        for peer in [&self.next, &self.prev] {
+            let set =
+                peer.stream.set_read_timeout(Some(timeout)).and(peer.stream.set_write_timeout(Some(timeout)));
+            set.map_err(|e| Error::Collective(format!("setting the timeout towards {}: {e}", peer.name)))?;
+        }
+        Ok(())
+    }
+
     /// Sends `send` to the next rank while receiving `recv.len()` elements from the previous one.
     fn exchange<T: Pod + Send + Sync>(&mut self, send: &[T], recv: &mut [T], op: &str) -> Result<()> {
         let (next, prev) = (&mut self.next, &mut self.prev);

@@ -47,13 +47,28 @@ pub struct DistSection {
     pub gpus: u32,
     /// Collective backend for gradients.
     pub backend: Backend,
-    /// Port of the rendezvous store on the master node (torchrun's default).
+    /// Port of the rendezvous store on the master node (torchrun's default); 0 picks a free
+    /// port (single-node jobs only, e.g. tests running side by side).
     pub master_port: u16,
+    /// How long a rank waits to reach the store and its ring peers at start.
+    pub connect_timeout_secs: u64,
+    /// Longest a collective may wait for a peer before the rank fails (naming the peer).
+    pub collective_timeout_secs: u64,
+    /// Check every this many ticks that all ranks hold identical parameters (0 = never).
+    pub param_check_ticks: u32,
 }
 
 impl Default for DistSection {
     fn default() -> Self {
-        DistSection { nodes: 1, gpus: 1, backend: Backend::Auto, master_port: 29500 }
+        DistSection {
+            nodes: 1,
+            gpus: 1,
+            backend: Backend::Auto,
+            master_port: 29500,
+            connect_timeout_secs: 120,
+            collective_timeout_secs: 300,
+            param_check_ticks: 1,
+        }
     }
 }
 

@@ -31,6 +31,21 @@ fn validate_run(cfg: &RunConfig) -> Result<()> {
 fn validate_dist(cfg: &RunConfig) -> Result<()> {
     positive("dist.nodes", cfg.dist.nodes)?;
     positive("dist.gpus", cfg.dist.gpus)?;
+    if cfg.dist.master_port == 0 && cfg.dist.nodes > 1 {
+        return Err(Error::config(
+            "dist.master_port",
+            0,
+            "a fixed port when dist.nodes > 1 (other nodes must know it)",
+        ));
+    }
+    if cfg.dist.connect_timeout_secs == 0 || cfg.dist.collective_timeout_secs == 0 {
+        let key = if cfg.dist.connect_timeout_secs == 0 {
+            "dist.connect_timeout_secs"
+        } else {
+            "dist.collective_timeout_secs"
+        };
+        return Err(Error::config(key, 0, "at least 1 second"));
+    }
     if cfg.dist.backend == Backend::Nccl && cfg.train.device == Device::Cpu {
         return Err(Error::config(
             "dist.backend",

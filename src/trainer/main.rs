@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use gan_core::comm::SingleRank;
+use gan_core::comm;
 use gan_core::config::{self, HostFacts, SetOverride};
 use gan_core::launch_env::RankEnv;
 use gan_core::logging::{self, Role};
@@ -68,13 +68,6 @@ fn run() -> anyhow::Result<ExitCode> {
         ))
         .into());
     }
-    if env.world_size > 1 {
-        return Err(Error::Env(format!(
-            "world size {} needs the distributed runtime, which this build does not have yet; run with --gpus 1",
-            env.world_size
-        ))
-        .into());
-    }
     let plan = config::plan(&cfg, HostFacts::detect()).swap_remove(env.rank as usize);
 
     // Ctrl-C, SIGTERM, or SIGUSR1/2 (SLURM's warning before the time limit): finish the current
@@ -89,7 +82,8 @@ fn run() -> anyhow::Result<ExitCode> {
             .and_then(|_| signal_hook::flag::register_usize(signal, Arc::clone(&stop), signal as usize))
             .context("installing signal handlers")?;
     }
-    let setup = Setup::new(cfg, plan, Box::new(SingleRank), env.restart_count)?;
+    let joined = comm::join(&cfg, &env, plan.device.starts_with("cuda"))?;
+    let setup = Setup::new(cfg, plan, joined.group, env.restart_count)?;
     let outcome = train::train(setup, &stop)?;
     match outcome.stopped_by_signal {
         Some(signal) => {

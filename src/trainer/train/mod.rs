@@ -2,13 +2,13 @@
 //! from (Adam with saveable state, G_ema, losses, gradient sync, tick statistics, sample grids,
 //! progress). The only module that knows about all the others.
 pub mod ema;
-pub mod grad_sync;
 pub mod losses;
 pub mod optim;
 pub mod progress;
 pub mod samples;
 pub mod setup;
 pub mod stats;
+pub mod sync;
 pub mod trainer;
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use super::ema::Ema;
 use super::optim::Adam;
 use super::samples::{write_reals_grid, SampleGrid};
 use super::stats::TickStats;
+use super::sync::broadcast_from_rank0;
 use super::trainer::{batch_to_tensors, Phase};
 use crate::models::{self, Discriminator, Generator, NetSpec};
 use gan_core::comm::ProcessGroup;
@@ -62,6 +63,11 @@ impl Setup {
         let g = models::generator(cfg.model.arch, &spec, g_vs.root());
         let d = models::discriminator(cfg.model.arch, &spec, d_vs.root());
         let g_ema = models::generator(cfg.model.arch, &spec, g_ema_vs.root());
+        // Every rank starts from rank 0's weights (they agree already when seeded alike; this
+        // makes it true by construction), then G_ema copies G.
+        let mut pg = pg;
+        broadcast_from_rank0(pg.as_mut(), &g_vs)?;
+        broadcast_from_rank0(pg.as_mut(), &d_vs)?;
         let ema = Ema::new(&g_vs, &g_ema_vs);
         let g_opt = Adam::new(&g_vs, &cfg.train.g_opt);
         let mut d_opt = Adam::new(&d_vs, &cfg.train.d_opt);

@@ -9,10 +9,10 @@ use std::time::Instant;
 use tch::{Kind, Tensor};
 
 use super::ema::ema_beta;
-use super::grad_sync::all_reduce_gradients;
 use super::losses::{d_loss, g_loss, r1_penalty};
 use super::progress::{Progress, TickReport};
 use super::setup::Setup;
+use super::sync::{all_reduce_gradients, check_parameters_agree};
 use gan_core::data::Batch;
 use gan_core::error::{Error, Result};
 
@@ -188,6 +188,10 @@ fn tick_report(s: &mut Setup, outcome: &TrainOutcome, tick_start: (Instant, u64)
 
 /// Per-tick work besides statistics. Checkpoints and evaluation will hook in here.
 fn maintenance(s: &mut Setup, report: &TickReport, done: bool) -> Result<()> {
+    let check_every = u64::from(s.cfg.dist.param_check_ticks);
+    if done || (check_every > 0 && report.tick.is_multiple_of(check_every)) {
+        check_parameters_agree(s.pg.as_mut(), &[&s.g_vs, &s.d_vs], report.step)?;
+    }
     let every = u64::from(s.cfg.train.sample_ticks);
     if s.is_rank0() && (done || (every > 0 && report.tick.is_multiple_of(every))) {
         s.write_sample_grid(report.kimg)?;

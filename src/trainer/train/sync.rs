@@ -1,0 +1,117 @@
+//! Keeping ranks in agreement: initial weights broadcast from rank 0, gradients averaged between
+//! backward and the optimizer step (flattened into one bucket per network, so a step costs one
+//! collective per network, not one per tensor), and a periodic check that every rank still holds
+//! bit-identical parameters.
+use std::hash::Hasher;
+
+use tch::{nn, Kind, Tensor};
+
+use gan_core::comm::{ProcessGroup, ReduceOp};
+use gan_core::error::{Error, Result};
+
+/// Averages the gradients of `params` over all ranks. A world of one has nothing to agree on.
+pub fn all_reduce_gradients<'a>(
+    pg: &mut dyn ProcessGroup,
+    params: impl Iterator<Item = &'a Tensor>,
+) -> Result<()> {
+    if pg.world_size() == 1 {
+        return Ok(());
+    }
+    let grads: Vec<Tensor> = params.map(|p| p.grad()).filter(|g| g.defined()).collect();
+    let mut bucket = flatten(&grads);
+    pg.all_reduce_f32(&mut bucket, ReduceOp::Avg)?;
+    unflatten_into(&bucket, &grads);
+    Ok(())
+}
+
+/// Every variable of `vs` (parameters and buffers), in name order: the same order on every rank.
+fn ordered_variables(vs: &nn::VarStore) -> Vec<Tensor> {
+    let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    vars.into_iter().map(|(_, t)| t).collect()
+}
+
+/// Overwrites every variable of `vs` with rank 0's values.
+pub fn broadcast_from_rank0(pg: &mut dyn ProcessGroup, vs: &nn::VarStore) -> Result<()> {
+    if pg.world_size() == 1 {
+        return Ok(());
+    }
+    let vars = ordered_variables(vs);
+    let mut bucket = flatten(&vars);
+    pg.broadcast_f32(&mut bucket, 0)?;
+    unflatten_into(&bucket, &vars);
+    Ok(())
+}
+
+/// A hash of the exact bits of every variable of the given stores.
+pub fn parameter_hash(stores: &[&nn::VarStore]) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new(); // fixed keys: same on every rank
+    for vs in stores {
+        for value in flatten(&ordered_variables(vs)) {
+            hasher.write_u32(value.to_bits());
+        }
+    }
+    hasher.finish()
+}
+
+/// Fails loudly when any rank's parameters differ from rank 0's: data-parallel training is only
+/// correct while they are identical.
+pub fn check_parameters_agree(pg: &mut dyn ProcessGroup, stores: &[&nn::VarStore], step: u64) -> Result<()> {
+    if pg.world_size() == 1 {
+        return Ok(());
+    }
+    let hash = parameter_hash(stores);
+    // Two exact 32-bit halves, so the f64 collective carries the hash losslessly.
+    let mine = [(hash >> 32) as f64, (hash & 0xFFFF_FFFF) as f64];
+    let mut all = vec![0.0; 2 * pg.world_size() as usize];
+    pg.all_gather_f64(&mine, &mut all)?;
+    let differing: Vec<usize> =
+        all.chunks_exact(2).enumerate().filter(|(_, h)| h != &&all[..2]).map(|(r, _)| r).collect();
+    if !differing.is_empty() {
+        return Err(Error::Collective(format!(
+            "parameters diverged at step {step}: rank(s) {differing:?} differ from rank 0"
+        )));
+    }
+    tracing::debug!(step, hash = format!("{hash:016x}"), "parameters identical on all ranks");
+    Ok(())
+}
+
+/// Concatenates tensors into one host buffer, in order.
+pub fn flatten(tensors: &[Tensor]) -> Vec<f32> {
+    if tensors.is_empty() {
+        return Vec::new();
+    }
+    let flat: Vec<Tensor> = tensors.iter().map(|t| t.detach().to_kind(Kind::Float).reshape([-1])).collect();
+    let joined = Tensor::cat(&flat, 0).to_device(tch::Device::Cpu);
+    Vec::try_from(&joined).expect("a float tensor converts to Vec<f32>")
+}
+
+/// Copies consecutive slices of `bucket` back into `tensors` (same order and sizes as `flatten`).
+pub fn unflatten_into(bucket: &[f32], tensors: &[Tensor]) {
+    let mut offset = 0usize;
+    tch::no_grad(|| {
+        for t in tensors {
+            let n = t.numel();
+            let src = Tensor::from_slice(&bucket[offset..offset + n]).view(t.size().as_slice());
+            t.shallow_clone().copy_(&src.to_device(t.device()));
+            offset += n;
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flatten_and_unflatten_round_trip() {
+        let a = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0]).view([2, 2]);
+        let b = Tensor::from_slice(&[5.0f32]);
+        let bucket = flatten(&[a.shallow_clone(), b.shallow_clone()]);
+        assert_eq!(bucket, [1.0, 2.0, 3.0, 4.0, 5.0]);
+        let halved: Vec<f32> = bucket.iter().map(|x| x / 2.0).collect();
+        unflatten_into(&halved, &[a.shallow_clone(), b.shallow_clone()]);
+        assert_eq!(Vec::<f32>::try_from(&a.reshape([-1])).unwrap(), [0.5, 1.0, 1.5, 2.0]);
+        assert_eq!(Vec::<f32>::try_from(&b).unwrap(), [2.5]);
+    }
+}
