@@ -1,0 +1,116 @@
+//! Several ranks on one node as real processes over TCP on 127.0.0.1: data-parallel training
+//! keeps parameters identical, and a dead rank brings the job down fast, named.
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn launch_args(dir: &Path, gpus: u32) -> Vec<String> {
+    let mut args: Vec<String> = vec!["--gpus".into(), gpus.to_string(), "--master-port".into(), "0".into()];
+    args.push(shipped_config("ci-tiny.yaml").display().to_string());
+    args.extend(["--set".into(), format!("run.dir={}", dir.display())]);
+    args
+}
+
+/// Every "parameters identical" debug line as (rank, step, hash).
+fn parameter_hashes(log: &str) -> Vec<(u32, u64, String)> {
+    log.lines()
+        .filter(|l| l.contains("parameters identical on all ranks"))
+        .map(|l| {
+            let rank = l.split("[rank=").nth(1).unwrap().split(']').next().unwrap().parse().unwrap();
+            let step = l.split("step=").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+            let hash = l.split("hash=").nth(1).unwrap().trim_matches('"').to_string();
+            (rank, step, hash)
+        })
+        .collect()
+}
+
+#[test]
+fn two_and_four_ranks_keep_identical_parameters() {
+    gan_train_path();
+    for gpus in [2u32, 4] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = gan_launch()
+            .args(launch_args(dir.path(), gpus))
+            .args(["--set", "log.level=debug"])
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        assert!(out.status.success(), "{gpus} ranks: {err}");
+        let hashes = parameter_hashes(&err);
+        let mut by_step: HashMap<u64, Vec<(u32, String)>> = HashMap::new();
+        for (rank, step, hash) in hashes {
+            by_step.entry(step).or_default().push((rank, hash));
+        }
+        // 0.5 kimg of batch 32 = 16 steps, checked at every tick (steps 8 and 16).
+        let last = by_step.get(&16).unwrap_or_else(|| panic!("no check at step 16: {err}"));
+        assert_eq!(last.len(), gpus as usize, "every rank checked: {last:?}");
+        assert!(last.iter().all(|(_, h)| h == &last[0].1), "{last:?}");
+        // Each rank trained on its own share of the batch: rank-tagged ticks from every rank.
+        for rank in 0..gpus {
+            assert!(err.contains(&format!("[rank={rank}] tick 1")), "rank {rank} did not tick: {err}");
+        }
+    }
+}
+
+fn children_of(pid: u32) -> Vec<u32> {
+    let path = format!("/proc/{pid}/task/{pid}/children");
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+#[test]
+fn kill_9_of_one_rank_stops_the_job_and_names_it() {
+    gan_train_path();
+    let dir = tempfile::tempdir().unwrap();
+    let child = gan_launch()
+        .args(launch_args(dir.path(), 2))
+        .args(["--set", "train.total_kimg=1000"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let manifest = dir.path().join("ci-tiny/run.json");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !manifest.exists() {
+        assert!(Instant::now() < deadline, "training did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let ranks = children_of(child.id());
+    assert_eq!(ranks.len(), 2, "{ranks:?}");
+    // Which pid is rank 1: its environment says.
+    let rank1 = ranks
+        .iter()
+        .copied()
+        .find(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ")).unwrap().split(|&b| b == 0).any(|v| v == b"RANK=1")
+        })
+        .unwrap();
+    let killed_at = Instant::now();
+    unsafe { libc::kill(rank1 as i32, libc::SIGKILL) };
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert!(killed_at.elapsed() < Duration::from_secs(10), "job took {:?} to stop", killed_at.elapsed());
+    assert_eq!(out.status.code(), Some(128 + 9), "{err}");
+    assert!(err.contains("rank 1 on") && err.contains("signal: 9"), "the dead rank is named: {err}");
+}
+
+#[test]
+fn mismatched_world_size_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(gan_train_path())
+        .arg(shipped_config("ci-tiny.yaml"))
+        .args(["--set", &format!("run.dir={}", dir.path().display())])
+        .envs([("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "3"), ("LOCAL_WORLD_SIZE", "3")])
+        .envs([("GROUP_RANK", "0"), ("MASTER_PORT", "1")])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("WORLD_SIZE=3 but the config plans 1 ranks"), "{}", stderr(&out));
+}
