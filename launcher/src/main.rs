@@ -2,13 +2,14 @@
 //! process per GPU (or CPU share) with torchrun's environment. It never links libtorch, so it
 //! starts in milliseconds and checks a config before any rank pays libtorch's start-up.
 mod cli;
+mod rank_logs;
 mod supervise;
 
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use gan_core::config::{self, HostFacts, RunConfig};
+use gan_core::config::{self, ConsoleRanks, HostFacts, RunConfig};
 use gan_core::launch_env::RankEnv;
 use gan_core::logging::{self, Role};
 use gan_core::rendezvous::{self, StoreServer};
@@ -91,6 +92,8 @@ fn launch(args: &JobArgs) -> anyhow::Result<ExitCode> {
                 run_id: cfg.name().to_string(),
             },
             extra_env: vec![(rendezvous::TOKEN_ENV.to_string(), token.clone())],
+            log_path: run_dir.join("logs").join(format!("rank-{}.log", plan.rank)),
+            echo: plan.rank == 0 || cfg.log.console == ConsoleRanks::All,
         })
         .collect();
     let code = supervise::run_ranks(&trainer, &resolved, ranks)?;

@@ -4,13 +4,15 @@
 //! every rank, which finish their step and shut down cleanly.
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use gan_core::config::RankPlan;
 use gan_core::launch_env::RankEnv;
 use gan_core::Error;
+
+use crate::rank_logs::RankLog;
 use signal_hook::consts::{SIGINT, SIGKILL, SIGTERM, SIGUSR1, SIGUSR2};
 use signal_hook::iterator::Signals;
 
@@ -29,6 +31,32 @@ pub struct RankSpec {
     pub env: RankEnv,
     /// Variables besides torchrun's, e.g. the store token.
     pub extra_env: Vec<(String, String)>,
+    /// The rank's log file.
+    pub log_path: PathBuf,
+    /// Whether the console shows this rank's lines.
+    pub echo: bool,
+}
+
+/// A running rank.
+struct Rank {
+    rank: u32,
+    child: Child,
+    log: RankLog,
+    exited: Option<ExitStatus>,
+}
+
+impl Rank {
+    /// Polls the process once; true when it has exited (now or before).
+    fn poll(&mut self) -> bool {
+        if self.exited.is_none() {
+            self.exited = self.child.try_wait().ok().flatten();
+        }
+        self.exited.is_some()
+    }
+
+    fn failed(&self) -> bool {
+        self.exited.is_some_and(|s| exit_code(s) != 0)
+    }
 }
 
 /// The trainer binary: an explicit path, or `gan-train` next to this executable.
@@ -48,50 +76,52 @@ pub fn trainer_path(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
 }
 
 /// Starts every rank, supervises them, and returns the exit code the launcher should exit with.
-pub fn run_ranks(trainer: &Path, config: &Path, ranks: Vec<RankSpec>) -> anyhow::Result<u8> {
+pub fn run_ranks(trainer: &Path, config: &Path, specs: Vec<RankSpec>) -> anyhow::Result<u8> {
     let mut signals =
         Signals::new([SIGINT, SIGTERM, SIGUSR1, SIGUSR2]).context("installing signal handlers")?;
-    let mut children: Vec<(u32, Child)> = Vec::new();
-    for spec in &ranks {
+    let mut ranks: Vec<Rank> = Vec::new();
+    for spec in &specs {
         match spawn(trainer, config, spec) {
-            Ok(child) => children.push((spec.plan.rank, child)),
+            Ok(rank) => ranks.push(rank),
             Err(err) => {
-                stop_all(&mut children, SIGTERM);
+                stop_all(&mut ranks, SIGTERM);
                 return Err(err);
             }
         }
     }
-    let mut exited: Vec<Option<ExitStatus>> = vec![None; children.len()];
+    let code = supervise(&mut ranks, &mut signals)?;
+    ranks.iter_mut().for_each(|r| r.log.finish());
+    Ok(code)
+}
+
+fn supervise(ranks: &mut [Rank], signals: &mut Signals) -> anyhow::Result<u8> {
     let mut forwarded: Option<i32> = None;
     let mut final_code = 0u8;
     loop {
         for signal in signals.pending() {
-            tracing::warn!(signal, "forwarding signal to {} rank(s)", children.len());
-            for (i, (_, child)) in children.iter().enumerate() {
-                if exited[i].is_none() {
-                    send(child, signal);
-                }
+            tracing::warn!(signal, "forwarding signal to {} rank(s)", ranks.len());
+            for rank in ranks.iter().filter(|r| r.exited.is_none()) {
+                send(&rank.child, signal);
             }
             forwarded = Some(signal);
         }
-        for (i, (rank, child)) in children.iter_mut().enumerate() {
-            if exited[i].is_some() {
+        for i in 0..ranks.len() {
+            if ranks[i].exited.is_some() || !ranks[i].poll() {
                 continue;
             }
-            let Some(status) = child.try_wait().context("waiting for a rank")? else { continue };
-            exited[i] = Some(status);
+            let (rank, status) = (ranks[i].rank, ranks[i].exited.expect("polled"));
             let code = exit_code(status);
             if code == 0 {
-                tracing::info!(rank = *rank, "rank {rank} finished");
+                tracing::info!(rank, "rank {rank} finished");
             } else if forwarded.is_some_and(|signal| i32::from(code) == 128 + signal) {
                 // A clean stop on the signal we passed on; the other ranks are stopping too.
-                tracing::info!(rank = *rank, code, "rank {rank} stopped on the forwarded signal");
+                tracing::info!(rank, code, "rank {rank} stopped on the forwarded signal");
                 final_code = code;
             } else {
-                return Ok(fail_job(&mut children, &mut exited, i));
+                return Ok(fail_job(ranks, i));
             }
         }
-        if exited.iter().all(Option::is_some) {
+        if ranks.iter().all(|r| r.exited.is_some()) {
             return Ok(final_code);
         }
         std::thread::sleep(POLL_INTERVAL);
@@ -101,36 +131,36 @@ pub fn run_ranks(trainer: &Path, config: &Path, ranks: Vec<RankSpec>) -> anyhow:
 /// Stops the job after rank `first` failed and returns the exit code to pass on. Peers of a dead
 /// rank fail soon after it (their collectives lose the connection), so the ranks that end within
 /// a moment are collected and the root cause named: a rank killed by a signal over one that exited
-/// with an error, else the first seen.
-fn fail_job(children: &mut [(u32, Child)], exited: &mut [Option<ExitStatus>], first: usize) -> u8 {
+/// with an error, else the first seen. Its last log lines are shown.
+fn fail_job(ranks: &mut [Rank], first: usize) -> u8 {
     let settle_until = Instant::now() + FAILURE_SETTLE;
-    while Instant::now() < settle_until && exited.iter().any(Option::is_none) {
-        for (i, (_, child)) in children.iter_mut().enumerate() {
-            if exited[i].is_none() {
-                exited[i] = child.try_wait().ok().flatten();
-            }
-        }
+    while Instant::now() < settle_until && ranks.iter().any(|r| r.exited.is_none()) {
+        ranks.iter_mut().for_each(|r| {
+            r.poll();
+        });
         std::thread::sleep(POLL_INTERVAL);
     }
-    let failed: Vec<usize> =
-        (0..children.len()).filter(|&i| exited[i].is_some_and(|s| exit_code(s) != 0)).collect();
-    let root =
-        failed.iter().copied().find(|&i| exited[i].is_some_and(|s| s.signal().is_some())).unwrap_or(first);
-    let status = exited[root].expect("the root rank has exited");
+    let failed: Vec<usize> = (0..ranks.len()).filter(|&i| ranks[i].failed()).collect();
+    let killed = |i: &usize| ranks[*i].exited.is_some_and(|s| s.signal().is_some());
+    let root = failed.iter().copied().find(killed).unwrap_or(first);
+    let status = ranks[root].exited.expect("the root rank has exited");
     let host = gethostname::gethostname().to_string_lossy().into_owned();
-    let rank = children[root].0;
-    let others: Vec<u32> = failed.iter().filter(|&&i| i != root).map(|&i| children[i].0).collect();
+    let rank = ranks[root].rank;
+    let others: Vec<u32> = failed.iter().filter(|&&i| i != root).map(|&i| ranks[i].rank).collect();
+    stop_all(ranks, SIGTERM);
+    ranks[root].log.finish();
+    let last_lines = ranks[root].log.tail();
     tracing::error!(
         rank,
         host = %host,
-        "rank {rank} on {host} failed ({status}); stopping the job{}",
-        if others.is_empty() { String::new() } else { format!(" (ranks {others:?} failed after it)") }
+        "rank {rank} on {host} failed ({status}); stopping the job{}. Its last log lines:\n{}",
+        if others.is_empty() { String::new() } else { format!(" (ranks {others:?} failed after it)") },
+        if last_lines.is_empty() { "  (none)".to_string() } else { last_lines.join("\n") }
     );
-    stop_all(children, SIGTERM);
     exit_code(status)
 }
 
-fn spawn(trainer: &Path, config: &Path, spec: &RankSpec) -> anyhow::Result<Child> {
+fn spawn(trainer: &Path, config: &Path, spec: &RankSpec) -> anyhow::Result<Rank> {
     let mut command = Command::new(trainer);
     command.arg(config).arg("--resolved").envs(spec.env.to_vars()).envs(spec.extra_env.iter().cloned());
     // One libtorch thread pool per rank, sized to its share of the cores (no oversubscription).
@@ -146,7 +176,13 @@ fn spawn(trainer: &Path, config: &Path, spec: &RankSpec) -> anyhow::Result<Child
             Ok(())
         });
     }
-    command.spawn().with_context(|| format!("starting rank {} ({})", spec.plan.rank, trainer.display()))
+    command.stderr(Stdio::piped());
+    let mut child = command
+        .spawn()
+        .with_context(|| format!("starting rank {} ({})", spec.plan.rank, trainer.display()))?;
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let log = RankLog::capture(stderr, &spec.log_path, spec.echo)?;
+    Ok(Rank { rank: spec.plan.rank, child, log, exited: None })
 }
 
 fn send(child: &Child, signal: i32) {
@@ -157,29 +193,27 @@ fn send(child: &Child, signal: i32) {
 }
 
 /// Sends `signal` to every rank still running, waits up to the grace period, then kills the rest.
-fn stop_all(children: &mut [(u32, Child)], signal: i32) {
-    for (_, child) in children.iter_mut() {
-        // Never signal a reaped child: its pid may belong to another process by now.
-        if let Ok(None) = child.try_wait() {
-            send(child, signal);
+fn stop_all(ranks: &mut [Rank], signal: i32) {
+    // Never signal a reaped child: its pid may belong to another process by now.
+    for rank in ranks.iter_mut() {
+        if !rank.poll() {
+            send(&rank.child, signal);
         }
     }
     let deadline = Instant::now() + GRACE_PERIOD;
-    for (rank, child) in children.iter_mut() {
-        loop {
-            match child.try_wait() {
-                Ok(Some(_)) | Err(_) => break,
-                Ok(None) if Instant::now() >= deadline => {
-                    tracing::warn!(
-                        rank = *rank,
-                        "rank {rank} ignored SIGTERM for {GRACE_PERIOD:?}; killing it"
-                    );
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break;
-                }
-                Ok(None) => std::thread::sleep(POLL_INTERVAL),
+    for rank in ranks.iter_mut() {
+        while !rank.poll() {
+            if Instant::now() >= deadline {
+                tracing::warn!(
+                    rank = rank.rank,
+                    "rank {} ignored SIGTERM for {GRACE_PERIOD:?}; killing it",
+                    rank.rank
+                );
+                let _ = rank.child.kill();
+                rank.exited = rank.child.wait().ok();
+                break;
             }
+            std::thread::sleep(POLL_INTERVAL);
         }
     }
 }

@@ -39,8 +39,13 @@ fn two_and_four_ranks_keep_identical_parameters() {
             .args(["--set", "log.level=debug"])
             .output()
             .unwrap();
-        let err = stderr(&out);
-        assert!(out.status.success(), "{gpus} ranks: {err}");
+        assert!(out.status.success(), "{gpus} ranks: {}", stderr(&out));
+        // The console shows rank 0; every rank's lines are in its log file.
+        let logs: Vec<String> = (0..gpus)
+            .map(|r| std::fs::read_to_string(dir.path().join(format!("ci-tiny/logs/rank-{r}.log"))).unwrap())
+            .collect();
+        assert!(!stderr(&out).contains("[rank=1]"), "rank 1 is not on the console by default");
+        let err = logs.join("\n");
         let hashes = parameter_hashes(&err);
         let mut by_step: HashMap<u64, Vec<(u32, String)>> = HashMap::new();
         for (rank, step, hash) in hashes {
@@ -50,7 +55,7 @@ fn two_and_four_ranks_keep_identical_parameters() {
         let last = by_step.get(&16).unwrap_or_else(|| panic!("no check at step 16: {err}"));
         assert_eq!(last.len(), gpus as usize, "every rank checked: {last:?}");
         assert!(last.iter().all(|(_, h)| h == &last[0].1), "{last:?}");
-        // Each rank trained on its own share of the batch: rank-tagged ticks from every rank.
+        // Each rank trained on its own share of the batch: rank-tagged ticks in every rank's log.
         for rank in 0..gpus {
             assert!(err.contains(&format!("[rank={rank}] tick 1")), "rank {rank} did not tick: {err}");
         }
@@ -99,6 +104,10 @@ fn kill_9_of_one_rank_stops_the_job_and_names_it() {
     assert!(killed_at.elapsed() < Duration::from_secs(10), "job took {:?} to stop", killed_at.elapsed());
     assert_eq!(out.status.code(), Some(128 + 9), "{err}");
     assert!(err.contains("rank 1 on") && err.contains("signal: 9"), "the dead rank is named: {err}");
+    assert!(
+        err.contains("Its last log lines:\n") && err.contains("[rank=1]"),
+        "its last lines are shown: {err}"
+    );
 }
 
 #[test]

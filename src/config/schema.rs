@@ -56,6 +56,8 @@ pub struct DistSection {
     pub collective_timeout_secs: u64,
     /// Check every this many ticks that all ranks hold identical parameters (0 = never).
     pub param_check_ticks: u32,
+    /// Gradient bucket size in MiB: gradients are all-reduced one bucket at a time.
+    pub bucket_mb: f64,
 }
 
 impl Default for DistSection {
@@ -68,6 +70,7 @@ impl Default for DistSection {
             connect_timeout_secs: 120,
             collective_timeout_secs: 300,
             param_check_ticks: 1,
+            bucket_mb: 25.0,
         }
     }
 }
@@ -260,11 +263,28 @@ pub struct LogSection {
     pub level: String,
     /// Live progress bar on rank 0 when stderr is a terminal.
     pub progress: bool,
+    /// Which ranks the launcher's console shows; every rank's log is always written to
+    /// `<run dir>/logs/rank-<r>.log`.
+    pub console: ConsoleRanks,
 }
 
 impl Default for LogSection {
     fn default() -> Self {
-        LogSection { format: LogFormat::Text, level: "info".into(), progress: true }
+        LogSection {
+            format: LogFormat::Text,
+            level: "info".into(),
+            progress: true,
+            console: ConsoleRanks::Rank0,
+        }
+    }
+}
+
+config_enum! {
+    pub enum ConsoleRanks {
+        /// Only rank 0 (and the launcher).
+        Rank0 => "rank0",
+        /// Every rank, each line prefixed with its rank.
+        All => "all",
     }
 }
 

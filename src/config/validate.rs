@@ -31,6 +31,9 @@ fn validate_run(cfg: &RunConfig) -> Result<()> {
 fn validate_dist(cfg: &RunConfig) -> Result<()> {
     positive("dist.nodes", cfg.dist.nodes)?;
     positive("dist.gpus", cfg.dist.gpus)?;
+    if !(cfg.dist.bucket_mb > 0.0 && cfg.dist.bucket_mb.is_finite()) {
+        return Err(Error::config("dist.bucket_mb", cfg.dist.bucket_mb, "a finite number of MiB > 0"));
+    }
     if cfg.dist.master_port == 0 && cfg.dist.nodes > 1 {
         return Err(Error::config(
             "dist.master_port",

@@ -9,19 +9,42 @@ use tch::{nn, Kind, Tensor};
 use gan_core::comm::{ProcessGroup, ReduceOp};
 use gan_core::error::{Error, Result};
 
-/// Averages the gradients of `params` over all ranks. A world of one has nothing to agree on.
+/// Averages the gradients of `params` over all ranks, one collective per bucket of about
+/// `bucket_bytes` (consecutive gradients, in the optimizer's order, which is the same on every
+/// rank). A world of one has nothing to agree on.
 pub fn all_reduce_gradients<'a>(
     pg: &mut dyn ProcessGroup,
     params: impl Iterator<Item = &'a Tensor>,
+    bucket_bytes: usize,
 ) -> Result<()> {
     if pg.world_size() == 1 {
         return Ok(());
     }
     let grads: Vec<Tensor> = params.map(|p| p.grad()).filter(|g| g.defined()).collect();
-    let mut bucket = flatten(&grads);
-    pg.all_reduce_f32(&mut bucket, ReduceOp::Avg)?;
-    unflatten_into(&bucket, &grads);
+    for bucket in buckets(&grads, bucket_bytes) {
+        let mut flat = flatten(bucket);
+        pg.all_reduce_f32(&mut flat, ReduceOp::Avg)?;
+        unflatten_into(&flat, bucket);
+    }
     Ok(())
+}
+
+/// Splits tensors into runs of at most `bucket_bytes` (a tensor larger than that is a bucket alone).
+fn buckets(tensors: &[Tensor], bucket_bytes: usize) -> Vec<&[Tensor]> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0usize);
+    for (i, t) in tensors.iter().enumerate() {
+        let size = t.numel() * 4;
+        if i > start && bytes + size > bucket_bytes {
+            out.push(&tensors[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += size;
+    }
+    if start < tensors.len() {
+        out.push(&tensors[start..]);
+    }
+    out
 }
 
 /// Every variable of `vs` (parameters and buffers), in name order: the same order on every rank.
@@ -102,6 +125,17 @@ pub fn unflatten_into(bucket: &[f32], tensors: &[Tensor]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn buckets_respect_the_size_and_keep_order() {
+        let t = |n: i64| Tensor::zeros([n], (Kind::Float, tch::Device::Cpu));
+        let tensors = [t(10), t(10), t(30), t(5), t(1)];
+        let sizes: Vec<Vec<i64>> =
+            buckets(&tensors, 80).iter().map(|b| b.iter().map(|x| x.numel() as i64).collect()).collect();
+        assert_eq!(sizes, [vec![10, 10], vec![30], vec![5, 1]]);
+        assert_eq!(buckets(&tensors, 1).len(), 5, "oversized tensors go alone");
+        assert!(buckets(&[], 80).is_empty());
+    }
 
     #[test]
     fn flatten_and_unflatten_round_trip() {

@@ -126,7 +126,8 @@ fn end_phase(s: &mut Setup, phase: Phase) -> Result<()> {
         Phase::DMain | Phase::DReg { .. } => &mut s.d_opt,
         Phase::GMain => &mut s.g_opt,
     };
-    all_reduce_gradients(s.pg.as_mut(), opt.params())?;
+    let bucket_bytes = (s.cfg.dist.bucket_mb * 1024.0 * 1024.0) as usize;
+    all_reduce_gradients(s.pg.as_mut(), opt.params(), bucket_bytes)?;
     opt.step();
     Ok(())
 }
