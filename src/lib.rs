@@ -23,6 +23,7 @@ pub mod data;
 pub mod devices;
 pub mod error;
 pub mod fsutil;
+pub mod heartbeat;
 pub mod images;
 pub mod launch_env;
 pub mod logging;

@@ -34,6 +34,9 @@ pub struct JobArgs {
     /// Port of the rendezvous store on the master node (overrides dist.master_port).
     #[arg(long)]
     pub master_port: Option<u16>,
+    /// Restart every rank up to this many times after a failure (TORCHELASTIC_RESTART_COUNT counts them).
+    #[arg(long, default_value_t = 0)]
+    pub max_restarts: u32,
     /// Override a config key: --set train.batch_size=64 (repeatable; the value is read as YAML).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub sets: Vec<SetOverride>,

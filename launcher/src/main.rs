@@ -6,14 +6,17 @@ mod rank_logs;
 mod supervise;
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
 use gan_core::config::{self, ConsoleRanks, HostFacts, RunConfig};
+use gan_core::error::EXIT_USER_ERROR;
 use gan_core::launch_env::RankEnv;
 use gan_core::logging::{self, Role};
 use gan_core::rendezvous::{self, StoreServer};
 use gan_core::Error;
+use supervise::GroupExit;
 
 use cli::{Cli, Command, JobArgs};
 
@@ -74,28 +77,53 @@ fn launch(args: &JobArgs) -> anyhow::Result<ExitCode> {
         _ => Some(StoreServer::bind(&format!("0.0.0.0:{}", cfg.dist.master_port), &token)?),
     };
     let master_port = store.as_ref().map_or(cfg.dist.master_port, |s| s.local_addr().port());
-    tracing::info!(run_dir = %run_dir.display(), ranks = world, master_port, "launching {}", trainer.display());
-    let ranks = plans
-        .iter()
-        .map(|plan| supervise::RankSpec {
-            plan: plan.clone(),
-            env: RankEnv {
-                rank: plan.rank,
-                local_rank: plan.local_rank,
-                world_size: world,
-                local_world_size: cfg.dist.gpus,
-                group_rank: plan.node_rank,
-                master_addr: "127.0.0.1".into(),
-                master_port,
-                restart_count: 0,
-                max_restarts: 0,
-                run_id: cfg.name().to_string(),
-            },
-            extra_env: vec![(rendezvous::TOKEN_ENV.to_string(), token.clone())],
-            log_path: run_dir.join("logs").join(format!("rank-{}.log", plan.rank)),
-            echo: plan.rank == 0 || cfg.log.console == ConsoleRanks::All,
-        })
-        .collect();
-    let code = supervise::run_ranks(&trainer, &resolved, ranks)?;
-    Ok(ExitCode::from(code))
+    let watchdog = supervise::Watchdog {
+        heartbeat_timeout: Duration::from_secs(cfg.dist.heartbeat_timeout_secs),
+        startup_timeout: Duration::from_secs(cfg.dist.connect_timeout_secs + cfg.dist.heartbeat_timeout_secs),
+    };
+    let mut signals = supervise::forwarded_signals()?;
+    for attempt in 0..=args.max_restarts {
+        tracing::info!(run_dir = %run_dir.display(), ranks = world, master_port, attempt, "launching {}", trainer.display());
+        let specs = plans
+            .iter()
+            .map(|plan| supervise::RankSpec {
+                plan: plan.clone(),
+                env: RankEnv {
+                    rank: plan.rank,
+                    local_rank: plan.local_rank,
+                    world_size: world,
+                    local_world_size: cfg.dist.gpus,
+                    group_rank: plan.node_rank,
+                    master_addr: "127.0.0.1".into(),
+                    master_port,
+                    restart_count: attempt,
+                    max_restarts: args.max_restarts,
+                    run_id: cfg.name().to_string(),
+                },
+                extra_env: vec![(rendezvous::TOKEN_ENV.to_string(), token.clone())],
+                log_path: run_dir.join("logs").join(format!("rank-{}.log", plan.rank)),
+                echo: plan.rank == 0 || cfg.log.console == ConsoleRanks::All,
+                heartbeat_path: run_dir.join("heartbeat").join(format!("rank-{}", plan.rank)),
+            })
+            .collect();
+        match supervise::run_ranks(&trainer, &resolved, specs, &mut signals, watchdog)? {
+            GroupExit::Finished => return Ok(ExitCode::SUCCESS),
+            GroupExit::Stopped(code) => return Ok(ExitCode::from(code)),
+            // Bad input does not get better by trying again.
+            GroupExit::Failed(code) if i32::from(code) == EXIT_USER_ERROR => return Ok(ExitCode::from(code)),
+            GroupExit::Failed(code) if attempt == args.max_restarts => {
+                if args.max_restarts > 0 {
+                    tracing::error!(
+                        "giving up: the job failed again after {attempt} restart(s) (--max-restarts {})",
+                        args.max_restarts
+                    );
+                }
+                return Ok(ExitCode::from(code));
+            }
+            GroupExit::Failed(_) => {
+                tracing::warn!("restarting every rank ({} of {} restarts)", attempt + 1, args.max_restarts);
+            }
+        }
+    }
+    unreachable!("the last attempt always returns")
 }

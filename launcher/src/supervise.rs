@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use gan_core::config::RankPlan;
+use gan_core::heartbeat;
 use gan_core::launch_env::RankEnv;
 use gan_core::Error;
 
@@ -18,6 +19,8 @@ use signal_hook::iterator::Signals;
 
 /// How often the launcher looks at its ranks.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// How often heartbeats are checked.
+const WATCH_INTERVAL: Duration = Duration::from_millis(500);
 /// How long to wait, after a rank fails, for the others that fail because of it.
 const FAILURE_SETTLE: Duration = Duration::from_secs(1);
 /// How long ranks get to exit after SIGTERM before SIGKILL.
@@ -35,6 +38,28 @@ pub struct RankSpec {
     pub log_path: PathBuf,
     /// Whether the console shows this rank's lines.
     pub echo: bool,
+    /// Where the rank beats its heartbeat.
+    pub heartbeat_path: PathBuf,
+}
+
+/// How long a rank may go without progress before it counts as stuck.
+#[derive(Clone, Copy, Debug)]
+pub struct Watchdog {
+    /// Between heartbeats once training runs.
+    pub heartbeat_timeout: Duration,
+    /// Until the first heartbeat (libtorch start-up, rendezvous, model building).
+    pub startup_timeout: Duration,
+}
+
+/// How a group of ranks ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GroupExit {
+    /// Every rank finished training.
+    Finished,
+    /// Every rank stopped cleanly on a signal the launcher forwarded (exit code 128 + signal).
+    Stopped(u8),
+    /// A rank failed or got stuck; the group was torn down. The code to pass on.
+    Failed(u8),
 }
 
 /// A running rank.
@@ -43,6 +68,8 @@ struct Rank {
     child: Child,
     log: RankLog,
     exited: Option<ExitStatus>,
+    started: Instant,
+    heartbeat_path: PathBuf,
 }
 
 impl Rank {
@@ -57,6 +84,39 @@ impl Rank {
     fn failed(&self) -> bool {
         self.exited.is_some_and(|s| exit_code(s) != 0)
     }
+
+    /// Why this rank counts as stuck, if it does, with its last step (for picking the culprit).
+    fn stuck(&self, watchdog: Watchdog) -> Option<(String, u64)> {
+        match heartbeat::read(&self.heartbeat_path) {
+            Some((step, age)) if age > watchdog.heartbeat_timeout => {
+                let state =
+                    if self.is_stopped() { "stopped (SIGSTOP?)" } else { "hung, or waiting in a collective" };
+                Some((format!("made no progress for {age:.0?} (last at step {step}): {state}"), step))
+            }
+            None if self.started.elapsed() > watchdog.startup_timeout => {
+                Some((format!("did not start training within {:.0?}", watchdog.startup_timeout), 0))
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether the process is stopped by a signal (state T in /proc/<pid>/stat).
+    fn is_stopped(&self) -> bool {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // The state follows the parenthesised command name, which may itself contain spaces.
+        stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('T') || rest.starts_with('t'))
+    }
+}
+
+/// The stuck rank to blame. When one rank stalls its peers stall too, waiting for it in a
+/// collective; the culprit is a stopped process if there is one, else the rank furthest behind.
+fn most_stuck(ranks: &[Rank], watchdog: Watchdog) -> Option<(usize, String)> {
+    let stuck: Vec<(usize, String, u64)> = ranks
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| r.stuck(watchdog).map(|(why, step)| (i, why, step)))
+        .collect();
+    stuck.into_iter().min_by_key(|(i, _, step)| (!ranks[*i].is_stopped(), *step)).map(|(i, why, _)| (i, why))
 }
 
 /// The trainer binary: an explicit path, or `gan-train` next to this executable.
@@ -75,10 +135,19 @@ pub fn trainer_path(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-/// Starts every rank, supervises them, and returns the exit code the launcher should exit with.
-pub fn run_ranks(trainer: &Path, config: &Path, specs: Vec<RankSpec>) -> anyhow::Result<u8> {
-    let mut signals =
-        Signals::new([SIGINT, SIGTERM, SIGUSR1, SIGUSR2]).context("installing signal handlers")?;
+/// The signals a launcher forwards to its ranks; create once, before the first rank starts.
+pub fn forwarded_signals() -> anyhow::Result<Signals> {
+    Signals::new([SIGINT, SIGTERM, SIGUSR1, SIGUSR2]).context("installing signal handlers")
+}
+
+/// Starts every rank, supervises them, and says how the group ended.
+pub fn run_ranks(
+    trainer: &Path,
+    config: &Path,
+    specs: Vec<RankSpec>,
+    signals: &mut Signals,
+    watchdog: Watchdog,
+) -> anyhow::Result<GroupExit> {
     let mut ranks: Vec<Rank> = Vec::new();
     for spec in &specs {
         match spawn(trainer, config, spec) {
@@ -89,14 +158,15 @@ pub fn run_ranks(trainer: &Path, config: &Path, specs: Vec<RankSpec>) -> anyhow:
             }
         }
     }
-    let code = supervise(&mut ranks, &mut signals)?;
+    let exit = supervise(&mut ranks, signals, watchdog)?;
     ranks.iter_mut().for_each(|r| r.log.finish());
-    Ok(code)
+    Ok(exit)
 }
 
-fn supervise(ranks: &mut [Rank], signals: &mut Signals) -> anyhow::Result<u8> {
+fn supervise(ranks: &mut [Rank], signals: &mut Signals, watchdog: Watchdog) -> anyhow::Result<GroupExit> {
     let mut forwarded: Option<i32> = None;
     let mut final_code = 0u8;
+    let mut last_watch = Instant::now();
     loop {
         for signal in signals.pending() {
             tracing::warn!(signal, "forwarding signal to {} rank(s)", ranks.len());
@@ -118,11 +188,17 @@ fn supervise(ranks: &mut [Rank], signals: &mut Signals) -> anyhow::Result<u8> {
                 tracing::info!(rank, code, "rank {rank} stopped on the forwarded signal");
                 final_code = code;
             } else {
-                return Ok(fail_job(ranks, i));
+                return Ok(GroupExit::Failed(fail_job(ranks, i)));
             }
         }
         if ranks.iter().all(|r| r.exited.is_some()) {
-            return Ok(final_code);
+            return Ok(if final_code == 0 { GroupExit::Finished } else { GroupExit::Stopped(final_code) });
+        }
+        if forwarded.is_none() && last_watch.elapsed() >= WATCH_INTERVAL {
+            last_watch = Instant::now();
+            if let Some((i, why)) = most_stuck(ranks, watchdog) {
+                return Ok(GroupExit::Failed(fail_stuck(ranks, i, &why)));
+            }
         }
         std::thread::sleep(POLL_INTERVAL);
     }
@@ -160,11 +236,26 @@ fn fail_job(ranks: &mut [Rank], first: usize) -> u8 {
     exit_code(status)
 }
 
+/// Stops the job because rank `i` is stuck: it is killed outright (a stopped or hung process
+/// would not act on SIGTERM), the others are stopped as usual.
+fn fail_stuck(ranks: &mut [Rank], i: usize, why: &str) -> u8 {
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    let rank = ranks[i].rank;
+    tracing::error!(rank, host = %host, "rank {rank} on {host} {why}; stopping the job");
+    let _ = ranks[i].child.kill();
+    ranks[i].exited = ranks[i].child.wait().ok();
+    stop_all(ranks, SIGTERM);
+    1
+}
+
 fn spawn(trainer: &Path, config: &Path, spec: &RankSpec) -> anyhow::Result<Rank> {
     let mut command = Command::new(trainer);
     command.arg(config).arg("--resolved").envs(spec.env.to_vars()).envs(spec.extra_env.iter().cloned());
     // One libtorch thread pool per rank, sized to its share of the cores (no oversubscription).
     command.env("OMP_NUM_THREADS", spec.plan.threads.to_string());
+    command.env(heartbeat::HEARTBEAT_ENV, &spec.heartbeat_path);
+    // A heartbeat left by an earlier attempt must not count for this one.
+    let _ = std::fs::remove_file(&spec.heartbeat_path);
     // Ranks get their own process group, so a terminal's Ctrl-C reaches only the launcher, which
     // forwards it once; and they die with the launcher rather than outlive it as orphans.
     command.process_group(0);
@@ -182,7 +273,14 @@ fn spawn(trainer: &Path, config: &Path, spec: &RankSpec) -> anyhow::Result<Rank>
         .with_context(|| format!("starting rank {} ({})", spec.plan.rank, trainer.display()))?;
     let stderr = child.stderr.take().expect("stderr is piped");
     let log = RankLog::capture(stderr, &spec.log_path, spec.echo)?;
-    Ok(Rank { rank: spec.plan.rank, child, log, exited: None })
+    Ok(Rank {
+        rank: spec.plan.rank,
+        child,
+        log,
+        exited: None,
+        started: Instant::now(),
+        heartbeat_path: spec.heartbeat_path.clone(),
+    })
 }
 
 fn send(child: &Child, signal: i32) {

@@ -71,32 +71,58 @@ fn children_of(pid: u32) -> Vec<u32> {
         .collect()
 }
 
+/// Starts a long 2-rank job and waits until both ranks train; returns the launcher.
+fn start_long_job(dir: &Path, extra: &[&str]) -> std::process::Child {
+    let child = gan_launch()
+        .args(launch_args(dir, 2))
+        .args(["--set", "train.total_kimg=1000"])
+        .args(extra)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_ranks(child.id(), None);
+    child
+}
+
+/// Waits until the launcher has two ranks that both beat (optionally: with this restart count).
+fn wait_for_ranks(launcher: u32, restart_count: Option<u32>) -> Vec<u32> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(Instant::now() < deadline, "the ranks did not start");
+        let ranks = children_of(launcher);
+        let attempt_ok = |pid: &u32| {
+            restart_count.is_none_or(|n| env_of(*pid).contains(&format!("TORCHELASTIC_RESTART_COUNT={n}")))
+        };
+        if ranks.len() == 2 && ranks.iter().all(attempt_ok) && ranks.iter().all(|p| beats(*p)) {
+            return ranks;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn env_of(pid: u32) -> String {
+    String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default())
+        .replace('\0', "\n")
+}
+
+/// True once the rank's heartbeat file exists (it trains).
+fn beats(pid: u32) -> bool {
+    let env = env_of(pid);
+    env.lines()
+        .find_map(|l| l.strip_prefix("GANLAUNCH_HEARTBEAT_FILE="))
+        .is_some_and(|p| Path::new(p).exists())
+}
+
+fn pid_of_rank(ranks: &[u32], rank: u32) -> u32 {
+    ranks.iter().copied().find(|pid| env_of(*pid).lines().any(|l| l == format!("RANK={rank}"))).unwrap()
+}
+
 #[test]
 fn kill_9_of_one_rank_stops_the_job_and_names_it() {
     gan_train_path();
     let dir = tempfile::tempdir().unwrap();
-    let child = gan_launch()
-        .args(launch_args(dir.path(), 2))
-        .args(["--set", "train.total_kimg=1000"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let manifest = dir.path().join("ci-tiny/run.json");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !manifest.exists() {
-        assert!(Instant::now() < deadline, "training did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let ranks = children_of(child.id());
-    assert_eq!(ranks.len(), 2, "{ranks:?}");
-    // Which pid is rank 1: its environment says.
-    let rank1 = ranks
-        .iter()
-        .copied()
-        .find(|pid| {
-            std::fs::read(format!("/proc/{pid}/environ")).unwrap().split(|&b| b == 0).any(|v| v == b"RANK=1")
-        })
-        .unwrap();
+    let child = start_long_job(dir.path(), &[]);
+    let rank1 = pid_of_rank(&children_of(child.id()), 1);
     let killed_at = Instant::now();
     unsafe { libc::kill(rank1 as i32, libc::SIGKILL) };
     let out = child.wait_with_output().unwrap();
@@ -108,6 +134,38 @@ fn kill_9_of_one_rank_stops_the_job_and_names_it() {
         err.contains("Its last log lines:\n") && err.contains("[rank=1]"),
         "its last lines are shown: {err}"
     );
+}
+
+#[test]
+fn a_stopped_rank_is_detected_and_named() {
+    gan_train_path();
+    let dir = tempfile::tempdir().unwrap();
+    let child = start_long_job(dir.path(), &["--set", "dist.heartbeat_timeout_secs=3"]);
+    let rank1 = pid_of_rank(&children_of(child.id()), 1);
+    let stopped_at = Instant::now();
+    unsafe { libc::kill(rank1 as i32, libc::SIGSTOP) };
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert!(stopped_at.elapsed() < Duration::from_secs(20), "took {:?}", stopped_at.elapsed());
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("rank 1 on") && err.contains("made no progress"), "{err}");
+}
+
+#[test]
+fn max_restarts_restarts_once_then_gives_up() {
+    gan_train_path();
+    let dir = tempfile::tempdir().unwrap();
+    let child = start_long_job(dir.path(), &["--max-restarts", "1"]);
+    let first = children_of(child.id());
+    unsafe { libc::kill(pid_of_rank(&first, 1) as i32, libc::SIGKILL) };
+    let second = wait_for_ranks(child.id(), Some(1));
+    assert!(second.iter().all(|p| !first.contains(p)), "new processes after the restart");
+    unsafe { libc::kill(pid_of_rank(&second, 1) as i32, libc::SIGKILL) };
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(128 + 9), "{err}");
+    assert!(err.contains("restarting every rank (1 of 1 restarts)"), "{err}");
+    assert!(err.contains("giving up: the job failed again after 1 restart(s)"), "{err}");
 }
 
 #[test]

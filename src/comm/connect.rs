@@ -34,7 +34,9 @@ pub fn join(cfg: &RunConfig, env: &RankEnv, uses_cuda: bool) -> Result<Joined> {
     let connect_timeout = Duration::from_secs(cfg.dist.connect_timeout_secs);
     let address = format!("{}:{}", env.master_addr, env.master_port);
     let me = format!("rank {}", env.rank);
-    let mut store = StoreClient::connect(&address, &token, &env.run_id, &me, connect_timeout)?;
+    // Keys are per attempt: a restarted group must not read the previous attempt's ring addresses.
+    let scope = format!("{}/attempt-{}", env.run_id, env.restart_count);
+    let mut store = StoreClient::connect(&address, &token, &scope, &me, connect_timeout)?;
     let advertise = advertised_host(&env.master_addr);
     let mut ring =
         RingGroup::connect(&mut store, env.rank, env.world_size, "0.0.0.0", &advertise, connect_timeout)?;

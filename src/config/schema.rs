@@ -58,6 +58,9 @@ pub struct DistSection {
     pub param_check_ticks: u32,
     /// Gradient bucket size in MiB: gradients are all-reduced one bucket at a time.
     pub bucket_mb: f64,
+    /// A rank that makes no progress for this long (stopped, hung in a collective) is named and
+    /// the job stopped. Start-up gets `connect_timeout_secs` on top.
+    pub heartbeat_timeout_secs: u64,
 }
 
 impl Default for DistSection {
@@ -71,6 +74,7 @@ impl Default for DistSection {
             collective_timeout_secs: 300,
             param_check_ticks: 1,
             bucket_mb: 25.0,
+            heartbeat_timeout_secs: 60,
         }
     }
 }

@@ -41,13 +41,14 @@ fn validate_dist(cfg: &RunConfig) -> Result<()> {
             "a fixed port when dist.nodes > 1 (other nodes must know it)",
         ));
     }
-    if cfg.dist.connect_timeout_secs == 0 || cfg.dist.collective_timeout_secs == 0 {
-        let key = if cfg.dist.connect_timeout_secs == 0 {
-            "dist.connect_timeout_secs"
-        } else {
-            "dist.collective_timeout_secs"
-        };
-        return Err(Error::config(key, 0, "at least 1 second"));
+    for (key, secs) in [
+        ("dist.connect_timeout_secs", cfg.dist.connect_timeout_secs),
+        ("dist.collective_timeout_secs", cfg.dist.collective_timeout_secs),
+        ("dist.heartbeat_timeout_secs", cfg.dist.heartbeat_timeout_secs),
+    ] {
+        if secs == 0 {
+            return Err(Error::config(key, 0, "at least 1 second"));
+        }
     }
     if cfg.dist.backend == Backend::Nccl && cfg.train.device == Device::Cpu {
         return Err(Error::config(

@@ -15,6 +15,7 @@ use gan_core::comm::ProcessGroup;
 use gan_core::config::{RankPlan, RunConfig};
 use gan_core::data::{self, sampler::Sampler, Batch, ImageSource};
 use gan_core::error::{Error, Result};
+use gan_core::heartbeat::Heartbeat;
 use gan_core::rng::SplitMix64;
 use gan_core::rundir::{RunDir, RunManifest};
 
@@ -37,6 +38,8 @@ pub struct Setup {
     pub ema: Ema,
     pub phases: Vec<Phase>,
     pub stats: TickStats,
+    /// Tells the launcher this rank is making progress.
+    pub heartbeat: Heartbeat,
     pub source: Box<dyn ImageSource>,
     sampler: Sampler,
     flip_rng: SplitMix64,
@@ -100,6 +103,7 @@ impl Setup {
             ema,
             phases,
             stats: TickStats::default(),
+            heartbeat: Heartbeat::from_env(),
             source,
             sampler,
             grid,

@@ -54,6 +54,7 @@ pub fn train(mut s: Setup, stop: &AtomicUsize) -> Result<TrainOutcome> {
     let mut outcome = TrainOutcome { step: 0, cur_nimg: 0, ticks: Vec::new(), stopped_by_signal: None };
     let mut tick_start = (Instant::now(), 0u64);
     s.write_start_files()?;
+    s.heartbeat.beat(0)?;
     tracing::info!(device = %s.device_name(), world = s.pg.world_size(), "training {} kimg", s.cfg.train.total_kimg);
     loop {
         let signal = stop.load(Ordering::SeqCst);
@@ -71,6 +72,7 @@ pub fn train(mut s: Setup, stop: &AtomicUsize) -> Result<TrainOutcome> {
         }
         run_step(&mut s, outcome.step)?;
         outcome.step += 1;
+        s.heartbeat.beat(outcome.step)?;
         outcome.cur_nimg += u64::from(s.cfg.train.batch_size);
         progress.step(outcome.step, outcome.cur_nimg);
         let beta =
@@ -187,8 +189,10 @@ fn tick_report(s: &mut Setup, outcome: &TrainOutcome, tick_start: (Instant, u64)
     })
 }
 
-/// Per-tick work besides statistics. Checkpoints and evaluation will hook in here.
+/// Per-tick work besides statistics. Checkpoints and evaluation will hook in here (long work
+/// should beat the heartbeat as it goes).
 fn maintenance(s: &mut Setup, report: &TickReport, done: bool) -> Result<()> {
+    s.heartbeat.beat(report.step)?;
     let check_every = u64::from(s.cfg.dist.param_check_ticks);
     if done || (check_every > 0 && report.tick.is_multiple_of(check_every)) {
         check_parameters_agree(s.pg.as_mut(), &[&s.g_vs, &s.d_vs], report.step)?;
