@@ -17,6 +17,7 @@
 //! config -> plan -> rank env -> data source + sampler -> batches -> phases (D main, D reg, G main,
 //! G reg) -> gradient sync -> Adam -> G_ema -> per-tick stats, sample grids.
 //!
+pub mod cluster;
 pub mod comm;
 pub mod config;
 pub mod data;

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use gan_core::cluster::Placement;
 use gan_core::config::SetOverride;
 
 /// Distributed GAN training on libtorch: one rank per GPU, across nodes.
@@ -31,6 +32,13 @@ pub struct JobArgs {
     /// Ranks per node: one per GPU, or CPU ranks without GPUs (overrides dist.gpus).
     #[arg(long)]
     pub gpus: Option<u32>,
+    /// This node's index, 0..nodes (default: SLURM_NODEID, JOB_COMPLETION_INDEX, else 0).
+    #[arg(long)]
+    pub node_rank: Option<u32>,
+    /// Host of node 0, where the rendezvous store runs (default: the first host of
+    /// SLURM_JOB_NODELIST, or MASTER_ADDR; 127.0.0.1 for one node).
+    #[arg(long)]
+    pub master_addr: Option<String>,
     /// Port of the rendezvous store on the master node (overrides dist.master_port).
     #[arg(long)]
     pub master_port: Option<u16>,
@@ -47,9 +55,15 @@ pub struct JobArgs {
 }
 
 impl JobArgs {
-    /// `--set` overrides followed by the dedicated flags, which therefore win.
-    pub fn overrides(&self) -> Vec<SetOverride> {
-        let mut sets = self.sets.clone();
+    /// The scheduler's node count, then `--set` overrides, then the dedicated flags, which
+    /// therefore win.
+    pub fn overrides(&self, placement: Option<&Placement>) -> Vec<SetOverride> {
+        let mut sets: Vec<SetOverride> = placement
+            .and_then(|p| p.nodes)
+            .map(|n| SetOverride { key: "dist.nodes".into(), value: n.to_string() })
+            .into_iter()
+            .collect();
+        sets.extend(self.sets.iter().cloned());
         let mut flag = |key: &str, value: Option<String>| {
             if let Some(value) = value {
                 sets.push(SetOverride { key: key.into(), value });

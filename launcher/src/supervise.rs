@@ -13,6 +13,7 @@ use gan_core::heartbeat;
 use gan_core::launch_env::RankEnv;
 use gan_core::Error;
 
+use crate::nodes::RemoteEvent;
 use crate::rank_logs::RankLog;
 use signal_hook::consts::{SIGINT, SIGKILL, SIGTERM, SIGUSR1, SIGUSR2};
 use signal_hook::iterator::Signals;
@@ -52,14 +53,15 @@ pub struct Watchdog {
 }
 
 /// How a group of ranks ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum GroupExit {
     /// Every rank finished training.
     Finished,
     /// Every rank stopped cleanly on a signal the launcher forwarded (exit code 128 + signal).
     Stopped(u8),
-    /// A rank failed or got stuck; the group was torn down. The code to pass on.
-    Failed(u8),
+    /// A rank failed or got stuck (or another node failed); the group was torn down. The code
+    /// to pass on and what happened.
+    Failed { code: u8, reason: String },
 }
 
 /// A running rank.
@@ -140,6 +142,14 @@ pub fn forwarded_signals() -> anyhow::Result<Signals> {
     Signals::new([SIGINT, SIGTERM, SIGUSR1, SIGUSR2]).context("installing signal handlers")
 }
 
+/// The launchers of other nodes, as supervision sees them.
+pub trait Peers {
+    /// What other nodes reported since the last call (a failure, or a signal to pass on).
+    fn poll(&mut self) -> Option<RemoteEvent>;
+    /// This launcher received `signal`; the other nodes should pass it to their ranks too.
+    fn signalled(&mut self, signal: i32);
+}
+
 /// Starts every rank, supervises them, and says how the group ended.
 pub fn run_ranks(
     trainer: &Path,
@@ -147,6 +157,7 @@ pub fn run_ranks(
     specs: Vec<RankSpec>,
     signals: &mut Signals,
     watchdog: Watchdog,
+    peers: &mut dyn Peers,
 ) -> anyhow::Result<GroupExit> {
     let mut ranks: Vec<Rank> = Vec::new();
     for spec in &specs {
@@ -158,21 +169,24 @@ pub fn run_ranks(
             }
         }
     }
-    let exit = supervise(&mut ranks, signals, watchdog)?;
+    let exit = supervise(&mut ranks, signals, watchdog, peers)?;
     ranks.iter_mut().for_each(|r| r.log.finish());
     Ok(exit)
 }
 
-fn supervise(ranks: &mut [Rank], signals: &mut Signals, watchdog: Watchdog) -> anyhow::Result<GroupExit> {
+fn supervise(
+    ranks: &mut [Rank],
+    signals: &mut Signals,
+    watchdog: Watchdog,
+    peers: &mut dyn Peers,
+) -> anyhow::Result<GroupExit> {
     let mut forwarded: Option<i32> = None;
     let mut final_code = 0u8;
     let mut last_watch = Instant::now();
     loop {
         for signal in signals.pending() {
-            tracing::warn!(signal, "forwarding signal to {} rank(s)", ranks.len());
-            for rank in ranks.iter().filter(|r| r.exited.is_none()) {
-                send(&rank.child, signal);
-            }
+            forward(ranks, signal);
+            peers.signalled(signal);
             forwarded = Some(signal);
         }
         for i in 0..ranks.len() {
@@ -188,16 +202,33 @@ fn supervise(ranks: &mut [Rank], signals: &mut Signals, watchdog: Watchdog) -> a
                 tracing::info!(rank, code, "rank {rank} stopped on the forwarded signal");
                 final_code = code;
             } else {
-                return Ok(GroupExit::Failed(fail_job(ranks, i)));
+                let (code, reason) = fail_job(ranks, i);
+                return Ok(GroupExit::Failed { code, reason });
             }
         }
         if ranks.iter().all(|r| r.exited.is_some()) {
             return Ok(if final_code == 0 { GroupExit::Finished } else { GroupExit::Stopped(final_code) });
         }
-        if forwarded.is_none() && last_watch.elapsed() >= WATCH_INTERVAL {
+        let watch_due = last_watch.elapsed() >= WATCH_INTERVAL;
+        if watch_due {
             last_watch = Instant::now();
+            match peers.poll() {
+                Some(RemoteEvent::Failed(why)) => {
+                    tracing::error!("another node failed ({why}); stopping this node's ranks");
+                    stop_all(ranks, SIGTERM);
+                    return Ok(GroupExit::Failed { code: 1, reason: why });
+                }
+                Some(RemoteEvent::Signal(signal)) if forwarded.is_none() => {
+                    forward(ranks, signal);
+                    forwarded = Some(signal);
+                }
+                _ => {}
+            }
+        }
+        // Heartbeats are not judged while ranks shut down on a signal.
+        if watch_due && forwarded.is_none() {
             if let Some((i, why)) = most_stuck(ranks, watchdog) {
-                return Ok(GroupExit::Failed(fail_stuck(ranks, i, &why)));
+                return Ok(GroupExit::Failed { code: 1, reason: fail_stuck(ranks, i, &why) });
             }
         }
         std::thread::sleep(POLL_INTERVAL);
@@ -208,7 +239,7 @@ fn supervise(ranks: &mut [Rank], signals: &mut Signals, watchdog: Watchdog) -> a
 /// rank fail soon after it (their collectives lose the connection), so the ranks that end within
 /// a moment are collected and the root cause named: a rank killed by a signal over one that exited
 /// with an error, else the first seen. Its last log lines are shown.
-fn fail_job(ranks: &mut [Rank], first: usize) -> u8 {
+fn fail_job(ranks: &mut [Rank], first: usize) -> (u8, String) {
     let settle_until = Instant::now() + FAILURE_SETTLE;
     while Instant::now() < settle_until && ranks.iter().any(|r| r.exited.is_none()) {
         ranks.iter_mut().for_each(|r| {
@@ -226,26 +257,35 @@ fn fail_job(ranks: &mut [Rank], first: usize) -> u8 {
     stop_all(ranks, SIGTERM);
     ranks[root].log.finish();
     let last_lines = ranks[root].log.tail();
+    let reason = format!("rank {rank} on {host} failed ({status})");
     tracing::error!(
         rank,
         host = %host,
-        "rank {rank} on {host} failed ({status}); stopping the job{}. Its last log lines:\n{}",
+        "{reason}; stopping the job{}. Its last log lines:\n{}",
         if others.is_empty() { String::new() } else { format!(" (ranks {others:?} failed after it)") },
         if last_lines.is_empty() { "  (none)".to_string() } else { last_lines.join("\n") }
     );
-    exit_code(status)
+    (exit_code(status), reason)
+}
+
+fn forward(ranks: &[Rank], signal: i32) {
+    tracing::warn!(signal, "forwarding signal to {} rank(s)", ranks.len());
+    for rank in ranks.iter().filter(|r| r.exited.is_none()) {
+        send(&rank.child, signal);
+    }
 }
 
 /// Stops the job because rank `i` is stuck: it is killed outright (a stopped or hung process
 /// would not act on SIGTERM), the others are stopped as usual.
-fn fail_stuck(ranks: &mut [Rank], i: usize, why: &str) -> u8 {
+fn fail_stuck(ranks: &mut [Rank], i: usize, why: &str) -> String {
     let host = gethostname::gethostname().to_string_lossy().into_owned();
     let rank = ranks[i].rank;
-    tracing::error!(rank, host = %host, "rank {rank} on {host} {why}; stopping the job");
+    let reason = format!("rank {rank} on {host} {why}");
+    tracing::error!(rank, host = %host, "{reason}; stopping the job");
     let _ = ranks[i].child.kill();
     ranks[i].exited = ranks[i].child.wait().ok();
     stop_all(ranks, SIGTERM);
-    1
+    reason
 }
 
 fn spawn(trainer: &Path, config: &Path, spec: &RankSpec) -> anyhow::Result<Rank> {

@@ -64,19 +64,6 @@ fn json_logs_carry_the_rank() {
 }
 
 #[test]
-fn multi_node_request_is_refused_clearly() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = gan_launch()
-        .args(["--nodes", "2", "--gpus", "1"])
-        .arg(shipped_config("ci-tiny.yaml"))
-        .args(run_dir_args(dir.path()))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(stderr(&out).contains("multi-node launching is not in this build yet"), "{}", stderr(&out));
-}
-
-#[test]
 fn ctrl_c_stops_cleanly_with_final_files() {
     gan_train_path();
     let dir = tempfile::tempdir().unwrap();

@@ -70,6 +70,15 @@ impl StoreClient {
         }
     }
 
+    /// The value of `key` if it is set now, without waiting.
+    pub fn try_get(&mut self, key: &str) -> Result<Option<Vec<u8>>> {
+        match self.call(&Request::Get { key: self.scoped(key), timeout_ms: 0 }, Duration::ZERO)? {
+            Response::Value(v) => Ok(Some(v)),
+            Response::Timeout => Ok(None),
+            other => Err(self.unexpected(&other)),
+        }
+    }
+
     /// Adds `delta` to the counter `key` and returns the new value.
     pub fn add(&mut self, key: &str, delta: i64) -> Result<i64> {
         match self.call(&Request::Add { key: self.scoped(key), delta }, Duration::ZERO)? {

@@ -1,0 +1,182 @@
+//! One node's part of a job: where this node sits (flags over scheduler environment), the
+//! rendezvous store (hosted on node 0), agreement with the other nodes' launchers, and the
+//! attempts: start the ranks, supervise them, restart them together after a failure.
+use std::process::ExitCode;
+use std::time::Duration;
+
+use gan_core::cluster::Placement;
+use gan_core::config::{self, ConsoleRanks, HostFacts, RunConfig};
+use gan_core::error::EXIT_USER_ERROR;
+use gan_core::launch_env::RankEnv;
+use gan_core::rendezvous::{self, StoreServer, TOKEN_ENV};
+use gan_core::Error;
+
+use crate::cli::JobArgs;
+use crate::nodes::{NodeGroup, RemoteEvent};
+use crate::supervise::{self, GroupExit, Peers, RankSpec, Watchdog};
+
+/// Where this node's launcher sits in the job.
+pub struct NodeSetup {
+    pub node_rank: u32,
+    pub master_addr: String,
+    pub run_id: String,
+}
+
+impl NodeSetup {
+    /// Flags first, then the scheduler's environment, then single-node defaults.
+    pub fn resolve(args: &JobArgs, placement: Option<&Placement>, cfg: &RunConfig) -> anyhow::Result<Self> {
+        let node_rank = args.node_rank.or(placement.map(|p| p.node_rank)).unwrap_or(0);
+        if node_rank >= cfg.dist.nodes {
+            return Err(Error::Env(format!(
+                "node rank {node_rank} is not below the node count {}",
+                cfg.dist.nodes
+            ))
+            .into());
+        }
+        let master_addr = args
+            .master_addr
+            .clone()
+            .or_else(|| placement.and_then(|p| p.master_addr.clone()))
+            .or_else(|| std::env::var("MASTER_ADDR").ok());
+        let master_addr = match (master_addr, cfg.dist.nodes) {
+            (Some(addr), _) => addr,
+            (None, 1) => "127.0.0.1".into(),
+            (None, n) => return Err(Error::Env(format!(
+                "{n} nodes need the address of node 0: pass --master-addr (SLURM and Kubernetes provide it)"
+            ))
+            .into()),
+        };
+        let run_id = placement.and_then(|p| p.job_id.clone()).unwrap_or_else(|| cfg.name().to_string());
+        Ok(NodeSetup { node_rank, master_addr, run_id })
+    }
+}
+
+/// Runs this node's ranks to the end of the job and returns the launcher's exit code.
+pub fn run(args: &JobArgs, cfg: &RunConfig, node: &NodeSetup) -> anyhow::Result<ExitCode> {
+    let trainer = supervise::trainer_path(args.trainer.as_deref())?;
+    let run_dir = cfg.run_dir();
+    let resolved = run_dir.join("config.yaml");
+    config::save_resolved(cfg, &resolved)?;
+    let plans: Vec<_> = config::plan(cfg, HostFacts::detect())
+        .into_iter()
+        .filter(|p| p.node_rank == node.node_rank)
+        .collect();
+    let world = config::world_size(cfg);
+    let token = store_token(cfg)?;
+    // Node 0 hosts the store for the job's lifetime; every launcher and rank meets there.
+    let store = match (world, node.node_rank) {
+        (1, _) | (_, 1..) => None,
+        (_, 0) => Some(StoreServer::bind(&format!("0.0.0.0:{}", cfg.dist.master_port), &token)?),
+    };
+    let master_port = store.as_ref().map_or(cfg.dist.master_port, |s| s.local_addr().port());
+    let timeout = Duration::from_secs(cfg.dist.connect_timeout_secs);
+    let mut group = match cfg.dist.nodes {
+        1 => None,
+        nodes => {
+            let address = format!("{}:{master_port}", node.master_addr);
+            Some(NodeGroup::join(
+                &address,
+                &token,
+                &node.run_id,
+                node.node_rank,
+                nodes,
+                cfg.dist.gpus,
+                timeout,
+            )?)
+        }
+    };
+    let watchdog = Watchdog {
+        heartbeat_timeout: Duration::from_secs(cfg.dist.heartbeat_timeout_secs),
+        startup_timeout: Duration::from_secs(cfg.dist.connect_timeout_secs + cfg.dist.heartbeat_timeout_secs),
+    };
+    let mut signals = supervise::forwarded_signals()?;
+    for attempt in 0..=args.max_restarts {
+        tracing::info!(run_dir = %run_dir.display(), ranks = plans.len(), world, master_port, attempt, "launching {}", trainer.display());
+        let specs = plans
+            .iter()
+            .map(|plan| RankSpec {
+                plan: plan.clone(),
+                env: RankEnv {
+                    rank: plan.rank,
+                    local_rank: plan.local_rank,
+                    world_size: world,
+                    local_world_size: cfg.dist.gpus,
+                    group_rank: plan.node_rank,
+                    master_addr: node.master_addr.clone(),
+                    master_port,
+                    restart_count: attempt,
+                    max_restarts: args.max_restarts,
+                    run_id: node.run_id.clone(),
+                },
+                extra_env: vec![(TOKEN_ENV.to_string(), token.clone())],
+                log_path: run_dir.join("logs").join(format!("rank-{}.log", plan.rank)),
+                echo: plan.rank == 0 || cfg.log.console == ConsoleRanks::All,
+                heartbeat_path: run_dir.join("heartbeat").join(format!("rank-{}", plan.rank)),
+            })
+            .collect();
+        let mut peers = AttemptPeers { group: group.as_mut(), attempt };
+        let exit = supervise::run_ranks(&trainer, &resolved, specs, &mut signals, watchdog, &mut peers)?;
+        match exit {
+            GroupExit::Finished => {
+                // Node 0 keeps the store up until every node is done with it.
+                if let Some(group) = group.as_mut() {
+                    group.agree(attempt, "end")?;
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            GroupExit::Stopped(code) => return Ok(ExitCode::from(code)),
+            GroupExit::Failed { code, reason } => {
+                if let Some(group) = group.as_mut() {
+                    let _ = group.report_failure(attempt, &reason);
+                }
+                // Bad input does not get better by trying again.
+                if i32::from(code) == EXIT_USER_ERROR || attempt == args.max_restarts {
+                    if args.max_restarts > 0 && attempt == args.max_restarts {
+                        tracing::error!(
+                            "giving up: the job failed again after {attempt} restart(s) (--max-restarts {})",
+                            args.max_restarts
+                        );
+                    }
+                    return Ok(ExitCode::from(code));
+                }
+                if let Some(group) = group.as_mut() {
+                    group.agree(attempt, "restart")?;
+                }
+                tracing::warn!("restarting every rank ({} of {} restarts)", attempt + 1, args.max_restarts);
+            }
+        }
+    }
+    unreachable!("the last attempt always returns")
+}
+
+/// One node generates the token when it is alone; several nodes must share one from the
+/// environment (the sbatch script and the Kubernetes manifests provide it).
+fn store_token(cfg: &RunConfig) -> anyhow::Result<String> {
+    match (std::env::var(TOKEN_ENV), cfg.dist.nodes) {
+        (Ok(token), _) if !token.is_empty() => Ok(token),
+        (_, 1) => Ok(rendezvous::new_token()),
+        (_, nodes) => Err(Error::Env(format!(
+            "{nodes} nodes need a shared store token: set {TOKEN_ENV} to the same secret on every node, \
+             e.g. export {TOKEN_ENV}=$(head -c16 /dev/urandom | od -An -tx1 | tr -d ' \\n')"
+        ))
+        .into()),
+    }
+}
+
+/// The other nodes during one attempt.
+struct AttemptPeers<'a> {
+    group: Option<&'a mut NodeGroup>,
+    attempt: u32,
+}
+
+impl Peers for AttemptPeers<'_> {
+    fn poll(&mut self) -> Option<RemoteEvent> {
+        self.group.as_mut()?.poll(self.attempt)
+    }
+
+    fn signalled(&mut self, signal: i32) {
+        if let Some(group) = self.group.as_mut() {
+            let _ = group.report_signal(self.attempt, signal);
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! Several "nodes" as separate launcher processes on 127.0.0.1: static flags, one shared store
+//! on node 0, failures reaching every node, and clear errors for a bad layout.
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Starts the launcher of `node` of `nodes`, each with `gpus` ranks, in its own run directory.
+fn start_node(dir: &Path, node: u32, nodes: u32, gpus: u32, port: u16, extra: &[&str]) -> Child {
+    gan_launch()
+        .env("GANLAUNCH_STORE_TOKEN", "shared-secret")
+        .args(["--nodes", &nodes.to_string(), "--node-rank", &node.to_string(), "--gpus", &gpus.to_string()])
+        .args(["--master-addr", "127.0.0.1", "--master-port", &port.to_string()])
+        .arg(shipped_config("ci-tiny.yaml"))
+        .args(["--set", &format!("run.dir={}", dir.join(format!("node{node}")).display())])
+        .args(extra)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn four_nodes_of_two_ranks_train_as_one_job() {
+    gan_train_path();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let nodes: Vec<Child> =
+        (0..4).map(|n| start_node(dir.path(), n, 4, 2, port, &["--set", "log.level=debug"])).collect();
+    let outputs: Vec<_> = nodes.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
+    for (node, out) in outputs.iter().enumerate() {
+        assert!(out.status.success(), "node {node}: {}", stderr(out));
+    }
+    // Every one of the 8 ranks checked the same parameter hash at the last step.
+    let mut last_hashes = Vec::new();
+    for node in 0..4 {
+        for local in 0..2 {
+            let rank = node * 2 + local;
+            let log =
+                std::fs::read_to_string(dir.path().join(format!("node{node}/ci-tiny/logs/rank-{rank}.log")))
+                    .unwrap();
+            let line = log
+                .lines()
+                .rfind(|l| l.contains("parameters identical"))
+                .unwrap_or_else(|| panic!("rank {rank}: {log}"));
+            assert!(line.contains("step=16"), "{line}");
+            last_hashes.push(line.split("hash=").nth(1).unwrap().to_string());
+        }
+    }
+    assert!(last_hashes.iter().all(|h| h == &last_hashes[0]), "{last_hashes:?}");
+    assert!(std::fs::read_to_string(dir.path().join("node0/ci-tiny/logs/rank-0.log"))
+        .unwrap()
+        .contains("world=8"));
+}
+
+#[test]
+fn a_rank_killed_on_one_node_stops_every_node() {
+    gan_train_path();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let long = ["--set", "train.total_kimg=1000"];
+    let nodes: Vec<Child> = (0..2).map(|n| start_node(dir.path(), n, 2, 1, port, &long)).collect();
+    // Wait until node 1's rank (rank 1) trains, then kill it.
+    let heartbeat = dir.path().join("node1/ci-tiny/heartbeat/rank-1");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !heartbeat.exists() {
+        assert!(Instant::now() < deadline, "node 1 did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let rank1 =
+        std::fs::read_to_string(format!("/proc/{}/task/{}/children", nodes[1].id(), nodes[1].id())).unwrap();
+    let killed_at = Instant::now();
+    unsafe { libc::kill(rank1.trim().parse().unwrap(), libc::SIGKILL) };
+    let outputs: Vec<_> = nodes.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
+    assert!(killed_at.elapsed() < Duration::from_secs(10), "took {:?}", killed_at.elapsed());
+    for (node, out) in outputs.iter().enumerate() {
+        assert_ne!(out.status.code(), Some(0), "node {node} must fail: {}", stderr(out));
+    }
+    assert!(stderr(&outputs[1]).contains("rank 1 on"), "{}", stderr(&outputs[1]));
+}
+
+#[test]
+fn layout_errors_are_clear_and_do_not_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    // No shared token.
+    let out = gan_launch()
+        .env_remove("GANLAUNCH_STORE_TOKEN")
+        .args(["--nodes", "2", "--node-rank", "1", "--master-addr", "127.0.0.1"])
+        .arg(shipped_config("ci-tiny.yaml"))
+        .args(["--set", &format!("run.dir={}", dir.path().display())])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("GANLAUNCH_STORE_TOKEN"), "{}", stderr(&out));
+    // No master address for several nodes.
+    let out = gan_launch()
+        .env_remove("MASTER_ADDR")
+        .args(["--nodes", "2", "--node-rank", "1"])
+        .arg(shipped_config("ci-tiny.yaml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--master-addr"), "{}", stderr(&out));
+    // Nodes that disagree on --gpus.
+    let port = free_port();
+    let started = Instant::now();
+    let a = start_node(dir.path(), 0, 2, 2, port, &["--set", "dist.connect_timeout_secs=20"]);
+    let b = start_node(
+        dir.path(),
+        1,
+        2,
+        1,
+        port,
+        &["--set", "dist.connect_timeout_secs=20", "--set", "train.batch_size=32"],
+    );
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert!(started.elapsed() < Duration::from_secs(30), "no hang");
+    let both = format!("{}{}", stderr(&a), stderr(&b));
+    assert!(both.contains("--gpus must be the same on every node"), "{both}");
+    // An unreachable master, with a short connect timeout.
+    let out = gan_launch()
+        .env("GANLAUNCH_STORE_TOKEN", "x")
+        .args([
+            "--nodes",
+            "2",
+            "--node-rank",
+            "1",
+            "--master-addr",
+            "127.0.0.1",
+            "--master-port",
+            &free_port().to_string(),
+        ])
+        .arg(shipped_config("ci-tiny.yaml"))
+        .args(["--set", &format!("run.dir={}", dir.path().display()), "--set", "dist.connect_timeout_secs=2"])
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    assert!(stderr(&out).contains("could not reach the rendezvous store"), "{}", stderr(&out));
+}
