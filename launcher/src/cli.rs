@@ -20,6 +20,9 @@ pub struct Cli {
 pub enum Command {
     /// Validate CONFIG and print the resolved config and the per-rank plan, without training.
     Plan(JobArgs),
+    /// Measure the distributed runtime on this machine (prints figures).
+    #[command(subcommand)]
+    Bench(crate::bench::Bench),
 }
 
 #[derive(Args, Debug, Clone)]

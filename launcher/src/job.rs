@@ -41,10 +41,12 @@ impl NodeSetup {
         let master_addr = match (master_addr, cfg.dist.nodes) {
             (Some(addr), _) => addr,
             (None, 1) => "127.0.0.1".into(),
-            (None, n) => return Err(Error::Env(format!(
+            (None, n) => {
+                return Err(Error::Env(format!(
                 "{n} nodes need the address of node 0: pass --master-addr (SLURM and Kubernetes provide it)"
             ))
-            .into()),
+                .into())
+            }
         };
         let run_id = placement.and_then(|p| p.job_id.clone()).unwrap_or_else(|| cfg.name().to_string());
         Ok(NodeSetup { node_rank, master_addr, run_id })

@@ -1,6 +1,7 @@
 //! `gan-launch`: validates a config, plans the ranks, and starts and supervises one trainer
 //! process per GPU (or CPU share) with torchrun's environment. It never links libtorch, so it
 //! starts in milliseconds and checks a config before any rank pays libtorch's start-up.
+mod bench;
 mod cli;
 mod job;
 mod nodes;
@@ -22,6 +23,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Plan(args)) => plan(&args),
+        Some(Command::Bench(bench)) => bench::run(&bench).map(|_| ExitCode::SUCCESS),
         None => launch(&cli.job),
     };
     match result {

@@ -26,6 +26,11 @@ impl TickReport {
                 parts.push(format!("{label} {v:.4}"));
             }
         }
+        if let (Some(step), Some(sync)) =
+            (self.stats.get("Timing/step_secs"), self.stats.get("Timing/sync_secs"))
+        {
+            parts.push(format!("step {:.1} ms (sync {:.0}%)", step * 1e3, 100.0 * sync / step.max(1e-12)));
+        }
         parts.join("  ")
     }
 }

@@ -11,6 +11,8 @@ use gan_core::error::Result;
 #[derive(Default)]
 pub struct TickStats {
     sums: BTreeMap<String, (Tensor, u64)>,
+    /// Host-side observations (timings), kept apart so they never touch the device.
+    host_sums: BTreeMap<String, (f64, u64)>,
 }
 
 impl TickStats {
@@ -28,17 +30,29 @@ impl TickStats {
         }
     }
 
+    /// Adds one host-side observation of `name` (e.g. a duration in seconds).
+    pub fn report_host(&mut self, name: &str, value: f64) {
+        let entry = self.host_sums.entry(name.to_string()).or_insert((0.0, 0));
+        entry.0 += value;
+        entry.1 += 1;
+    }
+
     /// Means over every rank's observations since the last call, then starts a new tick. Every
     /// rank must report the same names (they run the same phases), so the reduced vectors line up.
     pub fn reduce(&mut self, pg: &mut dyn ProcessGroup) -> Result<BTreeMap<String, f64>> {
-        let names: Vec<String> = self.sums.keys().cloned().collect();
-        let mut buffer: Vec<f64> = Vec::with_capacity(names.len() * 2);
-        for (sum, count) in self.sums.values() {
-            buffer.push(sum.double_value(&[]));
-            buffer.push(*count as f64);
+        let mut names: Vec<String> = Vec::with_capacity(self.sums.len() + self.host_sums.len());
+        let mut buffer: Vec<f64> = Vec::with_capacity(names.capacity() * 2);
+        for (name, (sum, count)) in &self.sums {
+            names.push(name.clone());
+            buffer.extend([sum.double_value(&[]), *count as f64]);
+        }
+        for (name, (sum, count)) in &self.host_sums {
+            names.push(name.clone());
+            buffer.extend([*sum, *count as f64]);
         }
         pg.all_reduce_f64(&mut buffer, ReduceOp::Sum)?;
         self.sums.clear();
+        self.host_sums.clear();
         Ok(names
             .into_iter()
             .zip(buffer.chunks_exact(2))

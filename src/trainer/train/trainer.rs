@@ -86,9 +86,12 @@ pub fn train(mut s: Setup, stop: &AtomicUsize) -> Result<TrainOutcome> {
 
 /// One optimizer step of every phase that is due.
 fn run_step(s: &mut Setup, step: u64) -> Result<()> {
+    let started = Instant::now();
     let batch = s.next_batch();
+    s.stats.report_host("Timing/data_secs", started.elapsed().as_secs_f64());
     let (reals, labels) = s.to_tensors(&batch);
     let rounds = s.plan.accumulation as i64;
+    let mut sync_secs = 0.0;
     let per_round = s.plan.batch_per_rank as i64;
     for phase in s.phases.clone() {
         if !step.is_multiple_of(u64::from(phase.interval())) {
@@ -101,8 +104,10 @@ fn run_step(s: &mut Setup, step: u64) -> Result<()> {
             let loss = phase_loss(s, phase, &real, &c)?;
             (loss / rounds as f64).backward();
         }
-        end_phase(s, phase)?;
+        sync_secs += end_phase(s, phase)?;
     }
+    s.stats.report_host("Timing/sync_secs", sync_secs);
+    s.stats.report_host("Timing/step_secs", started.elapsed().as_secs_f64());
     Ok(())
 }
 
@@ -122,16 +127,19 @@ fn begin_phase(s: &mut Setup, phase: Phase) {
     }
 }
 
-/// Gradients agree across ranks here, between backward and the optimizer step.
-fn end_phase(s: &mut Setup, phase: Phase) -> Result<()> {
+/// Gradients agree across ranks here, between backward and the optimizer step. Returns the
+/// seconds spent synchronising (CPU collectives are synchronous, so wall time is the cost).
+fn end_phase(s: &mut Setup, phase: Phase) -> Result<f64> {
     let opt = match phase {
         Phase::DMain | Phase::DReg { .. } => &mut s.d_opt,
         Phase::GMain => &mut s.g_opt,
     };
     let bucket_bytes = (s.cfg.dist.bucket_mb * 1024.0 * 1024.0) as usize;
+    let sync_started = Instant::now();
     all_reduce_gradients(s.pg.as_mut(), opt.params(), bucket_bytes)?;
+    let sync_secs = sync_started.elapsed().as_secs_f64();
     opt.step();
-    Ok(())
+    Ok(sync_secs)
 }
 
 /// The loss of one round of one phase; reports its statistics.

@@ -1,0 +1,146 @@
+//! `gan-launch bench`: figures for the distributed runtime, measured over real TCP on this
+//! machine with ranks as threads (the same code paths ranks use).
+//!
+//! - `ring`: CPU ring all-reduce bus bandwidth, as nccl-tests defines it: algorithm bandwidth
+//!   (bytes / time) x 2 (world - 1) / world, the traffic each rank's links carry.
+//! - `rendezvous`: time for W ranks to connect to the store, pass a barrier and form the ring.
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use clap::{Args, Subcommand};
+use gan_core::comm::{ProcessGroup, ReduceOp, RingGroup};
+use gan_core::rendezvous::{StoreClient, StoreServer};
+
+#[derive(Subcommand, Debug)]
+pub enum Bench {
+    /// All-reduce bus bandwidth of the CPU ring.
+    Ring(RingArgs),
+    /// Join time: store connection, barrier, ring formation.
+    Rendezvous(RendezvousArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RingArgs {
+    /// World sizes to measure.
+    #[arg(long, value_delimiter = ',', default_value = "2,4")]
+    ranks: Vec<u32>,
+    /// Buffer sizes in MiB.
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64,256")]
+    sizes_mb: Vec<u64>,
+    /// Timed all-reduces per size (after one warm-up).
+    #[arg(long, default_value_t = 5)]
+    iters: u32,
+}
+
+#[derive(Args, Debug)]
+pub struct RendezvousArgs {
+    #[arg(long, default_value_t = 8)]
+    ranks: u32,
+    /// Repetitions (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    repeat: u32,
+}
+
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+pub fn run(bench: &Bench) -> anyhow::Result<()> {
+    match bench {
+        Bench::Ring(args) => ring(args),
+        Bench::Rendezvous(args) => rendezvous(args),
+    }
+}
+
+fn ring(args: &RingArgs) -> anyhow::Result<()> {
+    println!(
+        "CPU ring all-reduce (f32, sum), {} timed iterations, ranks as threads over 127.0.0.1",
+        args.iters
+    );
+    println!("{:>5} {:>9} {:>12} {:>14} {:>14}", "ranks", "size MiB", "time ms", "algbw GB/s", "busbw GB/s");
+    for &world in &args.ranks {
+        for &mb in &args.sizes_mb {
+            let elems = (mb * 1024 * 1024 / 4) as usize;
+            let iters = args.iters;
+            let times = with_ranks(world, move |group, start| {
+                let mut data = vec![1.0f32; elems];
+                group.all_reduce_f32(&mut data, ReduceOp::Sum).unwrap(); // warm-up
+                group.barrier().unwrap();
+                start.wait();
+                let t = Instant::now();
+                for _ in 0..iters {
+                    group.all_reduce_f32(&mut data, ReduceOp::Sum).unwrap();
+                }
+                t.elapsed().as_secs_f64() / f64::from(iters)
+            })?;
+            let secs = times.iter().cloned().fold(0.0, f64::max);
+            let algbw = (elems * 4) as f64 / secs / 1e9;
+            let busbw = algbw * 2.0 * f64::from(world - 1) / f64::from(world);
+            println!("{world:>5} {mb:>9} {:>12.2} {algbw:>14.3} {busbw:>14.3}", secs * 1e3);
+        }
+    }
+    Ok(())
+}
+
+fn rendezvous(args: &RendezvousArgs) -> anyhow::Result<()> {
+    let mut samples = Vec::new();
+    for _ in 0..args.repeat {
+        let server = StoreServer::bind("127.0.0.1:0", "bench")?;
+        let addr = server.local_addr().to_string();
+        let world = args.ranks;
+        let started = Instant::now();
+        let threads: Vec<_> = (0..world)
+            .map(|rank| {
+                let addr = addr.clone();
+                std::thread::spawn(move || -> gan_core::Result<()> {
+                    let mut store =
+                        StoreClient::connect(&addr, "bench", "bench", &format!("rank {rank}"), TIMEOUT)?;
+                    store.barrier("join", world, TIMEOUT)?;
+                    let mut ring =
+                        RingGroup::connect(&mut store, rank, world, "127.0.0.1", "127.0.0.1", TIMEOUT)?;
+                    ring.barrier()
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("a rank thread panicked")?;
+        }
+        samples.push(started.elapsed());
+    }
+    samples.sort();
+    let median = samples[samples.len() / 2];
+    println!(
+        "rendezvous join of {} ranks (connect, barrier, ring, first collective): median {:.2} ms over {} runs (min {:.2}, max {:.2})",
+        args.ranks,
+        median.as_secs_f64() * 1e3,
+        samples.len(),
+        samples[0].as_secs_f64() * 1e3,
+        samples[samples.len() - 1].as_secs_f64() * 1e3
+    );
+    Ok(())
+}
+
+/// Runs `body` on `world` ring-connected ranks (threads); `start` lines them up before timing.
+fn with_ranks<R: Send + 'static>(
+    world: u32,
+    body: impl Fn(&mut RingGroup, &Barrier) -> R + Send + Sync + Clone + 'static,
+) -> anyhow::Result<Vec<R>> {
+    let server = StoreServer::bind("127.0.0.1:0", "bench")?;
+    let addr = server.local_addr().to_string();
+    let start = Arc::new(Barrier::new(world as usize));
+    let threads: Vec<_> = (0..world)
+        .map(|rank| {
+            let (addr, body, start) = (addr.clone(), body.clone(), Arc::clone(&start));
+            std::thread::spawn(move || -> gan_core::Result<R> {
+                let mut store =
+                    StoreClient::connect(&addr, "bench", "bench", &format!("rank {rank}"), TIMEOUT)?;
+                let mut ring =
+                    RingGroup::connect(&mut store, rank, world, "127.0.0.1", "127.0.0.1", TIMEOUT)?;
+                Ok(body(&mut ring, &start))
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in threads {
+        out.push(t.join().expect("a rank thread panicked")?);
+    }
+    Ok(out)
+}
