@@ -71,6 +71,9 @@ pub fn train(mut s: Setup, stop: &AtomicUsize) -> Result<TrainOutcome> {
             break;
         }
         run_step(&mut s, outcome.step)?;
+        if outcome.step == 0 {
+            tracing::info!("first step done");
+        }
         outcome.step += 1;
         s.heartbeat.beat(outcome.step)?;
         outcome.cur_nimg += u64::from(s.cfg.train.batch_size);
