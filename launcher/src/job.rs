@@ -5,13 +5,14 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use gan_core::cluster::Placement;
-use gan_core::config::{self, ConsoleRanks, HostFacts, RunConfig};
+use gan_core::config::{self, Backend, ConsoleRanks, HostFacts, RankPlan, RunConfig};
 use gan_core::error::EXIT_USER_ERROR;
 use gan_core::launch_env::RankEnv;
 use gan_core::rendezvous::{self, StoreServer, TOKEN_ENV};
 use gan_core::Error;
 
 use crate::cli::JobArgs;
+use crate::nccl_lib;
 use crate::nodes::{NodeGroup, RemoteEvent};
 use crate::supervise::{self, GroupExit, Peers, RankSpec, Watchdog};
 
@@ -91,6 +92,10 @@ pub fn run(args: &JobArgs, cfg: &RunConfig, node: &NodeSetup) -> anyhow::Result<
         heartbeat_timeout: Duration::from_secs(cfg.dist.heartbeat_timeout_secs),
         startup_timeout: Duration::from_secs(cfg.dist.connect_timeout_secs + cfg.dist.heartbeat_timeout_secs),
     };
+    let mut extra_env = vec![(TOKEN_ENV.to_string(), token.clone())];
+    if let Some(path) = nccl_library_path(cfg, &plans, &run_dir)? {
+        extra_env.push(("LD_LIBRARY_PATH".to_string(), path));
+    }
     let mut signals = supervise::forwarded_signals()?;
     for attempt in 0..=args.max_restarts {
         tracing::info!(run_dir = %run_dir.display(), ranks = plans.len(), world, master_port, attempt, "launching {}", trainer.display());
@@ -110,7 +115,7 @@ pub fn run(args: &JobArgs, cfg: &RunConfig, node: &NodeSetup) -> anyhow::Result<
                     max_restarts: args.max_restarts,
                     run_id: node.run_id.clone(),
                 },
-                extra_env: vec![(TOKEN_ENV.to_string(), token.clone())],
+                extra_env: extra_env.clone(),
                 log_path: run_dir.join("logs").join(format!("rank-{}.log", plan.rank)),
                 echo: plan.rank == 0 || cfg.log.console == ConsoleRanks::All,
                 heartbeat_path: run_dir.join("heartbeat").join(format!("rank-{}", plan.rank)),
@@ -122,7 +127,7 @@ pub fn run(args: &JobArgs, cfg: &RunConfig, node: &NodeSetup) -> anyhow::Result<
             GroupExit::Finished => {
                 // Node 0 keeps the store up until every node is done with it.
                 if let Some(group) = group.as_mut() {
-                    group.agree(attempt, "end")?;
+                    group.finish(attempt)?;
                 }
                 return Ok(ExitCode::SUCCESS);
             }
@@ -149,6 +154,26 @@ pub fn run(args: &JobArgs, cfg: &RunConfig, node: &NodeSetup) -> anyhow::Result<
         }
     }
     unreachable!("the last attempt always returns")
+}
+
+/// For GPU ranks that may use NCCL: a loader path on which cudarc finds the wheel's NCCL.
+fn nccl_library_path(
+    cfg: &RunConfig,
+    plans: &[RankPlan],
+    run_dir: &std::path::Path,
+) -> anyhow::Result<Option<String>> {
+    let gpu_ranks = plans.iter().any(|p| p.device.starts_with("cuda"));
+    if !gpu_ranks || cfg.dist.backend == Backend::Cpu || config::world_size(cfg) == 1 {
+        return Ok(None);
+    }
+    let current = std::env::var("LD_LIBRARY_PATH").unwrap_or_default();
+    let path = nccl_lib::ranks_library_path(&run_dir.join(".nccl"), &current)?;
+    if path.is_none() {
+        tracing::warn!(
+            "libnccl.so.2 not found on LD_LIBRARY_PATH; the ranks will look for libnccl.so themselves"
+        );
+    }
+    Ok(path)
 }
 
 /// One node generates the token when it is alone; several nodes must share one from the

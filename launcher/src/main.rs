@@ -4,6 +4,7 @@
 mod bench;
 mod cli;
 mod job;
+mod nccl_lib;
 mod nodes;
 mod rank_logs;
 mod supervise;

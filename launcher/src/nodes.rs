@@ -80,4 +80,25 @@ impl NodeGroup {
     pub fn agree(&mut self, attempt: u32, stage: &str) -> Result<()> {
         self.store.barrier(&format!("attempt/{attempt}/{stage}"), self.nodes, self.timeout)
     }
+
+    /// The job finished: every node agrees, and node 0, whose process hosts the store, waits until
+    /// the others have left it, so none of them loses the store in the middle of a call.
+    pub fn finish(&mut self, attempt: u32) -> Result<()> {
+        self.agree(attempt, "end")?;
+        let left = format!("attempt/{attempt}/left");
+        if self.node_rank != 0 {
+            return self.store.add(&left, 1).map(|_| ());
+        }
+        let deadline = std::time::Instant::now() + self.timeout;
+        while self.store.add(&left, 0)? < i64::from(self.nodes - 1) {
+            if std::time::Instant::now() > deadline {
+                return Err(Error::Rendezvous(format!(
+                    "not every node left the store within {:.0?}",
+                    self.timeout
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(())
+    }
 }

@@ -1,47 +1,42 @@
-//! Joining a job's process group from a rank: reach the store the launcher hosts, pick the backend
-//! the config asks for, and connect to the peers.
+//! Joining a job's process group from a rank: which backend the config and device call for, the
+//! connection to the store the launcher hosts, and the CPU ring. (The NCCL backend needs CUDA
+//! memory and is built by the trainer from the same store connection.)
 use std::time::Duration;
 
-use super::{ProcessGroup, RingGroup, SingleRank};
+use super::RingGroup;
 use crate::config::{Backend, RunConfig};
 use crate::error::{Error, Result};
 use crate::launch_env::RankEnv;
 use crate::rendezvous::{StoreClient, TOKEN_ENV};
 
-/// The group of this rank, and the store connection it keeps (for later agreement and heartbeats).
-pub struct Joined {
-    pub group: Box<dyn ProcessGroup>,
-    pub store: Option<StoreClient>,
+/// The concrete backend: `auto` is NCCL for GPU ranks, the CPU ring otherwise.
+pub fn resolve_backend(backend: Backend, uses_cuda: bool) -> Backend {
+    match (backend, uses_cuda) {
+        (Backend::Auto, true) => Backend::Nccl,
+        (Backend::Auto, false) => Backend::Cpu,
+        (explicit, _) => explicit,
+    }
 }
 
-/// Connects rank `env.rank` to its peers. `uses_cuda` says whether the rank trains on a GPU.
-pub fn join(cfg: &RunConfig, env: &RankEnv, uses_cuda: bool) -> Result<Joined> {
-    if env.world_size == 1 {
-        return Ok(Joined { group: Box::new(SingleRank), store: None });
-    }
-    let backend = match (cfg.dist.backend, uses_cuda) {
-        (Backend::Cpu, _) | (Backend::Auto, false) => Backend::Cpu,
-        (Backend::Nccl, _) | (Backend::Auto, true) => Backend::Nccl,
-    };
-    if backend == Backend::Nccl {
-        return Err(Error::Env(
-            "the nccl backend is not in this build yet; set dist.backend: cpu (the CPU ring also works between GPU ranks)"
-                .into(),
-        ));
-    }
+/// Connects this rank to the store on MASTER_ADDR:MASTER_PORT with the launcher's token. Keys are
+/// per attempt: a restarted group must not read the previous attempt's addresses or ids.
+pub fn connect_store(cfg: &RunConfig, env: &RankEnv) -> Result<StoreClient> {
     let token = std::env::var(TOKEN_ENV)
         .map_err(|_| Error::Env(format!("{TOKEN_ENV} is not set; start multi-rank jobs with gan-launch")))?;
-    let connect_timeout = Duration::from_secs(cfg.dist.connect_timeout_secs);
     let address = format!("{}:{}", env.master_addr, env.master_port);
-    let me = format!("rank {}", env.rank);
-    // Keys are per attempt: a restarted group must not read the previous attempt's ring addresses.
     let scope = format!("{}/attempt-{}", env.run_id, env.restart_count);
-    let mut store = StoreClient::connect(&address, &token, &scope, &me, connect_timeout)?;
+    let timeout = Duration::from_secs(cfg.dist.connect_timeout_secs);
+    StoreClient::connect(&address, &token, &scope, &format!("rank {}", env.rank), timeout)
+}
+
+/// Joins the CPU ring through `store`.
+pub fn join_ring(store: &mut StoreClient, cfg: &RunConfig, env: &RankEnv) -> Result<RingGroup> {
+    let connect_timeout = Duration::from_secs(cfg.dist.connect_timeout_secs);
     let advertise = advertised_host(&env.master_addr);
     let mut ring =
-        RingGroup::connect(&mut store, env.rank, env.world_size, "0.0.0.0", &advertise, connect_timeout)?;
+        RingGroup::connect(store, env.rank, env.world_size, "0.0.0.0", &advertise, connect_timeout)?;
     ring.set_timeout(Duration::from_secs(cfg.dist.collective_timeout_secs))?;
-    Ok(Joined { group: Box::new(ring), store: Some(store) })
+    Ok(ring)
 }
 
 /// The address peers reach this rank at: loopback when the whole job is on this machine (the
@@ -53,5 +48,18 @@ fn advertised_host(master_addr: &str) -> String {
         "127.0.0.1".into()
     } else {
         gethostname::gethostname().to_string_lossy().into_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_picks_nccl_only_for_gpu_ranks() {
+        assert_eq!(resolve_backend(Backend::Auto, true), Backend::Nccl);
+        assert_eq!(resolve_backend(Backend::Auto, false), Backend::Cpu);
+        assert_eq!(resolve_backend(Backend::Cpu, true), Backend::Cpu);
+        assert_eq!(resolve_backend(Backend::Nccl, true), Backend::Nccl);
     }
 }

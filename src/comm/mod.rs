@@ -9,7 +9,7 @@ mod tests;
 
 use crate::error::Result;
 
-pub use connect::{join, Joined};
+pub use connect::{connect_store, join_ring, resolve_backend};
 pub use ring::RingGroup;
 
 /// Reduction applied by `all_reduce`.

@@ -4,13 +4,16 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::protocol::{read_frame, write_frame, Request, Response, PROTOCOL_VERSION};
 use crate::error::{Error, Result};
+
+/// Longest a stopping server waits for replies still being written.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 #[derive(Default)]
 struct State {
@@ -23,6 +26,8 @@ struct Shared {
     state: Mutex<State>,
     changed: Condvar,
     shutdown: AtomicBool,
+    /// Requests read but not yet answered; shutdown lets them finish so no client loses a reply.
+    in_flight: AtomicUsize,
     token: String,
 }
 
@@ -50,6 +55,7 @@ impl StoreServer {
             state: Mutex::new(State::default()),
             changed: Condvar::new(),
             shutdown: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
             token: token.to_string(),
         });
         let accept_shared = Arc::clone(&shared);
@@ -68,6 +74,12 @@ impl StoreServer {
 impl Drop for StoreServer {
     fn drop(&mut self) {
         self.shared.shutdown.store(true, Ordering::SeqCst);
+        // Wake waiting gets (they answer Timeout), then let in-flight replies go out.
+        self.shared.changed.notify_all();
+        let deadline = Instant::now() + SHUTDOWN_GRACE;
+        while self.shared.in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
         {
             let state = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
             for stream in &state.connections {
@@ -122,11 +134,14 @@ fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
         return;
     }
     while let Ok(frame) = read_frame(&mut stream) {
+        shared.in_flight.fetch_add(1, Ordering::SeqCst);
         let response = match Request::decode(&frame) {
             Ok(request) => apply(&shared, request),
             Err(e) => Response::Refused(format!("malformed request: {e}")),
         };
-        if write_frame(&mut stream, &response.encode()).is_err() {
+        let written = write_frame(&mut stream, &response.encode());
+        shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+        if written.is_err() {
             return;
         }
     }

@@ -4,6 +4,7 @@
 //!
 //! Everything that needs tensors lives under this binary (`models`, `train`); the `gan_core`
 //! library stays torch-free, so the launcher that links it never loads libtorch.
+mod comm;
 mod models;
 mod train;
 use std::path::PathBuf;
@@ -13,10 +14,12 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use gan_core::comm;
+use gan_core::comm::{self as host_comm, ProcessGroup, SingleRank};
 use gan_core::config::{self, HostFacts, SetOverride};
+use gan_core::config::{Backend, RankPlan, RunConfig};
 use gan_core::launch_env::RankEnv;
 use gan_core::logging::{self, Role};
+use gan_core::rendezvous::StoreClient;
 use gan_core::Error;
 use train::Setup;
 
@@ -82,8 +85,8 @@ fn run() -> anyhow::Result<ExitCode> {
             .and_then(|_| signal_hook::flag::register_usize(signal, Arc::clone(&stop), signal as usize))
             .context("installing signal handlers")?;
     }
-    let joined = comm::join(&cfg, &env, plan.device.starts_with("cuda"))?;
-    let setup = Setup::new(cfg, plan, joined.group, env.restart_count)?;
+    let (group, _store) = join_group(&cfg, &env, &plan)?;
+    let setup = Setup::new(cfg, plan, group, env.restart_count)?;
     let outcome = train::train(setup, &stop)?;
     match outcome.stopped_by_signal {
         Some(signal) => {
@@ -95,4 +98,32 @@ fn run() -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// This rank's process group, and the store connection it keeps for the run.
+fn join_group(
+    cfg: &RunConfig,
+    env: &RankEnv,
+    plan: &RankPlan,
+) -> anyhow::Result<(Box<dyn ProcessGroup>, Option<StoreClient>)> {
+    if env.world_size == 1 {
+        return Ok((Box::new(SingleRank), None));
+    }
+    let mut store = host_comm::connect_store(cfg, env)?;
+    let backend = host_comm::resolve_backend(cfg.dist.backend, plan.device.starts_with("cuda"));
+    let group: Box<dyn ProcessGroup> = match backend {
+        Backend::Nccl => {
+            let timeout = std::time::Duration::from_secs(cfg.dist.connect_timeout_secs);
+            Box::new(comm::nccl::NcclGroup::connect(
+                &mut store,
+                env.rank,
+                env.world_size,
+                env.local_rank,
+                timeout,
+            )?)
+        }
+        Backend::Cpu | Backend::Auto => Box::new(host_comm::join_ring(&mut store, cfg, env)?),
+    };
+    tracing::info!(backend = %backend, "joined the process group");
+    Ok((group, Some(store)))
 }
