@@ -210,7 +210,9 @@ fn supervise(
             return Ok(if final_code == 0 { GroupExit::Finished } else { GroupExit::Stopped(final_code) });
         }
         let watch_due = last_watch.elapsed() >= WATCH_INTERVAL;
-        if watch_due {
+        // Once the ranks are stopping on a signal, other nodes (and node 0's store, which may go
+        // away first) have nothing more to tell this node.
+        if watch_due && forwarded.is_none() {
             last_watch = Instant::now();
             match peers.poll() {
                 Some(RemoteEvent::Failed(why)) => {
@@ -218,7 +220,7 @@ fn supervise(
                     stop_all(ranks, SIGTERM);
                     return Ok(GroupExit::Failed { code: 1, reason: why });
                 }
-                Some(RemoteEvent::Signal(signal)) if forwarded.is_none() => {
+                Some(RemoteEvent::Signal(signal)) => {
                     forward(ranks, signal);
                     forwarded = Some(signal);
                 }

@@ -143,3 +143,32 @@ fn layout_errors_are_clear_and_do_not_hang() {
     assert_ne!(out.status.code(), Some(0));
     assert!(stderr(&out).contains("could not reach the rendezvous store"), "{}", stderr(&out));
 }
+
+#[test]
+fn a_signal_on_one_node_stops_every_node_cleanly_at_the_same_step() {
+    gan_train_path();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let long = ["--set", "train.total_kimg=1000"];
+    let nodes: Vec<Child> = (0..2).map(|n| start_node(dir.path(), n, 2, 1, port, &long)).collect();
+    for node in 0..2 {
+        let heartbeat = dir.path().join(format!("node{node}/ci-tiny/heartbeat/rank-{node}"));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !heartbeat.exists() {
+            assert!(Instant::now() < deadline, "node {node} did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    unsafe { libc::kill(nodes[1].id() as i32, libc::SIGINT) };
+    let outputs: Vec<_> = nodes.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
+    let mut steps = Vec::new();
+    for (node, out) in outputs.iter().enumerate() {
+        assert_eq!(out.status.code(), Some(130), "node {node}: {}", stderr(out));
+        let log =
+            std::fs::read_to_string(dir.path().join(format!("node{node}/ci-tiny/logs/rank-{node}.log")))
+                .unwrap();
+        let line = log.lines().find(|l| l.contains("stopped by signal")).unwrap_or_else(|| panic!("{log}"));
+        steps.push(line.split("step=").nth(1).unwrap().trim().to_string());
+    }
+    assert_eq!(steps[0], steps[1], "both ranks stop after the same step");
+}

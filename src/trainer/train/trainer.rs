@@ -57,7 +57,7 @@ pub fn train(mut s: Setup, stop: &AtomicUsize) -> Result<TrainOutcome> {
     s.heartbeat.beat(0)?;
     tracing::info!(device = %s.device_name(), world = s.pg.world_size(), "training {} kimg", s.cfg.train.total_kimg);
     loop {
-        let signal = stop.load(Ordering::SeqCst);
+        let signal = agree_on_stop(s.pg.as_mut(), stop.load(Ordering::SeqCst))?;
         let done = outcome.cur_nimg >= total_nimg || signal != 0;
         if done || outcome.cur_nimg >= tick_start.1 + tick_nimg {
             let report = tick_report(&mut s, &outcome, tick_start)?;
@@ -85,6 +85,17 @@ pub fn train(mut s: Setup, stop: &AtomicUsize) -> Result<TrainOutcome> {
     progress.finish();
     s.write_final_files()?;
     Ok(outcome)
+}
+
+/// The signal any rank received, agreed by all ranks at this step boundary, so every rank stops
+/// after the same step (a signal may reach the ranks of different nodes at different moments).
+fn agree_on_stop(pg: &mut dyn gan_core::comm::ProcessGroup, local: usize) -> Result<usize> {
+    if pg.world_size() == 1 {
+        return Ok(local);
+    }
+    let mut flag = [local as f32];
+    pg.all_reduce_f32(&mut flag, gan_core::comm::ReduceOp::Max)?;
+    Ok(flag[0] as usize)
 }
 
 /// One optimizer step of every phase that is due.
