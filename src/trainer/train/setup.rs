@@ -82,7 +82,7 @@ impl Setup {
         phases.push(Phase::GMain);
         tch::manual_seed(plan.seed as i64);
         let source = data::open(&cfg.data, cfg.run.seed);
-        let sampler = Sampler::new(cfg.run.seed, source.len(), pg.rank(), pg.world_size());
+        let sampler = Sampler::new(cfg.run.seed, source.len());
         let grid =
             SampleGrid::new(spec.z_dim, cfg.data.num_classes.min(spec.c_dim as u32), cfg.run.seed, device);
         let run_dir = RunDir::new(cfg.run_dir());
@@ -123,7 +123,9 @@ impl Setup {
     /// This rank's images for one step (all accumulation rounds).
     pub fn next_batch(&mut self) -> Batch {
         let n = (self.plan.batch_per_rank * self.plan.accumulation) as usize;
-        let indices = self.sampler.take(n);
+        let (rank, world) = (self.pg.rank(), self.pg.world_size());
+        let indices = self.sampler.take_step(u64::from(self.cfg.train.batch_size), rank, world);
+        debug_assert_eq!(indices.len(), n);
         let flips: Option<Vec<bool>> =
             self.cfg.data.xflip.then(|| (0..n).map(|_| self.flip_rng.below(2) == 1).collect());
         Batch::read(self.source.as_ref(), &indices, flips.as_deref())

@@ -122,9 +122,9 @@ fn train_probe(cfg: &RunConfig) -> impl Fn(&Tensor) -> Tensor {
         .add(nn::linear(&p / "fc", 32 * 4 * 4, 4, Default::default()));
     let mut opt = nn::Adam::default().build(&vs, 2e-3).unwrap();
     let source = data::open(&cfg.data, 1234); // other images than the GAN trained on
-    let mut sampler = Sampler::new(0, source.len(), 0, 1);
+    let mut sampler = Sampler::new(0, source.len());
     for _ in 0..300 {
-        let batch = Batch::read(source.as_ref(), &sampler.take(64), None);
+        let batch = Batch::read(source.as_ref(), &sampler.take_step(64, 0, 1), None);
         let (x, y) = super::trainer::batch_to_tensors(&batch, Device::Cpu);
         opt.backward_step(&net.forward(&x).cross_entropy_for_logits(&y));
     }
