@@ -31,24 +31,34 @@ impl Heartbeat {
         Heartbeat { path: Some(path), last_write: None }
     }
 
-    /// Records progress at `step`; cheap to call every step.
-    pub fn beat(&mut self, step: u64) -> Result<()> {
+    /// Records progress at `step` with `cur_nimg` images seen; cheap to call every step.
+    pub fn beat(&mut self, step: u64, cur_nimg: u64) -> Result<()> {
         let Some(path) = &self.path else { return Ok(()) };
         if self.last_write.is_some_and(|t| t.elapsed() < MIN_INTERVAL) {
             return Ok(());
         }
-        fsutil::write_atomic(path, step.to_string().as_bytes())?;
+        fsutil::write_atomic(path, format!("{step} {cur_nimg}").as_bytes())?;
         self.last_write = Some(Instant::now());
         Ok(())
     }
 }
 
-/// The launcher side: the step last reported and how long ago, or None before the first beat.
-pub fn read(path: &Path) -> Option<(u64, Duration)> {
+/// The last beat a rank wrote.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Beat {
+    pub step: u64,
+    pub cur_nimg: u64,
+    /// How long ago it was written.
+    pub age: Duration,
+}
+
+/// The launcher side: the last beat, or None before the first one.
+pub fn read(path: &Path) -> Option<Beat> {
     let modified = std::fs::metadata(path).ok()?.modified().ok()?;
     let age = SystemTime::now().duration_since(modified).unwrap_or_default();
-    let step = std::fs::read_to_string(path).ok()?.trim().parse().ok()?;
-    Some((step, age))
+    let text = std::fs::read_to_string(path).ok()?;
+    let mut fields = text.split_whitespace().map(|f| f.parse::<u64>().ok());
+    Some(Beat { step: fields.next()??, cur_nimg: fields.next()??, age })
 }
 
 #[cfg(test)]
@@ -61,11 +71,11 @@ mod tests {
         let path = dir.path().join("hb/rank-0");
         assert_eq!(read(&path), None);
         let mut hb = Heartbeat::to_file(path.clone());
-        hb.beat(3).unwrap();
-        hb.beat(4).unwrap(); // within a second: not written
-        let (step, age) = read(&path).unwrap();
-        assert_eq!(step, 3);
-        assert!(age < Duration::from_secs(5));
-        Heartbeat { path: None, last_write: None }.beat(1).unwrap();
+        hb.beat(3, 192).unwrap();
+        hb.beat(4, 256).unwrap(); // within a second: not written
+        let beat = read(&path).unwrap();
+        assert_eq!((beat.step, beat.cur_nimg), (3, 192));
+        assert!(beat.age < Duration::from_secs(5));
+        Heartbeat { path: None, last_write: None }.beat(1, 64).unwrap();
     }
 }

@@ -12,6 +12,7 @@ use gan_core::rendezvous::{self, StoreServer, TOKEN_ENV};
 use gan_core::Error;
 
 use crate::cli::JobArgs;
+use crate::console::Console;
 use crate::nccl_lib;
 use crate::nodes::{NodeGroup, RemoteEvent};
 use crate::supervise::{self, GroupExit, Peers, RankSpec, Watchdog};
@@ -97,8 +98,15 @@ pub fn run(args: &JobArgs, cfg: &RunConfig, node: &NodeSetup) -> anyhow::Result<
         extra_env.push(("LD_LIBRARY_PATH".to_string(), path));
     }
     let mut signals = supervise::forwarded_signals()?;
+    let has_rank0 = plans.iter().any(|p| p.rank == 0);
+    let total_nimg = (cfg.train.total_kimg * 1000.0).round() as u64;
     for attempt in 0..=args.max_restarts {
         tracing::info!(run_dir = %run_dir.display(), ranks = plans.len(), world, master_port, attempt, "launching {}", trainer.display());
+        // A fresh bar per attempt (a restarted run starts over until checkpoints exist).
+        let console = match has_rank0 {
+            true => Console::with_progress(cfg.log.progress, total_nimg),
+            false => Console::plain(),
+        };
         let specs = plans
             .iter()
             .map(|plan| RankSpec {
@@ -117,7 +125,7 @@ pub fn run(args: &JobArgs, cfg: &RunConfig, node: &NodeSetup) -> anyhow::Result<
                 },
                 extra_env: extra_env.clone(),
                 log_path: run_dir.join("logs").join(format!("rank-{}.log", plan.rank)),
-                echo: plan.rank == 0 || cfg.log.console == ConsoleRanks::All,
+                echo: (plan.rank == 0 || cfg.log.console == ConsoleRanks::All).then(|| console.clone()),
                 heartbeat_path: run_dir.join("heartbeat").join(format!("rank-{}", plan.rank)),
             })
             .collect();

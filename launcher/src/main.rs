@@ -3,6 +3,7 @@
 //! starts in milliseconds and checks a config before any rank pays libtorch's start-up.
 mod bench;
 mod cli;
+mod console;
 mod job;
 mod nccl_lib;
 mod nodes;

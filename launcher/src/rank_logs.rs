@@ -11,6 +11,8 @@ use std::thread::JoinHandle;
 
 use anyhow::Context;
 
+use crate::console::Console;
+
 /// Lines kept per rank for failure reports.
 const TAIL_LINES: usize = 20;
 
@@ -22,8 +24,8 @@ pub struct RankLog {
 
 impl RankLog {
     /// Starts copying `stderr` to `path` (appended: a restarted rank continues its file) and,
-    /// when `echo`, to this process's stderr.
-    pub fn capture(stderr: ChildStderr, path: &Path, echo: bool) -> anyhow::Result<Self> {
+    /// when `echo` is given, to the console.
+    pub fn capture(stderr: ChildStderr, path: &Path, echo: Option<Console>) -> anyhow::Result<Self> {
         let file = open_log(path)?;
         let tail = Arc::new(Mutex::new(VecDeque::with_capacity(TAIL_LINES)));
         let thread_tail = Arc::clone(&tail);
@@ -58,12 +60,12 @@ fn open_log(path: &Path) -> anyhow::Result<File> {
         .with_context(|| format!("opening {}", path.display()))
 }
 
-fn copy_lines(stderr: ChildStderr, mut file: File, echo: bool, tail: &Mutex<VecDeque<String>>) {
+fn copy_lines(stderr: ChildStderr, mut file: File, echo: Option<Console>, tail: &Mutex<VecDeque<String>>) {
     for line in BufReader::new(stderr).lines() {
         let Ok(line) = line else { break };
         let _ = writeln!(file, "{line}");
-        if echo {
-            eprintln!("{line}");
+        if let Some(console) = &echo {
+            console.line(&line);
         }
         let mut tail = tail.lock().unwrap_or_else(|e| e.into_inner());
         if tail.len() == TAIL_LINES {

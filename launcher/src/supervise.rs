@@ -13,6 +13,7 @@ use gan_core::heartbeat;
 use gan_core::launch_env::RankEnv;
 use gan_core::Error;
 
+use crate::console::Console;
 use crate::nodes::RemoteEvent;
 use crate::rank_logs::RankLog;
 use signal_hook::consts::{SIGINT, SIGKILL, SIGTERM, SIGUSR1, SIGUSR2};
@@ -37,8 +38,8 @@ pub struct RankSpec {
     pub extra_env: Vec<(String, String)>,
     /// The rank's log file.
     pub log_path: PathBuf,
-    /// Whether the console shows this rank's lines.
-    pub echo: bool,
+    /// The console, when it shows this rank's lines.
+    pub echo: Option<Console>,
     /// Where the rank beats its heartbeat.
     pub heartbeat_path: PathBuf,
 }
@@ -72,6 +73,7 @@ struct Rank {
     exited: Option<ExitStatus>,
     started: Instant,
     heartbeat_path: PathBuf,
+    console: Option<Console>,
 }
 
 impl Rank {
@@ -89,7 +91,7 @@ impl Rank {
 
     /// Why this rank counts as stuck, if it does, with its last step (for picking the culprit).
     fn stuck(&self, watchdog: Watchdog) -> Option<(String, u64)> {
-        match heartbeat::read(&self.heartbeat_path) {
+        match heartbeat::read(&self.heartbeat_path).map(|b| (b.step, b.age)) {
             Some((step, age)) if age > watchdog.heartbeat_timeout => {
                 let state =
                     if self.is_stopped() { "stopped (SIGSTOP?)" } else { "hung, or waiting in a collective" };
@@ -171,6 +173,9 @@ pub fn run_ranks(
     }
     let exit = supervise(&mut ranks, signals, watchdog, peers)?;
     ranks.iter_mut().for_each(|r| r.log.finish());
+    if let Some(console) = ranks.iter().find_map(|r| r.console.as_ref()) {
+        console.finish();
+    }
     Ok(exit)
 }
 
@@ -210,6 +215,12 @@ fn supervise(
             return Ok(if final_code == 0 { GroupExit::Finished } else { GroupExit::Stopped(final_code) });
         }
         let watch_due = last_watch.elapsed() >= WATCH_INTERVAL;
+        if watch_due {
+            // The bar follows the first echoed rank's heartbeat (rank 0 on node 0).
+            if let Some(rank) = ranks.iter().find(|r| r.console.is_some()) {
+                rank.console.as_ref().expect("checked").update(&rank.heartbeat_path);
+            }
+        }
         // Once the ranks are stopping on a signal, other nodes (and node 0's store, which may go
         // away first) have nothing more to tell this node.
         if watch_due && forwarded.is_none() {
@@ -314,7 +325,7 @@ fn spawn(trainer: &Path, config: &Path, spec: &RankSpec) -> anyhow::Result<Rank>
         .spawn()
         .with_context(|| format!("starting rank {} ({})", spec.plan.rank, trainer.display()))?;
     let stderr = child.stderr.take().expect("stderr is piped");
-    let log = RankLog::capture(stderr, &spec.log_path, spec.echo)?;
+    let log = RankLog::capture(stderr, &spec.log_path, spec.echo.clone())?;
     Ok(Rank {
         rank: spec.plan.rank,
         child,
@@ -322,6 +333,7 @@ fn spawn(trainer: &Path, config: &Path, spec: &RankSpec) -> anyhow::Result<Rank>
         exited: None,
         started: Instant::now(),
         heartbeat_path: spec.heartbeat_path.clone(),
+        console: spec.echo.clone(),
     })
 }
 

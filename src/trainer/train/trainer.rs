@@ -54,7 +54,7 @@ pub fn train(mut s: Setup, stop: &AtomicUsize) -> Result<TrainOutcome> {
     let mut outcome = TrainOutcome { step: 0, cur_nimg: 0, ticks: Vec::new(), stopped_by_signal: None };
     let mut tick_start = (Instant::now(), 0u64);
     s.write_start_files()?;
-    s.heartbeat.beat(0)?;
+    s.heartbeat.beat(0, 0)?;
     tracing::info!(device = %s.device_name(), world = s.pg.world_size(), "training {} kimg", s.cfg.train.total_kimg);
     loop {
         let signal = agree_on_stop(s.pg.as_mut(), stop.load(Ordering::SeqCst))?;
@@ -75,8 +75,8 @@ pub fn train(mut s: Setup, stop: &AtomicUsize) -> Result<TrainOutcome> {
             tracing::info!("first step done");
         }
         outcome.step += 1;
-        s.heartbeat.beat(outcome.step)?;
         outcome.cur_nimg += u64::from(s.cfg.train.batch_size);
+        s.heartbeat.beat(outcome.step, outcome.cur_nimg)?;
         progress.step(outcome.step, outcome.cur_nimg);
         let beta =
             ema_beta(s.cfg.train.ema_kimg, s.cfg.train.ema_rampup, outcome.cur_nimg, s.cfg.train.batch_size);
@@ -214,7 +214,7 @@ fn tick_report(s: &mut Setup, outcome: &TrainOutcome, tick_start: (Instant, u64)
 /// Per-tick work besides statistics. Checkpoints and evaluation will hook in here (long work
 /// should beat the heartbeat as it goes).
 fn maintenance(s: &mut Setup, report: &TickReport, done: bool) -> Result<()> {
-    s.heartbeat.beat(report.step)?;
+    s.heartbeat.beat(report.step, (report.kimg * 1000.0).round() as u64)?;
     let check_every = u64::from(s.cfg.dist.param_check_ticks);
     if done || (check_every > 0 && report.tick.is_multiple_of(check_every)) {
         check_parameters_agree(s.pg.as_mut(), &[&s.g_vs, &s.d_vs], report.step)?;
