@@ -26,6 +26,15 @@ fn start_node(dir: &Path, node: u32, nodes: u32, gpus: u32, port: u16, extra: &[
         .unwrap()
 }
 
+/// Waits until a rank's heartbeat file exists (it trains).
+fn wait_for_heartbeat(path: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !path.exists() {
+        assert!(Instant::now() < deadline, "{} never appeared", path.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn four_nodes_of_two_ranks_train_as_one_job() {
     gan_train_path();
@@ -67,12 +76,7 @@ fn a_rank_killed_on_one_node_stops_every_node() {
     let long = ["--set", "train.total_kimg=1000"];
     let nodes: Vec<Child> = (0..2).map(|n| start_node(dir.path(), n, 2, 1, port, &long)).collect();
     // Wait until node 1's rank (rank 1) trains, then kill it.
-    let heartbeat = dir.path().join("node1/ci-tiny/heartbeat/rank-1");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !heartbeat.exists() {
-        assert!(Instant::now() < deadline, "node 1 did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_heartbeat(&dir.path().join("node1/ci-tiny/heartbeat/rank-1"));
     let rank1 =
         std::fs::read_to_string(format!("/proc/{}/task/{}/children", nodes[1].id(), nodes[1].id())).unwrap();
     let killed_at = Instant::now();
@@ -152,12 +156,7 @@ fn a_signal_on_one_node_stops_every_node_cleanly_at_the_same_step() {
     let long = ["--set", "train.total_kimg=1000"];
     let nodes: Vec<Child> = (0..2).map(|n| start_node(dir.path(), n, 2, 1, port, &long)).collect();
     for node in 0..2 {
-        let heartbeat = dir.path().join(format!("node{node}/ci-tiny/heartbeat/rank-{node}"));
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !heartbeat.exists() {
-            assert!(Instant::now() < deadline, "node {node} did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for_heartbeat(&dir.path().join(format!("node{node}/ci-tiny/heartbeat/rank-{node}")));
     }
     unsafe { libc::kill(nodes[1].id() as i32, libc::SIGINT) };
     let outputs: Vec<_> = nodes.into_iter().map(|c| c.wait_with_output().unwrap()).collect();

@@ -14,6 +14,27 @@ fn client(server: &StoreServer, name: &str) -> StoreClient {
         .unwrap()
 }
 
+/// Runs `body` on `n` clients ("rank i"), each in its own thread, and returns their results.
+fn on_clients<R: Send + 'static>(
+    server: &StoreServer,
+    n: usize,
+    body: impl Fn(&mut StoreClient) -> R + Send + Sync + Clone + 'static,
+) -> Vec<R> {
+    let addr = server.local_addr().to_string();
+    let threads: Vec<_> = (0..n)
+        .map(|i| {
+            let (addr, body) = (addr.clone(), body.clone());
+            std::thread::spawn(move || {
+                let name = format!("rank {i}");
+                let mut c =
+                    StoreClient::connect(&addr, TOKEN, "run1", &name, Duration::from_secs(5)).unwrap();
+                body(&mut c)
+            })
+        })
+        .collect();
+    threads.into_iter().map(|t| t.join().unwrap()).collect()
+}
+
 #[test]
 fn set_get_delete_and_compare_set() {
     let server = server();
@@ -56,40 +77,19 @@ fn get_timeout_names_who_waited_for_what() {
 #[test]
 fn add_is_atomic_across_clients() {
     let server = server();
-    let addr = server.local_addr().to_string();
-    let threads: Vec<_> = (0..8)
-        .map(|i| {
-            let addr = addr.clone();
-            std::thread::spawn(move || {
-                let mut c =
-                    StoreClient::connect(&addr, TOKEN, "run1", &format!("rank {i}"), Duration::from_secs(5))
-                        .unwrap();
-                for _ in 0..50 {
-                    c.add("counter", 1).unwrap();
-                }
-            })
-        })
-        .collect();
-    threads.into_iter().for_each(|t| t.join().unwrap());
+    on_clients(&server, 8, |c| {
+        for _ in 0..50 {
+            c.add("counter", 1).unwrap();
+        }
+    });
     assert_eq!(client(&server, "check").add("counter", 0).unwrap(), 400);
 }
 
 #[test]
 fn barrier_releases_all_and_times_out_with_a_count() {
     let server = server();
-    let addr = server.local_addr().to_string();
-    let threads: Vec<_> = (0..4)
-        .map(|i| {
-            let addr = addr.clone();
-            std::thread::spawn(move || {
-                let mut c =
-                    StoreClient::connect(&addr, TOKEN, "run1", &format!("rank {i}"), Duration::from_secs(5))
-                        .unwrap();
-                c.barrier("start", 4, Duration::from_secs(10))
-            })
-        })
-        .collect();
-    assert!(threads.into_iter().all(|t| t.join().unwrap().is_ok()));
+    let results = on_clients(&server, 4, |c| c.barrier("start", 4, Duration::from_secs(10)));
+    assert!(results.iter().all(|r| r.is_ok()));
     let err =
         client(&server, "rank 0").barrier("lonely", 3, Duration::from_millis(200)).unwrap_err().to_string();
     assert!(err.contains("1 of 3 arrived"), "{err}");
