@@ -31,6 +31,10 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// A dataset (image, shard, index) is unusable; names the file.
+    #[error("dataset {path}: {message}")]
+    Dataset { path: PathBuf, message: String },
+
     /// The launch environment (RANK, WORLD_SIZE, ...) is missing or inconsistent.
     #[error("launch environment: {0}")]
     Env(String),
@@ -71,7 +75,10 @@ impl Error {
 
     /// True for errors the user fixes by changing their input, not by retrying.
     pub fn is_user_error(&self) -> bool {
-        matches!(self, Error::Config { .. } | Error::ConfigFile { .. } | Error::Env(_))
+        matches!(
+            self,
+            Error::Config { .. } | Error::ConfigFile { .. } | Error::Env(_) | Error::Dataset { .. }
+        )
     }
 
     /// The process exit code this error should produce.

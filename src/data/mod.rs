@@ -2,7 +2,13 @@
 //! order (`sampler`), and batches of uint8 pixels ready to become tensors. Torch-free; the
 //! trainer turns a [`Batch`] into tensors on its device.
 pub mod generated;
+pub mod prepare;
+pub mod resize;
 pub mod sampler;
+pub mod shards;
+
+#[cfg(test)]
+mod tests;
 
 use crate::config::{DataSection, DataSource};
 

@@ -1,0 +1,191 @@
+//! Building a prepared dataset from a source: the built-in generated shapes, or an image folder
+//! (PNG/JPEG; the class is the sub-folder name, or the images are unlabelled when they sit at the
+//! top level). Every image is centre-cropped to a square and box-resized to the target
+//! resolution; images are decoded in parallel, a batch at a time, and written in a fixed order,
+//! so the same folder always gives the same dataset (and content hash).
+use std::path::{Path, PathBuf};
+
+use super::generated::GeneratedShapes;
+use super::resize::{box_resize, centre_crop};
+use super::shards::{DatasetIndex, ShardWriter};
+use super::ImageSource;
+use crate::error::{Error, Result};
+
+/// Where images come from.
+#[derive(Clone, Debug)]
+pub enum PrepareSource {
+    Generated { count: u64, num_classes: u32, seed: u64 },
+    ImageFolder(PathBuf),
+}
+
+#[derive(Clone, Debug)]
+pub struct PrepareOptions {
+    pub resolution: u32,
+    pub images_per_shard: u64,
+    /// Overwrite a non-empty output directory.
+    pub force: bool,
+    /// Skip unreadable or unsuitable images (and report them) instead of stopping at the first.
+    pub skip_bad: bool,
+    pub threads: usize,
+}
+
+/// What `prepare` did.
+#[derive(Debug)]
+pub struct PrepareReport {
+    pub index: DatasetIndex,
+    /// Images left out with `skip_bad`, and why.
+    pub skipped: Vec<(PathBuf, String)>,
+}
+
+/// Decoded images are processed this many at a time (bounds memory on big folders).
+const BATCH: usize = 256;
+
+/// Builds the dataset in `out`; `progress` is called with (done, total) after each batch.
+pub fn prepare(
+    source: &PrepareSource,
+    out: &Path,
+    opts: &PrepareOptions,
+    progress: &dyn Fn(u64, u64),
+) -> Result<PrepareReport> {
+    match source {
+        PrepareSource::Generated { count, num_classes, seed } => {
+            let shapes = GeneratedShapes {
+                seed: *seed,
+                len: *count,
+                resolution: opts.resolution,
+                channels: 3,
+                num_classes: *num_classes,
+            };
+            let mut writer = ShardWriter::create(out, opts.resolution, 3, opts.images_per_shard, opts.force)?;
+            let mut pixels = vec![0u8; shapes.image_bytes()];
+            for i in 0..*count {
+                let label = shapes.read(i, &mut pixels).label;
+                writer.push(&pixels, label)?;
+                if (i + 1) % BATCH as u64 == 0 || i + 1 == *count {
+                    progress(i + 1, *count);
+                }
+            }
+            let names = (0..*num_classes)
+                .map(|c| format!("{:?}", super::generated::SHAPES[c as usize]).to_lowercase())
+                .collect();
+            Ok(PrepareReport { index: writer.finish(names)?, skipped: Vec::new() })
+        }
+        PrepareSource::ImageFolder(dir) => prepare_folder(dir, out, opts, progress),
+    }
+}
+
+fn prepare_folder(
+    dir: &Path,
+    out: &Path,
+    opts: &PrepareOptions,
+    progress: &dyn Fn(u64, u64),
+) -> Result<PrepareReport> {
+    let (files, class_names) = list_folder(dir)?;
+    let mut writer = ShardWriter::create(out, opts.resolution, 3, opts.images_per_shard, opts.force)?;
+    let mut skipped = Vec::new();
+    let total = files.len() as u64;
+    for (batch_no, batch) in files.chunks(BATCH).enumerate() {
+        for ((path, label), decoded) in batch.iter().zip(decode_parallel(batch, opts)) {
+            match decoded {
+                Ok(pixels) => writer.push(&pixels, *label)?,
+                Err(why) if opts.skip_bad => skipped.push((path.clone(), why)),
+                Err(why) => {
+                    return Err(Error::Dataset {
+                        path: path.clone(),
+                        message: format!("{why} (or pass --skip-bad)"),
+                    })
+                }
+            }
+        }
+        progress(((batch_no * BATCH) + batch.len()) as u64, total);
+    }
+    if skipped.len() as u64 == total {
+        return Err(Error::Dataset {
+            path: dir.to_path_buf(),
+            message: format!("all {total} images were bad"),
+        });
+    }
+    Ok(PrepareReport { index: writer.finish(class_names)?, skipped })
+}
+
+/// Image files with their labels, in a fixed order, and the class names. Sub-folders are
+/// classes (sorted by name); files at the top level make an unlabelled dataset.
+fn list_folder(dir: &Path) -> Result<(Vec<(PathBuf, u32)>, Vec<String>)> {
+    let bad = |message: String| Error::Dataset { path: dir.to_path_buf(), message };
+    let entries = sorted_entries(dir).map_err(|e| bad(format!("cannot read the folder: {e}")))?;
+    let classes: Vec<PathBuf> = entries.iter().filter(|p| p.is_dir()).cloned().collect();
+    let mut files = Vec::new();
+    let mut class_names = Vec::new();
+    if classes.is_empty() {
+        files.extend(entries.into_iter().filter(|p| is_image(p)).map(|p| (p, 0)));
+    } else {
+        for (label, class_dir) in classes.iter().enumerate() {
+            class_names.push(class_dir.file_name().unwrap_or_default().to_string_lossy().into_owned());
+            let inside = sorted_entries(class_dir)
+                .map_err(|e| bad(format!("cannot read {}: {e}", class_dir.display())))?;
+            files.extend(inside.into_iter().filter(|p| is_image(p)).map(|p| (p, label as u32)));
+        }
+    }
+    if files.is_empty() {
+        return Err(bad(
+            "no PNG or JPEG images found (looked at the top level and one level of class folders)".into(),
+        ));
+    }
+    Ok((files, class_names))
+}
+
+fn sorted_entries(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut entries: Vec<PathBuf> =
+        std::fs::read_dir(dir)?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    entries.sort();
+    Ok(entries)
+}
+
+fn is_image(path: &Path) -> bool {
+    let ext = path.extension().map(|e| e.to_string_lossy().to_lowercase()).unwrap_or_default();
+    path.is_file() && matches!(ext.as_str(), "png" | "jpg" | "jpeg")
+}
+
+/// Decodes a batch on `opts.threads` threads, keeping the batch's order.
+fn decode_parallel(
+    batch: &[(PathBuf, u32)],
+    opts: &PrepareOptions,
+) -> Vec<std::result::Result<Vec<u8>, String>> {
+    let threads = opts.threads.max(1).min(batch.len().max(1));
+    let per_thread = batch.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = batch
+            .chunks(per_thread.max(1))
+            .map(|chunk| {
+                scope.spawn(move || chunk.iter().map(|(p, _)| decode(p, opts.resolution)).collect::<Vec<_>>())
+            })
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().expect("a decode thread does not panic")).collect()
+    })
+}
+
+/// One image as `resolution x resolution` RGB bytes, or why it cannot be used.
+fn decode(path: &Path, resolution: u32) -> std::result::Result<Vec<u8>, String> {
+    let image = image::ImageReader::open(path)
+        .and_then(|r| r.with_guessed_format())
+        .map_err(|e| format!("cannot read: {e}"))?
+        .decode()
+        .map_err(|e| format!("cannot decode (corrupt or truncated?): {e}"))?;
+    let rgb = match image {
+        image::DynamicImage::ImageRgb8(rgb) => rgb,
+        other => {
+            return Err(format!(
+                "is {:?}; only 8-bit RGB images are accepted (convert it first)",
+                other.color()
+            ))
+        }
+    };
+    let (width, height) = rgb.dimensions();
+    if width.min(height) < resolution {
+        return Err(format!(
+            "is {width}x{height}, smaller than the target {resolution}x{resolution} (no upscaling)"
+        ));
+    }
+    let (square, side) = centre_crop(rgb.as_raw(), width, height, 3);
+    Ok(box_resize(&square, side, 3, resolution))
+}

@@ -1,0 +1,183 @@
+//! Round trips and bad input for the prepared-dataset format and the prepare tool.
+use std::path::Path;
+
+use super::prepare::{prepare, PrepareOptions, PrepareSource};
+use super::shards::PreparedDataset;
+use super::ImageSource;
+use crate::error::Error;
+
+fn opts(resolution: u32) -> PrepareOptions {
+    PrepareOptions { resolution, images_per_shard: 3, force: false, skip_bad: false, threads: 2 }
+}
+
+fn no_progress(_: u64, _: u64) {}
+
+/// A deterministic RGB image with pixel values from (seed, x, y).
+fn rgb(seed: u8, w: u32, h: u32) -> image::RgbImage {
+    image::RgbImage::from_fn(w, h, |x, y| image::Rgb([seed.wrapping_mul(37), (x * 7) as u8, (y * 11) as u8]))
+}
+
+fn write_png(path: &Path, img: &image::RgbImage) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    img.save(path).unwrap();
+}
+
+fn dataset_error(err: Error) -> (std::path::PathBuf, String) {
+    match err {
+        Error::Dataset { path, message } => (path, message),
+        other => panic!("expected a dataset error, got {other}"),
+    }
+}
+
+#[test]
+fn image_folder_round_trips_pixels_and_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    // Two classes; images already at the target size, so pixels must come back exactly.
+    let mut expected = Vec::new();
+    for (class, name) in ["cat", "dog"].iter().enumerate() {
+        for i in 0..4u8 {
+            let img = rgb(i + 10 * class as u8, 8, 8);
+            write_png(&src.join(name).join(format!("{i}.png")), &img);
+            expected.push((img.into_raw(), class as u32));
+        }
+    }
+    let out = dir.path().join("out");
+    let report = prepare(&PrepareSource::ImageFolder(src), &out, &opts(8), &no_progress).unwrap();
+    assert_eq!(report.index.count, 8);
+    assert_eq!(report.index.class_names, ["cat", "dog"]);
+    assert_eq!(report.index.shards.len(), 3, "8 images in shards of 3");
+    let ds = PreparedDataset::open(&out, true).unwrap();
+    let mut pixels = vec![0u8; ds.image_bytes()];
+    for (i, (want_pixels, want_label)) in expected.iter().enumerate() {
+        let label = ds.read(i as u64, &mut pixels).label;
+        assert_eq!((&pixels, label), (want_pixels, *want_label), "image {i}");
+    }
+}
+
+#[test]
+fn generated_source_round_trips_and_is_reproducible() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = PrepareSource::Generated { count: 10, num_classes: 4, seed: 7 };
+    let a = prepare(&source, &dir.path().join("a"), &opts(16), &no_progress).unwrap();
+    let b = prepare(&source, &dir.path().join("b"), &opts(16), &no_progress).unwrap();
+    assert_eq!(a.index.content_hash, b.index.content_hash, "same source, same content hash");
+    let shapes =
+        super::generated::GeneratedShapes { seed: 7, len: 10, resolution: 16, channels: 3, num_classes: 4 };
+    let ds = PreparedDataset::open(&dir.path().join("a"), true).unwrap();
+    let (mut x, mut y) = (vec![0u8; 768], vec![0u8; 768]);
+    for i in 0..10 {
+        assert_eq!(ds.read(i, &mut x), shapes.read(i, &mut y));
+        assert_eq!(x, y);
+    }
+}
+
+#[test]
+fn larger_images_are_centre_cropped_and_box_resized() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("flat");
+    // 12x8 constant-colour image: crop to 8x8, resize to 4x4, colour unchanged.
+    write_png(&src.join("a.png"), &image::RgbImage::from_pixel(12, 8, image::Rgb([10, 20, 30])));
+    prepare(&PrepareSource::ImageFolder(src), &dir.path().join("out"), &opts(4), &no_progress).unwrap();
+    let ds = PreparedDataset::open(&dir.path().join("out"), true).unwrap();
+    let mut pixels = vec![0u8; 48];
+    assert_eq!(ds.read(0, &mut pixels).label, 0);
+    assert!(pixels.chunks(3).all(|p| p == [10, 20, 30]));
+    assert_eq!(ds.num_classes(), 0, "top-level images are unlabelled");
+}
+
+#[test]
+fn bad_images_name_the_file_or_are_skipped_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    write_png(&src.join("good.png"), &rgb(1, 8, 8));
+    std::fs::write(src.join("corrupt.png"), b"\x89PNG\r\n\x1a\nnot really").unwrap();
+    image::GrayImage::from_pixel(8, 8, image::Luma([3])).save(src.join("gray.png")).unwrap();
+    image::RgbaImage::from_pixel(8, 8, image::Rgba([1, 2, 3, 4])).save(src.join("rgba.png")).unwrap();
+    image::ImageBuffer::<image::Rgb<u16>, Vec<u16>>::from_pixel(8, 8, image::Rgb([1, 2, 3]))
+        .save(src.join("deep.png"))
+        .unwrap();
+    write_png(&src.join("tiny.png"), &rgb(2, 4, 4));
+    let (path, message) = dataset_error(
+        prepare(&PrepareSource::ImageFolder(src.clone()), &dir.path().join("o1"), &opts(8), &no_progress)
+            .unwrap_err(),
+    );
+    assert!(path.ends_with("corrupt.png") && message.contains("--skip-bad"), "{path:?}: {message}");
+    let skip = PrepareOptions { skip_bad: true, ..opts(8) };
+    let report =
+        prepare(&PrepareSource::ImageFolder(src), &dir.path().join("o2"), &skip, &no_progress).unwrap();
+    assert_eq!(report.index.count, 1);
+    let reasons: Vec<(String, String)> = report
+        .skipped
+        .iter()
+        .map(|(p, why)| (p.file_name().unwrap().to_string_lossy().into_owned(), why.clone()))
+        .collect();
+    assert_eq!(reasons.len(), 5, "{reasons:?}");
+    let why = |name: &str| reasons.iter().find(|(n, _)| n == name).unwrap().1.clone();
+    assert!(why("gray.png").contains("L8"), "{}", why("gray.png"));
+    assert!(why("rgba.png").contains("Rgba8"));
+    assert!(why("deep.png").contains("Rgb16"));
+    assert!(why("tiny.png").contains("smaller than the target"));
+}
+
+#[test]
+fn empty_folders_and_existing_output_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("empty/classA")).unwrap();
+    let (path, message) = dataset_error(
+        prepare(
+            &PrepareSource::ImageFolder(dir.path().join("empty")),
+            &dir.path().join("o"),
+            &opts(8),
+            &no_progress,
+        )
+        .unwrap_err(),
+    );
+    assert!(path.ends_with("empty") && message.contains("no PNG or JPEG"), "{message}");
+    let source = PrepareSource::Generated { count: 2, num_classes: 2, seed: 0 };
+    prepare(&source, &dir.path().join("out"), &opts(8), &no_progress).unwrap();
+    let (_, message) =
+        dataset_error(prepare(&source, &dir.path().join("out"), &opts(8), &no_progress).unwrap_err());
+    assert!(message.contains("--force"), "{message}");
+    let force = PrepareOptions { force: true, ..opts(8) };
+    prepare(&source, &dir.path().join("out"), &force, &no_progress).unwrap();
+}
+
+#[test]
+fn damaged_datasets_are_found_when_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let fresh = |name: &str| {
+        let out = dir.path().join(name);
+        let source = PrepareSource::Generated { count: 7, num_classes: 2, seed: 1 };
+        prepare(&source, &out, &opts(8), &no_progress).unwrap();
+        out
+    };
+    // Missing shard.
+    let out = fresh("missing");
+    std::fs::remove_file(out.join("shard-00001.bin")).unwrap();
+    let (path, message) = dataset_error(PreparedDataset::open(&out, true).err().unwrap());
+    assert!(path.ends_with("shard-00001.bin") && message.contains("missing"), "{message}");
+    // Truncated shard.
+    let out = fresh("truncated");
+    let shard = out.join("shard-00000.bin");
+    let bytes = std::fs::read(&shard).unwrap();
+    std::fs::write(&shard, &bytes[..bytes.len() - 5]).unwrap();
+    let (path, message) = dataset_error(PreparedDataset::open(&out, true).err().unwrap());
+    assert!(path.ends_with("shard-00000.bin") && message.contains("truncated"), "{message}");
+    // Same size, different content: only the checksum sees it.
+    let out = fresh("flipped");
+    let shard = out.join("shard-00002.bin");
+    let mut bytes = std::fs::read(&shard).unwrap();
+    bytes[0] ^= 0xff;
+    std::fs::write(&shard, &bytes).unwrap();
+    assert!(PreparedDataset::open(&out, false).is_ok(), "a size-only check cannot see it");
+    let (path, message) = dataset_error(PreparedDataset::open(&out, true).err().unwrap());
+    assert!(path.ends_with("shard-00002.bin") && message.contains("checksum"), "{message}");
+    // An index edited by hand no longer matches its content hash.
+    let out = fresh("edited");
+    let index =
+        std::fs::read_to_string(out.join("index.json")).unwrap().replace("\"count\": 7", "\"count\": 6");
+    std::fs::write(out.join("index.json"), index).unwrap();
+    let (path, _) = dataset_error(PreparedDataset::open(&out, true).err().unwrap());
+    assert!(path.ends_with("index.json"));
+}
