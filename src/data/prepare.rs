@@ -108,9 +108,12 @@ fn prepare_folder(
     Ok(PrepareReport { index: writer.finish(class_names)?, skipped })
 }
 
+/// Image files with their labels.
+type LabelledFiles = Vec<(PathBuf, u32)>;
+
 /// Image files with their labels, in a fixed order, and the class names. Sub-folders are
 /// classes (sorted by name); files at the top level make an unlabelled dataset.
-fn list_folder(dir: &Path) -> Result<(Vec<(PathBuf, u32)>, Vec<String>)> {
+fn list_folder(dir: &Path) -> Result<(LabelledFiles, Vec<String>)> {
     let bad = |message: String| Error::Dataset { path: dir.to_path_buf(), message };
     let entries = sorted_entries(dir).map_err(|e| bad(format!("cannot read the folder: {e}")))?;
     let classes: Vec<PathBuf> = entries.iter().filter(|p| p.is_dir()).cloned().collect();
