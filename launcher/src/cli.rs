@@ -23,6 +23,9 @@ pub enum Command {
     /// Measure the distributed runtime on this machine (prints figures).
     #[command(subcommand)]
     Bench(crate::bench::Bench),
+    /// Prepare datasets.
+    #[command(subcommand)]
+    Data(crate::data::Data),
 }
 
 #[derive(Args, Debug, Clone)]

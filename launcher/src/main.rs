@@ -4,6 +4,7 @@
 mod bench;
 mod cli;
 mod console;
+mod data;
 mod job;
 mod nccl_lib;
 mod nodes;
@@ -26,6 +27,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Plan(args)) => plan(&args),
         Some(Command::Bench(bench)) => bench::run(&bench).map(|_| ExitCode::SUCCESS),
+        Some(Command::Data(data::Data::Prepare(args))) => data::prepare(&args).map(|_| ExitCode::SUCCESS),
         None => launch(&cli.job),
     };
     match result {
@@ -38,10 +40,13 @@ fn main() -> ExitCode {
     }
 }
 
-/// Loads the config with the command line's flags applied last (flags beat file and environment).
+/// Loads the config with the command line's flags applied last (flags beat file and environment),
+/// and checks that its dataset is there and matches.
 fn load(args: &JobArgs, placement: Option<&Placement>) -> anyhow::Result<RunConfig> {
     let path = args.config.as_ref().context("a CONFIG file is required (see --help)")?;
-    Ok(config::load(path, &args.overrides(placement))?)
+    let cfg = config::load(path, &args.overrides(placement))?;
+    gan_core::data::check(&cfg.data)?;
+    Ok(cfg)
 }
 
 /// `gan-launch plan`: the resolved config and every rank's plan, without training.

@@ -93,6 +93,12 @@ config_enum! {
 pub struct DataSection {
     /// Where images come from.
     pub source: DataSource,
+    /// Directory of a prepared dataset (source: prepared).
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// Check every shard's checksum when the dataset is opened (sizes are always checked).
+    #[serde(default = "default_true")]
+    pub verify_checksums: bool,
     /// Image side in pixels (square images, a power of two).
     pub resolution: u32,
     /// 3 for RGB, 1 for grayscale.
@@ -109,6 +115,10 @@ pub struct DataSection {
     pub xflip: bool,
 }
 
+fn default_true() -> bool {
+    true
+}
+
 fn default_channels() -> u32 {
     3
 }
@@ -121,6 +131,8 @@ config_enum! {
     pub enum DataSource {
         /// Procedurally drawn shapes, one class per shape: no files, no downloads.
         Generated => "generated",
+        /// A dataset written by `gan-launch data prepare`, at `data.path`.
+        Prepared => "prepared",
     }
 }
 

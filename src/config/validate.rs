@@ -65,6 +65,13 @@ fn validate_data(cfg: &RunConfig) -> Result<()> {
     if !d.resolution.is_power_of_two() || !(8..=1024).contains(&d.resolution) {
         return Err(Error::config("data.resolution", d.resolution, "a power of two from 8 to 1024"));
     }
+    if d.source == DataSource::Prepared && d.path.is_none() {
+        return Err(Error::config(
+            "data.path",
+            "nothing",
+            "the directory of a prepared dataset (gan-launch data prepare)",
+        ));
+    }
     if d.channels != 1 && d.channels != 3 {
         return Err(Error::config("data.channels", d.channels, "1 (grayscale) or 3 (RGB)"));
     }

@@ -11,6 +11,7 @@ pub mod shards;
 mod tests;
 
 use crate::config::{DataSection, DataSource};
+use crate::error::{Error, Result};
 
 /// Per-image facts besides the pixels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,16 +38,47 @@ pub trait ImageSource: Send + Sync {
 }
 
 /// Opens the dataset a config names. `seed` is the run seed (it keys the generated images).
-pub fn open(data: &DataSection, seed: u64) -> Box<dyn ImageSource> {
+/// A prepared dataset must match the config's resolution, channels and classes.
+pub fn open(data: &DataSection, seed: u64) -> Result<Box<dyn ImageSource>> {
     match data.source {
-        DataSource::Generated => Box::new(generated::GeneratedShapes {
+        DataSource::Generated => Ok(Box::new(generated::GeneratedShapes {
             seed,
             len: data.num_images,
             resolution: data.resolution,
             channels: data.channels,
             num_classes: data.num_classes,
-        }),
+        })),
+        DataSource::Prepared => {
+            let dir = data.path.as_deref().expect("validation requires data.path for prepared data");
+            let dataset = shards::PreparedDataset::open(dir, data.verify_checksums)?;
+            check_matches(data, &dataset.index)?;
+            Ok(Box::new(dataset))
+        }
     }
+}
+
+/// Checks, cheaply (index and shard sizes, no checksums), that the dataset a config names is
+/// there and matches it: what the launcher runs before starting any rank.
+pub fn check(data: &DataSection) -> Result<()> {
+    if let (DataSource::Prepared, Some(dir)) = (data.source, data.path.as_deref()) {
+        check_matches(data, &shards::PreparedDataset::open(dir, false)?.index)?;
+    }
+    Ok(())
+}
+
+/// The config must describe the prepared dataset it names.
+fn check_matches(data: &DataSection, index: &shards::DatasetIndex) -> Result<()> {
+    let facts = [
+        ("data.resolution", data.resolution, index.resolution),
+        ("data.channels", data.channels, index.channels),
+        ("data.num_classes", data.num_classes, index.num_classes),
+    ];
+    for (key, configured, actual) in facts {
+        if configured != actual {
+            return Err(Error::config(key, configured, format!("{actual}, as the prepared dataset has")));
+        }
+    }
+    Ok(())
 }
 
 /// A batch of images, channels-last uint8 (`[n, res, res, channels]`), with labels.

@@ -81,7 +81,7 @@ impl Setup {
         }
         phases.push(Phase::GMain);
         tch::manual_seed(plan.seed as i64);
-        let source = data::open(&cfg.data, cfg.run.seed);
+        let source = data::open(&cfg.data, cfg.run.seed)?;
         let sampler = Sampler::new(cfg.run.seed, source.len());
         let grid =
             SampleGrid::new(spec.z_dim, cfg.data.num_classes.min(spec.c_dim as u32), cfg.run.seed, device);

@@ -1,0 +1,79 @@
+//! `gan-launch data prepare` and training from a prepared dataset, through the real binaries.
+mod common;
+
+use common::*;
+
+#[test]
+fn prepare_then_train_from_the_prepared_dataset() {
+    gan_train_path();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("shapes16");
+    let out = gan_launch()
+        .args([
+            "data",
+            "prepare",
+            "--from",
+            "generated",
+            "--resolution",
+            "16",
+            "--count",
+            "600",
+            "--classes",
+            "4",
+        ])
+        .args(["--shard-images", "256", "--out"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("prepared 600 images (16x16, 4 classes) in 3 shard(s)"),
+        "{}",
+        stdout(&out)
+    );
+    let run = |extra: &[&str]| {
+        gan_launch()
+            .arg(shipped_config("ci-tiny.yaml"))
+            .args(["--set", &format!("run.dir={}", dir.path().join("runs").display())])
+            .args(["--set", "data.source=prepared", "--set", &format!("data.path={}", data.display())])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let trained = run(&[]);
+    assert!(trained.status.success(), "{}", stderr(&trained));
+    let mismatch = run(&["--set", "data.resolution=32"]);
+    assert_eq!(mismatch.status.code(), Some(2), "{}", stderr(&mismatch));
+    assert!(
+        stderr(&mismatch).contains("`data.resolution`")
+            && stderr(&mismatch).contains("16, as the prepared dataset has")
+    );
+    // Writing over it needs --force.
+    let again = gan_launch()
+        .args(["data", "prepare", "--from", "generated", "--resolution", "16", "--out"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(2));
+    assert!(stderr(&again).contains("--force"), "{}", stderr(&again));
+}
+
+#[test]
+fn a_missing_dataset_is_named_before_any_rank_starts() {
+    let out = gan_launch()
+        .arg("plan")
+        .arg(shipped_config("ci-tiny.yaml"))
+        .args(["--set", "data.source=prepared", "--set", "data.path=/nonexistent/ds"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("/nonexistent/ds/index.json"), "{}", stderr(&out));
+    let out = gan_launch()
+        .arg("plan")
+        .arg(shipped_config("ci-tiny.yaml"))
+        .args(["--set", "data.source=prepared"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("`data.path`"), "{}", stderr(&out));
+}
