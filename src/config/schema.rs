@@ -113,6 +113,13 @@ pub struct DataSection {
     /// Random horizontal flips.
     #[serde(default)]
     pub xflip: bool,
+    /// Batches a background thread reads ahead of training.
+    #[serde(default = "default_prefetch")]
+    pub prefetch: u32,
+}
+
+fn default_prefetch() -> u32 {
+    4
 }
 
 fn default_true() -> bool {

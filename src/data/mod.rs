@@ -2,6 +2,7 @@
 //! order (`sampler`), and batches of uint8 pixels ready to become tensors. Torch-free; the
 //! trainer turns a [`Batch`] into tensors on its device.
 pub mod generated;
+pub mod loader;
 pub mod prepare;
 pub mod resize;
 pub mod sampler;

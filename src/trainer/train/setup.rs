@@ -1,6 +1,7 @@
 //! Everything a rank trains with, built once from the config and its plan: device, networks
 //! (G, D, G_ema in their own VarStores), optimizers, data, process group and the run directory.
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use tch::{nn, Device, Kind, Tensor};
 
@@ -13,6 +14,7 @@ use super::trainer::{batch_to_tensors, Phase};
 use crate::models::{self, Discriminator, Generator, NetSpec};
 use gan_core::comm::ProcessGroup;
 use gan_core::config::{RankPlan, RunConfig};
+use gan_core::data::loader::{Loader, LoaderSpec};
 use gan_core::data::{self, sampler::Sampler, Batch, ImageSource};
 use gan_core::error::{Error, Result};
 use gan_core::heartbeat::Heartbeat;
@@ -40,9 +42,8 @@ pub struct Setup {
     pub stats: TickStats,
     /// Tells the launcher this rank is making progress.
     pub heartbeat: Heartbeat,
-    pub source: Box<dyn ImageSource>,
-    sampler: Sampler,
-    flip_rng: SplitMix64,
+    pub source: Arc<dyn ImageSource>,
+    loader: Loader,
     grid: SampleGrid,
     run_dir: RunDir,
     restart_count: u32,
@@ -81,13 +82,21 @@ impl Setup {
         }
         phases.push(Phase::GMain);
         tch::manual_seed(plan.seed as i64);
-        let source = data::open(&cfg.data, cfg.run.seed)?;
-        let sampler = Sampler::new(cfg.run.seed, source.len());
+        let source: Arc<dyn ImageSource> = Arc::from(data::open(&cfg.data, cfg.run.seed)?);
+        let loader_spec = LoaderSpec {
+            global_batch: u64::from(cfg.train.batch_size),
+            rank: pg.rank(),
+            world: pg.world_size(),
+            xflip: cfg.data.xflip,
+            flip_seed: SplitMix64::for_item(plan.seed, 0x464C_4950).next_u64(), // stream "FLIP"
+            prefetch: cfg.data.prefetch as usize,
+        };
+        let loader =
+            Loader::start(Arc::clone(&source), Sampler::new(cfg.run.seed, source.len()), loader_spec);
         let grid =
             SampleGrid::new(spec.z_dim, cfg.data.num_classes.min(spec.c_dim as u32), cfg.run.seed, device);
         let run_dir = RunDir::new(cfg.run_dir());
         Ok(Setup {
-            flip_rng: SplitMix64::for_item(plan.seed, 0x464C_4950), // stream "FLIP"
             cfg,
             plan,
             device,
@@ -105,7 +114,7 @@ impl Setup {
             stats: TickStats::default(),
             heartbeat: Heartbeat::from_env(),
             source,
-            sampler,
+            loader,
             grid,
             run_dir,
             restart_count,
@@ -120,15 +129,11 @@ impl Setup {
         self.plan.device.clone()
     }
 
-    /// This rank's images for one step (all accumulation rounds).
+    /// This rank's images for one step (all accumulation rounds), from the loader's queue.
     pub fn next_batch(&mut self) -> Batch {
-        let n = (self.plan.batch_per_rank * self.plan.accumulation) as usize;
-        let (rank, world) = (self.pg.rank(), self.pg.world_size());
-        let indices = self.sampler.take_step(u64::from(self.cfg.train.batch_size), rank, world);
-        debug_assert_eq!(indices.len(), n);
-        let flips: Option<Vec<bool>> =
-            self.cfg.data.xflip.then(|| (0..n).map(|_| self.flip_rng.below(2) == 1).collect());
-        Batch::read(self.source.as_ref(), &indices, flips.as_deref())
+        let batch = self.loader.next_batch();
+        debug_assert_eq!(batch.len(), (self.plan.batch_per_rank * self.plan.accumulation) as usize);
+        batch
     }
 
     pub fn to_tensors(&self, batch: &Batch) -> (Tensor, Tensor) {
