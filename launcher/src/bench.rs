@@ -17,6 +17,35 @@ pub enum Bench {
     Ring(RingArgs),
     /// Join time: store connection, barrier, ring formation.
     Rendezvous(RendezvousArgs),
+    /// Loader throughput from a prepared dataset (or generated shapes written to a temporary one).
+    Loader(LoaderArgs),
+    /// Prepare throughput from a folder of PNGs (written to a temporary folder first).
+    Prepare(PrepareArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct LoaderArgs {
+    /// A prepared dataset; default: 4096 generated images at --resolution in a temporary directory.
+    #[arg(long)]
+    data: Option<std::path::PathBuf>,
+    #[arg(long, default_value_t = 32)]
+    resolution: u32,
+    #[arg(long, default_value_t = 64)]
+    batch: u64,
+    #[arg(long, default_value_t = 3.0)]
+    seconds: f64,
+}
+
+#[derive(Args, Debug)]
+pub struct PrepareArgs {
+    #[arg(long, default_value_t = 1000)]
+    images: u32,
+    /// Side of the PNGs written first.
+    #[arg(long, default_value_t = 64)]
+    size: u32,
+    /// Target resolution of the prepared dataset.
+    #[arg(long, default_value_t = 32)]
+    resolution: u32,
 }
 
 #[derive(Args, Debug)]
@@ -47,7 +76,101 @@ pub fn run(bench: &Bench) -> anyhow::Result<()> {
     match bench {
         Bench::Ring(args) => ring(args),
         Bench::Rendezvous(args) => rendezvous(args),
+        Bench::Loader(args) => loader(args),
+        Bench::Prepare(args) => prepare_bench(args),
     }
+}
+
+fn loader(args: &LoaderArgs) -> anyhow::Result<()> {
+    use gan_core::data::loader::{Loader, LoaderSpec};
+    use gan_core::data::prepare::{prepare, PrepareOptions, PrepareSource};
+    use gan_core::data::{sampler::Sampler, shards::PreparedDataset, ImageSource};
+    let scratch = tempfile_dir()?;
+    let dir = match &args.data {
+        Some(dir) => dir.clone(),
+        None => {
+            let dir = scratch.join("data");
+            let source = PrepareSource::Generated { count: 4096, num_classes: 4, seed: 0 };
+            let opts = PrepareOptions {
+                resolution: args.resolution,
+                images_per_shard: 1024,
+                force: true,
+                skip_bad: false,
+                threads: 1,
+            };
+            prepare(&source, &dir, &opts, &|_, _| {})?;
+            dir
+        }
+    };
+    let dataset: std::sync::Arc<dyn ImageSource> = std::sync::Arc::new(PreparedDataset::open(&dir, true)?);
+    let res = dataset.resolution();
+    let spec =
+        LoaderSpec { global_batch: args.batch, rank: 0, world: 1, xflip: true, flip_seed: 1, prefetch: 4 };
+    let mut loader = Loader::start(dataset, Sampler::new(0, 4096), spec);
+    let started = Instant::now();
+    let mut images = 0u64;
+    while started.elapsed().as_secs_f64() < args.seconds {
+        images += loader.next_batch().len() as u64;
+    }
+    let rate = images as f64 / started.elapsed().as_secs_f64();
+    println!("loader: {rate:.0} images/s at {res}x{res} (batch {}, 1 loader thread, xflip on) = {rate:.0} images/s per core", args.batch);
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok(())
+}
+
+fn prepare_bench(args: &PrepareArgs) -> anyhow::Result<()> {
+    use gan_core::data::generated::GeneratedShapes;
+    use gan_core::data::prepare::{prepare, PrepareOptions, PrepareSource};
+    use gan_core::data::ImageSource;
+    let scratch = tempfile_dir()?;
+    let pngs = scratch.join("pngs/all");
+    std::fs::create_dir_all(&pngs)?;
+    let shapes = GeneratedShapes {
+        seed: 0,
+        len: u64::from(args.images),
+        resolution: args.size,
+        channels: 3,
+        num_classes: 4,
+    };
+    let mut pixels = vec![0u8; shapes.image_bytes()];
+    for i in 0..u64::from(args.images) {
+        shapes.read(i, &mut pixels);
+        image::save_buffer(
+            pngs.join(format!("{i:06}.png")),
+            &pixels,
+            args.size,
+            args.size,
+            image::ExtendedColorType::Rgb8,
+        )?;
+    }
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let opts = PrepareOptions {
+        resolution: args.resolution,
+        images_per_shard: 4096,
+        force: true,
+        skip_bad: false,
+        threads,
+    };
+    let started = Instant::now();
+    prepare(&PrepareSource::ImageFolder(scratch.join("pngs")), &scratch.join("out"), &opts, &|_, _| {})?;
+    let rate = f64::from(args.images) / started.elapsed().as_secs_f64();
+    println!(
+        "prepare: {rate:.0} images/s from {}x{} PNGs to {}x{} ({threads} threads, {:.0} images/s per thread)",
+        args.size,
+        args.size,
+        args.resolution,
+        args.resolution,
+        rate / threads as f64
+    );
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok(())
+}
+
+/// A fresh scratch directory under the system temp dir.
+fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("gan-launch-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
 }
 
 fn ring(args: &RingArgs) -> anyhow::Result<()> {

@@ -26,10 +26,17 @@ impl TickReport {
                 parts.push(format!("{label} {v:.4}"));
             }
         }
-        if let (Some(step), Some(sync)) =
-            (self.stats.get("Timing/step_secs"), self.stats.get("Timing/sync_secs"))
+        let timing = |name: &str| self.stats.get(name).copied();
+        if let (Some(step), Some(sync), Some(data)) =
+            (timing("Timing/step_secs"), timing("Timing/sync_secs"), timing("Timing/data_secs"))
         {
-            parts.push(format!("step {:.1} ms (sync {:.0}%)", step * 1e3, 100.0 * sync / step.max(1e-12)));
+            let share = |part: f64| 100.0 * part / step.max(1e-12);
+            parts.push(format!(
+                "step {:.1} ms (sync {:.0}%, data wait {:.1}%)",
+                step * 1e3,
+                share(sync),
+                share(data)
+            ));
         }
         parts.join("  ")
     }
