@@ -15,7 +15,7 @@ pub enum Data {
 #[derive(Args, Debug)]
 pub struct PrepareArgs {
     /// An image folder (class = sub-folder name; unlabelled when the images are at the top level),
-    /// or `generated` for the built-in shapes.
+    /// a StyleGAN dataset zip (`*.zip`, labels from its dataset.json), or `generated`.
     #[arg(long)]
     from: String,
     /// Output directory (must be empty unless --force).

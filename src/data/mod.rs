@@ -7,6 +7,7 @@ pub mod prepare;
 pub mod resize;
 pub mod sampler;
 pub mod shards;
+pub mod stylegan_zip;
 
 #[cfg(test)]
 mod tests;

@@ -1,6 +1,6 @@
-//! Building a prepared dataset from a source: the built-in generated shapes, or an image folder
+//! Building a prepared dataset from a source: the built-in generated shapes, an image folder
 //! (PNG/JPEG; the class is the sub-folder name, or the images are unlabelled when they sit at the
-//! top level). Every image is centre-cropped to a square and box-resized to the target
+//! top level), or a StyleGAN dataset zip (labels from its dataset.json). Every image is centre-cropped to a square and box-resized to the target
 //! resolution; images are decoded in parallel, a batch at a time, and written in a fixed order,
 //! so the same folder always gives the same dataset (and content hash).
 use std::path::{Path, PathBuf};
@@ -8,14 +8,21 @@ use std::path::{Path, PathBuf};
 use super::generated::GeneratedShapes;
 use super::resize::{box_resize, centre_crop};
 use super::shards::{DatasetIndex, ShardWriter};
+use super::stylegan_zip;
 use super::ImageSource;
 use crate::error::{Error, Result};
 
 /// Where images come from.
 #[derive(Clone, Debug)]
 pub enum PrepareSource {
-    Generated { count: u64, num_classes: u32, seed: u64 },
+    Generated {
+        count: u64,
+        num_classes: u32,
+        seed: u64,
+    },
     ImageFolder(PathBuf),
+    /// A StyleGAN dataset zip (labels from its dataset.json).
+    StyleganZip(PathBuf),
 }
 
 #[derive(Clone, Debug)]
@@ -71,7 +78,30 @@ pub fn prepare(
             Ok(PrepareReport { index: writer.finish(names)?, skipped: Vec::new() })
         }
         PrepareSource::ImageFolder(dir) => prepare_folder(dir, out, opts, progress),
+        PrepareSource::StyleganZip(path) => prepare_zip(path, out, opts, progress),
     }
+}
+
+fn prepare_zip(
+    path: &Path,
+    out: &Path,
+    opts: &PrepareOptions,
+    progress: &dyn Fn(u64, u64),
+) -> Result<PrepareReport> {
+    let listing = stylegan_zip::list(path)?;
+    let mut writer = ShardWriter::create(out, opts.resolution, 3, opts.images_per_shard, opts.force)?;
+    let mut skipped = Vec::new();
+    let total = listing.names.len() as u64;
+    for (batch_no, names) in listing.names.chunks(BATCH).enumerate() {
+        let images = stylegan_zip::read(path, &listing, names)?;
+        let decoded = parallel_map(&images, opts.threads, |img| decode_bytes(&img.bytes, opts.resolution));
+        for (image, decoded) in images.iter().zip(decoded) {
+            accept(&mut writer, &mut skipped, &image.path, image.label, decoded, opts.skip_bad)?;
+        }
+        progress(((batch_no * BATCH) + names.len()) as u64, total);
+    }
+    let names = (0..listing.num_classes).map(|c| c.to_string()).collect();
+    finish(writer, skipped, total, path, names)
 }
 
 fn prepare_folder(
@@ -85,23 +115,46 @@ fn prepare_folder(
     let mut skipped = Vec::new();
     let total = files.len() as u64;
     for (batch_no, batch) in files.chunks(BATCH).enumerate() {
-        for ((path, label), decoded) in batch.iter().zip(decode_parallel(batch, opts)) {
-            match decoded {
-                Ok(pixels) => writer.push(&pixels, *label)?,
-                Err(why) if opts.skip_bad => skipped.push((path.clone(), why)),
-                Err(why) => {
-                    return Err(Error::Dataset {
-                        path: path.clone(),
-                        message: format!("{why} (or pass --skip-bad)"),
-                    })
-                }
-            }
+        let decoded = parallel_map(batch, opts.threads, |(path, _)| decode(path, opts.resolution));
+        for ((path, label), decoded) in batch.iter().zip(decoded) {
+            accept(&mut writer, &mut skipped, path, *label, decoded, opts.skip_bad)?;
         }
         progress(((batch_no * BATCH) + batch.len()) as u64, total);
     }
+    finish(writer, skipped, total, dir, class_names)
+}
+
+/// Writes a decoded image, or records (with `skip_bad`) or reports why it cannot be used.
+fn accept(
+    writer: &mut ShardWriter,
+    skipped: &mut Vec<(PathBuf, String)>,
+    path: &Path,
+    label: u32,
+    decoded: std::result::Result<Vec<u8>, String>,
+    skip_bad: bool,
+) -> Result<()> {
+    match decoded {
+        Ok(pixels) => writer.push(&pixels, label),
+        Err(why) if skip_bad => {
+            skipped.push((path.to_path_buf(), why));
+            Ok(())
+        }
+        Err(why) => {
+            Err(Error::Dataset { path: path.to_path_buf(), message: format!("{why} (or pass --skip-bad)") })
+        }
+    }
+}
+
+fn finish(
+    writer: ShardWriter,
+    skipped: Vec<(PathBuf, String)>,
+    total: u64,
+    source: &Path,
+    class_names: Vec<String>,
+) -> Result<PrepareReport> {
     if skipped.len() as u64 == total {
         return Err(Error::Dataset {
-            path: dir.to_path_buf(),
+            path: source.to_path_buf(),
             message: format!("all {total} images were bad"),
         });
     }
@@ -149,31 +202,30 @@ fn is_image(path: &Path) -> bool {
     path.is_file() && matches!(ext.as_str(), "png" | "jpg" | "jpeg")
 }
 
-/// Decodes a batch on `opts.threads` threads, keeping the batch's order.
-fn decode_parallel(
-    batch: &[(PathBuf, u32)],
-    opts: &PrepareOptions,
-) -> Vec<std::result::Result<Vec<u8>, String>> {
-    let threads = opts.threads.max(1).min(batch.len().max(1));
-    let per_thread = batch.len().div_ceil(threads);
+/// Applies `f` to `items` on `threads` threads, keeping the order.
+fn parallel_map<T: Sync, R: Send>(items: &[T], threads: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let per_thread = items.len().div_ceil(threads.max(1)).max(1);
+    let f = &f;
     std::thread::scope(|scope| {
-        let workers: Vec<_> = batch
-            .chunks(per_thread.max(1))
-            .map(|chunk| {
-                scope.spawn(move || chunk.iter().map(|(p, _)| decode(p, opts.resolution)).collect::<Vec<_>>())
-            })
+        let workers: Vec<_> = items
+            .chunks(per_thread)
+            .map(|chunk| scope.spawn(move || chunk.iter().map(f).collect::<Vec<_>>()))
             .collect();
         workers.into_iter().flat_map(|w| w.join().expect("a decode thread does not panic")).collect()
     })
 }
 
-/// One image as `resolution x resolution` RGB bytes, or why it cannot be used.
+/// One image file as `resolution x resolution` RGB bytes, or why it cannot be used.
 fn decode(path: &Path, resolution: u32) -> std::result::Result<Vec<u8>, String> {
-    let image = image::ImageReader::open(path)
-        .and_then(|r| r.with_guessed_format())
-        .map_err(|e| format!("cannot read: {e}"))?
-        .decode()
-        .map_err(|e| format!("cannot decode (corrupt or truncated?): {e}"))?;
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
+    decode_bytes(&bytes, resolution)
+}
+
+/// An encoded image (PNG, JPEG) as `resolution x resolution` RGB bytes: only 8-bit RGB is
+/// accepted, centre-cropped and box-resized; never upscaled.
+fn decode_bytes(bytes: &[u8], resolution: u32) -> std::result::Result<Vec<u8>, String> {
+    let image =
+        image::load_from_memory(bytes).map_err(|e| format!("cannot decode (corrupt or truncated?): {e}"))?;
     let rgb = match image {
         image::DynamicImage::ImageRgb8(rgb) => rgb,
         other => {

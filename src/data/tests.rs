@@ -181,3 +181,74 @@ fn damaged_datasets_are_found_when_opened() {
     let (path, _) = dataset_error(PreparedDataset::open(&out, true).err().unwrap());
     assert!(path.ends_with("index.json"));
 }
+
+/// Writes a StyleGAN-style zip: PNGs under 00000/ and, when given, dataset.json labels.
+fn write_zip(path: &Path, images: &[(String, image::RgbImage)], labels: Option<&str>) {
+    use std::io::Write;
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
+    let options = zip::write::SimpleFileOptions::default();
+    for (name, img) in images {
+        let mut png = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut png, image::ImageFormat::Png).unwrap();
+        zip.start_file(name.as_str(), options).unwrap();
+        zip.write_all(png.get_ref()).unwrap();
+    }
+    if let Some(json) = labels {
+        zip.start_file("dataset.json", options).unwrap();
+        zip.write_all(json.as_bytes()).unwrap();
+    }
+    zip.finish().unwrap();
+}
+
+#[test]
+fn stylegan_zip_round_trips_with_its_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    let images: Vec<(String, image::RgbImage)> =
+        (0..5u8).map(|i| (format!("00000/img{i:08}.png"), rgb(i, 8, 8))).collect();
+    let labels = r#"{"labels": [["00000/img00000000.png", 2], ["00000/img00000001.png", 0], ["00000/img00000002.png", 1], ["00000/img00000003.png", 2], ["00000/img00000004.png", 0]]}"#;
+    let archive = dir.path().join("ds.zip");
+    write_zip(&archive, &images, Some(labels));
+    let out = dir.path().join("out");
+    let report = prepare(&PrepareSource::StyleganZip(archive.clone()), &out, &opts(8), &no_progress).unwrap();
+    assert_eq!((report.index.count, report.index.num_classes), (5, 3));
+    let ds = PreparedDataset::open(&out, true).unwrap();
+    let mut pixels = vec![0u8; ds.image_bytes()];
+    for (i, want) in [2u32, 0, 1, 2, 0].iter().enumerate() {
+        assert_eq!(ds.read(i as u64, &mut pixels).label, *want);
+        assert_eq!(pixels, images[i].1.as_raw().as_slice());
+    }
+    // Unlabelled when dataset.json says so.
+    let plain = dir.path().join("plain.zip");
+    write_zip(&plain, &images, Some(r#"{"labels": null}"#));
+    let report =
+        prepare(&PrepareSource::StyleganZip(plain), &dir.path().join("o2"), &opts(8), &no_progress).unwrap();
+    assert_eq!(report.index.num_classes, 0);
+}
+
+#[test]
+fn stylegan_zip_label_mismatch_names_dataset_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let images: Vec<(String, image::RgbImage)> =
+        (0..3u8).map(|i| (format!("img{i}.png"), rgb(i, 8, 8))).collect();
+    let archive = dir.path().join("ds.zip");
+    write_zip(&archive, &images, Some(r#"{"labels": [["img0.png", 1], ["img1.png", 0]]}"#));
+    let (path, message) = dataset_error(
+        prepare(&PrepareSource::StyleganZip(archive), &dir.path().join("o"), &opts(8), &no_progress)
+            .unwrap_err(),
+    );
+    assert!(
+        path.ends_with("ds.zip/dataset.json") && message.contains("2 labels for 3 images"),
+        "{path:?} {message}"
+    );
+    std::fs::write(dir.path().join("broken.zip"), b"PK not a zip").unwrap();
+    let (path, message) = dataset_error(
+        prepare(
+            &PrepareSource::StyleganZip(dir.path().join("broken.zip")),
+            &dir.path().join("o3"),
+            &opts(8),
+            &no_progress,
+        )
+        .unwrap_err(),
+    );
+    assert!(path.ends_with("broken.zip") && message.contains("zip"), "{message}");
+}
