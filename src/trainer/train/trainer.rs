@@ -226,13 +226,18 @@ fn maintenance(s: &mut Setup, report: &TickReport, done: bool) -> Result<()> {
     Ok(())
 }
 
-/// Converts a batch of uint8 HWC pixels to the [-1, 1] NCHW floats D sees.
+/// Converts a batch of uint8 HWC pixels to the [-1, 1] NCHW floats D sees. On CUDA the uint8
+/// batch goes through pinned memory with a non-blocking copy (4x fewer bytes than floats), and
+/// the conversion runs on the device.
 pub fn batch_to_tensors(batch: &Batch, device: tch::Device) -> (Tensor, Tensor) {
     let (res, ch) = (i64::from(batch.resolution), i64::from(batch.channels));
     let n = batch.len() as i64;
-    let images =
-        Tensor::from_slice(&batch.pixels).view([n, res, res, ch]).permute([0, 3, 1, 2]).to_device(device);
-    let images = images.to_kind(Kind::Float).contiguous() / 127.5 - 1.0;
+    let host = Tensor::from_slice(&batch.pixels).view([n, res, res, ch]);
+    let pixels = match device {
+        tch::Device::Cuda(_) => host.pin_memory(device).to_device_(device, Kind::Uint8, true, false),
+        _ => host,
+    };
+    let images = pixels.permute([0, 3, 1, 2]).to_kind(Kind::Float).contiguous() / 127.5 - 1.0;
     let labels: Vec<i64> = batch.labels.iter().map(|&l| i64::from(l)).collect();
     (images, Tensor::from_slice(&labels).to_device(device))
 }
