@@ -37,7 +37,7 @@ impl Heartbeat {
         if self.last_write.is_some_and(|t| t.elapsed() < MIN_INTERVAL) {
             return Ok(());
         }
-        fsutil::write_atomic(path, format!("{step} {cur_nimg}").as_bytes())?;
+        fsutil::write_replace(path, format!("{step} {cur_nimg}").as_bytes())?;
         self.last_write = Some(Instant::now());
         Ok(())
     }
