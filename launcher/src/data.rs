@@ -15,7 +15,8 @@ pub enum Data {
 #[derive(Args, Debug)]
 pub struct PrepareArgs {
     /// An image folder (class = sub-folder name; unlabelled when the images are at the top level),
-    /// a StyleGAN dataset zip (`*.zip`, labels from its dataset.json), or `generated`.
+    /// a StyleGAN dataset zip (`*.zip`, labels from its dataset.json), CIFAR-10's python batches (a
+    /// folder with data_batch_N / test_batch), or `generated`.
     #[arg(long)]
     from: String,
     /// Output directory (must be empty unless --force).

@@ -1,8 +1,10 @@
 //! Training data: where images come from (`ImageSource`), which rank sees which image in what
 //! order (`sampler`), and batches of uint8 pixels ready to become tensors. Torch-free; the
 //! trainer turns a [`Batch`] into tensors on its device.
+pub mod cifar;
 pub mod generated;
 pub mod loader;
+pub mod pickle;
 pub mod prepare;
 pub mod resize;
 pub mod sampler;

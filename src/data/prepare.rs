@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use super::generated::GeneratedShapes;
 use super::resize::{box_resize, centre_crop};
 use super::shards::{DatasetIndex, ShardWriter};
-use super::stylegan_zip;
 use super::ImageSource;
+use super::{cifar, stylegan_zip};
 use crate::error::{Error, Result};
 
 /// Where images come from.
@@ -23,6 +23,8 @@ pub enum PrepareSource {
     ImageFolder(PathBuf),
     /// A StyleGAN dataset zip (labels from its dataset.json).
     StyleganZip(PathBuf),
+    /// CIFAR-10's python batches (`cifar-10-batches-py`).
+    Cifar10(PathBuf),
 }
 
 #[derive(Clone, Debug)]
@@ -79,7 +81,35 @@ pub fn prepare(
         }
         PrepareSource::ImageFolder(dir) => prepare_folder(dir, out, opts, progress),
         PrepareSource::StyleganZip(path) => prepare_zip(path, out, opts, progress),
+        PrepareSource::Cifar10(dir) => prepare_cifar(dir, out, opts, progress),
     }
+}
+
+fn prepare_cifar(
+    dir: &Path,
+    out: &Path,
+    opts: &PrepareOptions,
+    progress: &dyn Fn(u64, u64),
+) -> Result<PrepareReport> {
+    if opts.resolution > cifar::SIDE {
+        return Err(Error::Dataset {
+            path: dir.to_path_buf(),
+            message: format!(
+                "CIFAR-10 images are 32x32; --resolution {} would need upscaling",
+                opts.resolution
+            ),
+        });
+    }
+    let files = cifar::batch_files(dir)?;
+    let class_names = cifar::class_names(dir)?;
+    let mut writer = ShardWriter::create(out, opts.resolution, 3, opts.images_per_shard, opts.force)?;
+    for (done, file) in files.iter().enumerate() {
+        for (pixels, label) in cifar::read_batch(file)? {
+            writer.push(&box_resize(&pixels, cifar::SIDE, 3, opts.resolution), label)?;
+        }
+        progress(done as u64 + 1, files.len() as u64);
+    }
+    Ok(PrepareReport { index: writer.finish(class_names)?, skipped: Vec::new() })
 }
 
 fn prepare_zip(

@@ -252,3 +252,47 @@ fn stylegan_zip_label_mismatch_names_dataset_json() {
     );
     assert!(path.ends_with("broken.zip") && message.contains("zip"), "{message}");
 }
+
+/// The fixture holds 6 training and 4 test images written by scripts/make_cifar_fixture.py:
+/// image i has red = i, green = x * 8, blue = y * 8 and label i mod 10.
+#[test]
+fn cifar10_python_batches_round_trip() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/data/testdata/cifar10");
+    let dir = tempfile::tempdir().unwrap();
+    let report =
+        prepare(&PrepareSource::Cifar10(fixture), &dir.path().join("out"), &opts(32), &no_progress).unwrap();
+    assert_eq!((report.index.count, report.index.num_classes), (10, 10));
+    assert_eq!(report.index.class_names[3], "cat");
+    let ds = PreparedDataset::open(&dir.path().join("out"), true).unwrap();
+    let mut pixels = vec![0u8; ds.image_bytes()];
+    for i in 0..10u64 {
+        assert_eq!(ds.read(i, &mut pixels).label, (i % 10) as u32);
+        let (x, y) = (5usize, 7usize);
+        assert_eq!(&pixels[(y * 32 + x) * 3..][..3], &[i as u8, (x * 8) as u8, (y * 8) as u8], "image {i}");
+    }
+}
+
+#[test]
+fn damaged_cifar_batches_name_the_file() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/data/testdata/cifar10");
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("cifar");
+    std::fs::create_dir_all(&broken).unwrap();
+    let bytes = std::fs::read(fixture.join("data_batch_1")).unwrap();
+    std::fs::write(broken.join("data_batch_1"), &bytes[..bytes.len() / 2]).unwrap();
+    let (path, message) = dataset_error(
+        prepare(&PrepareSource::Cifar10(broken.clone()), &dir.path().join("o"), &opts(32), &no_progress)
+            .unwrap_err(),
+    );
+    assert!(path.ends_with("data_batch_1") && message.contains("truncated"), "{path:?} {message}");
+    let (path, _) = dataset_error(
+        prepare(
+            &PrepareSource::Cifar10(dir.path().to_path_buf()),
+            &dir.path().join("o2"),
+            &opts(32),
+            &no_progress,
+        )
+        .unwrap_err(),
+    );
+    assert_eq!(path, dir.path());
+}
