@@ -96,7 +96,8 @@ pub struct DataSection {
     /// Directory of a prepared dataset (source: prepared).
     #[serde(default)]
     pub path: Option<PathBuf>,
-    /// Check every shard's checksum when the dataset is opened (sizes are always checked).
+    /// Check every shard's checksum when the dataset is opened, once per node (sizes are always
+    /// checked, by the launcher before any rank starts and by every rank).
     #[serde(default = "default_true")]
     pub verify_checksums: bool,
     /// Image side in pixels (square images, a power of two).

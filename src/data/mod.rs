@@ -43,7 +43,9 @@ pub trait ImageSource: Send + Sync {
 
 /// Opens the dataset a config names. `seed` is the run seed (it keys the generated images).
 /// A prepared dataset must match the config's resolution, channels and classes.
-pub fn open(data: &DataSection, seed: u64) -> Result<Box<dyn ImageSource>> {
+/// `verify_checksums` hashes every shard; ranks pass it for one rank per node only (the node's
+/// shards are the same files for all its ranks, and hashing a large dataset once is enough).
+pub fn open(data: &DataSection, seed: u64, verify_checksums: bool) -> Result<Box<dyn ImageSource>> {
     match data.source {
         DataSource::Generated => Ok(Box::new(generated::GeneratedShapes {
             seed,
@@ -54,7 +56,7 @@ pub fn open(data: &DataSection, seed: u64) -> Result<Box<dyn ImageSource>> {
         })),
         DataSource::Prepared => {
             let dir = data.path.as_deref().expect("validation requires data.path for prepared data");
-            let dataset = shards::PreparedDataset::open(dir, data.verify_checksums)?;
+            let dataset = shards::PreparedDataset::open(dir, verify_checksums)?;
             check_matches(data, &dataset.index)?;
             Ok(Box::new(dataset))
         }

@@ -82,7 +82,9 @@ impl Setup {
         }
         phases.push(Phase::GMain);
         tch::manual_seed(plan.seed as i64);
-        let source: Arc<dyn ImageSource> = Arc::from(data::open(&cfg.data, cfg.run.seed)?);
+        // Local rank 0 verifies the shards' checksums for the whole node; the others check sizes.
+        let verify = cfg.data.verify_checksums && plan.local_rank == 0;
+        let source: Arc<dyn ImageSource> = Arc::from(data::open(&cfg.data, cfg.run.seed, verify)?);
         let loader_spec = LoaderSpec {
             global_batch: u64::from(cfg.train.batch_size),
             rank: pg.rank(),

@@ -32,9 +32,13 @@ impl TickStats {
 
     /// Adds one host-side observation of `name` (e.g. a duration in seconds).
     pub fn report_host(&mut self, name: &str, value: f64) {
-        let entry = self.host_sums.entry(name.to_string()).or_insert((0.0, 0));
-        entry.0 += value;
-        entry.1 += 1;
+        // Called every step: allocate the key only the first time a name appears in a tick.
+        match self.host_sums.get_mut(name) {
+            Some(entry) => *entry = (entry.0 + value, entry.1 + 1),
+            None => {
+                self.host_sums.insert(name.to_string(), (value, 1));
+            }
+        }
     }
 
     /// Means over every rank's observations since the last call, then starts a new tick. Every

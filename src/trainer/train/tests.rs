@@ -121,7 +121,7 @@ fn train_probe(cfg: &RunConfig) -> impl Fn(&Tensor) -> Tensor {
         .add_fn(|x| x.flatten(1, -1))
         .add(nn::linear(&p / "fc", 32 * 4 * 4, 4, Default::default()));
     let mut opt = nn::Adam::default().build(&vs, 2e-3).unwrap();
-    let source = data::open(&cfg.data, 1234).unwrap(); // other images than the GAN trained on
+    let source = data::open(&cfg.data, 1234, true).unwrap(); // other images than the GAN trained on
     let mut sampler = Sampler::new(0, source.len());
     for _ in 0..300 {
         let batch = Batch::read(source.as_ref(), &sampler.take_step(64, 0, 1), None);
@@ -149,7 +149,7 @@ fn conditional_gan_learns_the_classes() {
         test_config(dir.path(), &["train.total_kimg=40", "train.kimg_per_tick=10", "train.sample_ticks=0"]);
     tch::manual_seed(0);
     let classify = train_probe(&cfg);
-    let source = data::open(&cfg.data, 99).unwrap();
+    let source = data::open(&cfg.data, 99, true).unwrap();
     let held_out = Batch::read(source.as_ref(), &(0..400).collect::<Vec<_>>(), None);
     let (x, y) = super::trainer::batch_to_tensors(&held_out, Device::Cpu);
     let probe_acc = classify(&x).eq_tensor(&y).to_kind(Kind::Float).mean(Kind::Float).double_value(&[]);
