@@ -8,6 +8,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Exit code for bad input: config, dataset or checkpoint (DESIGN.md, "Exit codes mean something").
 pub const EXIT_USER_ERROR: i32 = 2;
 
+/// Exit code of a run that stopped on a preemption signal after checkpointing: "requeue me".
+/// 75 is EX_TEMPFAIL of sysexits.h (temporary failure, try again later); the sbatch script
+/// requeues on it and the Kubernetes pod failure policy retries on it.
+pub const EXIT_REQUEUE: i32 = 75;
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A config value is wrong: names the key path, the value and what would be accepted.
@@ -34,6 +39,10 @@ pub enum Error {
     /// A dataset (image, shard, index) is unusable; names the file.
     #[error("dataset {path}: {message}")]
     Dataset { path: PathBuf, message: String },
+
+    /// A checkpoint is unusable for this run (corrupt, or from another model); names it.
+    #[error("checkpoint {path}: {message}")]
+    Checkpoint { path: PathBuf, message: String },
 
     /// The launch environment (RANK, WORLD_SIZE, ...) is missing or inconsistent.
     #[error("launch environment: {0}")]
@@ -77,7 +86,11 @@ impl Error {
     pub fn is_user_error(&self) -> bool {
         matches!(
             self,
-            Error::Config { .. } | Error::ConfigFile { .. } | Error::Env(_) | Error::Dataset { .. }
+            Error::Config { .. }
+                | Error::ConfigFile { .. }
+                | Error::Env(_)
+                | Error::Dataset { .. }
+                | Error::Checkpoint { .. }
         )
     }
 

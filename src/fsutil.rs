@@ -41,3 +41,19 @@ fn temp_beside(path: &Path) -> Result<PathBuf> {
 pub fn create_dir_all(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(Error::io("create directory", dir))
 }
+
+/// Writes `bytes` to a new file at `path` and fsyncs it (for files inside a directory that is
+/// itself committed by a rename).
+pub fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    let write = || -> std::io::Result<()> {
+        let mut file = std::fs::File::create(path)?;
+        file.write_all(bytes)?;
+        file.sync_all()
+    };
+    write().map_err(Error::io("write", path))
+}
+
+/// Fsyncs a directory, making the creation, removal and renaming of its entries durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(Error::io("sync directory", dir))
+}

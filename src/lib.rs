@@ -6,6 +6,7 @@
 //! - [`data`]: image sources (the built-in generated shapes), per-rank sampling, batches.
 //! - [`rendezvous`]: the TCP key-value store ranks meet through (hosted by the node-0 launcher).
 //! - [`comm`]: the `ProcessGroup` collectives the trainer reduces gradients and stats through.
+//! - [`checkpoint`]: checkpoint files, manifests, the commit protocol, verification, retention.
 //! - [`rundir`], [`images`], [`logging`], [`devices`]: run directory and manifest, PNG grids,
 //!   rank-tagged logs, torch-free device discovery.
 //!
@@ -17,6 +18,7 @@
 //! config -> plan -> rank env -> data source + sampler -> batches -> phases (D main, D reg, G main,
 //! G reg) -> gradient sync -> Adam -> G_ema -> per-tick stats, sample grids.
 //!
+pub mod checkpoint;
 pub mod cluster;
 pub mod comm;
 pub mod config;

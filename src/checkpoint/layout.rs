@@ -1,0 +1,155 @@
+//! The checkpoints directory of a run: naming, listing, the `latest` pointer, clean-up of
+//! partial writes, retention, and selecting the checkpoint to resume from.
+use std::path::{Path, PathBuf};
+
+use super::verify::{verify, Verified};
+use crate::error::{Error, Result};
+use crate::fsutil;
+
+/// File naming the newest committed checkpoint.
+pub const LATEST_FILE: &str = "latest";
+/// Suffix of a checkpoint being written; such a directory is never loaded.
+const TMP_SUFFIX: &str = ".tmp";
+/// Suffix of a committed checkpoint moved aside while the same step is committed again.
+const OLD_SUFFIX: &str = ".old";
+
+/// `step-00001234`: zero-padded so names sort like steps.
+pub fn step_dir_name(step: u64) -> String {
+    format!("step-{step:08}")
+}
+
+fn parse_step_dir(name: &str) -> Option<u64> {
+    let digits = name.strip_prefix("step-")?;
+    (digits.len() >= 8 && digits.bytes().all(|b| b.is_ascii_digit())).then(|| digits.parse().ok()).flatten()
+}
+
+/// `<run dir>/checkpoints`.
+#[derive(Clone, Debug)]
+pub struct Checkpoints {
+    pub root: PathBuf,
+}
+
+impl Checkpoints {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Checkpoints { root: root.into() }
+    }
+
+    /// The checkpoints of a run directory.
+    pub fn of_run(run_dir: &Path) -> Self {
+        Checkpoints::new(run_dir.join("checkpoints"))
+    }
+
+    pub fn step_dir(&self, step: u64) -> PathBuf {
+        self.root.join(step_dir_name(step))
+    }
+
+    pub(crate) fn tmp_dir(&self, step: u64) -> PathBuf {
+        self.root.join(format!("{}{TMP_SUFFIX}", step_dir_name(step)))
+    }
+
+    pub(crate) fn old_dir(&self, step: u64) -> PathBuf {
+        self.root.join(format!("{}{OLD_SUFFIX}", step_dir_name(step)))
+    }
+
+    /// Committed checkpoints (valid or not), oldest first.
+    pub fn list(&self) -> Result<Vec<(u64, PathBuf)>> {
+        let entries = match std::fs::read_dir(&self.root) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io("list", &self.root)(e)),
+        };
+        let mut found: Vec<(u64, PathBuf)> = entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().is_dir())
+            .filter_map(|e| parse_step_dir(&e.file_name().to_string_lossy()).map(|s| (s, e.path())))
+            .collect();
+        found.sort();
+        Ok(found)
+    }
+
+    /// What `latest` names, if it exists.
+    pub fn latest_name(&self) -> Option<String> {
+        let text = std::fs::read_to_string(self.root.join(LATEST_FILE)).ok()?;
+        Some(text.trim().to_string()).filter(|s| !s.is_empty())
+    }
+
+    /// Points `latest` at `step` (a temporary file fsynced and renamed over the old pointer).
+    pub(crate) fn set_latest(&self, step: u64) -> Result<()> {
+        fsutil::write_atomic(&self.root.join(LATEST_FILE), format!("{}\n", step_dir_name(step)).as_bytes())?;
+        fsutil::sync_dir(&self.root)
+    }
+
+    /// Removes what crashed writers left behind (`*.tmp`, `*.old`). Only one process of a job
+    /// may call this, before anyone writes (rank 0 at start).
+    pub fn remove_partial(&self) -> Result<Vec<PathBuf>> {
+        let Ok(entries) = std::fs::read_dir(&self.root) else { return Ok(Vec::new()) };
+        let mut removed = Vec::new();
+        for entry in entries.filter_map(|e| e.ok()) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let partial = [TMP_SUFFIX, OLD_SUFFIX]
+                .iter()
+                .any(|s| name.strip_suffix(s).is_some_and(|stem| parse_step_dir(stem).is_some()));
+            if partial && entry.path().is_dir() {
+                std::fs::remove_dir_all(entry.path()).map_err(Error::io("remove", entry.path()))?;
+                removed.push(entry.path());
+            }
+        }
+        Ok(removed)
+    }
+
+    /// The newest committed checkpoint whose manifest and files verify. Each one skipped on the
+    /// way is reported with the reason, so a user sees that (and why) a newer one was not used.
+    pub fn newest_valid(&self, mut skipped: impl FnMut(&Path, &str)) -> Result<Option<Verified>> {
+        for (_, dir) in self.list()?.into_iter().rev() {
+            match verify(&dir) {
+                Ok(verified) => return Ok(Some(verified)),
+                Err(problem) => skipped(&dir, &problem),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Deletes committed checkpoints beyond the newest `keep_last`, never `protect` (the one just
+    /// committed). Called only after a commit, so a crash here never leaves fewer than k.
+    pub fn retain(&self, keep_last: usize, protect: u64) -> Result<Vec<PathBuf>> {
+        let all = self.list()?;
+        let cut = all.len().saturating_sub(keep_last.max(1));
+        let mut removed = Vec::new();
+        for (step, dir) in all.into_iter().take(cut) {
+            if step == protect {
+                continue;
+            }
+            std::fs::remove_dir_all(&dir).map_err(Error::io("remove", &dir))?;
+            removed.push(dir);
+        }
+        Ok(removed)
+    }
+}
+
+/// Resolves what a user names as a checkpoint: a checkpoint directory, a run's `checkpoints`
+/// directory or a run directory (both meaning their newest valid checkpoint).
+pub fn resolve_user_path(path: &Path) -> Result<PathBuf> {
+    if path.join(super::MANIFEST_FILE).is_file() {
+        return Ok(path.to_path_buf());
+    }
+    let checkpoints =
+        if path.join(LATEST_FILE).exists() || path.file_name().is_some_and(|n| n == "checkpoints") {
+            Checkpoints::new(path)
+        } else {
+            Checkpoints::of_run(path)
+        };
+    let mut reasons = Vec::new();
+    match checkpoints.newest_valid(|dir, why| reasons.push(format!("{}: {why}", dir.display())))? {
+        Some(v) => Ok(v.dir),
+        None => Err(Error::Checkpoint {
+            path: path.to_path_buf(),
+            message: if reasons.is_empty() {
+                "no checkpoint there (expected a step-NNNNNNNN directory with a manifest.json, a run \
+                 directory, or its checkpoints directory)"
+                    .into()
+            } else {
+                format!("no valid checkpoint there: {}", reasons.join("; "))
+            },
+        }),
+    }
+}

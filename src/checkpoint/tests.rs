@@ -1,0 +1,202 @@
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::*;
+
+fn tensor(name: &str, values: &[f32]) -> RawTensor {
+    RawTensor {
+        name: name.into(),
+        dtype: Dtype::F32,
+        shape: vec![values.len()],
+        data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+    }
+}
+
+fn manifest() -> Manifest {
+    Manifest {
+        format: FORMAT.into(),
+        format_version: FORMAT_VERSION,
+        step: 0,
+        cur_nimg: 0,
+        created: "2026-11-29T00:00:00Z".into(),
+        world_size: 1,
+        arch: "dcgan".into(),
+        git_commit: "test".into(),
+        crate_version: "0".into(),
+        libtorch_version: "2.11.0".into(),
+        files: Vec::new(),
+    }
+}
+
+/// Commits a checkpoint of `step` whose single weight is `step` itself.
+fn commit(ckpts: &Checkpoints, step: u64, keep_last: usize) -> std::path::PathBuf {
+    let mut pending = ckpts.begin(step).unwrap();
+    pending.write_tensors("g.safetensors", &[tensor("w", &[step as f32, 1.0])], &BTreeMap::new()).unwrap();
+    let state = TrainState { step, cur_nimg: step * 8, ..Default::default() };
+    pending.write_json(STATE_FILE, &state).unwrap();
+    pending.commit(Manifest { cur_nimg: step * 8, ..manifest() }, keep_last).unwrap()
+}
+
+fn newest_step(ckpts: &Checkpoints) -> (Option<u64>, Vec<String>) {
+    let mut skipped = Vec::new();
+    let found = ckpts.newest_valid(|dir, why| skipped.push(format!("{}: {why}", dir.display()))).unwrap();
+    (found.map(|v| v.manifest.step), skipped)
+}
+
+#[test]
+fn safetensors_round_trip_through_the_reference_parser() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.safetensors");
+    let tensors = vec![
+        tensor("b.bias", &[1.0, -2.5, 3.25]),
+        RawTensor {
+            name: "a.step".into(),
+            dtype: Dtype::I64,
+            shape: vec![],
+            data: 7i64.to_le_bytes().to_vec(),
+        },
+        RawTensor { name: "c.mask".into(), dtype: Dtype::U8, shape: vec![2, 2], data: vec![0, 1, 2, 3] },
+    ];
+    let meta = BTreeMap::from([("arch".to_string(), "dcgan".to_string())]);
+    let entry = write_tensors(&path, &tensors, &meta).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(entry.bytes, bytes.len() as u64);
+    assert_eq!(entry.blake3, blake3::hash(&bytes).to_hex().as_str());
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap());
+    assert_eq!(header_len % 8, 0, "data starts 8-byte aligned");
+    let mut back = read_tensors(&path).unwrap();
+    back.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut expected = tensors.clone();
+    expected.sort_by(|a, b| a.name.cmp(&b.name));
+    assert_eq!(back, expected);
+    assert_eq!(TensorFile::open(&path).unwrap().metadata().unwrap(), meta);
+    // Same tensors in another order: the same bytes (a checkpoint's content decides its hash).
+    let mut reversed = tensors.clone();
+    reversed.reverse();
+    let again = write_tensors(&dir.path().join("u.safetensors"), &reversed, &meta).unwrap();
+    assert_eq!(again.blake3, entry.blake3);
+}
+
+#[test]
+fn a_tensor_whose_bytes_do_not_match_its_shape_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = RawTensor { name: "w".into(), dtype: Dtype::F32, shape: vec![3], data: vec![0; 8] };
+    let err = write_tensors(&dir.path().join("x.safetensors"), &[bad], &BTreeMap::new()).unwrap_err();
+    assert!(err.to_string().contains("tensor w has 8 bytes"), "{err}");
+}
+
+#[test]
+fn commit_lists_points_latest_and_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpts = Checkpoints::of_run(dir.path());
+    assert_eq!(newest_step(&ckpts).0, None);
+    commit(&ckpts, 4, 3);
+    let committed = commit(&ckpts, 12, 3);
+    assert_eq!(committed, ckpts.step_dir(12));
+    assert_eq!(ckpts.latest_name().as_deref(), Some("step-00000012"));
+    let steps: Vec<u64> = ckpts.list().unwrap().into_iter().map(|(s, _)| s).collect();
+    assert_eq!(steps, vec![4, 12]);
+    let verified = verify(&committed).unwrap();
+    assert_eq!((verified.manifest.step, verified.state.cur_nimg), (12, 96));
+    assert_eq!(verified.manifest.files.len(), 2);
+    assert_eq!(resolve_user_path(dir.path()).unwrap(), committed, "a run directory means its newest");
+    assert_eq!(resolve_user_path(&ckpts.root).unwrap(), committed);
+    assert_eq!(resolve_user_path(&ckpts.step_dir(4)).unwrap(), ckpts.step_dir(4));
+}
+
+fn corrupt_newest_then_expect_previous(damage: impl Fn(&Path), expect_in_reason: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpts = Checkpoints::of_run(dir.path());
+    commit(&ckpts, 4, 3);
+    let newest = commit(&ckpts, 8, 3);
+    damage(&newest);
+    let (step, skipped) = newest_step(&ckpts);
+    assert_eq!(step, Some(4), "the damaged newest is skipped");
+    assert_eq!(skipped.len(), 1);
+    assert!(skipped[0].contains("step-00000008") && skipped[0].contains(expect_in_reason), "{skipped:?}");
+}
+
+#[test]
+fn a_flipped_byte_in_a_tensor_file_is_detected() {
+    corrupt_newest_then_expect_previous(
+        |dir| {
+            let path = dir.join("g.safetensors");
+            let mut bytes = std::fs::read(&path).unwrap();
+            let last = bytes.len() - 1;
+            bytes[last] ^= 0x01;
+            std::fs::write(&path, bytes).unwrap();
+        },
+        "g.safetensors fails its BLAKE3 check",
+    );
+}
+
+#[test]
+fn a_truncated_file_is_detected() {
+    corrupt_newest_then_expect_previous(
+        |dir| {
+            let path = dir.join("g.safetensors");
+            let bytes = std::fs::read(&path).unwrap();
+            std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+        },
+        "truncated",
+    );
+}
+
+#[test]
+fn a_flipped_byte_in_the_manifest_is_detected() {
+    corrupt_newest_then_expect_previous(
+        |dir| {
+            let path = dir.join(MANIFEST_FILE);
+            let text =
+                std::fs::read_to_string(&path).unwrap().replace("\"cur_nimg\": 64", "\"cur_nimg\": 65");
+            std::fs::write(&path, text).unwrap();
+        },
+        "does not match manifest.blake3",
+    );
+}
+
+#[test]
+fn a_missing_manifest_means_a_partial_checkpoint() {
+    corrupt_newest_then_expect_previous(
+        |dir| std::fs::remove_file(dir.join(MANIFEST_FILE)).unwrap(),
+        "partial",
+    );
+}
+
+#[test]
+fn temporary_directories_are_never_loaded_and_are_cleaned_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpts = Checkpoints::of_run(dir.path());
+    commit(&ckpts, 4, 3);
+    // A writer that died before its rename: complete-looking files in a .tmp directory.
+    let mut pending = ckpts.begin(9).unwrap();
+    pending.write_tensors("g.safetensors", &[tensor("w", &[9.0])], &BTreeMap::new()).unwrap();
+    drop(pending);
+    assert_eq!(newest_step(&ckpts).0, Some(4));
+    let removed = ckpts.remove_partial().unwrap();
+    assert_eq!(removed, vec![ckpts.root.join("step-00000009.tmp")]);
+    assert!(!ckpts.root.join("step-00000009.tmp").exists());
+}
+
+#[test]
+fn retention_keeps_exactly_the_newest_k() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpts = Checkpoints::of_run(dir.path());
+    for step in [2, 4, 6, 8, 10] {
+        commit(&ckpts, step, 2);
+        assert!(ckpts.list().unwrap().len() <= 2);
+    }
+    let steps: Vec<u64> = ckpts.list().unwrap().into_iter().map(|(s, _)| s).collect();
+    assert_eq!(steps, vec![8, 10]);
+}
+
+#[test]
+fn committing_a_step_again_replaces_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpts = Checkpoints::of_run(dir.path());
+    commit(&ckpts, 5, 3);
+    let again = commit(&ckpts, 5, 3);
+    assert!(verify(&again).is_ok());
+    assert_eq!(ckpts.list().unwrap().len(), 1);
+    assert!(!ckpts.root.join("step-00000005.old").exists());
+}
