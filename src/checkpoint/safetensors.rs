@@ -168,6 +168,14 @@ impl Write for HashingWriter {
     }
 }
 
+/// A tensor of an open file, borrowing its bytes from the mapping.
+pub struct TensorView<'a> {
+    pub name: String,
+    pub dtype: Dtype,
+    pub shape: Vec<usize>,
+    pub data: &'a [u8],
+}
+
 /// A safetensors file opened for reading (memory-mapped).
 pub struct TensorFile {
     path: std::path::PathBuf,
@@ -191,7 +199,7 @@ impl TensorFile {
     }
 
     /// Every tensor, sorted by name, as borrowed views.
-    pub fn tensors(&self) -> Result<Vec<(String, Dtype, Vec<usize>, &[u8])>> {
+    pub fn tensors(&self) -> Result<Vec<TensorView<'_>>> {
         let parsed = self.parse()?;
         let mut out = Vec::new();
         for (name, view) in parsed.tensors() {
@@ -206,9 +214,9 @@ impl TensorFile {
             // bytes outlive the parsed header.
             let offset = view.data().as_ptr() as usize - self.map.as_ptr() as usize;
             let data = &self.map[offset..offset + view.data().len()];
-            out.push((name, dtype, view.shape().to_vec(), data));
+            out.push(TensorView { name, dtype, shape: view.shape().to_vec(), data });
         }
-        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
     }
 
@@ -226,6 +234,6 @@ pub fn read_tensors(path: &Path) -> Result<Vec<RawTensor>> {
     Ok(file
         .tensors()?
         .into_iter()
-        .map(|(name, dtype, shape, data)| RawTensor { name, dtype, shape, data: data.to_vec() })
+        .map(|v| RawTensor { name: v.name, dtype: v.dtype, shape: v.shape, data: v.data.to_vec() })
         .collect())
 }
