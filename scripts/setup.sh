@@ -9,6 +9,10 @@
 set -euo pipefail
 
 TORCH_VERSION=2.11.0
+# Small Python packages tests use to check our files against the reference implementations
+# (safetensors: checkpoints load in Python). Installed into the same venv; changing the list
+# installs the difference without rebuilding the venv.
+PY_EXTRAS="safetensors==0.8.0"
 repo=$(cd "$(dirname "$0")/.." && pwd)
 python=${PYTHON:-python3}
 py_version=$("$python" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
@@ -29,6 +33,13 @@ if [ ! -f "$venv/.complete" ]; then
   esac
   # Written last, so an interrupted install is redone rather than trusted.
   echo "$installed" > "$venv/.complete"
+fi
+
+if [ "$(cat "$venv/.extras" 2>/dev/null)" != "$PY_EXTRAS" ]; then
+  echo "setup: installing $PY_EXTRAS into $venv" >&2
+  # shellcheck disable=SC2086 # the list is split into packages on purpose
+  "$venv/bin/pip" install --quiet --disable-pip-version-check $PY_EXTRAS
+  echo "$PY_EXTRAS" > "$venv/.extras"
 fi
 
 torch_dir="$venv/lib/python$py_version/site-packages/torch"

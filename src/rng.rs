@@ -51,6 +51,14 @@ impl SplitMix64 {
     }
 }
 
+/// The seed torch's generators get before step `step` of a rank whose stream seed is
+/// `rank_seed`. Reseeding every step makes a rank's random state a function of (seed, step), so a
+/// checkpoint between two steps captures it exactly, on CPU and CUDA alike. Non-negative, since
+/// libtorch takes seeds as i64 in places.
+pub fn step_seed(rank_seed: u64, step: u64) -> u64 {
+    SplitMix64::for_item(rank_seed ^ 0x5354_4550, step).next_u64() >> 1 // "STEP"
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

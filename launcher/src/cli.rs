@@ -26,6 +26,9 @@ pub enum Command {
     /// Prepare datasets.
     #[command(subcommand)]
     Data(crate::data::Data),
+    /// Inspect, verify and export checkpoints.
+    #[command(subcommand)]
+    Ckpt(crate::ckpt::Ckpt),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -51,6 +54,11 @@ pub struct JobArgs {
     /// Restart every rank up to this many times after a failure (TORCHELASTIC_RESTART_COUNT counts them).
     #[arg(long, default_value_t = 0)]
     pub max_restarts: u32,
+    /// Where to start from: latest (the run's newest valid checkpoint; the default), none (a
+    /// fresh start; existing checkpoints are moved aside), or a checkpoint or run directory
+    /// (overrides checkpoint.resume).
+    #[arg(long, value_name = "latest|none|PATH")]
+    pub resume: Option<String>,
     /// Override a config key: --set train.batch_size=64 (repeatable; the value is read as YAML).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub sets: Vec<SetOverride>,
@@ -78,6 +86,7 @@ impl JobArgs {
         flag("dist.nodes", self.nodes.map(|v| v.to_string()));
         flag("dist.gpus", self.gpus.map(|v| v.to_string()));
         flag("dist.master_port", self.master_port.map(|v| v.to_string()));
+        flag("checkpoint.resume", self.resume.clone());
         sets
     }
 }

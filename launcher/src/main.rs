@@ -2,6 +2,7 @@
 //! process per GPU (or CPU share) with torchrun's environment. It never links libtorch, so it
 //! starts in milliseconds and checks a config before any rank pays libtorch's start-up.
 mod bench;
+mod ckpt;
 mod cli;
 mod console;
 mod data;
@@ -28,6 +29,7 @@ fn main() -> ExitCode {
         Some(Command::Plan(args)) => plan(&args),
         Some(Command::Bench(bench)) => bench::run(&bench).map(|_| ExitCode::SUCCESS),
         Some(Command::Data(data::Data::Prepare(args))) => data::prepare(&args).map(|_| ExitCode::SUCCESS),
+        Some(Command::Ckpt(cmd)) => ckpt::run(&cmd).map(|_| ExitCode::SUCCESS),
         None => launch(&cli.job),
     };
     match result {

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use gan_core::config::RankPlan;
+use gan_core::error::EXIT_REQUEUE;
 use gan_core::heartbeat;
 use gan_core::launch_env::RankEnv;
 use gan_core::Error;
@@ -58,7 +59,8 @@ pub struct Watchdog {
 pub enum GroupExit {
     /// Every rank finished training.
     Finished,
-    /// Every rank stopped cleanly on a signal the launcher forwarded (exit code 128 + signal).
+    /// Every rank stopped cleanly after a checkpoint: preempted (the requeue code 75), or on
+    /// another signal the launcher forwarded (128 + signal).
     Stopped(u8),
     /// A rank failed or got stuck (or another node failed); the group was torn down. The code
     /// to pass on and what happened.
@@ -202,6 +204,11 @@ fn supervise(
             let code = exit_code(status);
             if code == 0 {
                 tracing::info!(rank, "rank {rank} finished");
+            } else if i32::from(code) == EXIT_REQUEUE {
+                // Preempted (by our forwarded signal or one sent to a rank): it checkpointed at the
+                // step all ranks agreed on, and the others are doing the same.
+                tracing::info!(rank, code, "rank {rank} checkpointed and asks to be requeued");
+                final_code = code;
             } else if forwarded.is_some_and(|signal| i32::from(code) == 128 + signal) {
                 // A clean stop on the signal we passed on; the other ranks are stopping too.
                 tracing::info!(rank, code, "rank {rank} stopped on the forwarded signal");
@@ -223,7 +230,8 @@ fn supervise(
         }
         // Once the ranks are stopping on a signal, other nodes (and node 0's store, which may go
         // away first) have nothing more to tell this node.
-        if watch_due && forwarded.is_none() {
+        let stopping = forwarded.is_some() || final_code != 0;
+        if watch_due && !stopping {
             last_watch = Instant::now();
             match peers.poll() {
                 Some(RemoteEvent::Failed(why)) => {
@@ -238,8 +246,8 @@ fn supervise(
                 _ => {}
             }
         }
-        // Heartbeats are not judged while ranks shut down on a signal.
-        if watch_due && forwarded.is_none() {
+        // Heartbeats are not judged while ranks shut down on a signal (writing a checkpoint).
+        if watch_due && !stopping {
             if let Some((i, why)) = most_stuck(ranks, watchdog) {
                 return Ok(GroupExit::Failed { code: 1, reason: fail_stuck(ranks, i, &why) });
             }

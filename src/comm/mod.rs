@@ -37,6 +37,18 @@ pub trait ProcessGroup: Send {
     fn barrier(&mut self) -> Result<()>;
 }
 
+/// Copies rank `src`'s bytes (any length) to every rank: the length first, then the bytes, one
+/// per float (exact). For small messages such as a path; not for tensors.
+pub fn broadcast_bytes(pg: &mut dyn ProcessGroup, bytes: &mut Vec<u8>, src: u32) -> Result<()> {
+    let mut len = [bytes.len() as f64];
+    pg.broadcast_f64(&mut len, src)?;
+    let mut buf: Vec<f64> = bytes.iter().map(|&b| f64::from(b)).collect();
+    buf.resize(len[0] as usize, 0.0);
+    pg.broadcast_f64(&mut buf, src)?;
+    *bytes = buf.into_iter().map(|v| v as u8).collect();
+    Ok(())
+}
+
 /// The group of a run with one rank.
 #[derive(Debug, Default)]
 pub struct SingleRank;

@@ -126,3 +126,13 @@ fn a_vanished_peer_is_a_clear_error() {
     let err = results[0].clone().unwrap();
     assert!(err.contains("rank 1"), "{err}");
 }
+
+#[test]
+fn broadcast_bytes_reaches_every_rank() {
+    let got = with_ring(3, TIMEOUT, |rank, pg| {
+        let mut bytes = if rank == 1 { b"runs/x/checkpoints/step-00000008".to_vec() } else { Vec::new() };
+        super::broadcast_bytes(pg, &mut bytes, 1).unwrap();
+        bytes
+    });
+    assert!(got.iter().all(|b| b == b"runs/x/checkpoints/step-00000008"), "{got:?}");
+}

@@ -18,6 +18,8 @@ pub struct RunConfig {
     pub model: ModelSection,
     pub train: TrainSection,
     #[serde(default)]
+    pub checkpoint: CheckpointSection,
+    #[serde(default)]
     pub log: LogSection,
 }
 
@@ -276,6 +278,77 @@ fn default_betas() -> [f64; 2] {
 }
 fn default_eps() -> f64 {
     1e-8
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CheckpointSection {
+    /// Checkpoint every this many ticks (0 = only at the end of training and on a stop signal).
+    pub every_ticks: u32,
+    /// Committed checkpoints kept (the newest ones); older ones are deleted after each commit.
+    pub keep_last: u32,
+    /// Where a start takes its state from: `latest` (the newest checkpoint of this run that
+    /// verifies, or a fresh start when there is none), `none` (fresh; existing checkpoints are
+    /// moved aside, never deleted), or the path of a checkpoint or run directory.
+    /// `gan-launch --resume` sets it.
+    pub resume: String,
+    /// Signals that mean preemption: every rank checkpoints at the same step and exits with the
+    /// requeue code 75. Other stop signals (e.g. Ctrl-C) checkpoint too and exit 128 + signal.
+    pub preempt_signals: Vec<StopSignal>,
+    /// Write checkpoint files in a background thread while training continues (rank 0 pauses
+    /// only to copy the state); false writes them before the next step.
+    pub background: bool,
+}
+
+impl Default for CheckpointSection {
+    fn default() -> Self {
+        CheckpointSection {
+            every_ticks: 4,
+            keep_last: 3,
+            resume: "latest".into(),
+            preempt_signals: vec![StopSignal::Term, StopSignal::Usr1],
+            background: true,
+        }
+    }
+}
+
+/// Where a start takes its state from (`checkpoint.resume`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ResumeFrom {
+    Latest,
+    Fresh,
+    Path(PathBuf),
+}
+
+impl CheckpointSection {
+    pub fn resume_from(&self) -> ResumeFrom {
+        match self.resume.as_str() {
+            "latest" => ResumeFrom::Latest,
+            "none" => ResumeFrom::Fresh,
+            path => ResumeFrom::Path(PathBuf::from(path)),
+        }
+    }
+}
+
+config_enum! {
+    pub enum StopSignal {
+        Term => "SIGTERM",
+        Usr1 => "SIGUSR1",
+        Usr2 => "SIGUSR2",
+        Int => "SIGINT",
+    }
+}
+
+impl StopSignal {
+    /// The signal's number on Linux.
+    pub fn number(self) -> i32 {
+        match self {
+            StopSignal::Int => 2,
+            StopSignal::Usr1 => 10,
+            StopSignal::Usr2 => 12,
+            StopSignal::Term => 15,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]

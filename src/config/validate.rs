@@ -1,7 +1,7 @@
 //! Checks that span keys or sections, run once after loading. Each failure names the key whose
 //! value has to change and says what would be accepted.
 use super::plan::{batch_per_rank, world_size};
-use super::schema::{Arch, Backend, DataSource, Device, RunConfig};
+use super::schema::{Arch, Backend, DataSource, Device, ResumeFrom, RunConfig};
 use crate::data::generated::MAX_CLASSES;
 use crate::error::{Error, Result};
 
@@ -13,6 +13,7 @@ pub fn validate(cfg: &RunConfig) -> Result<()> {
     validate_model(cfg)?;
     validate_batch(cfg)?;
     validate_train(cfg)?;
+    validate_checkpoint(cfg)?;
     validate_log(cfg)
 }
 
@@ -167,6 +168,20 @@ fn validate_train(cfg: &RunConfig) -> Result<()> {
     }
     if let Some(threads) = t.threads {
         positive("train.threads", threads)?;
+    }
+    Ok(())
+}
+
+fn validate_checkpoint(cfg: &RunConfig) -> Result<()> {
+    positive("checkpoint.keep_last", cfg.checkpoint.keep_last)?;
+    if let ResumeFrom::Path(path) = cfg.checkpoint.resume_from() {
+        if !path.exists() {
+            return Err(Error::config(
+                "checkpoint.resume",
+                path.display(),
+                "latest, none, or an existing checkpoint or run directory",
+            ));
+        }
     }
     Ok(())
 }

@@ -4,6 +4,7 @@
 //!
 //! Everything that needs tensors lives under this binary (`models`, `train`); the `gan_core`
 //! library stays torch-free, so the launcher that links it never loads libtorch.
+mod ckpt;
 mod comm;
 mod models;
 mod train;
@@ -17,6 +18,7 @@ use clap::Parser;
 use gan_core::comm::{self as host_comm, ProcessGroup, SingleRank};
 use gan_core::config::{self, HostFacts, SetOverride};
 use gan_core::config::{Backend, RankPlan, RunConfig};
+use gan_core::error::EXIT_REQUEUE;
 use gan_core::launch_env::RankEnv;
 use gan_core::logging::{self, Role};
 use gan_core::rendezvous::StoreClient;
@@ -74,23 +76,42 @@ fn run() -> anyhow::Result<ExitCode> {
     let plan = config::plan(&cfg, HostFacts::detect()).swap_remove(env.rank as usize);
 
     // Ctrl-C, SIGTERM, or SIGUSR1/2 (SLURM's warning before the time limit): finish the current
-    // step, write the final files, exit 128 + signal. A second signal while shutting down exits
-    // at once (someone pressing Ctrl-C twice means it).
+    // step (all ranks agree on which), checkpoint, exit with the requeue code for preemption
+    // signals (checkpoint.preempt_signals) or 128 + signal otherwise. A second signal while
+    // SIGINT while shutting down exits at once (someone pressing Ctrl-C twice means it); the
+    // other signals may legitimately arrive twice (SLURM's `--signal=USR1@90` reaches the ranks
+    // directly and through the launcher), so repeats of those are ignored.
     let stop = Arc::new(AtomicUsize::new(0));
     let stopping = Arc::new(AtomicBool::new(false));
     use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
+    signal_hook::flag::register_conditional_shutdown(SIGINT, 128 + SIGINT, Arc::clone(&stopping))
+        .and_then(|_| signal_hook::flag::register(SIGINT, Arc::clone(&stopping)))
+        .context("installing signal handlers")?;
     for signal in [SIGINT, SIGTERM, SIGUSR1, SIGUSR2] {
-        signal_hook::flag::register_conditional_shutdown(signal, 128 + signal, Arc::clone(&stopping))
-            .and_then(|_| signal_hook::flag::register(signal, Arc::clone(&stopping)))
-            .and_then(|_| signal_hook::flag::register_usize(signal, Arc::clone(&stop), signal as usize))
+        signal_hook::flag::register_usize(signal, Arc::clone(&stop), signal as usize)
             .context("installing signal handlers")?;
     }
     let (group, _store) = join_group(&cfg, &env, &plan)?;
-    let setup = Setup::new(cfg, plan, group, env.restart_count)?;
+    let restarted = env.restart_count > 0 || slurm_restart_count() > 0;
+    let preempt: Vec<i32> = cfg.checkpoint.preempt_signals.iter().map(|s| s.number()).collect();
+    let setup = Setup::new(cfg, plan, group, env.restart_count, restarted)?;
     let outcome = train::train(setup, &stop)?;
     match outcome.stopped_by_signal {
+        Some(signal) if preempt.contains(&signal) => {
+            tracing::warn!(
+                signal,
+                step = outcome.step,
+                "preempted: checkpointed at step {}; exiting with the requeue code {EXIT_REQUEUE}",
+                outcome.step
+            );
+            Ok(ExitCode::from(EXIT_REQUEUE as u8))
+        }
         Some(signal) => {
-            tracing::warn!(signal, step = outcome.step, "stopped by signal after a clean shutdown");
+            tracing::warn!(
+                signal,
+                step = outcome.step,
+                "stopped by signal after a checkpoint and a clean shutdown"
+            );
             Ok(ExitCode::from(128 + signal as u8))
         }
         None => {
@@ -98,6 +119,11 @@ fn run() -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// How often SLURM has requeued this job (0 outside SLURM).
+fn slurm_restart_count() -> u32 {
+    std::env::var("SLURM_RESTART_COUNT").ok().and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
 /// This rank's process group, and the store connection it keeps for the run.

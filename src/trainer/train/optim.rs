@@ -89,7 +89,6 @@ impl Adam {
     }
 
     /// Named state: `exp_avg.<param>`, `exp_avg_sq.<param>` and `step` (int64 scalar).
-    #[allow(dead_code, reason = "the checkpoint writer is its caller; tested here already")]
     pub fn state(&self) -> Vec<(String, Tensor)> {
         let mut out = vec![("step".to_string(), Tensor::from(self.step))];
         for (i, (name, _)) in self.params.iter().enumerate() {
@@ -101,7 +100,6 @@ impl Adam {
 
     /// Restores state saved by [`Adam::state`]; every parameter's moments must be present with
     /// the parameter's shape.
-    #[allow(dead_code, reason = "the checkpoint reader is its caller; tested here already")]
     pub fn load_state(&mut self, state: &[(String, Tensor)]) -> Result<(), String> {
         let map: BTreeMap<&str, &Tensor> = state.iter().map(|(k, v)| (k.as_str(), v)).collect();
         let step = map.get("step").ok_or("optimizer state has no `step`")?;

@@ -5,13 +5,16 @@ use std::sync::Arc;
 
 use tch::{nn, Device, Kind, Tensor};
 
+use super::checkpointing::{report_resume, Position};
 use super::ema::Ema;
 use super::optim::Adam;
 use super::samples::{write_reals_grid, SampleGrid};
 use super::stats::TickStats;
 use super::sync::broadcast_from_rank0;
 use super::trainer::{batch_to_tensors, Phase};
+use crate::ckpt::{self, CheckpointWriter, RestoreTargets, Resumed};
 use crate::models::{self, Discriminator, Generator, NetSpec};
+use gan_core::checkpoint::Checkpoints;
 use gan_core::comm::ProcessGroup;
 use gan_core::config::{RankPlan, RunConfig};
 use gan_core::data::loader::{Loader, LoaderSpec};
@@ -43,6 +46,12 @@ pub struct Setup {
     /// Tells the launcher this rank is making progress.
     pub heartbeat: Heartbeat,
     pub source: Arc<dyn ImageSource>,
+    /// Rank 0 writes checkpoints through it (other ranks only take part in the agreement).
+    pub ckpt_writer: CheckpointWriter,
+    /// The checkpoint this start resumed from.
+    pub resumed: Option<Resumed>,
+    /// Where training starts: zero, or the resumed checkpoint's position.
+    pub start: Position,
     loader: Loader,
     grid: SampleGrid,
     run_dir: RunDir,
@@ -51,12 +60,14 @@ pub struct Setup {
 
 impl Setup {
     /// Builds a rank's training state. Weights are drawn from `run.seed` (identical on every
-    /// rank); latents and flips from the rank's own seed.
+    /// rank), or loaded from the checkpoint the start resolves to; latents and flips come from
+    /// the rank's own seed. `restarted`: this job ran before (launcher restart or requeue).
     pub fn new(
         cfg: RunConfig,
         plan: RankPlan,
         pg: Box<dyn ProcessGroup>,
         restart_count: u32,
+        restarted: bool,
     ) -> Result<Self> {
         let device = parse_device(&plan.device)?;
         tch::set_num_threads(plan.threads as i32);
@@ -73,7 +84,7 @@ impl Setup {
         broadcast_from_rank0(pg.as_mut(), &g_vs)?;
         broadcast_from_rank0(pg.as_mut(), &d_vs)?;
         let ema = Ema::new(&g_vs, &g_ema_vs);
-        let g_opt = Adam::new(&g_vs, &cfg.train.g_opt);
+        let mut g_opt = Adam::new(&g_vs, &cfg.train.g_opt);
         let mut d_opt = Adam::new(&d_vs, &cfg.train.d_opt);
         let mut phases = vec![Phase::DMain];
         if cfg.train.r1_gamma > 0.0 {
@@ -81,7 +92,18 @@ impl Setup {
             d_opt.adjust_for_lazy_regularisation(cfg.train.r1_interval);
         }
         phases.push(Phase::GMain);
-        tch::manual_seed(plan.seed as i64);
+        let resumed = ckpt::resolve_start(pg.as_mut(), &cfg, restarted)?;
+        if let Some(r) = &resumed {
+            let targets =
+                RestoreTargets { g: &g_vs, d: &d_vs, g_ema: &g_ema_vs, g_opt: &mut g_opt, d_opt: &mut d_opt };
+            ckpt::restore_into(r, &cfg, targets)?;
+        }
+        let start = resumed.as_ref().map_or(Position::default(), |r| Position {
+            step: r.state.step,
+            cur_nimg: r.state.cur_nimg,
+            tick: r.state.tick,
+        });
+        let data_consumed = resumed.as_ref().map_or(0, |r| r.state.data_consumed);
         // Local rank 0 verifies the shards' checksums for the whole node; the others check sizes.
         let verify = cfg.data.verify_checksums && plan.local_rank == 0;
         let source: Arc<dyn ImageSource> = Arc::from(data::open(&cfg.data, cfg.run.seed, verify)?);
@@ -93,12 +115,17 @@ impl Setup {
             flip_seed: SplitMix64::for_item(plan.seed, 0x464C_4950).next_u64(), // stream "FLIP"
             prefetch: cfg.data.prefetch as usize,
         };
-        let loader =
-            Loader::start(Arc::clone(&source), Sampler::new(cfg.run.seed, source.len()), loader_spec);
+        let sampler = Sampler::resume(cfg.run.seed, source.len(), data_consumed);
+        let loader = Loader::start(Arc::clone(&source), sampler, loader_spec);
         let grid =
             SampleGrid::new(spec.z_dim, cfg.data.num_classes.min(spec.c_dim as u32), cfg.run.seed, device);
         let run_dir = RunDir::new(cfg.run_dir());
-        Ok(Setup {
+        let ckpt_writer = CheckpointWriter::new(
+            Checkpoints::of_run(&run_dir.root),
+            cfg.checkpoint.keep_last,
+            cfg.checkpoint.background,
+        );
+        let setup = Setup {
             cfg,
             plan,
             device,
@@ -116,11 +143,28 @@ impl Setup {
             stats: TickStats::default(),
             heartbeat: Heartbeat::from_env(),
             source,
+            ckpt_writer,
+            resumed,
+            start,
             loader,
             grid,
             run_dir,
             restart_count,
-        })
+        };
+        if let Some(r) = &setup.resumed {
+            report_resume(&setup, r);
+        }
+        Ok(setup)
+    }
+
+    /// Images of the data stream handed to training so far (all ranks together).
+    pub fn data_consumed(&self) -> u64 {
+        self.loader.consumed()
+    }
+
+    /// `stats.jsonl`: one line of figures per tick (rank 0).
+    pub fn stats_path(&self) -> PathBuf {
+        self.run_dir.root.join("stats.jsonl")
     }
 
     pub fn is_rank0(&self) -> bool {
@@ -162,6 +206,13 @@ impl Setup {
         let manifest =
             RunManifest::new(&self.cfg, LIBTORCH_VERSION, self.device_description(), self.restart_count);
         self.run_dir.initialise(&self.cfg, &manifest)?;
+        if let Some(r) = &self.resumed {
+            // The statistics up to the checkpoint; lines a killed run wrote after it go away.
+            let stats = std::fs::read(r.dir.join("stats.jsonl"))
+                .map_err(Error::io("read", r.dir.join("stats.jsonl")))?;
+            return gan_core::fsutil::write_atomic(&self.stats_path(), &stats);
+        }
+        let _ = std::fs::remove_file(self.stats_path());
         write_reals_grid(self.source.as_ref(), &self.run_dir.samples_dir().join("reals.png"))?;
         self.grid.write(self.g_ema.as_ref(), &self.run_dir.samples_dir().join("fakes-init.png"))
     }

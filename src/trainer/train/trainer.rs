@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use tch::{Kind, Tensor};
 
+use super::checkpointing::{append_stats, checkpoint, Position};
 use super::ema::ema_beta;
 use super::losses::{d_loss, g_loss, r1_penalty};
 use super::progress::{Progress, TickReport};
@@ -51,18 +52,35 @@ pub fn train(mut s: Setup, stop: &AtomicUsize) -> Result<TrainOutcome> {
     let total_nimg = (s.cfg.train.total_kimg * 1000.0).round() as u64;
     let tick_nimg = (s.cfg.train.kimg_per_tick * 1000.0).round().max(1.0) as u64;
     let progress = Progress::new(s.cfg.log.progress && s.is_rank0(), total_nimg);
-    let mut outcome = TrainOutcome { step: 0, cur_nimg: 0, ticks: Vec::new(), stopped_by_signal: None };
-    let mut tick_start = (Instant::now(), 0u64);
+    let start = s.start;
+    let mut outcome = TrainOutcome {
+        step: start.step,
+        cur_nimg: start.cur_nimg,
+        ticks: Vec::new(),
+        stopped_by_signal: None,
+    };
+    let mut tick_start = (Instant::now(), start.cur_nimg);
+    let mut next_tick = start.tick;
+    // Nothing new to save at the step a run resumed at.
+    let mut last_checkpoint = s.resumed.as_ref().map(|_| start.step);
     s.write_start_files()?;
-    s.heartbeat.beat(0, 0)?;
+    s.heartbeat.beat(start.step, start.cur_nimg)?;
     tracing::info!(device = %s.device_name(), world = s.pg.world_size(), "training {} kimg", s.cfg.train.total_kimg);
     loop {
         let signal = agree_on_stop(s.pg.as_mut(), stop.load(Ordering::SeqCst))?;
         let done = outcome.cur_nimg >= total_nimg || signal != 0;
         if done || outcome.cur_nimg >= tick_start.1 + tick_nimg {
-            let report = tick_report(&mut s, &outcome, tick_start)?;
+            let report = tick_report(&mut s, &outcome, next_tick, tick_start)?;
+            next_tick += 1;
             progress.tick(&report);
             maintenance(&mut s, &report, done)?;
+            let every = u64::from(s.cfg.checkpoint.every_ticks);
+            let due = done || (every > 0 && next_tick.is_multiple_of(every));
+            if due && last_checkpoint != Some(outcome.step) {
+                let pos = Position { step: outcome.step, cur_nimg: outcome.cur_nimg, tick: next_tick };
+                checkpoint(&mut s, pos)?;
+                last_checkpoint = Some(outcome.step);
+            }
             outcome.ticks.push(report);
             tick_start = (Instant::now(), outcome.cur_nimg);
         }
@@ -83,6 +101,7 @@ pub fn train(mut s: Setup, stop: &AtomicUsize) -> Result<TrainOutcome> {
         s.ema.update(beta);
     }
     progress.finish();
+    s.ckpt_writer.finish()?;
     s.write_final_files()?;
     Ok(outcome)
 }
@@ -101,6 +120,8 @@ fn agree_on_stop(pg: &mut dyn gan_core::comm::ProcessGroup, local: usize) -> Res
 /// One optimizer step of every phase that is due.
 fn run_step(s: &mut Setup, step: u64) -> Result<()> {
     let started = Instant::now();
+    // The rank's random state is a function of (seed, step): what a checkpoint can restore.
+    tch::manual_seed(gan_core::rng::step_seed(s.plan.seed, step) as i64);
     let batch = s.next_batch();
     s.stats.report_host("Timing/data_secs", started.elapsed().as_secs_f64());
     let (reals, labels) = s.to_tensors(&batch);
@@ -194,7 +215,12 @@ fn phase_loss(s: &mut Setup, phase: Phase, real: &Tensor, c: &Tensor) -> Result<
     }
 }
 
-fn tick_report(s: &mut Setup, outcome: &TrainOutcome, tick_start: (Instant, u64)) -> Result<TickReport> {
+fn tick_report(
+    s: &mut Setup,
+    outcome: &TrainOutcome,
+    tick: u64,
+    tick_start: (Instant, u64),
+) -> Result<TickReport> {
     let stats = s.stats.reduce(s.pg.as_mut())?;
     if let Some((name, _)) = stats.iter().find(|(name, v)| name.starts_with("Loss/") && !v.is_finite()) {
         return Err(Error::NonFinite { what: name.clone(), step: outcome.step });
@@ -202,7 +228,7 @@ fn tick_report(s: &mut Setup, outcome: &TrainOutcome, tick_start: (Instant, u64)
     let seconds = tick_start.0.elapsed().as_secs_f64().max(1e-9);
     let nimg = (outcome.cur_nimg - tick_start.1) as f64;
     Ok(TickReport {
-        tick: outcome.ticks.len() as u64,
+        tick,
         step: outcome.step,
         kimg: outcome.cur_nimg as f64 / 1000.0,
         imgs_per_sec: nimg / seconds,
@@ -211,10 +237,13 @@ fn tick_report(s: &mut Setup, outcome: &TrainOutcome, tick_start: (Instant, u64)
     })
 }
 
-/// Per-tick work besides statistics. Checkpoints and evaluation will hook in here (long work
+/// Per-tick work besides statistics and checkpoints. Evaluation will hook in here (long work
 /// should beat the heartbeat as it goes).
 fn maintenance(s: &mut Setup, report: &TickReport, done: bool) -> Result<()> {
     s.heartbeat.beat(report.step, (report.kimg * 1000.0).round() as u64)?;
+    if s.is_rank0() {
+        append_stats(s, report)?;
+    }
     let check_every = u64::from(s.cfg.dist.param_check_ticks);
     if done || (check_every > 0 && report.tick.is_multiple_of(check_every)) {
         check_parameters_agree(s.pg.as_mut(), &[&s.g_vs, &s.d_vs], report.step)?;

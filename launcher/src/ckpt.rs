@@ -1,0 +1,136 @@
+//! `gan-launch ckpt ls|verify|export`: inspecting and using a run's checkpoints without libtorch.
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand};
+use gan_core::checkpoint::{self, read_tensors, step_dir_name, verify, write_tensors, Checkpoints};
+use gan_core::Error;
+
+#[derive(Subcommand, Debug)]
+pub enum Ckpt {
+    /// List a run's checkpoints: step, kimg, size, ranks, time, and whether each verifies.
+    Ls(LsArgs),
+    /// Check a checkpoint's manifest and every file's size and BLAKE3 (exit 2 when corrupt).
+    Verify(PathArg),
+    /// Write G_ema alone as one safetensors file for inference (metadata: step, kimg, model config).
+    Export(ExportArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct LsArgs {
+    /// A run directory (runs/NAME) or its checkpoints directory.
+    pub run: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct PathArg {
+    /// A checkpoint directory (step-NNNNNNNN), or a run directory for its newest valid checkpoint.
+    pub path: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// A checkpoint directory, or a run directory for its newest valid checkpoint.
+    pub path: PathBuf,
+    /// Output file.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+pub fn run(cmd: &Ckpt) -> anyhow::Result<()> {
+    match cmd {
+        Ckpt::Ls(args) => ls(&args.run),
+        Ckpt::Verify(args) => verify_cmd(&args.path),
+        Ckpt::Export(args) => export(&args.path, &args.out),
+    }
+}
+
+fn checkpoints_of(path: &Path) -> Checkpoints {
+    if path.join(checkpoint::LATEST_FILE).exists() || path.file_name().is_some_and(|n| n == "checkpoints") {
+        Checkpoints::new(path)
+    } else {
+        Checkpoints::of_run(path)
+    }
+}
+
+fn ls(run: &Path) -> anyhow::Result<()> {
+    let ckpts = checkpoints_of(run);
+    let list = ckpts.list()?;
+    if list.is_empty() {
+        return Err(Error::Checkpoint { path: ckpts.root, message: "no checkpoints there".into() }.into());
+    }
+    let latest = ckpts.latest_name();
+    println!(
+        "{:<16} {:>10} {:>10} {:>10} {:>5}  {:<24} status",
+        "checkpoint", "step", "kimg", "MB", "ranks", "created"
+    );
+    for (step, dir) in list {
+        let name = step_dir_name(step);
+        let marker = if latest.as_deref() == Some(name.as_str()) { " (latest)" } else { "" };
+        match verify(&dir) {
+            Ok(v) => println!(
+                "{name:<16} {step:>10} {:>10.1} {:>10.1} {:>5}  {:<24} ok{marker}",
+                v.manifest.kimg(),
+                v.manifest.total_bytes() as f64 / 1e6,
+                v.manifest.world_size,
+                v.manifest.created
+            ),
+            Err(why) => println!(
+                "{name:<16} {step:>10} {:>10} {:>10} {:>5}  {:<24} CORRUPT: {why}{marker}",
+                "-", "-", "-", "-"
+            ),
+        }
+    }
+    Ok(())
+}
+
+fn verify_cmd(path: &Path) -> anyhow::Result<()> {
+    let dir = if path.join(checkpoint::MANIFEST_FILE).exists() {
+        path.to_path_buf()
+    } else {
+        checkpoint::resolve_user_path(path)?
+    };
+    let v = verify(&dir).map_err(|message| Error::Checkpoint { path: dir.clone(), message })?;
+    println!(
+        "{}: ok (step {}, {:.1} kimg, {} files, {:.1} MB, written by {} rank(s), gan-launch {} {}, libtorch {})",
+        dir.display(),
+        v.manifest.step,
+        v.manifest.kimg(),
+        v.manifest.files.len(),
+        v.manifest.total_bytes() as f64 / 1e6,
+        v.manifest.world_size,
+        v.manifest.crate_version,
+        v.manifest.git_commit,
+        v.manifest.libtorch_version
+    );
+    Ok(())
+}
+
+fn export(path: &Path, out: &Path) -> anyhow::Result<()> {
+    let dir = checkpoint::resolve_user_path(path)?;
+    let v = verify(&dir).map_err(|message| Error::Checkpoint { path: dir.clone(), message })?;
+    let tensors = read_tensors(&dir.join("g_ema.safetensors"))?;
+    let config = std::fs::read_to_string(dir.join("config.yaml"))
+        .map_err(Error::io("read", dir.join("config.yaml")))?;
+    let metadata: BTreeMap<String, String> = [
+        ("format", "gan-launch-g-ema".to_string()),
+        ("arch", v.manifest.arch.clone()),
+        ("step", v.manifest.step.to_string()),
+        ("kimg", format!("{:.3}", v.manifest.kimg())),
+        ("source", dir.display().to_string()),
+        ("config", config),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let entry = write_tensors(out, &tensors, &metadata)?;
+    println!(
+        "wrote {} ({} tensors, {:.1} MB) from {} (step {})",
+        out.display(),
+        tensors.len(),
+        entry.bytes as f64 / 1e6,
+        dir.display(),
+        v.manifest.step
+    );
+    Ok(())
+}

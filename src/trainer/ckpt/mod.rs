@@ -1,0 +1,11 @@
+//! Checkpoints from the trainer's side: turning the training state (G, D, G_ema, both Adams,
+//! counters, every rank's random streams) into files through `gan_core::checkpoint`, writing
+//! them off the training thread, and restoring a rank from the checkpoint its start resolves to.
+//! The file format, commit protocol and verification live in the library.
+mod restore;
+mod save;
+mod tensors;
+
+pub use restore::{resolve_start, restore_into, RestoreTargets, Resumed};
+pub use save::{gather_rank_streams, CheckpointWriter, Snapshot};
+pub use tensors::{named_raw, varstore_raw};

@@ -1,0 +1,121 @@
+//! Where a start takes its state from, and loading it. Rank 0 decides (it verifies checksums
+//! once for the job) and tells the others the directory; every rank then loads the same files.
+//! Multi-node runs therefore need the run directory on storage all nodes share.
+use std::path::{Path, PathBuf};
+
+use tch::nn;
+
+use super::tensors::{load_varstore, read_named};
+use crate::train::optim::Adam;
+use gan_core::checkpoint::{self, Checkpoints, Verified};
+use gan_core::comm::{broadcast_bytes, ProcessGroup};
+use gan_core::config::{ResumeFrom, RunConfig};
+use gan_core::error::{Error, Result};
+
+/// The checkpoint a rank starts from.
+pub type Resumed = Verified;
+
+/// Decides, on rank 0, which checkpoint this start resumes from, and tells every rank.
+/// `restarted` is true when this job already ran before (a launcher restart or a scheduler
+/// requeue): then the run's own newest checkpoint wins over `checkpoint.resume`, so progress made
+/// since the job began is never thrown away.
+pub fn resolve_start(pg: &mut dyn ProcessGroup, cfg: &RunConfig, restarted: bool) -> Result<Option<Resumed>> {
+    let mut chosen = Vec::new();
+    let mut verified = None;
+    if pg.rank() == 0 {
+        verified = choose(cfg, restarted)?;
+        if let Some(v) = &verified {
+            chosen = v.dir.to_string_lossy().into_owned().into_bytes();
+        }
+    }
+    broadcast_bytes(pg, &mut chosen, 0)?;
+    if verified.is_some() || chosen.is_empty() {
+        return Ok(verified);
+    }
+    let dir = PathBuf::from(String::from_utf8_lossy(&chosen).into_owned());
+    checkpoint::open_verified_by_peer(&dir)
+        .map(Some)
+        .map_err(|message| Error::Checkpoint { path: dir, message })
+}
+
+fn choose(cfg: &RunConfig, restarted: bool) -> Result<Option<Verified>> {
+    let own = Checkpoints::of_run(&cfg.run_dir());
+    for path in own.remove_partial()? {
+        tracing::warn!(path = %path.display(), "removed a partial checkpoint left by an interrupted write");
+    }
+    let newest_own = || {
+        own.newest_valid(|dir, why| {
+            tracing::warn!(path = %dir.display(), "skipping checkpoint {}: {why}", dir.display());
+        })
+    };
+    match (cfg.checkpoint.resume_from(), restarted) {
+        (ResumeFrom::Latest, _) => newest_own(),
+        (ResumeFrom::Fresh, true) => newest_own(),
+        (ResumeFrom::Path(path), true) => match newest_own()? {
+            Some(v) => Ok(Some(v)),
+            None => from_path(&path).map(Some),
+        },
+        (ResumeFrom::Path(path), false) => from_path(&path).map(Some),
+        (ResumeFrom::Fresh, false) => {
+            set_aside(cfg, &own)?;
+            Ok(None)
+        }
+    }
+}
+
+/// A checkpoint the user named: it must verify (a corrupt one here is an error, not a skip).
+fn from_path(path: &Path) -> Result<Verified> {
+    let dir = checkpoint::resolve_user_path(path)?;
+    checkpoint::verify(&dir).map_err(|message| Error::Checkpoint { path: dir, message })
+}
+
+/// `resume: none` on a run directory with checkpoints: move them (and the statistics that go
+/// with them) to `replaced-<time>/` rather than delete or mix them with the new run's.
+fn set_aside(cfg: &RunConfig, own: &Checkpoints) -> Result<()> {
+    if own.list()?.is_empty() {
+        return Ok(());
+    }
+    let run_dir = cfg.run_dir();
+    let aside = run_dir.join(format!("replaced-{}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ")));
+    gan_core::fsutil::create_dir_all(&aside)?;
+    for name in ["checkpoints", "stats.jsonl"] {
+        let from = run_dir.join(name);
+        if from.exists() {
+            std::fs::rename(&from, aside.join(name)).map_err(Error::io("move aside", &from))?;
+        }
+    }
+    tracing::warn!(path = %aside.display(), "checkpoint.resume is none: moved the run's existing checkpoints aside");
+    Ok(())
+}
+
+/// The networks and optimizers a checkpoint is loaded into.
+pub struct RestoreTargets<'a> {
+    pub g: &'a nn::VarStore,
+    pub d: &'a nn::VarStore,
+    pub g_ema: &'a nn::VarStore,
+    pub g_opt: &'a mut Adam,
+    pub d_opt: &'a mut Adam,
+}
+
+/// Loads weights and optimizer state; refuses a checkpoint of another model, naming what differs.
+pub fn restore_into(resumed: &Resumed, cfg: &RunConfig, targets: RestoreTargets<'_>) -> Result<()> {
+    let dir = &resumed.dir;
+    if resumed.manifest.arch != cfg.model.arch.as_str() {
+        return Err(Error::Checkpoint {
+            path: dir.clone(),
+            message: format!(
+                "it holds a {} model and this config trains model.arch {}",
+                resumed.manifest.arch, cfg.model.arch
+            ),
+        });
+    }
+    load_varstore(targets.g, &dir.join("g.safetensors"), "G")?;
+    load_varstore(targets.d, &dir.join("d.safetensors"), "D")?;
+    load_varstore(targets.g_ema, &dir.join("g_ema.safetensors"), "G_ema")?;
+    for (opt, file) in [(targets.g_opt, "g_opt.safetensors"), (targets.d_opt, "d_opt.safetensors")] {
+        let path = dir.join(file);
+        let state: Vec<_> = read_named(&path)?.into_iter().collect();
+        opt.load_state(&state).map_err(|message| Error::Checkpoint { path, message })?;
+    }
+    Ok(())
+}

@@ -1,0 +1,126 @@
+//! The training loop's side of checkpoints: when one is due, the ranks agree on the step and
+//! report their random streams, rank 0 copies the state to the host and hands it to the writer;
+//! at start, a resumed rank checks that the checkpoint's streams are the ones it derives.
+use std::time::Instant;
+
+use super::progress::TickReport;
+use super::setup::{Setup, LIBTORCH_VERSION};
+use crate::ckpt::{self, gather_rank_streams, named_raw, varstore_raw, Snapshot};
+use gan_core::checkpoint::{Manifest, RankState, TrainState, FORMAT, FORMAT_VERSION};
+use gan_core::error::Result;
+use gan_core::rundir::{CRATE_VERSION, GIT_COMMIT};
+
+/// Where training stands between two steps.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Position {
+    pub step: u64,
+    pub cur_nimg: u64,
+    /// Number of the next tick report.
+    pub tick: u64,
+}
+
+/// Takes a checkpoint at `pos` (every rank calls this at the same step). Returns the seconds
+/// rank 0's training paused for it.
+pub fn checkpoint(s: &mut Setup, pos: Position) -> Result<f64> {
+    let started = Instant::now();
+    let ranks = gather_rank_streams(s.pg.as_mut(), pos.step, s.plan.seed)?;
+    if !s.is_rank0() {
+        return Ok(0.0);
+    }
+    let snapshot = snapshot(s, pos, ranks)?;
+    let copied = started.elapsed().as_secs_f64();
+    s.ckpt_writer.submit(snapshot)?;
+    let paused = started.elapsed().as_secs_f64();
+    tracing::info!(
+        step = pos.step,
+        "checkpoint at step {} ({:.1} kimg): training paused {paused:.3} s (state copy {copied:.3} s){}",
+        pos.step,
+        pos.cur_nimg as f64 / 1000.0,
+        if s.cfg.checkpoint.background { ", files written in the background" } else { "" }
+    );
+    Ok(paused)
+}
+
+fn snapshot(s: &Setup, pos: Position, ranks: Vec<RankState>) -> Result<Snapshot> {
+    let state = TrainState {
+        step: pos.step,
+        cur_nimg: pos.cur_nimg,
+        tick: pos.tick,
+        data_consumed: s.data_consumed(),
+        batch_size: s.cfg.train.batch_size,
+        ranks,
+        ..Default::default()
+    };
+    let manifest = Manifest {
+        format: FORMAT.into(),
+        format_version: FORMAT_VERSION,
+        step: pos.step,
+        cur_nimg: pos.cur_nimg,
+        created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        world_size: s.pg.world_size(),
+        arch: s.cfg.model.arch.to_string(),
+        git_commit: GIT_COMMIT.into(),
+        crate_version: CRATE_VERSION.into(),
+        libtorch_version: LIBTORCH_VERSION.into(),
+        files: Vec::new(),
+    };
+    let stats = std::fs::read(s.stats_path()).unwrap_or_default();
+    Ok(Snapshot {
+        tensor_files: vec![
+            ("g.safetensors", varstore_raw(&s.g_vs)),
+            ("d.safetensors", varstore_raw(&s.d_vs)),
+            ("g_ema.safetensors", varstore_raw(&s.g_ema_vs)),
+            ("g_opt.safetensors", named_raw(&s.g_opt.state())),
+            ("d_opt.safetensors", named_raw(&s.d_opt.state())),
+        ],
+        state,
+        manifest,
+        extra_files: vec![
+            ("config.yaml", gan_core::config::to_yaml(&s.cfg).into_bytes()),
+            ("stats.jsonl", stats),
+        ],
+    })
+}
+
+/// Logs how the resumed state relates to this start, and warns when a rank's random stream is
+/// not the one the checkpoint recorded (another seed or another world size: training continues
+/// correctly, but not bit-identically to an uninterrupted run).
+pub fn report_resume(s: &Setup, resumed: &ckpt::Resumed) {
+    let state = &resumed.state;
+    let world = s.pg.world_size();
+    let saved_world = resumed.manifest.world_size;
+    match state.ranks.iter().find(|r| r.rank == s.pg.rank()) {
+        Some(saved) if saved_world == world && saved.seed != s.plan.seed => tracing::warn!(
+            "rank {} resumes with stream seed {} but the checkpoint recorded {} (run.seed changed?)",
+            saved.rank,
+            s.plan.seed,
+            saved.seed
+        ),
+        _ => {}
+    }
+    if s.is_rank0() {
+        tracing::info!(
+            path = %resumed.dir.display(),
+            "resumed at step {} ({:.1} kimg, tick {}) from a checkpoint written by {saved_world} rank(s){}",
+            state.step,
+            state.cur_nimg as f64 / 1000.0,
+            state.tick,
+            if saved_world != world { format!("; now {world} ranks, the data stream is re-sharded") } else { String::new() }
+        );
+    }
+}
+
+/// Appends one tick's figures to `stats.jsonl` (rank 0).
+pub fn append_stats(s: &Setup, report: &TickReport) -> Result<()> {
+    use std::io::Write;
+    let path = s.stats_path();
+    let mut line = serde_json::to_value(report).expect("a tick report always serialises");
+    let time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    line["time"] = serde_json::Value::String(time);
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(gan_core::Error::io("open", &path))?;
+    writeln!(file, "{line}").map_err(gan_core::Error::io("append to", &path))
+}
