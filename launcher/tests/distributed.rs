@@ -62,15 +62,6 @@ fn two_and_four_ranks_keep_identical_parameters() {
     }
 }
 
-fn children_of(pid: u32) -> Vec<u32> {
-    let path = format!("/proc/{pid}/task/{pid}/children");
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .collect()
-}
-
 /// Starts a long 2-rank job and waits until both ranks train; returns the launcher.
 fn start_long_job(dir: &Path, extra: &[&str]) -> std::process::Child {
     let child = gan_launch()
@@ -82,39 +73,6 @@ fn start_long_job(dir: &Path, extra: &[&str]) -> std::process::Child {
         .unwrap();
     wait_for_ranks(child.id(), None);
     child
-}
-
-/// Waits until the launcher has two ranks that both beat (optionally: with this restart count).
-fn wait_for_ranks(launcher: u32, restart_count: Option<u32>) -> Vec<u32> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        assert!(Instant::now() < deadline, "the ranks did not start");
-        let ranks = children_of(launcher);
-        let attempt_ok = |pid: &u32| {
-            restart_count.is_none_or(|n| env_of(*pid).contains(&format!("TORCHELASTIC_RESTART_COUNT={n}")))
-        };
-        if ranks.len() == 2 && ranks.iter().all(attempt_ok) && ranks.iter().all(|p| beats(*p)) {
-            return ranks;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn env_of(pid: u32) -> String {
-    String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default())
-        .replace('\0', "\n")
-}
-
-/// True once the rank's heartbeat file exists (it trains).
-fn beats(pid: u32) -> bool {
-    let env = env_of(pid);
-    env.lines()
-        .find_map(|l| l.strip_prefix("GANLAUNCH_HEARTBEAT_FILE="))
-        .is_some_and(|p| Path::new(p).exists())
-}
-
-fn pid_of_rank(ranks: &[u32], rank: u32) -> u32 {
-    ranks.iter().copied().find(|pid| env_of(*pid).lines().any(|l| l == format!("RANK={rank}"))).unwrap()
 }
 
 #[test]

@@ -87,6 +87,7 @@ fn ctrl_c_stops_cleanly_with_final_files() {
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(130), "{err}");
     assert!(started.elapsed() < Duration::from_secs(30), "shutdown took {:?}", started.elapsed());
-    assert!(err.contains("stopped by signal after a clean shutdown"), "{err}");
+    assert!(err.contains("stopped by signal after a checkpoint and a clean shutdown"), "{err}");
     assert!(dir.path().join("ci-tiny/g_ema-final.safetensors").is_file(), "{err}");
+    assert!(dir.path().join("ci-tiny/checkpoints/latest").is_file(), "Ctrl-C checkpoints too: {err}");
 }

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 /// The `gan-launch` binary under test.
 pub fn gan_launch() -> Command {
@@ -46,4 +47,52 @@ pub fn write_config(dir: &Path, text: &str) -> PathBuf {
     let path = dir.join("exp.yaml");
     std::fs::write(&path, text).unwrap();
     path
+}
+
+pub fn children_of(pid: u32) -> Vec<u32> {
+    let path = format!("/proc/{pid}/task/{pid}/children");
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// Waits until the launcher has `n` ranks that all beat (optionally: with this restart count).
+pub fn wait_for_n_ranks(launcher: u32, n: usize, restart_count: Option<u32>) -> Vec<u32> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(Instant::now() < deadline, "the ranks did not start");
+        let ranks = children_of(launcher);
+        let attempt_ok = |pid: &u32| {
+            restart_count
+                .is_none_or(|count| env_of(*pid).contains(&format!("TORCHELASTIC_RESTART_COUNT={count}")))
+        };
+        if ranks.len() == n && ranks.iter().all(attempt_ok) && ranks.iter().all(|p| beats(*p)) {
+            return ranks;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub fn env_of(pid: u32) -> String {
+    String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default())
+        .replace('\0', "\n")
+}
+
+/// True once the rank's heartbeat file exists (it trains).
+pub fn beats(pid: u32) -> bool {
+    let env = env_of(pid);
+    env.lines()
+        .find_map(|l| l.strip_prefix("GANLAUNCH_HEARTBEAT_FILE="))
+        .is_some_and(|p| Path::new(p).exists())
+}
+
+pub fn pid_of_rank(ranks: &[u32], rank: u32) -> u32 {
+    ranks.iter().copied().find(|pid| env_of(*pid).lines().any(|l| l == format!("RANK={rank}"))).unwrap()
+}
+
+/// Waits until the launcher has two ranks that both beat (optionally: with this restart count).
+pub fn wait_for_ranks(launcher: u32, restart_count: Option<u32>) -> Vec<u32> {
+    wait_for_n_ranks(launcher, 2, restart_count)
 }

@@ -1,0 +1,313 @@
+//! Checkpoints end to end, with the real binaries: exact resume after SIGKILL of the whole job
+//! (1 and 2 ranks), SIGKILL inside a checkpoint write at each step of the commit protocol,
+//! corrupt checkpoints skipped, preemption by SIGTERM to one rank or USR1 to the launcher, a
+//! changed world size, an incompatible model, and the `ckpt` commands.
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// 16x16 shapes, 32 images a step, a tick (and a checkpoint) every 4 steps.
+fn job(dir: &Path, gpus: u32, total_kimg: f64) -> std::process::Command {
+    let mut cmd = gan_launch();
+    cmd.arg(shipped_config("ci-tiny.yaml"))
+        .args(["--gpus", &gpus.to_string(), "--master-port", "0"])
+        .args(["--set", &format!("run.dir={}", dir.display())])
+        .args(["--set", &format!("train.total_kimg={total_kimg}")])
+        .args(["--set", "train.kimg_per_tick=0.128", "--set", "checkpoint.every_ticks=1"])
+        .args(["--set", "checkpoint.keep_last=3"]);
+    cmd
+}
+
+fn run(cmd: &mut std::process::Command) -> (Output, String) {
+    let out = cmd.output().unwrap();
+    let err = stderr(&out);
+    (out, err)
+}
+
+fn ckpt_dir(dir: &Path) -> PathBuf {
+    dir.join("ci-tiny/checkpoints")
+}
+
+fn latest_step(dir: &Path) -> Option<u64> {
+    let name = std::fs::read_to_string(ckpt_dir(dir).join("latest")).ok()?;
+    name.trim().strip_prefix("step-")?.parse().ok()
+}
+
+fn committed_steps(dir: &Path) -> Vec<u64> {
+    let mut steps: Vec<u64> = std::fs::read_dir(ckpt_dir(dir))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.strip_prefix("step-")?.parse().ok())
+        .collect();
+    steps.sort();
+    steps
+}
+
+/// The step a start resumed at, from rank 0's log line.
+fn resumed_step(log: &str) -> Option<u64> {
+    let line = log.lines().find(|l| l.contains("resumed at step "))?;
+    line.split("resumed at step ").nth(1)?.split(' ').next()?.parse().ok()
+}
+
+fn state_files(dir: &Path, step: u64) -> Vec<Vec<u8>> {
+    let step_dir = ckpt_dir(dir).join(format!("step-{step:08}"));
+    ["g", "d", "g_ema", "g_opt", "d_opt"]
+        .iter()
+        .map(|n| std::fs::read(step_dir.join(format!("{n}.safetensors"))).unwrap())
+        .collect()
+}
+
+/// Tick losses from stats.jsonl: (tick, Loss/G, Loss/D).
+fn tick_losses(dir: &Path) -> Vec<(u64, f64, f64)> {
+    std::fs::read_to_string(dir.join("ci-tiny/stats.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let stat = |k: &str| v["stats"][k].as_f64().unwrap();
+            (v["tick"].as_u64().unwrap(), stat("Loss/G"), stat("Loss/D"))
+        })
+        .collect()
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn exact_resume_after_sigkill(gpus: u32) {
+    gan_train_path();
+    let (straight, interrupted) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // 1.024 kimg = 32 steps straight through.
+    let (out, err) = run(&mut job(straight.path(), gpus, 1.024));
+    assert!(out.status.success(), "{err}");
+    // The same run, but long enough to be killed mid-way: SIGKILL to the launcher after the
+    // step-8 checkpoint (its ranks die with it), then a resume to the same 32 steps.
+    let mut child: Child = job(interrupted.path(), gpus, 1000.0).stderr(Stdio::null()).spawn().unwrap();
+    wait_until("a checkpoint at step 8 or later", || latest_step(interrupted.path()).is_some_and(|s| s >= 8));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let killed_at = latest_step(interrupted.path()).unwrap();
+    let (out, err) = run(&mut job(interrupted.path(), gpus, 1.024));
+    assert!(out.status.success(), "{err}");
+    let resumed = resumed_step(&err).unwrap_or_else(|| panic!("no resume: {err}"));
+    assert!(resumed >= killed_at && resumed < 32, "resumed at {resumed}, latest was {killed_at}");
+    assert_eq!(
+        state_files(straight.path(), 32),
+        state_files(interrupted.path(), 32),
+        "bit-identical final state"
+    );
+    assert_eq!(
+        tick_losses(straight.path()),
+        tick_losses(interrupted.path()),
+        "identical losses at every tick"
+    );
+    assert_eq!(committed_steps(interrupted.path()), vec![24, 28, 32], "checkpoint.keep_last 3");
+}
+
+#[test]
+fn exact_resume_after_sigkill_with_one_rank() {
+    exact_resume_after_sigkill(1);
+}
+
+#[test]
+fn exact_resume_after_sigkill_with_two_ranks() {
+    exact_resume_after_sigkill(2);
+}
+
+/// SIGKILL at each point of a checkpoint write; the next start loads the last committed one.
+#[test]
+fn a_kill_inside_a_checkpoint_write_leaves_the_previous_one_loadable() {
+    gan_train_path();
+    // The commit point is the rename: dying before it keeps step 8, after it step 12 is whole.
+    for (point, expected) in
+        [("mid-file", 8), ("before-manifest", 8), ("before-rename", 8), ("before-latest", 12)]
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let (out, err) = run(&mut job(dir.path(), 1, 0.256));
+        assert!(out.status.success(), "{err}");
+        // Resumes at 8; the first checkpoint it writes (step 12) dies at `point`.
+        let (out, err) = run(job(dir.path(), 1, 0.512).env("GANLAUNCH_CKPT_FAULT", point));
+        assert_eq!(out.status.code(), Some(137), "{point}: the rank was SIGKILLed: {err}");
+        let (out, err) = run(&mut job(dir.path(), 1, 0.512));
+        assert!(out.status.success(), "{point}: {err}");
+        assert_eq!(resumed_step(&err), Some(expected), "{point}: {err}");
+        if expected == 8 && point != "before-manifest" {
+            assert!(err.contains("removed a partial checkpoint"), "{point}: {err}");
+        }
+    }
+}
+
+#[test]
+fn a_corrupt_newest_checkpoint_is_skipped_with_a_warning() {
+    gan_train_path();
+    let dir = tempfile::tempdir().unwrap();
+    let (out, err) = run(&mut job(dir.path(), 1, 0.256));
+    assert!(out.status.success(), "{err}");
+    let file = ckpt_dir(dir.path()).join("step-00000008/g.safetensors");
+    let mut bytes = std::fs::read(&file).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&file, bytes).unwrap();
+    let (out, err) = run(&mut job(dir.path(), 1, 0.384));
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("skipping checkpoint") && err.contains("g.safetensors fails its BLAKE3 check"),
+        "{err}"
+    );
+    assert_eq!(resumed_step(&err), Some(4), "{err}");
+}
+
+/// SIGTERM to one rank only: both ranks checkpoint at the same step and the job exits with the
+/// requeue code; the next start continues at that step.
+#[test]
+fn sigterm_to_one_rank_checkpoints_every_rank_and_asks_for_a_requeue() {
+    gan_train_path();
+    let dir = tempfile::tempdir().unwrap();
+    let child = job(dir.path(), 2, 1000.0).stderr(Stdio::piped()).spawn().unwrap();
+    let ranks = wait_for_ranks(child.id(), None);
+    unsafe { libc::kill(pid_of_rank(&ranks, 1) as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(75), "{err}");
+    let logs: Vec<String> = (0..2)
+        .map(|r| std::fs::read_to_string(dir.path().join(format!("ci-tiny/logs/rank-{r}.log"))).unwrap())
+        .collect();
+    let preempted_at = |log: &str| -> u64 {
+        let line = log.lines().find(|l| l.contains("preempted: checkpointed at step ")).expect(log);
+        line.split("checkpointed at step ").nth(1).unwrap().split(';').next().unwrap().parse().unwrap()
+    };
+    let step = preempted_at(&logs[0]);
+    assert_eq!(step, preempted_at(&logs[1]), "both ranks stop at one step");
+    assert_eq!(latest_step(dir.path()), Some(step));
+    // The requeued job: a few more steps from there.
+    let total = (step + 4) as f64 * 32.0 / 1000.0;
+    let (out, err) = run(&mut job(dir.path(), 2, total));
+    assert!(out.status.success(), "{err}");
+    assert_eq!(resumed_step(&err), Some(step), "{err}");
+}
+
+#[test]
+fn usr1_to_the_launcher_is_a_preemption() {
+    gan_train_path();
+    let dir = tempfile::tempdir().unwrap();
+    let child = job(dir.path(), 1, 1000.0).stderr(Stdio::piped()).spawn().unwrap();
+    wait_for_n_ranks(child.id(), 1, None);
+    unsafe { libc::kill(child.id() as i32, libc::SIGUSR1) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
+    assert!(latest_step(dir.path()).is_some());
+}
+
+/// One rank's checkpoint resumed by two ranks, and back: the data stream is re-sharded.
+#[test]
+fn the_world_size_may_change_across_a_resume() {
+    gan_train_path();
+    let dir = tempfile::tempdir().unwrap();
+    let (out, err) = run(&mut job(dir.path(), 1, 0.256));
+    assert!(out.status.success(), "{err}");
+    let (out, err) = run(&mut job(dir.path(), 2, 0.512));
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("written by 1 rank(s); now 2 ranks"), "{err}");
+    assert_eq!(resumed_step(&err), Some(8));
+    let (out, err) = run(&mut job(dir.path(), 1, 0.768));
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("written by 2 rank(s); now 1 ranks"), "{err}");
+    assert_eq!((resumed_step(&err), latest_step(dir.path())), (Some(16), Some(24)));
+}
+
+#[test]
+fn a_checkpoint_of_another_model_is_refused_with_exit_code_2() {
+    gan_train_path();
+    let dir = tempfile::tempdir().unwrap();
+    let (out, err) = run(&mut job(dir.path(), 1, 0.128));
+    assert!(out.status.success(), "{err}");
+    let (out, err) = run(job(dir.path(), 1, 0.256).args(["--set", "model.channel_max=32"]));
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("has shape") && err.contains("did model.* change?"), "{err}");
+    assert_eq!(committed_steps(dir.path()), vec![4], "nothing lost");
+}
+
+#[test]
+fn resume_none_sets_old_checkpoints_aside_and_resume_path_starts_from_another_run() {
+    gan_train_path();
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (out, err) = run(&mut job(a.path(), 1, 0.256));
+    assert!(out.status.success(), "{err}");
+    let (out, err) = run(job(a.path(), 1, 0.128).args(["--resume", "none"]));
+    assert!(out.status.success(), "{err}");
+    assert_eq!(resumed_step(&err), None, "a fresh start: {err}");
+    let aside: Vec<_> = std::fs::read_dir(a.path().join("ci-tiny"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("replaced-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "{err}");
+    assert!(aside[0].path().join("checkpoints/step-00000008/manifest.json").is_file());
+    // Another run directory starts from a's newest checkpoint (step 4 of the fresh run).
+    let from = a.path().join("ci-tiny");
+    let (out, err) = run(job(b.path(), 1, 0.256).args(["--resume", from.to_str().unwrap()]));
+    assert!(out.status.success(), "{err}");
+    assert_eq!(resumed_step(&err), Some(4), "{err}");
+}
+
+#[test]
+fn ckpt_commands_list_verify_and_export() {
+    gan_train_path();
+    let dir = tempfile::tempdir().unwrap();
+    let (out, err) = run(&mut job(dir.path(), 1, 0.256));
+    assert!(out.status.success(), "{err}");
+    let run_dir = dir.path().join("ci-tiny");
+    let ls = gan_launch().args(["ckpt", "ls"]).arg(&run_dir).output().unwrap();
+    let table = stdout(&ls);
+    assert!(
+        ls.status.success() && table.contains("step-00000008") && table.contains("ok (latest)"),
+        "{table}"
+    );
+    let verify = gan_launch()
+        .args(["ckpt", "verify"])
+        .arg(ckpt_dir(dir.path()).join("step-00000004"))
+        .output()
+        .unwrap();
+    assert!(verify.status.success(), "{}", stderr(&verify));
+    // A truncated file: verify fails with exit 2 and ls marks it.
+    let file = ckpt_dir(dir.path()).join("step-00000004/d_opt.safetensors");
+    let bytes = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &bytes[..100]).unwrap();
+    let verify = gan_launch()
+        .args(["ckpt", "verify"])
+        .arg(ckpt_dir(dir.path()).join("step-00000004"))
+        .output()
+        .unwrap();
+    assert_eq!(verify.status.code(), Some(2));
+    assert!(stderr(&verify).contains("d_opt.safetensors has 100 bytes"), "{}", stderr(&verify));
+    let table = stdout(&gan_launch().args(["ckpt", "ls"]).arg(&run_dir).output().unwrap());
+    assert!(table.contains("CORRUPT"), "{table}");
+    // Export G_ema and read it back in Python with the reference safetensors package.
+    let out_file = dir.path().join("g_ema.safetensors");
+    let export =
+        gan_launch().args(["ckpt", "export"]).arg(&run_dir).arg("--out").arg(&out_file).output().unwrap();
+    assert!(export.status.success(), "{}", stderr(&export));
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
+    let script = "import sys\nfrom safetensors import safe_open\nfrom safetensors.torch import load_file\n\
+                  with safe_open(sys.argv[1], 'pt') as f: meta = f.metadata()\n\
+                  g = load_file(sys.argv[1]); opt = load_file(sys.argv[2])\n\
+                  print(meta['arch'], meta['step'], len(g), int(opt['step']))";
+    let py = std::process::Command::new(python)
+        .args(["-c", script])
+        .arg(&out_file)
+        .arg(ckpt_dir(dir.path()).join("step-00000008/g_opt.safetensors"))
+        .output()
+        .unwrap();
+    assert!(py.status.success(), "{}", stderr(&py));
+    let printed = stdout(&py);
+    let fields: Vec<&str> = printed.split_whitespace().collect();
+    assert_eq!((fields[0], fields[1], fields[3]), ("dcgan", "8", "8"), "{printed}");
+    assert!(fields[2].parse::<u32>().unwrap() > 4, "{printed}");
+}
