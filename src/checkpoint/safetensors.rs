@@ -107,7 +107,9 @@ pub fn write_tensors(
     let header = header_bytes(&sorted, metadata);
     let file = File::create(path).map_err(Error::io("create", path))?;
     let mut out = HashingWriter {
-        inner: BufWriter::with_capacity(8 << 20, file),
+        // A small buffer: tensor data (megabytes) goes straight to the file without an extra
+        // copy; only the header and small tensors are gathered.
+        inner: BufWriter::with_capacity(64 << 10, file),
         hasher: blake3::Hasher::new(),
         bytes: 0,
     };

@@ -85,7 +85,7 @@ fn snapshot(s: &Setup, pos: Position, ranks: Vec<RankState>) -> Result<Snapshot>
 /// Logs how the resumed state relates to this start, and warns when a rank's random stream is
 /// not the one the checkpoint recorded (another seed or another world size: training continues
 /// correctly, but not bit-identically to an uninterrupted run).
-pub fn report_resume(s: &Setup, resumed: &ckpt::Resumed) {
+pub fn report_resume(s: &Setup, resumed: &ckpt::Resumed, load_secs: f64) {
     let state = &resumed.state;
     let world = s.pg.world_size();
     let saved_world = resumed.manifest.world_size;
@@ -101,11 +101,13 @@ pub fn report_resume(s: &Setup, resumed: &ckpt::Resumed) {
     if s.is_rank0() {
         tracing::info!(
             path = %resumed.dir.display(),
-            "resumed at step {} ({:.1} kimg, tick {}) from a checkpoint written by {saved_world} rank(s){}",
+            "resumed at step {} ({:.1} kimg, tick {}) from a checkpoint written by {saved_world} rank(s){}; \
+             verified and loaded {:.1} MB in {load_secs:.2} s",
             state.step,
             state.cur_nimg as f64 / 1000.0,
             state.tick,
-            if saved_world != world { format!("; now {world} ranks, the data stream is re-sharded") } else { String::new() }
+            if saved_world != world { format!("; now {world} ranks, the data stream is re-sharded") } else { String::new() },
+            resumed.manifest.total_bytes() as f64 / 1e6
         );
     }
 }

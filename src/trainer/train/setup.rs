@@ -92,12 +92,14 @@ impl Setup {
             d_opt.adjust_for_lazy_regularisation(cfg.train.r1_interval);
         }
         phases.push(Phase::GMain);
+        let load_started = std::time::Instant::now();
         let resumed = ckpt::resolve_start(pg.as_mut(), &cfg, restarted)?;
         if let Some(r) = &resumed {
             let targets =
                 RestoreTargets { g: &g_vs, d: &d_vs, g_ema: &g_ema_vs, g_opt: &mut g_opt, d_opt: &mut d_opt };
             ckpt::restore_into(r, &cfg, targets)?;
         }
+        let load_secs = load_started.elapsed().as_secs_f64();
         let start = resumed.as_ref().map_or(Position::default(), |r| Position {
             step: r.state.step,
             cur_nimg: r.state.cur_nimg,
@@ -152,7 +154,7 @@ impl Setup {
             restart_count,
         };
         if let Some(r) = &setup.resumed {
-            report_resume(&setup, r);
+            report_resume(&setup, r, load_secs);
         }
         Ok(setup)
     }

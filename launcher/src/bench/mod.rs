@@ -4,6 +4,10 @@
 //! - `ring`: CPU ring all-reduce bus bandwidth, as nccl-tests defines it: algorithm bandwidth
 //!   (bytes / time) x 2 (world - 1) / world, the traffic each rank's links carry.
 //! - `rendezvous`: time for W ranks to connect to the store, pass a barrier and form the ring.
+//! - `loader`, `prepare`: data pipeline throughput.
+//! - `ckpt`: checkpoint write / verify / load throughput next to `dd` (in `ckpt.rs`).
+mod ckpt;
+
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
@@ -21,6 +25,8 @@ pub enum Bench {
     Loader(LoaderArgs),
     /// Prepare throughput from a folder of PNGs (written to a temporary folder first).
     Prepare(PrepareArgs),
+    /// Checkpoint write, verify and load throughput next to the disk's dd speed.
+    Ckpt(ckpt::CkptArgs),
 }
 
 #[derive(Args, Debug)]
@@ -78,6 +84,7 @@ pub fn run(bench: &Bench) -> anyhow::Result<()> {
         Bench::Rendezvous(args) => rendezvous(args),
         Bench::Loader(args) => loader(args),
         Bench::Prepare(args) => prepare_bench(args),
+        Bench::Ckpt(args) => ckpt::run(args),
     }
 }
 
