@@ -193,15 +193,22 @@ fn sigterm_to_one_rank_checkpoints_every_rank_and_asks_for_a_requeue() {
     assert_eq!(resumed_step(&err), Some(step), "{err}");
 }
 
+/// USR1 as SLURM's `--signal=USR1@90` delivers it (without `B:`): to the launcher and to every
+/// rank at once, so each rank also gets the launcher's forwarded copy. One checkpoint, exit 75.
 #[test]
-fn usr1_to_the_launcher_is_a_preemption() {
+fn usr1_to_launcher_and_ranks_at_once_is_one_preemption() {
     gan_train_path();
     let dir = tempfile::tempdir().unwrap();
-    let child = job(dir.path(), 1, 1000.0).stderr(Stdio::piped()).spawn().unwrap();
-    wait_for_n_ranks(child.id(), 1, None);
-    unsafe { libc::kill(child.id() as i32, libc::SIGUSR1) };
+    let child = job(dir.path(), 2, 1000.0).stderr(Stdio::piped()).spawn().unwrap();
+    let ranks = wait_for_ranks(child.id(), None);
+    for pid in ranks.iter().chain([child.id()].iter()) {
+        unsafe { libc::kill(*pid as i32, libc::SIGUSR1) };
+    }
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(75), "{err}");
+    let log = std::fs::read_to_string(dir.path().join("ci-tiny/logs/rank-0.log")).unwrap();
+    assert_eq!(log.matches("preempted: checkpointed at step").count(), 1, "{log}");
     assert!(latest_step(dir.path()).is_some());
 }
 
