@@ -7,6 +7,7 @@
 //! - [`rendezvous`]: the TCP key-value store ranks meet through (hosted by the node-0 launcher).
 //! - [`comm`]: the `ProcessGroup` collectives the trainer reduces gradients and stats through.
 //! - [`checkpoint`]: checkpoint files, manifests, the commit protocol, verification, retention.
+//! - [`metrics`]: Prometheus series of ranks and launchers, the `/metrics` server, Pushgateway.
 //! - [`rundir`], [`images`], [`logging`], [`devices`]: run directory and manifest, PNG grids,
 //!   rank-tagged logs, torch-free device discovery.
 //!
@@ -30,6 +31,7 @@ pub mod heartbeat;
 pub mod images;
 pub mod launch_env;
 pub mod logging;
+pub mod metrics;
 pub mod rendezvous;
 pub mod rng;
 pub mod rundir;

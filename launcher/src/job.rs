@@ -16,6 +16,8 @@ use crate::console::Console;
 use crate::nccl_lib;
 use crate::nodes::{NodeGroup, RemoteEvent};
 use crate::supervise::{self, GroupExit, Peers, RankSpec, Watchdog};
+use crate::telemetry::LauncherTelemetry;
+use gan_core::metrics::JobState;
 
 /// Where this node's launcher sits in the job.
 pub struct NodeSetup {
@@ -98,6 +100,8 @@ pub fn run(args: &JobArgs, cfg: &RunConfig, node: &NodeSetup) -> anyhow::Result<
         extra_env.push(("LD_LIBRARY_PATH".to_string(), path));
     }
     let mut signals = supervise::forwarded_signals()?;
+    let telemetry = LauncherTelemetry::start(cfg, node.node_rank, plans.len());
+    let metrics = telemetry.as_ref().map(|t| t.metrics.as_ref());
     let has_rank0 = plans.iter().any(|p| p.rank == 0);
     let total_nimg = (cfg.train.total_kimg * 1000.0).round() as u64;
     for attempt in 0..=args.max_restarts {
@@ -130,7 +134,8 @@ pub fn run(args: &JobArgs, cfg: &RunConfig, node: &NodeSetup) -> anyhow::Result<
             })
             .collect();
         let mut peers = AttemptPeers { group: group.as_mut(), attempt };
-        let exit = supervise::run_ranks(&trainer, &resolved, specs, &mut signals, watchdog, &mut peers)?;
+        let exit =
+            supervise::run_ranks(&trainer, &resolved, specs, &mut signals, watchdog, &mut peers, metrics)?;
         match exit {
             GroupExit::Finished => {
                 // Node 0 keeps the store up until every node is done with it.
@@ -158,6 +163,10 @@ pub fn run(args: &JobArgs, cfg: &RunConfig, node: &NodeSetup) -> anyhow::Result<
                     group.agree(attempt, "restart")?;
                 }
                 tracing::warn!("restarting every rank ({} of {} restarts)", attempt + 1, args.max_restarts);
+                if let Some(t) = &telemetry {
+                    t.metrics.restarts_total.inc();
+                    t.set_state(JobState::Starting);
+                }
             }
         }
     }

@@ -11,6 +11,7 @@ mod nccl_lib;
 mod nodes;
 mod rank_logs;
 mod supervise;
+mod telemetry;
 
 use std::process::ExitCode;
 

@@ -17,6 +17,7 @@ use gan_core::Error;
 use crate::console::Console;
 use crate::nodes::RemoteEvent;
 use crate::rank_logs::RankLog;
+use gan_core::metrics::{JobState, LauncherMetrics};
 use signal_hook::consts::{SIGINT, SIGKILL, SIGTERM, SIGUSR1, SIGUSR2};
 use signal_hook::iterator::Signals;
 
@@ -162,6 +163,7 @@ pub fn run_ranks(
     signals: &mut Signals,
     watchdog: Watchdog,
     peers: &mut dyn Peers,
+    metrics: Option<&LauncherMetrics>,
 ) -> anyhow::Result<GroupExit> {
     let mut ranks: Vec<Rank> = Vec::new();
     for spec in &specs {
@@ -173,7 +175,18 @@ pub fn run_ranks(
             }
         }
     }
-    let exit = supervise(&mut ranks, signals, watchdog, peers)?;
+    if let Some(m) = metrics {
+        m.set_state(JobState::Running);
+    }
+    let exit = supervise(&mut ranks, signals, watchdog, peers, metrics)?;
+    if let Some(m) = metrics {
+        update_metrics(m, &mut ranks);
+        m.set_state(match exit {
+            GroupExit::Finished => JobState::Finished,
+            GroupExit::Stopped(_) => JobState::Stopping,
+            GroupExit::Failed { .. } => JobState::Failed,
+        });
+    }
     ranks.iter_mut().for_each(|r| r.log.finish());
     if let Some(console) = ranks.iter().find_map(|r| r.console.as_ref()) {
         console.finish();
@@ -186,6 +199,7 @@ fn supervise(
     signals: &mut Signals,
     watchdog: Watchdog,
     peers: &mut dyn Peers,
+    metrics: Option<&LauncherMetrics>,
 ) -> anyhow::Result<GroupExit> {
     let mut forwarded: Option<i32> = None;
     let mut final_code = 0u8;
@@ -222,6 +236,12 @@ fn supervise(
             return Ok(if final_code == 0 { GroupExit::Finished } else { GroupExit::Stopped(final_code) });
         }
         let watch_due = last_watch.elapsed() >= WATCH_INTERVAL;
+        if let (true, Some(m)) = (watch_due, metrics) {
+            update_metrics(m, ranks);
+            if forwarded.is_some() || final_code != 0 {
+                m.set_state(JobState::Stopping);
+            }
+        }
         if watch_due {
             // The bar follows the first echoed rank's heartbeat (rank 0 on node 0).
             if let Some(rank) = ranks.iter().find(|r| r.console.is_some()) {
@@ -253,6 +273,19 @@ fn supervise(
             }
         }
         std::thread::sleep(POLL_INTERVAL);
+    }
+}
+
+/// Ranks alive, and each rank's heartbeat age and last step.
+fn update_metrics(m: &LauncherMetrics, ranks: &mut [Rank]) {
+    let alive = ranks.iter_mut().map(|r| !r.poll()).filter(|&running| running).count();
+    m.ranks_alive.set(alive as f64);
+    for rank in ranks.iter() {
+        if let Some(beat) = heartbeat::read(&rank.heartbeat_path) {
+            let label = rank.rank.to_string();
+            m.heartbeat_age_seconds.with_label_values(&[&label]).set(beat.age.as_secs_f64());
+            m.rank_step.with_label_values(&[&label]).set(beat.step as f64);
+        }
     }
 }
 

@@ -20,6 +20,8 @@ pub struct RunConfig {
     #[serde(default)]
     pub checkpoint: CheckpointSection,
     #[serde(default)]
+    pub metrics: MetricsSection,
+    #[serde(default)]
     pub log: LogSection,
 }
 
@@ -347,6 +349,45 @@ impl StopSignal {
             StopSignal::Usr1 => 10,
             StopSignal::Usr2 => 12,
             StopSignal::Term => 15,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSection {
+    /// Serve Prometheus metrics from every rank and launcher.
+    pub enabled: bool,
+    /// Address the endpoints listen on.
+    pub bind: String,
+    /// Rank r of a node serves `/metrics` on port + LOCAL_RANK. 0 = any free port; every
+    /// endpoint's address is written to `<run dir>/metrics/` either way.
+    pub port: u16,
+    /// The launcher's own endpoint (ranks alive, restarts, heartbeats, job state); 0 = any free port.
+    pub launcher_port: u16,
+    /// Pushgateway URL (`http://host:9091`) that rank 0 pushes the run's final results to; none = no push.
+    pub pushgateway: Option<String>,
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        MetricsSection {
+            enabled: true,
+            bind: "0.0.0.0".into(),
+            port: 9410,
+            launcher_port: 9409,
+            pushgateway: None,
+        }
+    }
+}
+
+impl MetricsSection {
+    /// The port local rank `local_rank` serves on (0 stays 0: any free port).
+    pub fn rank_port(&self, local_rank: u32) -> u16 {
+        if self.port == 0 {
+            0
+        } else {
+            self.port.saturating_add(local_rank as u16)
         }
     }
 }

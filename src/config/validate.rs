@@ -14,6 +14,7 @@ pub fn validate(cfg: &RunConfig) -> Result<()> {
     validate_batch(cfg)?;
     validate_train(cfg)?;
     validate_checkpoint(cfg)?;
+    validate_metrics(cfg)?;
     validate_log(cfg)
 }
 
@@ -180,6 +181,41 @@ fn validate_checkpoint(cfg: &RunConfig) -> Result<()> {
                 "checkpoint.resume",
                 path.display(),
                 "latest, none, or an existing checkpoint or run directory",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn validate_metrics(cfg: &RunConfig) -> Result<()> {
+    let m = &cfg.metrics;
+    if m.port != 0 && u32::from(m.port) + cfg.dist.gpus - 1 > u32::from(u16::MAX) {
+        return Err(Error::config(
+            "metrics.port",
+            m.port,
+            format!(
+                "0, or at most {} for {} ranks per node",
+                u32::from(u16::MAX) + 1 - cfg.dist.gpus,
+                cfg.dist.gpus
+            ),
+        ));
+    }
+    if m.launcher_port != 0
+        && m.port != 0
+        && (m.port..m.port.saturating_add(cfg.dist.gpus as u16)).contains(&m.launcher_port)
+    {
+        return Err(Error::config(
+            "metrics.launcher_port",
+            m.launcher_port,
+            format!("a port outside the ranks' {}..{}", m.port, u32::from(m.port) + cfg.dist.gpus - 1),
+        ));
+    }
+    if let Some(url) = &m.pushgateway {
+        if !url.starts_with("http://") {
+            return Err(Error::config(
+                "metrics.pushgateway",
+                url,
+                "an http:// URL, e.g. http://pushgateway:9091",
             ));
         }
     }

@@ -9,6 +9,7 @@ use std::time::Instant;
 use gan_core::checkpoint::{Checkpoints, Manifest, RankState, RawTensor, TrainState, STATE_FILE};
 use gan_core::comm::ProcessGroup;
 use gan_core::error::{Error, Result};
+use gan_core::metrics::CheckpointMetrics;
 use gan_core::rng::step_seed;
 
 /// Everything one checkpoint holds, already copied to host memory.
@@ -69,11 +70,17 @@ pub struct CheckpointWriter {
     keep_last: usize,
     background: bool,
     in_flight: Option<(u64, JoinHandle<Result<()>>)>,
+    metrics: Option<CheckpointMetrics>,
 }
 
 impl CheckpointWriter {
-    pub fn new(checkpoints: Checkpoints, keep_last: u32, background: bool) -> Self {
-        CheckpointWriter { checkpoints, keep_last: keep_last as usize, background, in_flight: None }
+    pub fn new(
+        checkpoints: Checkpoints,
+        keep_last: u32,
+        background: bool,
+        metrics: Option<CheckpointMetrics>,
+    ) -> Self {
+        CheckpointWriter { checkpoints, keep_last: keep_last as usize, background, in_flight: None, metrics }
     }
 
     /// Writes `snapshot` (in the background unless configured otherwise). A previous background
@@ -87,12 +94,13 @@ impl CheckpointWriter {
         }
         let (checkpoints, keep_last) = (self.checkpoints.clone(), self.keep_last);
         let step = snapshot.manifest.step;
+        let metrics = self.metrics.clone();
         if !self.background {
-            return write(&checkpoints, keep_last, snapshot);
+            return write(&checkpoints, keep_last, snapshot, metrics.as_ref());
         }
         let thread = std::thread::Builder::new()
             .name("checkpoint-writer".into())
-            .spawn(move || write(&checkpoints, keep_last, snapshot))
+            .spawn(move || write(&checkpoints, keep_last, snapshot, metrics.as_ref()))
             .map_err(Error::io("spawn checkpoint writer for", self.checkpoints.root.clone()))?;
         self.in_flight = Some((step, thread));
         Ok(())
@@ -122,7 +130,12 @@ fn report(w: &Written) {
     );
 }
 
-fn write(checkpoints: &Checkpoints, keep_last: usize, snapshot: Snapshot) -> Result<()> {
+fn write(
+    checkpoints: &Checkpoints,
+    keep_last: usize,
+    snapshot: Snapshot,
+    metrics: Option<&CheckpointMetrics>,
+) -> Result<()> {
     let started = Instant::now();
     let bytes = snapshot.bytes();
     let mut pending = checkpoints.begin(snapshot.manifest.step)?;
@@ -146,7 +159,15 @@ fn write(checkpoints: &Checkpoints, keep_last: usize, snapshot: Snapshot) -> Res
         pending.abandon();
         return Err(err);
     }
+    let step = snapshot.manifest.step;
     let dir = pending.commit(snapshot.manifest, keep_last)?;
-    report(&Written { dir, bytes, secs: started.elapsed().as_secs_f64() });
+    let secs = started.elapsed().as_secs_f64();
+    if let Some(m) = metrics {
+        m.duration_seconds.observe(secs);
+        m.size_bytes.set(bytes as f64);
+        m.step.set(step as f64);
+        m.last_success_timestamp_seconds.set(chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
+    }
+    report(&Written { dir, bytes, secs });
     Ok(())
 }

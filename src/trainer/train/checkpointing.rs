@@ -31,6 +31,9 @@ pub fn checkpoint(s: &mut Setup, pos: Position) -> Result<f64> {
     let copied = started.elapsed().as_secs_f64();
     s.ckpt_writer.submit(snapshot)?;
     let paused = started.elapsed().as_secs_f64();
+    if let Some(m) = s.telemetry.as_ref().and_then(|t| t.metrics.checkpoint.as_ref()) {
+        m.pause_seconds.observe(paused);
+    }
     tracing::info!(
         step = pos.step,
         "checkpoint at step {} ({:.1} kimg): training paused {paused:.3} s (state copy {copied:.3} s){}",

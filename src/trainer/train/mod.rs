@@ -10,6 +10,7 @@ pub mod samples;
 pub mod setup;
 pub mod stats;
 pub mod sync;
+pub mod telemetry;
 pub mod trainer;
 
 #[cfg(test)]

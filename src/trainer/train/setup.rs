@@ -11,6 +11,7 @@ use super::optim::Adam;
 use super::samples::{write_reals_grid, SampleGrid};
 use super::stats::TickStats;
 use super::sync::broadcast_from_rank0;
+use super::telemetry::Telemetry;
 use super::trainer::{batch_to_tensors, Phase};
 use crate::ckpt::{self, CheckpointWriter, RestoreTargets, Resumed};
 use crate::models::{self, Discriminator, Generator, NetSpec};
@@ -52,6 +53,8 @@ pub struct Setup {
     pub resumed: Option<Resumed>,
     /// Where training starts: zero, or the resumed checkpoint's position.
     pub start: Position,
+    /// Prometheus series and endpoint (metrics.enabled).
+    pub telemetry: Option<Telemetry>,
     loader: Loader,
     grid: SampleGrid,
     run_dir: RunDir,
@@ -122,10 +125,22 @@ impl Setup {
         let grid =
             SampleGrid::new(spec.z_dim, cfg.data.num_classes.min(spec.c_dim as u32), cfg.run.seed, device);
         let run_dir = RunDir::new(cfg.run_dir());
+        let telemetry = Telemetry::start(&cfg, &plan, restart_count);
+        let ckpt_metrics = telemetry.as_ref().and_then(|t| t.metrics.checkpoint.clone());
+        if let Some(m) = &ckpt_metrics {
+            // Checkpoint age counts from the last one, or from this start before the first.
+            let last = resumed.as_ref().map_or(chrono::Utc::now(), |r| {
+                chrono::DateTime::parse_from_rfc3339(&r.manifest.created)
+                    .map_or(chrono::Utc::now(), |t| t.with_timezone(&chrono::Utc))
+            });
+            m.last_success_timestamp_seconds.set(last.timestamp_millis() as f64 / 1000.0);
+            m.step.set(start.step as f64);
+        }
         let ckpt_writer = CheckpointWriter::new(
             Checkpoints::of_run(&run_dir.root),
             cfg.checkpoint.keep_last,
             cfg.checkpoint.background,
+            ckpt_metrics,
         );
         let setup = Setup {
             cfg,
@@ -148,6 +163,7 @@ impl Setup {
             ckpt_writer,
             resumed,
             start,
+            telemetry,
             loader,
             grid,
             run_dir,

@@ -33,6 +33,7 @@ train:
   ema_kimg: 1
   ema_rampup: 0.05
 log: { progress: false }
+metrics: { port: 0, launcher_port: 0 }
 ";
 
 fn test_config(dir: &std::path::Path, sets: &[&str]) -> RunConfig {

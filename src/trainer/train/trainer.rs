@@ -14,8 +14,10 @@ use super::losses::{d_loss, g_loss, r1_penalty};
 use super::progress::{Progress, TickReport};
 use super::setup::Setup;
 use super::sync::{all_reduce_gradients, check_parameters_agree};
+use super::telemetry::TickRates;
 use gan_core::data::Batch;
 use gan_core::error::{Error, Result};
+use gan_core::metrics::StepParts;
 
 /// What a phase trains and how often it runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,6 +65,8 @@ pub fn train(mut s: Setup, stop: &AtomicUsize) -> Result<TrainOutcome> {
     let mut next_tick = start.tick;
     // Nothing new to save at the step a run resumed at.
     let mut last_checkpoint = s.resumed.as_ref().map(|_| start.step);
+    let mut last_beta = 0.0;
+    let started = Instant::now();
     s.write_start_files()?;
     s.heartbeat.beat(start.step, start.cur_nimg)?;
     tracing::info!(device = %s.device_name(), world = s.pg.world_size(), "training {} kimg", s.cfg.train.total_kimg);
@@ -73,6 +77,11 @@ pub fn train(mut s: Setup, stop: &AtomicUsize) -> Result<TrainOutcome> {
             let report = tick_report(&mut s, &outcome, next_tick, tick_start)?;
             next_tick += 1;
             progress.tick(&report);
+            if let Some(t) = &s.telemetry {
+                let rates =
+                    TickRates { g_lr: s.g_opt.lr, d_lr: s.d_opt.lr, ema_beta: last_beta, augment_p: 0.0 };
+                t.tick(&report, outcome.cur_nimg, rates, s.device);
+            }
             maintenance(&mut s, &report, done)?;
             let every = u64::from(s.cfg.checkpoint.every_ticks);
             let due = done || (every > 0 && next_tick.is_multiple_of(every));
@@ -99,11 +108,29 @@ pub fn train(mut s: Setup, stop: &AtomicUsize) -> Result<TrainOutcome> {
         let beta =
             ema_beta(s.cfg.train.ema_kimg, s.cfg.train.ema_rampup, outcome.cur_nimg, s.cfg.train.batch_size);
         s.ema.update(beta);
+        last_beta = beta;
     }
     progress.finish();
     s.ckpt_writer.finish()?;
     s.write_final_files()?;
+    push_final_results(&s, &outcome, started.elapsed().as_secs_f64());
     Ok(outcome)
+}
+
+/// Rank 0 pushes the run's outcome to the Pushgateway, when one is configured (a failed push is
+/// a warning: the run itself succeeded).
+fn push_final_results(s: &Setup, outcome: &TrainOutcome, duration_seconds: f64) {
+    let Some(url) = s.cfg.metrics.pushgateway.as_deref().filter(|_| s.is_rank0()) else { return };
+    let results = gan_core::metrics::FinalResults {
+        step: outcome.step,
+        cur_nimg: outcome.cur_nimg,
+        duration_seconds,
+        completed: outcome.stopped_by_signal.is_none(),
+    };
+    match gan_core::metrics::push_to_gateway(url, s.cfg.name(), &results.render()) {
+        Ok(()) => tracing::info!("pushed the final results to {url}"),
+        Err(e) => tracing::warn!("{e}"),
+    }
 }
 
 /// The signal any rank received, agreed by all ranks at this step boundary, so every rank stops
@@ -123,10 +150,11 @@ fn run_step(s: &mut Setup, step: u64) -> Result<()> {
     // The rank's random state is a function of (seed, step): what a checkpoint can restore.
     tch::manual_seed(gan_core::rng::step_seed(s.plan.seed, step) as i64);
     let batch = s.next_batch();
-    s.stats.report_host("Timing/data_secs", started.elapsed().as_secs_f64());
+    let data_wait = started.elapsed().as_secs_f64();
+    s.stats.report_host("Timing/data_secs", data_wait);
     let (reals, labels) = s.to_tensors(&batch);
     let rounds = s.plan.accumulation as i64;
-    let mut sync_secs = 0.0;
+    let (mut allreduce, mut optimizer) = (0.0, 0.0);
     let per_round = s.plan.batch_per_rank as i64;
     for phase in s.phases.clone() {
         if !step.is_multiple_of(u64::from(phase.interval())) {
@@ -139,10 +167,18 @@ fn run_step(s: &mut Setup, step: u64) -> Result<()> {
             let loss = phase_loss(s, phase, &real, &c)?;
             (loss / rounds as f64).backward();
         }
-        sync_secs += end_phase(s, phase)?;
+        let (sync_secs, opt_secs) = end_phase(s, phase)?;
+        allreduce += sync_secs;
+        optimizer += opt_secs;
     }
-    s.stats.report_host("Timing/sync_secs", sync_secs);
-    s.stats.report_host("Timing/step_secs", started.elapsed().as_secs_f64());
+    let total = started.elapsed().as_secs_f64();
+    s.stats.report_host("Timing/sync_secs", allreduce);
+    s.stats.report_host("Timing/step_secs", total);
+    if let Some(t) = &s.telemetry {
+        let forward_backward = (total - data_wait - allreduce - optimizer).max(0.0);
+        let parts = StepParts { data_wait, forward_backward, allreduce, optimizer };
+        t.metrics.observe_step(parts, (s.plan.batch_per_rank * s.plan.accumulation).into());
+    }
     Ok(())
 }
 
@@ -163,18 +199,36 @@ fn begin_phase(s: &mut Setup, phase: Phase) {
 }
 
 /// Gradients agree across ranks here, between backward and the optimizer step. Returns the
-/// seconds spent synchronising (CPU collectives are synchronous, so wall time is the cost).
-fn end_phase(s: &mut Setup, phase: Phase) -> Result<f64> {
-    let opt = match phase {
-        Phase::DMain | Phase::DReg { .. } => &mut s.d_opt,
-        Phase::GMain => &mut s.g_opt,
+/// seconds spent synchronising (CPU collectives are synchronous, so wall time is the cost) and
+/// in the optimizer.
+fn end_phase(s: &mut Setup, phase: Phase) -> Result<(f64, f64)> {
+    let (opt, norm_stat) = match phase {
+        Phase::DMain => (&mut s.d_opt, Some("GradNorm/D")),
+        Phase::DReg { .. } => (&mut s.d_opt, None),
+        Phase::GMain => (&mut s.g_opt, Some("GradNorm/G")),
     };
     let bucket_bytes = (s.cfg.dist.bucket_mb * 1024.0 * 1024.0) as usize;
     let sync_started = Instant::now();
     all_reduce_gradients(s.pg.as_mut(), opt.params(), bucket_bytes)?;
     let sync_secs = sync_started.elapsed().as_secs_f64();
+    if let Some(name) = norm_stat {
+        // A device scalar added to the tick's sum: no host sync in the step.
+        let norm = gradient_norm(opt.params());
+        s.stats.report(name, &norm);
+    }
+    let opt_started = Instant::now();
     opt.step();
-    Ok(sync_secs)
+    Ok((sync_secs, opt_started.elapsed().as_secs_f64()))
+}
+
+/// L2 norm over all gradients of `params` (the averaged ones, after the all-reduce).
+fn gradient_norm<'a>(params: impl Iterator<Item = &'a Tensor>) -> Tensor {
+    let squares: Vec<Tensor> =
+        params.map(|p| p.grad()).filter(|g| g.defined()).map(|g| g.square().sum(Kind::Float)).collect();
+    if squares.is_empty() {
+        return Tensor::from(0.0f32);
+    }
+    Tensor::stack(&squares, 0).sum(Kind::Float).sqrt()
 }
 
 /// The loss of one round of one phase; reports its statistics.
