@@ -164,6 +164,45 @@ pub struct ModelSection {
     pub channel_base: u32,
     #[serde(default = "default_channel_max")]
     pub channel_max: u32,
+    /// BigGAN: width multiplier `ch`; block channels are ch x the reference's per-resolution
+    /// multipliers (96 for ImageNet-128, 64 for CIFAR).
+    #[serde(default = "default_ch")]
+    pub ch: u32,
+    /// BigGAN: hierarchical latent, z split into one chunk per G block plus one (`--hier`).
+    #[serde(default)]
+    pub hier: bool,
+    /// BigGAN: size of the shared class embedding feeding every conditional BN (`--shared_dim`);
+    /// 0 = per-layer class embeddings (the CIFAR model).
+    #[serde(default)]
+    pub shared_dim: u32,
+    /// BigGAN: resolutions with self-attention in G and D (e.g. [64] at 128x128).
+    #[serde(default)]
+    pub attention_res: Vec<u32>,
+    /// BigGAN: weight initialisation.
+    #[serde(default = "default_init")]
+    pub init: ModelInit,
+    /// BigGAN: spectral-norm epsilon (`--SN_eps`).
+    #[serde(default = "default_sn_eps")]
+    pub sn_eps: f64,
+}
+
+fn default_ch() -> u32 {
+    64
+}
+fn default_init() -> ModelInit {
+    ModelInit::Normal002
+}
+fn default_sn_eps() -> f64 {
+    1e-8
+}
+
+config_enum! {
+    pub enum ModelInit {
+        /// Orthogonal weights (BigGAN ImageNet).
+        Orthogonal => "ortho",
+        /// N(0, 0.02) weights (BigGAN CIFAR).
+        Normal002 => "n02",
+    }
 }
 
 fn default_z_dim() -> u32 {
@@ -187,6 +226,8 @@ config_enum! {
     pub enum Arch {
         /// Conditional DCGAN with a projection discriminator: the small CPU-friendly network of the demo.
         Dcgan => "dcgan",
+        /// BigGAN (Brock et al. 2018): class-conditional residual G and projection D with spectral norm.
+        Biggan => "biggan",
     }
 }
 

@@ -119,7 +119,51 @@ fn validate_model(cfg: &RunConfig) -> Result<()> {
     }
     match m.arch {
         Arch::Dcgan => Ok(()),
+        Arch::Biggan => validate_biggan(cfg),
     }
+}
+
+/// BigGAN's reference architectures exist for 32, 64, 128 and 256 pixels, always class-conditional.
+fn validate_biggan(cfg: &RunConfig) -> Result<()> {
+    let m = &cfg.model;
+    let res = cfg.data.resolution;
+    let blocks = match res {
+        32 => 3,
+        64 => 4,
+        128 => 5,
+        256 => 6,
+        _ => return Err(Error::config("data.resolution", res, "32, 64, 128 or 256 with model.arch biggan")),
+    };
+    if !m.conditional {
+        return Err(Error::config(
+            "model.conditional",
+            false,
+            "true with model.arch biggan (its BN and D are class-conditional)",
+        ));
+    }
+    positive("model.ch", m.ch)?;
+    if m.hier && m.shared_dim == 0 {
+        return Err(Error::config(
+            "model.hier",
+            true,
+            "false, or a model.shared_dim > 0 (z chunks join the shared embedding)",
+        ));
+    }
+    if m.hier && !m.z_dim.is_multiple_of(blocks + 1) {
+        return Err(Error::config(
+            "model.z_dim",
+            m.z_dim,
+            format!("a multiple of {} with model.hier at {res}x{res} ({blocks} blocks + 1)", blocks + 1),
+        ));
+    }
+    let block_res: Vec<u32> = (0..blocks).map(|i| 8 << i).collect();
+    if let Some(bad) = m.attention_res.iter().find(|r| !block_res.contains(r)) {
+        return Err(Error::config("model.attention_res", bad, format!("block resolutions {block_res:?}")));
+    }
+    if !(m.sn_eps > 0.0 && m.sn_eps.is_finite()) {
+        return Err(Error::config("model.sn_eps", m.sn_eps, "a small positive number, e.g. 1e-8 or 1e-6"));
+    }
+    Ok(())
 }
 
 fn validate_batch(cfg: &RunConfig) -> Result<()> {

@@ -138,7 +138,15 @@ mod tests {
     use tch::{Device, Kind};
 
     fn spec() -> NetSpec {
-        NetSpec { z_dim: 16, resolution: 16, channels: 3, c_dim: 4, channel_base: 256, channel_max: 32 }
+        NetSpec {
+            z_dim: 16,
+            resolution: 16,
+            channels: 3,
+            c_dim: 4,
+            channel_base: 256,
+            channel_max: 32,
+            biggan: Default::default(),
+        }
     }
 
     #[test]

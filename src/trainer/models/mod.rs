@@ -2,6 +2,7 @@
 //! discriminator D(x, c) -> one logit per image, with parameters named by their `nn::Path`, so
 //! checkpoints and G_ema (built from the same path tree) line up by name. Model code holds
 //! architecture only: no losses, no optimizers.
+pub mod biggan;
 pub mod dcgan;
 pub mod layers;
 
@@ -11,7 +12,12 @@ use gan_core::config::{Arch, RunConfig};
 
 /// G: latent `z` [N, z_dim] and class labels `c` [N] (int64; ignored when unconditional).
 pub trait Generator: Send {
+    /// Training mode: batch statistics, and spectral-norm state advances.
     fn forward(&self, z: &Tensor, c: &Tensor) -> Tensor;
+    /// Sampling mode (G_ema's grids and evaluation): running statistics, nothing updated.
+    fn forward_eval(&self, z: &Tensor, c: &Tensor) -> Tensor {
+        self.forward(z, c)
+    }
     fn z_dim(&self) -> i64;
 }
 
@@ -30,6 +36,8 @@ pub struct NetSpec {
     pub c_dim: i64,
     pub channel_base: i64,
     pub channel_max: i64,
+    /// BigGAN's own settings (width, hierarchy, shared embedding, attention, init).
+    pub biggan: biggan::BigGanSpec,
 }
 
 impl NetSpec {
@@ -42,6 +50,7 @@ impl NetSpec {
             c_dim: if m.conditional { cfg.data.num_classes.into() } else { 0 },
             channel_base: m.channel_base.into(),
             channel_max: m.channel_max.into(),
+            biggan: biggan::BigGanSpec::from_config(cfg),
         }
     }
 
@@ -61,6 +70,7 @@ impl NetSpec {
 pub fn generator(arch: Arch, spec: &NetSpec, path: nn::Path) -> Box<dyn Generator> {
     match arch {
         Arch::Dcgan => Box::new(dcgan::Generator::new(spec, path)),
+        Arch::Biggan => Box::new(biggan::Generator::new(&spec.biggan, path)),
     }
 }
 
@@ -68,5 +78,6 @@ pub fn generator(arch: Arch, spec: &NetSpec, path: nn::Path) -> Box<dyn Generato
 pub fn discriminator(arch: Arch, spec: &NetSpec, path: nn::Path) -> Box<dyn Discriminator> {
     match arch {
         Arch::Dcgan => Box::new(dcgan::Discriminator::new(spec, path)),
+        Arch::Biggan => Box::new(biggan::Discriminator::new(&spec.biggan, path)),
     }
 }

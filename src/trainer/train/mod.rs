@@ -16,5 +16,11 @@ pub mod trainer;
 #[cfg(test)]
 mod tests;
 
+/// Serialises tests that use libtorch's global generator (model tests elsewhere take it too).
+#[cfg(test)]
+pub fn tests_lock() -> std::sync::MutexGuard<'static, ()> {
+    tests::TORCH_LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 pub use setup::Setup;
 pub use trainer::train;

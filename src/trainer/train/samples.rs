@@ -38,7 +38,7 @@ impl SampleGrid {
 
     /// Renders the grid with `g` and writes it to `path`.
     pub fn write(&self, g: &dyn Generator, path: &Path) -> Result<()> {
-        let images = tch::no_grad(|| g.forward(&self.z, &self.c));
+        let images = tch::no_grad(|| g.forward_eval(&self.z, &self.c));
         let (channels, res) = (images.size()[1] as u32, images.size()[2] as u32);
         write_grid(path, &to_uint8_nhwc(&images), res, channels, self.rows, GRID_COLS)
     }

@@ -13,7 +13,7 @@ use gan_core::comm::SingleRank;
 use gan_core::config::{self, HostFacts, RunConfig, SetOverride};
 use gan_core::data::{self, sampler::Sampler, Batch};
 
-static TORCH_LOCK: Mutex<()> = Mutex::new(());
+pub(crate) static TORCH_LOCK: Mutex<()> = Mutex::new(());
 
 /// The small config the tests train: 16x16 shapes, 4 classes, CPU.
 const TEST_CONFIG: &str = "

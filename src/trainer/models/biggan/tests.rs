@@ -1,0 +1,120 @@
+use tch::{nn, Device, Kind, Tensor};
+
+use super::*;
+use crate::models::{Discriminator as _, Generator as _};
+
+/// Trainable parameters of a VarStore (buffers such as u0, sv0 and BN statistics excluded, as
+/// in PyTorch's `parameters()`).
+fn trainable(vs: &nn::VarStore) -> i64 {
+    vs.trainable_variables().iter().map(|t| t.numel() as i64).sum()
+}
+
+fn imagenet128() -> BigGanSpec {
+    BigGanSpec {
+        resolution: 128,
+        ch: 96,
+        z_dim: 120,
+        classes: 1000,
+        hier: true,
+        shared_dim: 128,
+        attention_res: vec![64],
+        ..BigGanSpec::default()
+    }
+}
+
+#[test]
+fn parameter_counts_equal_the_reference_models() {
+    let _lock = crate::train::tests_lock();
+    for (name, spec, g_count, d_count) in [
+        ("ImageNet-128", imagenet128(), 70_433_988, 87_982_370),
+        ("CIFAR-10", BigGanSpec::default(), 4_304_387, 4_207_361),
+    ] {
+        let (g_vs, d_vs) = (nn::VarStore::new(Device::Cpu), nn::VarStore::new(Device::Cpu));
+        let _g = Generator::new(&spec, g_vs.root());
+        let _d = Discriminator::new(&spec, d_vs.root());
+        assert_eq!((trainable(&g_vs), trainable(&d_vs)), (g_count, d_count), "{name}");
+    }
+}
+
+#[test]
+fn state_dict_names_follow_the_reference() {
+    let _lock = crate::train::tests_lock();
+    let spec = BigGanSpec { ch: 8, ..imagenet128() };
+    let (g_vs, d_vs) = (nn::VarStore::new(Device::Cpu), nn::VarStore::new(Device::Cpu));
+    let _g = Generator::new(&spec, g_vs.root());
+    let _d = Discriminator::new(&spec, d_vs.root());
+    let g = g_vs.variables();
+    for name in [
+        "shared.weight",
+        "linear.weight",
+        "linear.u0",
+        "linear.sv0",
+        "blocks.0.0.conv1.weight",
+        "blocks.0.0.bn1.gain.weight",
+        "blocks.0.0.bn1.stored_mean",
+        "blocks.3.1.theta.weight",
+        "blocks.3.1.gamma",
+        "output_layer.0.gain",
+        "output_layer.2.weight",
+    ] {
+        assert!(g.contains_key(name), "G lacks {name}");
+    }
+    let d = d_vs.variables();
+    for name in [
+        "blocks.0.0.conv_sc.weight",
+        "blocks.0.1.o.weight",
+        "blocks.5.0.conv2.bias",
+        "linear.weight",
+        "embed.weight",
+        "embed.u0",
+    ] {
+        assert!(d.contains_key(name), "D lacks {name}");
+    }
+    assert!(!d.contains_key("blocks.5.0.conv_sc.weight"), "the last D block keeps its identity shortcut");
+}
+
+#[test]
+fn outputs_have_the_right_shapes_and_ranges() {
+    let _lock = crate::train::tests_lock();
+    tch::manual_seed(0);
+    for (spec, n) in
+        [(BigGanSpec { ch: 16, ..imagenet128() }, 2), (BigGanSpec { ch: 8, ..BigGanSpec::default() }, 3)]
+    {
+        let (g_vs, d_vs) = (nn::VarStore::new(Device::Cpu), nn::VarStore::new(Device::Cpu));
+        let g = Generator::new(&spec, g_vs.root());
+        let d = Discriminator::new(&spec, d_vs.root());
+        let z = Tensor::randn([n, spec.z_dim], (Kind::Float, Device::Cpu));
+        let c = Tensor::from_slice(&[1i64, 7, 3][..n as usize]);
+        let x = g.forward(&z, &c);
+        let r = spec.resolution;
+        assert_eq!(x.size(), [n, 3, r, r]);
+        assert!(x.abs().max().double_value(&[]) <= 1.0, "tanh output");
+        assert_eq!(g.forward_eval(&z, &c).size(), [n, 3, r, r]);
+        let logits = d.forward(&x, &c);
+        assert_eq!(logits.size(), [n]);
+        assert_eq!(logits.isfinite().all().int64_value(&[]), 1, "finite logits");
+    }
+}
+
+/// After a few training forwards the power iteration has converged: W / sigma has top singular
+/// value ~1.
+#[test]
+fn spectral_norm_drives_the_top_singular_value_to_one() {
+    let _lock = crate::train::tests_lock();
+    tch::manual_seed(1);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let layer = layers::SnLinear::new(vs.root() / "l", 32, 16, false, WeightInit::Normal002, 1e-8);
+    let weight = vs.variables()["l.weight"].shallow_clone();
+    // Largest singular value: the square root of W W^T's largest eigenvalue.
+    let top_singular = |w: &Tensor| w.matmul(&w.tr()).linalg_eigvalsh("L").max().double_value(&[]).sqrt();
+    let raw_top = top_singular(&weight);
+    let x = Tensor::eye(32, (Kind::Float, Device::Cpu));
+    for _ in 0..30 {
+        let _ = layer.forward(&x, true);
+    }
+    // forward(I) = (W / sigma)^T: its singular values are W's divided by sigma.
+    let normalised = tch::no_grad(|| layer.forward(&x, false));
+    let top = top_singular(&normalised);
+    assert!((top - 1.0).abs() < 1e-3, "top singular value {top} (raw {raw_top})");
+    assert!((raw_top - 1.0).abs() > 0.1, "the raw weight was not normalised already: {raw_top}");
+}
