@@ -266,6 +266,25 @@ pub struct TrainSection {
     /// EMA ramp-up: half-life is at most cur_nimg x rampup (StyleGAN2-ADA); none = no ramp-up.
     #[serde(default)]
     pub ema_rampup: Option<f64>,
+    /// A fixed G_ema decay per G step (BigGAN: 0.9999) instead of the half-life `ema_kimg`.
+    #[serde(default)]
+    pub ema_beta: Option<f64>,
+    /// G_ema copies G until this many kimg (BigGAN's `--ema_start`, in images instead of iterations).
+    #[serde(default)]
+    pub ema_start_kimg: f64,
+    /// D steps per G step (BigGAN CIFAR: 4). Every step trains D on a fresh batch of reals; G
+    /// trains after every `d_steps`-th.
+    #[serde(default = "default_d_steps")]
+    pub d_steps: u32,
+    /// Orthogonal regularisation strength for G and D (BigGAN's `--G_ortho`/`--D_ortho`; the
+    /// paper's 1e-4; 0 = off). G's shared class embedding is exempt, as in the reference.
+    #[serde(default)]
+    pub g_ortho: f64,
+    #[serde(default)]
+    pub d_ortho: f64,
+    /// Gradient-penalty weight of the `wgan_gp` loss (Gulrajani et al.: 10).
+    #[serde(default = "default_gp_lambda")]
+    pub gp_lambda: f64,
     /// Write a sample grid every this many ticks (0 = only at the end).
     #[serde(default = "default_sample_ticks")]
     pub sample_ticks: u32,
@@ -287,6 +306,12 @@ fn default_ema_kimg() -> f64 {
 fn default_sample_ticks() -> u32 {
     1
 }
+fn default_d_steps() -> u32 {
+    1
+}
+fn default_gp_lambda() -> f64 {
+    10.0
+}
 
 config_enum! {
     pub enum Device {
@@ -303,6 +328,8 @@ config_enum! {
         Hinge => "hinge",
         /// StyleGAN's non-saturating logistic loss.
         NsLogistic => "ns_logistic",
+        /// WGAN-GP (Gulrajani et al. 2017): D(fake) - D(real) + gp_lambda (|grad D(interpolate)| - 1)^2.
+        WganGp => "wgan_gp",
     }
 }
 

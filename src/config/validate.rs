@@ -214,6 +214,22 @@ fn validate_train(cfg: &RunConfig) -> Result<()> {
     if let Some(threads) = t.threads {
         positive("train.threads", threads)?;
     }
+    if let Some(beta) = t.ema_beta {
+        if !(0.0..1.0).contains(&beta) {
+            return Err(Error::config("train.ema_beta", beta, "a decay in [0, 1), e.g. 0.9999"));
+        }
+    }
+    positive("train.d_steps", t.d_steps)?;
+    for (key, value) in [
+        ("train.ema_start_kimg", t.ema_start_kimg),
+        ("train.g_ortho", t.g_ortho),
+        ("train.d_ortho", t.d_ortho),
+        ("train.gp_lambda", t.gp_lambda),
+    ] {
+        if !(value >= 0.0 && value.is_finite()) {
+            return Err(Error::config(key, value, "a finite number >= 0"));
+        }
+    }
     Ok(())
 }
 

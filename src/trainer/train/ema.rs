@@ -3,8 +3,20 @@
 //! ramp-up that shortens the half-life early in training (ema_nimg <= cur_nimg x rampup).
 use tch::{nn, Tensor};
 
-/// EMA coefficient for one step of `batch_size` images at `cur_nimg`.
-pub fn ema_beta(ema_kimg: f64, rampup: Option<f64>, cur_nimg: u64, batch_size: u32) -> f64 {
+/// G_ema's decay for a G step at `cur_nimg`: 0 (copy G) before `ema_start_kimg`, then the fixed
+/// `ema_beta` when set (BigGAN), else the half-life rule over the images of one G step.
+pub fn ema_beta(t: &gan_core::config::TrainSection, cur_nimg: u64) -> f64 {
+    if (cur_nimg as f64) < t.ema_start_kimg * 1000.0 {
+        return 0.0;
+    }
+    match t.ema_beta {
+        Some(beta) => beta,
+        None => half_life_beta(t.ema_kimg, t.ema_rampup, cur_nimg, t.batch_size * t.d_steps),
+    }
+}
+
+/// EMA coefficient for one G step of `batch_size` images at `cur_nimg`.
+pub fn half_life_beta(ema_kimg: f64, rampup: Option<f64>, cur_nimg: u64, batch_size: u32) -> f64 {
     let mut ema_nimg = ema_kimg * 1000.0;
     if let Some(rampup) = rampup {
         ema_nimg = ema_nimg.min(cur_nimg as f64 * rampup);
@@ -61,13 +73,26 @@ mod tests {
     #[test]
     fn beta_has_the_configured_half_life() {
         // After ema_kimg worth of images the old weights have half their weight.
-        let beta = ema_beta(10.0, None, 1_000_000, 64);
+        let beta = half_life_beta(10.0, None, 1_000_000, 64);
         let steps = 10_000.0 / 64.0;
         assert!((beta.powf(steps) - 0.5).abs() < 1e-9);
         // Ramp-up: at 1000 images with rampup 0.05 the half-life is 50 images.
-        let early = ema_beta(10.0, Some(0.05), 1000, 50);
+        let early = half_life_beta(10.0, Some(0.05), 1000, 50);
         assert!((early - 0.5).abs() < 1e-12);
-        assert_eq!(ema_beta(0.0, None, 0, 64), 0.0, "ema_kimg 0 means G_ema follows G");
+        assert_eq!(half_life_beta(0.0, None, 0, 64), 0.0, "ema_kimg 0 means G_ema follows G");
+        // SPECS 4.4's examples: 20 kimg at batch 64 -> 0.997784; cifar 500 kimg at 64 -> 0.999911.
+        assert!((half_life_beta(20.0, None, 10_000_000, 64) - 0.997784).abs() < 1e-6);
+        assert!((half_life_beta(500.0, Some(0.05), 100_000_000, 64) - 0.999911).abs() < 1e-6);
+    }
+
+    /// BigGAN: G_ema copies G until ema_start, then decays by the fixed beta per G step.
+    #[test]
+    fn fixed_beta_after_the_start() {
+        let yaml = "batch_size: 50\ntotal_kimg: 1\nloss: hinge\ng_opt: {lr: 0.0002}\nd_opt: {lr: 0.0002}\n\
+                    ema_beta: 0.9999\nema_start_kimg: 200\nd_steps: 4\n";
+        let t: gan_core::config::TrainSection = serde_norway::from_str(yaml).unwrap();
+        assert_eq!(ema_beta(&t, 199_999), 0.0);
+        assert_eq!(ema_beta(&t, 200_000), 0.9999);
     }
 
     #[test]

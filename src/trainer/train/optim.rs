@@ -56,6 +56,11 @@ impl Adam {
         self.params.iter().map(|(_, p)| p)
     }
 
+    /// The parameters with their VarStore names, in order.
+    pub fn named_params(&self) -> impl Iterator<Item = (&str, &Tensor)> {
+        self.params.iter().map(|(n, p)| (n.as_str(), p))
+    }
+
     /// Clears gradients before a phase accumulates new ones.
     pub fn zero_grad(&mut self) {
         for (_, p) in &mut self.params {
@@ -148,6 +153,20 @@ mod tests {
         }
         let got: Vec<f32> = Vec::try_from(&p).unwrap();
         assert!((got[0] - 0.705_982_4).abs() < 1e-6 && (got[1] + 1.702_728_5).abs() < 1e-6, "{got:?}");
+    }
+
+    /// SPECS 4.4: G (interval 4) lr 0.0025 -> 0.0020, beta2 0.99 -> 0.991992; D (interval 16)
+    /// lr -> 0.0023529, beta2 -> 0.990585; beta1 0 stays 0.
+    #[test]
+    fn lazy_regularisation_adjustment_matches_the_reference_values() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let _ = vs.root().var("w", &[1], nn::Init::Const(0.0));
+        let cfg = AdamConfig { lr: 0.0025, betas: [0.0, 0.99], eps: 1e-8 };
+        let (mut g, mut d) = (Adam::new(&vs, &cfg), Adam::new(&vs, &cfg));
+        g.adjust_for_lazy_regularisation(4);
+        d.adjust_for_lazy_regularisation(16);
+        assert!((g.lr - 0.0020).abs() < 1e-9 && (g.beta2 - 0.991992).abs() < 1e-6 && g.beta1 == 0.0);
+        assert!((d.lr - 0.0023529).abs() < 1e-7 && (d.beta2 - 0.990585).abs() < 1e-6 && d.beta1 == 0.0);
     }
 
     #[test]

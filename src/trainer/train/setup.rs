@@ -94,7 +94,7 @@ impl Setup {
             phases.push(Phase::DReg { interval: cfg.train.r1_interval });
             d_opt.adjust_for_lazy_regularisation(cfg.train.r1_interval);
         }
-        phases.push(Phase::GMain);
+        phases.push(Phase::GMain { d_steps: cfg.train.d_steps });
         let load_started = std::time::Instant::now();
         let resumed = ckpt::resolve_start(pg.as_mut(), &cfg, restarted)?;
         if let Some(r) = &resumed {

@@ -10,7 +10,7 @@ use tch::{Kind, Tensor};
 
 use super::checkpointing::{append_stats, checkpoint, Position};
 use super::ema::ema_beta;
-use super::losses::{d_loss, g_loss, r1_penalty};
+use super::losses::{d_loss, g_loss, gradient_penalty, ortho_gradient, r1_penalty};
 use super::progress::{Progress, TickReport};
 use super::setup::Setup;
 use super::sync::{all_reduce_gradients, check_parameters_agree};
@@ -26,15 +26,19 @@ pub enum Phase {
     DMain,
     /// D's lazy regulariser (R1), every `r1_interval` steps.
     DReg { interval: u32 },
-    /// G through D. (G's lazy regulariser, path length, becomes a `GReg` phase with StyleGAN2.)
-    GMain,
+    /// G through D, after every `d_steps`-th D step. (G's lazy regulariser, path length,
+    /// becomes a `GReg` phase with StyleGAN2.)
+    GMain { d_steps: u32 },
 }
 
 impl Phase {
-    fn interval(self) -> u32 {
+    /// Whether the phase runs at `step`: D every step, R1 at multiples of its interval, G after
+    /// each group of `d_steps` D steps.
+    pub fn due(self, step: u64) -> bool {
         match self {
-            Phase::DMain | Phase::GMain => 1,
-            Phase::DReg { interval } => interval,
+            Phase::DMain => true,
+            Phase::DReg { interval } => step.is_multiple_of(u64::from(interval)),
+            Phase::GMain { d_steps } => (step + 1).is_multiple_of(u64::from(d_steps)),
         }
     }
 }
@@ -97,7 +101,7 @@ pub fn train(mut s: Setup, stop: &AtomicUsize) -> Result<TrainOutcome> {
             outcome.stopped_by_signal = (signal != 0).then_some(signal as i32);
             break;
         }
-        run_step(&mut s, outcome.step)?;
+        let g_stepped = run_step(&mut s, outcome.step)?;
         if outcome.step == 0 {
             tracing::info!("first step done");
         }
@@ -105,10 +109,10 @@ pub fn train(mut s: Setup, stop: &AtomicUsize) -> Result<TrainOutcome> {
         outcome.cur_nimg += u64::from(s.cfg.train.batch_size);
         s.heartbeat.beat(outcome.step, outcome.cur_nimg)?;
         progress.step(outcome.step, outcome.cur_nimg);
-        let beta =
-            ema_beta(s.cfg.train.ema_kimg, s.cfg.train.ema_rampup, outcome.cur_nimg, s.cfg.train.batch_size);
-        s.ema.update(beta);
-        last_beta = beta;
+        if g_stepped {
+            last_beta = ema_beta(&s.cfg.train, outcome.cur_nimg);
+            s.ema.update(last_beta);
+        }
     }
     progress.finish();
     s.ckpt_writer.finish()?;
@@ -144,8 +148,8 @@ fn agree_on_stop(pg: &mut dyn gan_core::comm::ProcessGroup, local: usize) -> Res
     Ok(flag[0] as usize)
 }
 
-/// One optimizer step of every phase that is due.
-fn run_step(s: &mut Setup, step: u64) -> Result<()> {
+/// One optimizer step of every phase that is due; true when G stepped.
+fn run_step(s: &mut Setup, step: u64) -> Result<bool> {
     let started = Instant::now();
     // The rank's random state is a function of (seed, step): what a checkpoint can restore.
     tch::manual_seed(gan_core::rng::step_seed(s.plan.seed, step) as i64);
@@ -156,10 +160,12 @@ fn run_step(s: &mut Setup, step: u64) -> Result<()> {
     let rounds = s.plan.accumulation as i64;
     let (mut allreduce, mut optimizer) = (0.0, 0.0);
     let per_round = s.plan.batch_per_rank as i64;
+    let mut g_stepped = false;
     for phase in s.phases.clone() {
-        if !step.is_multiple_of(u64::from(phase.interval())) {
+        if !phase.due(step) {
             continue;
         }
+        g_stepped |= matches!(phase, Phase::GMain { .. });
         begin_phase(s, phase);
         for round in 0..rounds {
             let real = reals.narrow(0, round * per_round, per_round);
@@ -179,7 +185,7 @@ fn run_step(s: &mut Setup, step: u64) -> Result<()> {
         let parts = StepParts { data_wait, forward_backward, allreduce, optimizer };
         t.metrics.observe_step(parts, (s.plan.batch_per_rank * s.plan.accumulation).into());
     }
-    Ok(())
+    Ok(g_stepped)
 }
 
 /// Freezes the network the phase does not train, so backward computes no gradients for it.
@@ -190,7 +196,7 @@ fn begin_phase(s: &mut Setup, phase: Phase) {
             s.d_vs.unfreeze();
             s.d_opt.zero_grad();
         }
-        Phase::GMain => {
+        Phase::GMain { .. } => {
             s.d_vs.freeze();
             s.g_vs.unfreeze();
             s.g_opt.zero_grad();
@@ -202,10 +208,10 @@ fn begin_phase(s: &mut Setup, phase: Phase) {
 /// seconds spent synchronising (CPU collectives are synchronous, so wall time is the cost) and
 /// in the optimizer.
 fn end_phase(s: &mut Setup, phase: Phase) -> Result<(f64, f64)> {
-    let (opt, norm_stat) = match phase {
-        Phase::DMain => (&mut s.d_opt, Some("GradNorm/D")),
-        Phase::DReg { .. } => (&mut s.d_opt, None),
-        Phase::GMain => (&mut s.g_opt, Some("GradNorm/G")),
+    let (opt, norm_stat, ortho) = match phase {
+        Phase::DMain => (&mut s.d_opt, Some("GradNorm/D"), s.cfg.train.d_ortho),
+        Phase::DReg { .. } => (&mut s.d_opt, None, 0.0),
+        Phase::GMain { .. } => (&mut s.g_opt, Some("GradNorm/G"), s.cfg.train.g_ortho),
     };
     let bucket_bytes = (s.cfg.dist.bucket_mb * 1024.0 * 1024.0) as usize;
     let sync_started = Instant::now();
@@ -216,9 +222,26 @@ fn end_phase(s: &mut Setup, phase: Phase) -> Result<(f64, f64)> {
         let norm = gradient_norm(opt.params());
         s.stats.report(name, &norm);
     }
+    if ortho > 0.0 {
+        add_ortho_gradients(opt, ortho);
+    }
     let opt_started = Instant::now();
     opt.step();
     Ok((sync_secs, opt_started.elapsed().as_secs_f64()))
+}
+
+/// BigGAN's orthogonal regularisation, added to the (already averaged, so identical on every
+/// rank) gradients of every weight with 2 or more dimensions, except G's shared class embedding.
+fn add_ortho_gradients(opt: &super::optim::Adam, beta: f64) {
+    tch::no_grad(|| {
+        for (name, p) in opt.named_params() {
+            let mut grad = p.grad();
+            if p.dim() < 2 || name == "shared.weight" || !grad.defined() {
+                continue;
+            }
+            let _ = grad.g_add_(&ortho_gradient(p, beta));
+        }
+    });
 }
 
 /// L2 norm over all gradients of `params` (the averaged ones, after the all-reduce).
@@ -240,8 +263,18 @@ fn phase_loss(s: &mut Setup, phase: Phase, real: &Tensor, c: &Tensor) -> Result<
             let fake = tch::no_grad(|| s.g.forward(&z, &c_fake));
             let real_logits = s.d.forward(real, c);
             let fake_logits = s.d.forward(&fake, &c_fake);
-            let loss = d_loss(loss_kind, &real_logits, &fake_logits);
+            let mut loss = d_loss(loss_kind, &real_logits, &fake_logits);
             s.stats.report("Loss/D", &loss);
+            if loss_kind == gan_core::config::Loss::WganGp {
+                // Penalty at random interpolates of reals and fakes (one mixing weight per image).
+                let n = real.size()[0];
+                let eps = Tensor::rand([n, 1, 1, 1], (Kind::Float, real.device()));
+                let mix: Tensor = real * &eps + &fake * (-&eps + 1.0);
+                let x_hat = mix.detach().set_requires_grad(true);
+                let gp = gradient_penalty(&s.d.forward(&x_hat, c), &x_hat, s.cfg.train.gp_lambda);
+                s.stats.report("Loss/gradient_penalty", &gp);
+                loss = loss + gp;
+            }
             s.stats.report("D/real", &real_logits.mean(Kind::Float));
             s.stats.report("D/fake", &fake_logits.mean(Kind::Float));
             // Sign accuracy: how often D puts a real above 0 and a fake below.
@@ -259,7 +292,7 @@ fn phase_loss(s: &mut Setup, phase: Phase, real: &Tensor, c: &Tensor) -> Result<
             // Lazy regularisation: the penalty runs every `interval` steps, so it weighs `interval` times.
             Ok(r1 * f64::from(interval))
         }
-        Phase::GMain => {
+        Phase::GMain { .. } => {
             let (z, c_fake) = s.latents(real.size()[0]);
             let fake_logits = s.d.forward(&s.g.forward(&z, &c_fake), &c_fake);
             let loss = g_loss(loss_kind, &fake_logits);
