@@ -273,7 +273,7 @@ fn phase_loss(s: &mut Setup, phase: Phase, real: &Tensor, c: &Tensor) -> Result<
                 let x_hat = mix.detach().set_requires_grad(true);
                 let gp = gradient_penalty(&s.d.forward(&x_hat, c), &x_hat, s.cfg.train.gp_lambda);
                 s.stats.report("Loss/gradient_penalty", &gp);
-                loss = loss + gp;
+                loss += gp;
             }
             s.stats.report("D/real", &real_logits.mean(Kind::Float));
             s.stats.report("D/fake", &fake_logits.mean(Kind::Float));
