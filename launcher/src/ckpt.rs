@@ -37,6 +37,45 @@ pub struct ExportArgs {
     pub out: PathBuf,
 }
 
+/// `gan-launch sample`: a grid from a checkpoint's G_ema, drawn by the trainer binary (the only
+/// one with libtorch) after the checkpoint is resolved and verified here.
+#[derive(Args, Debug)]
+pub struct SampleArgs {
+    /// A checkpoint directory, or a run directory for its newest valid checkpoint.
+    pub path: PathBuf,
+    /// Output PNG.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Truncation psi in (0, 1]: latents redrawn beyond |z| = 2 and scaled by psi.
+    #[arg(long)]
+    pub truncation: Option<f64>,
+    /// Draw every image of this class (default: one row per class).
+    #[arg(long = "class")]
+    pub class: Option<u32>,
+    /// Seed of the latents.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Trainer binary (default: gan-train next to gan-launch, or $GAN_LAUNCH_TRAINER).
+    #[arg(long, env = "GAN_LAUNCH_TRAINER", hide = true)]
+    pub trainer: Option<PathBuf>,
+}
+
+pub fn sample(args: &SampleArgs) -> anyhow::Result<std::process::ExitCode> {
+    let dir = checkpoint::resolve_user_path(&args.path)?;
+    verify(&dir).map_err(|message| Error::Checkpoint { path: dir.clone(), message })?;
+    let trainer = crate::supervise::trainer_path(args.trainer.as_deref())?;
+    let mut cmd = std::process::Command::new(trainer);
+    cmd.arg("sample").arg(&dir).arg("--out").arg(&args.out).args(["--seed", &args.seed.to_string()]);
+    if let Some(psi) = args.truncation {
+        cmd.args(["--truncation", &psi.to_string()]);
+    }
+    if let Some(k) = args.class {
+        cmd.args(["--class", &k.to_string()]);
+    }
+    let status = cmd.status()?;
+    Ok(std::process::ExitCode::from(status.code().unwrap_or(1) as u8))
+}
+
 pub fn run(cmd: &Ckpt) -> anyhow::Result<()> {
     match cmd {
         Ckpt::Ls(args) => ls(&args.run),

@@ -26,6 +26,8 @@ pub enum Command {
     /// Prepare datasets.
     #[command(subcommand)]
     Data(crate::data::Data),
+    /// Write an image grid from a checkpoint's G_ema (--truncation psi, --class k).
+    Sample(crate::ckpt::SampleArgs),
     /// Inspect, verify and export checkpoints.
     #[command(subcommand)]
     Ckpt(crate::ckpt::Ckpt),

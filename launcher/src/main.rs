@@ -31,6 +31,7 @@ fn main() -> ExitCode {
         Some(Command::Bench(bench)) => bench::run(&bench).map(|_| ExitCode::SUCCESS),
         Some(Command::Data(data::Data::Prepare(args))) => data::prepare(&args).map(|_| ExitCode::SUCCESS),
         Some(Command::Ckpt(cmd)) => ckpt::run(&cmd).map(|_| ExitCode::SUCCESS),
+        Some(Command::Sample(args)) => ckpt::sample(&args),
         None => launch(&cli.job),
     };
     match result {

@@ -7,6 +7,7 @@
 mod ckpt;
 mod comm;
 mod models;
+mod sample;
 mod train;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,16 +28,24 @@ use train::Setup;
 
 /// One training rank of a gan-launch job.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version, about, args_conflicts_with_subcommands = true)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Config file (YAML).
-    config: PathBuf,
+    config: Option<PathBuf>,
     /// Override a config key, e.g. --set train.batch_size=64 (applied after GAN_* variables).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     sets: Vec<SetOverride>,
     /// The config is the launcher's resolved copy: apply no environment or overrides again.
     #[arg(long)]
     resolved: bool,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Write an image grid from a checkpoint's G_ema.
+    Sample(sample::SampleArgs),
 }
 
 fn main() -> ExitCode {
@@ -53,11 +62,16 @@ fn main() -> ExitCode {
 
 fn run() -> anyhow::Result<ExitCode> {
     let args = Args::parse();
+    if let Some(Command::Sample(sample_args)) = &args.command {
+        logging::init(Role::Tool, gan_core::config::LogFormat::Text, "info");
+        return sample::run(sample_args).map(|_| ExitCode::SUCCESS);
+    }
+    let config_path = args.config.as_ref().context("a CONFIG file is required (see --help)")?;
     let env = RankEnv::from_process()?;
     let cfg = if args.resolved {
-        config::load_resolved(&args.config)?
+        config::load_resolved(config_path)?
     } else {
-        config::load(&args.config, &args.sets)?
+        config::load(config_path, &args.sets)?
     };
     let env = env.unwrap_or_else(|| RankEnv::single(cfg.dist.master_port));
     logging::init(

@@ -23,12 +23,42 @@ pub struct SampleGrid {
 impl SampleGrid {
     /// A grid of `rows x GRID_COLS` latents; row r is class r when `num_classes` > 0.
     pub fn new(z_dim: i64, num_classes: u32, seed: u64, device: Device) -> Self {
-        let rows = if num_classes > 0 { num_classes } else { 8 };
+        Self::with_options(z_dim, num_classes, seed, device, None, None)
+    }
+
+    /// As [`SampleGrid::new`], optionally with truncated latents (BigGAN's truncation trick:
+    /// entries with |z| > 2 redrawn, then scaled by `truncation`) and every row of class `class`.
+    pub fn with_options(
+        z_dim: i64,
+        num_classes: u32,
+        seed: u64,
+        device: Device,
+        truncation: Option<f64>,
+        class: Option<u32>,
+    ) -> Self {
+        let rows = match (num_classes, class) {
+            (0, _) | (_, Some(_)) => 8,
+            (n, None) => n,
+        };
         let count = (rows * GRID_COLS) as usize;
         let mut rng = SplitMix64::for_item(seed, 0x5A4D_504C_4553); // stream "SAMPLES"
-        let z: Vec<f32> = (0..count * z_dim as usize).map(|_| standard_normal(&mut rng) as f32).collect();
-        let c: Vec<i64> =
-            (0..count).map(|i| if num_classes > 0 { (i as u32 / GRID_COLS).into() } else { 0 }).collect();
+        let draw = |rng: &mut SplitMix64| match truncation {
+            None => standard_normal(rng),
+            Some(psi) => loop {
+                let v = standard_normal(rng);
+                if v.abs() <= 2.0 {
+                    break v * psi;
+                }
+            },
+        };
+        let z: Vec<f32> = (0..count * z_dim as usize).map(|_| draw(&mut rng) as f32).collect();
+        let c: Vec<i64> = (0..count)
+            .map(|i| match (num_classes, class) {
+                (0, _) => 0,
+                (_, Some(k)) => k.into(),
+                (_, None) => (i as u32 / GRID_COLS).into(),
+            })
+            .collect();
         SampleGrid {
             z: Tensor::from_slice(&z).view([count as i64, z_dim]).to_device(device),
             c: Tensor::from_slice(&c).to_device(device),

@@ -36,6 +36,23 @@ fn parameter_counts_equal_the_reference_models() {
     }
 }
 
+/// The shipped recipes build exactly the reference models.
+#[test]
+fn shipped_recipes_build_the_reference_models() {
+    let _lock = crate::train::tests_lock();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+    for (file, g_count, d_count) in
+        [("biggan.yaml", 70_433_988, 87_982_370), ("biggan-cifar.yaml", 4_304_387, 4_207_361)]
+    {
+        let cfg = gan_core::config::load_with_env(&root.join(file), &[], std::iter::empty()).unwrap();
+        let spec = BigGanSpec { init: WeightInit::Normal002, ..BigGanSpec::from_config(&cfg) };
+        let (g_vs, d_vs) = (nn::VarStore::new(Device::Cpu), nn::VarStore::new(Device::Cpu));
+        let _g = Generator::new(&spec, g_vs.root());
+        let _d = Discriminator::new(&spec, d_vs.root());
+        assert_eq!((trainable(&g_vs), trainable(&d_vs)), (g_count, d_count), "{file}");
+    }
+}
+
 #[test]
 fn state_dict_names_follow_the_reference() {
     let _lock = crate::train::tests_lock();
