@@ -296,6 +296,29 @@ fn ckpt_commands_list_verify_and_export() {
     assert!(stderr(&verify).contains("d_opt.safetensors has 100 bytes"), "{}", stderr(&verify));
     let table = stdout(&gan_launch().args(["ckpt", "ls"]).arg(&run_dir).output().unwrap());
     assert!(table.contains("CORRUPT"), "{table}");
+    // A grid from the newest checkpoint: one class, truncated latents; a bad class is exit 2.
+    let grid = dir.path().join("grid.png");
+    let sample = gan_launch()
+        .arg("sample")
+        .arg(&run_dir)
+        .arg("--out")
+        .arg(&grid)
+        .args(["--class", "1", "--truncation", "0.7"])
+        .output()
+        .unwrap();
+    assert!(sample.status.success(), "{}", stderr(&sample));
+    let img = image::open(&grid).unwrap();
+    assert_eq!((img.width(), img.height()), (8 * 16, 8 * 16), "8 x 8 samples of 16 px");
+    let bad = gan_launch()
+        .arg("sample")
+        .arg(&run_dir)
+        .arg("--out")
+        .arg(&grid)
+        .args(["--class", "7"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+    assert!(stderr(&bad).contains("--class") && stderr(&bad).contains("0..3"), "{}", stderr(&bad));
     // Export G_ema and read it back in Python with the reference safetensors package.
     let out_file = dir.path().join("g_ema.safetensors");
     let export =
