@@ -41,6 +41,15 @@ impl Phase {
             Phase::GMain { d_steps } => (step + 1).is_multiple_of(u64::from(d_steps)),
         }
     }
+
+    /// Index of the phase's timing statistic: D main, regularisation, G main.
+    fn timing_slot(self) -> usize {
+        match self {
+            Phase::DMain => 0,
+            Phase::DReg { .. } => 1,
+            Phase::GMain { .. } => 2,
+        }
+    }
 }
 
 /// How a run ended.
@@ -161,10 +170,13 @@ fn run_step(s: &mut Setup, step: u64) -> Result<bool> {
     let (mut allreduce, mut optimizer) = (0.0, 0.0);
     let per_round = s.plan.batch_per_rank as i64;
     let mut g_stepped = false;
+    // Seconds per phase kind this step (0 when it did not run), so tick means split the step.
+    let mut phase_secs = [0.0f64; 3];
     for phase in s.phases.clone() {
         if !phase.due(step) {
             continue;
         }
+        let phase_started = Instant::now();
         g_stepped |= matches!(phase, Phase::GMain { .. });
         begin_phase(s, phase);
         for round in 0..rounds {
@@ -176,6 +188,12 @@ fn run_step(s: &mut Setup, step: u64) -> Result<bool> {
         let (sync_secs, opt_secs) = end_phase(s, phase)?;
         allreduce += sync_secs;
         optimizer += opt_secs;
+        phase_secs[phase.timing_slot()] += phase_started.elapsed().as_secs_f64();
+    }
+    for (name, secs) in
+        ["Timing/phase_D_secs", "Timing/phase_reg_secs", "Timing/phase_G_secs"].iter().zip(phase_secs)
+    {
+        s.stats.report_host(name, secs);
     }
     let total = started.elapsed().as_secs_f64();
     s.stats.report_host("Timing/sync_secs", allreduce);
