@@ -3,6 +3,7 @@
 //! validates a config in milliseconds before any rank starts.
 mod enums;
 mod load;
+mod operations;
 mod plan;
 mod schema;
 mod validate;
@@ -14,6 +15,7 @@ use std::path::Path;
 
 use enums::config_enum;
 pub use load::{load, load_resolved, load_with_env, SetOverride, ENV_PREFIX};
+pub use operations::*;
 pub use plan::{batch_per_rank, device_for, format_plan, plan, rank_seed, world_size, HostFacts, RankPlan};
 pub use schema::*;
 pub use validate::validate;

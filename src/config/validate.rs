@@ -1,7 +1,8 @@
 //! Checks that span keys or sections, run once after loading. Each failure names the key whose
 //! value has to change and says what would be accepted.
+use super::operations::ResumeFrom;
 use super::plan::{batch_per_rank, world_size};
-use super::schema::{Arch, Backend, DataSource, Device, ResumeFrom, RunConfig};
+use super::schema::{Arch, Backend, DataSource, Device, RunConfig};
 use crate::data::generated::MAX_CLASSES;
 use crate::error::{Error, Result};
 

@@ -9,6 +9,7 @@ pub mod progress;
 pub mod samples;
 pub mod setup;
 pub mod stats;
+pub mod step;
 pub mod sync;
 pub mod telemetry;
 pub mod trainer;

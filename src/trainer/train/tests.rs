@@ -126,7 +126,7 @@ fn train_probe(cfg: &RunConfig) -> impl Fn(&Tensor) -> Tensor {
     let mut sampler = Sampler::new(0, source.len());
     for _ in 0..300 {
         let batch = Batch::read(source.as_ref(), &sampler.take_step(64, 0, 1), None);
-        let (x, y) = super::trainer::batch_to_tensors(&batch, Device::Cpu);
+        let (x, y) = super::step::batch_to_tensors(&batch, Device::Cpu);
         opt.backward_step(&net.forward(&x).cross_entropy_for_logits(&y));
     }
     move |x: &Tensor| tch::no_grad(|| net.forward(x).argmax(1, false))
@@ -147,7 +147,7 @@ fn learning(cfg: &RunConfig) -> (f64, f64) {
     let classify = train_probe(cfg);
     let source = data::open(&cfg.data, 99, true).unwrap();
     let held_out = Batch::read(source.as_ref(), &(0..400).collect::<Vec<_>>(), None);
-    let (x, y) = super::trainer::batch_to_tensors(&held_out, Device::Cpu);
+    let (x, y) = super::step::batch_to_tensors(&held_out, Device::Cpu);
     let probe_acc = classify(&x).eq_tensor(&y).to_kind(Kind::Float).mean(Kind::Float).double_value(&[]);
     assert!(probe_acc > 0.95, "the probe must know the shapes first: {probe_acc}");
     let plan = config::plan(cfg, HostFacts { gpus: 0, cpus: 2 }).remove(0);

@@ -1,0 +1,158 @@
+//! The operational sections of the config: checkpoints, metrics and logging (how a run is kept,
+//! watched and reported, as opposed to what it trains, in `schema.rs`).
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::config_enum;
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CheckpointSection {
+    /// Checkpoint every this many ticks (0 = only at the end of training and on a stop signal).
+    pub every_ticks: u32,
+    /// Committed checkpoints kept (the newest ones); older ones are deleted after each commit.
+    pub keep_last: u32,
+    /// Where a start takes its state from: `latest` (the newest checkpoint of this run that
+    /// verifies, or a fresh start when there is none), `none` (fresh; existing checkpoints are
+    /// moved aside, never deleted), or the path of a checkpoint or run directory.
+    /// `gan-launch --resume` sets it.
+    pub resume: String,
+    /// Signals that mean preemption: every rank checkpoints at the same step and exits with the
+    /// requeue code 75. Other stop signals (e.g. Ctrl-C) checkpoint too and exit 128 + signal.
+    pub preempt_signals: Vec<StopSignal>,
+    /// Write checkpoint files in a background thread while training continues (rank 0 pauses
+    /// only to copy the state); false writes them before the next step.
+    pub background: bool,
+}
+
+impl Default for CheckpointSection {
+    fn default() -> Self {
+        CheckpointSection {
+            every_ticks: 4,
+            keep_last: 3,
+            resume: "latest".into(),
+            preempt_signals: vec![StopSignal::Term, StopSignal::Usr1],
+            background: true,
+        }
+    }
+}
+
+/// Where a start takes its state from (`checkpoint.resume`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ResumeFrom {
+    Latest,
+    Fresh,
+    Path(PathBuf),
+}
+
+impl CheckpointSection {
+    pub fn resume_from(&self) -> ResumeFrom {
+        match self.resume.as_str() {
+            "latest" => ResumeFrom::Latest,
+            "none" => ResumeFrom::Fresh,
+            path => ResumeFrom::Path(PathBuf::from(path)),
+        }
+    }
+}
+
+config_enum! {
+    pub enum StopSignal {
+        Term => "SIGTERM",
+        Usr1 => "SIGUSR1",
+        Usr2 => "SIGUSR2",
+        Int => "SIGINT",
+    }
+}
+
+impl StopSignal {
+    /// The signal's number on Linux.
+    pub fn number(self) -> i32 {
+        match self {
+            StopSignal::Int => 2,
+            StopSignal::Usr1 => 10,
+            StopSignal::Usr2 => 12,
+            StopSignal::Term => 15,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSection {
+    /// Serve Prometheus metrics from every rank and launcher.
+    pub enabled: bool,
+    /// Address the endpoints listen on.
+    pub bind: String,
+    /// Rank r of a node serves `/metrics` on port + LOCAL_RANK. 0 = any free port; every
+    /// endpoint's address is written to `<run dir>/metrics/` either way.
+    pub port: u16,
+    /// The launcher's own endpoint (ranks alive, restarts, heartbeats, job state); 0 = any free port.
+    pub launcher_port: u16,
+    /// Pushgateway URL (`http://host:9091`) that rank 0 pushes the run's final results to; none = no push.
+    pub pushgateway: Option<String>,
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        MetricsSection {
+            enabled: true,
+            bind: "0.0.0.0".into(),
+            port: 9410,
+            launcher_port: 9409,
+            pushgateway: None,
+        }
+    }
+}
+
+impl MetricsSection {
+    /// The port local rank `local_rank` serves on (0 stays 0: any free port).
+    pub fn rank_port(&self, local_rank: u32) -> u16 {
+        if self.port == 0 {
+            0
+        } else {
+            self.port.saturating_add(local_rank as u16)
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSection {
+    /// `text` for people, `json` for log shippers (one object per line).
+    pub format: LogFormat,
+    /// Minimum level: error, warn, info, debug or trace.
+    pub level: String,
+    /// Live progress bar on rank 0 when stderr is a terminal.
+    pub progress: bool,
+    /// Which ranks the launcher's console shows; every rank's log is always written to
+    /// `<run dir>/logs/rank-<r>.log`.
+    pub console: ConsoleRanks,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        LogSection {
+            format: LogFormat::Text,
+            level: "info".into(),
+            progress: true,
+            console: ConsoleRanks::Rank0,
+        }
+    }
+}
+
+config_enum! {
+    pub enum ConsoleRanks {
+        /// Only rank 0 (and the launcher).
+        Rank0 => "rank0",
+        /// Every rank, each line prefixed with its rank.
+        All => "all",
+    }
+}
+
+config_enum! {
+    pub enum LogFormat {
+        Text => "text",
+        Json => "json",
+    }
+}
