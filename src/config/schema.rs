@@ -283,6 +283,12 @@ pub struct TrainSection {
     pub g_ortho: f64,
     #[serde(default)]
     pub d_ortho: f64,
+    /// Augmentation of every image D sees (reals and fakes, all phases).
+    #[serde(default = "default_augment")]
+    pub augment: Augment,
+    /// DiffAugment's transforms, applied in this order.
+    #[serde(default = "default_diffaugment_policy")]
+    pub diffaugment_policy: Vec<DiffAugmentOp>,
     /// Gradient-penalty weight of the `wgan_gp` loss (Gulrajani et al.: 10).
     #[serde(default = "default_gp_lambda")]
     pub gp_lambda: f64,
@@ -307,6 +313,32 @@ fn default_ema_kimg() -> f64 {
 fn default_sample_ticks() -> u32 {
     1
 }
+fn default_augment() -> Augment {
+    Augment::None
+}
+fn default_diffaugment_policy() -> Vec<DiffAugmentOp> {
+    vec![DiffAugmentOp::Color, DiffAugmentOp::Translation, DiffAugmentOp::Cutout]
+}
+
+config_enum! {
+    pub enum Augment {
+        None => "none",
+        /// DiffAugment (Zhao et al. 2020): the transforms of `diffaugment_policy` on every image D sees.
+        DiffAugment => "diffaugment",
+    }
+}
+
+config_enum! {
+    pub enum DiffAugmentOp {
+        /// Brightness, saturation and contrast.
+        Color => "color",
+        /// Integer shift up to 1/8 of the size, zero-filled.
+        Translation => "translation",
+        /// A zeroed square of half the size.
+        Cutout => "cutout",
+    }
+}
+
 fn default_d_steps() -> u32 {
     1
 }

@@ -4,6 +4,7 @@
 //!
 //! Everything that needs tensors lives under this binary (`models`, `train`); the `gan_core`
 //! library stays torch-free, so the launcher that links it never loads libtorch.
+mod augment;
 mod ckpt;
 mod comm;
 mod models;

@@ -13,6 +13,7 @@ use super::stats::TickStats;
 use super::step::{batch_to_tensors, Phase};
 use super::sync::broadcast_from_rank0;
 use super::telemetry::Telemetry;
+use crate::augment::Augmenter;
 use crate::ckpt::{self, CheckpointWriter, RestoreTargets, Resumed};
 use crate::models::{self, Discriminator, Generator, NetSpec};
 use gan_core::checkpoint::Checkpoints;
@@ -43,6 +44,8 @@ pub struct Setup {
     pub d_opt: Adam,
     pub ema: Ema,
     pub phases: Vec<Phase>,
+    /// Applied to every image D sees.
+    pub augment: Augmenter,
     pub stats: TickStats,
     /// Tells the launcher this rank is making progress.
     pub heartbeat: Heartbeat,
@@ -142,6 +145,7 @@ impl Setup {
             cfg.checkpoint.background,
             ckpt_metrics,
         );
+        let augment = Augmenter::from_config(&cfg.train);
         let setup = Setup {
             cfg,
             plan,
@@ -157,6 +161,7 @@ impl Setup {
             d_opt,
             ema,
             phases,
+            augment,
             stats: TickStats::default(),
             heartbeat: Heartbeat::from_env(),
             source,

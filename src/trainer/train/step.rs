@@ -167,8 +167,8 @@ fn phase_loss(s: &mut Setup, phase: Phase, real: &Tensor, c: &Tensor) -> Result<
         Phase::DMain => {
             let (z, c_fake) = s.latents(real.size()[0]);
             let fake = tch::no_grad(|| s.g.forward(&z, &c_fake));
-            let real_logits = s.d.forward(real, c);
-            let fake_logits = s.d.forward(&fake, &c_fake);
+            let real_logits = s.d.forward(&s.augment.apply(real), c);
+            let fake_logits = s.d.forward(&s.augment.apply(&fake), &c_fake);
             let mut loss = d_loss(loss_kind, &real_logits, &fake_logits);
             s.stats.report("Loss/D", &loss);
             if loss_kind == gan_core::config::Loss::WganGp {
@@ -177,7 +177,8 @@ fn phase_loss(s: &mut Setup, phase: Phase, real: &Tensor, c: &Tensor) -> Result<
                 let eps = Tensor::rand([n, 1, 1, 1], (Kind::Float, real.device()));
                 let mix: Tensor = real * &eps + &fake * (-&eps + 1.0);
                 let x_hat = mix.detach().set_requires_grad(true);
-                let gp = gradient_penalty(&s.d.forward(&x_hat, c), &x_hat, s.cfg.train.gp_lambda);
+                let logits = s.d.forward(&s.augment.apply(&x_hat), c);
+                let gp = gradient_penalty(&logits, &x_hat, s.cfg.train.gp_lambda);
                 s.stats.report("Loss/gradient_penalty", &gp);
                 loss += gp;
             }
@@ -191,8 +192,9 @@ fn phase_loss(s: &mut Setup, phase: Phase, real: &Tensor, c: &Tensor) -> Result<
             Ok(loss)
         }
         Phase::DReg { interval } => {
+            // The gradient is taken with respect to the un-augmented reals, through the augmentation.
             let real = real.detach().set_requires_grad(true);
-            let logits = s.d.forward(&real, c);
+            let logits = s.d.forward(&s.augment.apply(&real), c);
             let r1 = r1_penalty(&logits, &real, s.cfg.train.r1_gamma);
             s.stats.report("Loss/R1", &r1);
             // Lazy regularisation: the penalty runs every `interval` steps, so it weighs `interval` times.
@@ -200,7 +202,7 @@ fn phase_loss(s: &mut Setup, phase: Phase, real: &Tensor, c: &Tensor) -> Result<
         }
         Phase::GMain { .. } => {
             let (z, c_fake) = s.latents(real.size()[0]);
-            let fake_logits = s.d.forward(&s.g.forward(&z, &c_fake), &c_fake);
+            let fake_logits = s.d.forward(&s.augment.apply(&s.g.forward(&z, &c_fake)), &c_fake);
             let loss = g_loss(loss_kind, &fake_logits);
             s.stats.report("Loss/G", &loss);
             Ok(loss)
