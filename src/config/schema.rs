@@ -286,6 +286,16 @@ pub struct TrainSection {
     /// Augmentation of every image D sees (reals and fakes, all phases).
     #[serde(default = "default_augment")]
     pub augment: Augment,
+    /// ADA: the target of r_t = E[sign(D(real))] (0.6), steps between adjustments (4), kimg for
+    /// p to move from 0 to 1 (500), and the starting p.
+    #[serde(default = "default_ada_target")]
+    pub ada_target: f64,
+    #[serde(default = "default_ada_interval")]
+    pub ada_interval: u32,
+    #[serde(default = "default_ada_kimg")]
+    pub ada_kimg: f64,
+    #[serde(default)]
+    pub ada_p_init: f64,
     /// DiffAugment's transforms, applied in this order.
     #[serde(default = "default_diffaugment_policy")]
     pub diffaugment_policy: Vec<DiffAugmentOp>,
@@ -313,6 +323,15 @@ fn default_ema_kimg() -> f64 {
 fn default_sample_ticks() -> u32 {
     1
 }
+fn default_ada_target() -> f64 {
+    0.6
+}
+fn default_ada_interval() -> u32 {
+    4
+}
+fn default_ada_kimg() -> f64 {
+    500.0
+}
 fn default_augment() -> Augment {
     Augment::None
 }
@@ -325,6 +344,8 @@ config_enum! {
         None => "none",
         /// DiffAugment (Zhao et al. 2020): the transforms of `diffaugment_policy` on every image D sees.
         DiffAugment => "diffaugment",
+        /// ADA (Karras et al. 2020): flips, rotations, translation, scale and colour, each with an adaptive p.
+        Ada => "ada",
     }
 }
 

@@ -221,6 +221,13 @@ fn validate_train(cfg: &RunConfig) -> Result<()> {
         }
     }
     positive("train.d_steps", t.d_steps)?;
+    positive("train.ada_interval", t.ada_interval)?;
+    finite_positive("train.ada_kimg", t.ada_kimg)?;
+    for (key, value) in [("train.ada_target", t.ada_target), ("train.ada_p_init", t.ada_p_init)] {
+        if !(0.0..=1.0).contains(&value) {
+            return Err(Error::config(key, value, "a number in [0, 1]"));
+        }
+    }
     for (key, value) in [
         ("train.ema_start_kimg", t.ema_start_kimg),
         ("train.g_ortho", t.g_ortho),

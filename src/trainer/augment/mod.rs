@@ -1,8 +1,11 @@
 //! Differentiable augmentation of every image D sees (reals and fakes, in D and G phases and
 //! the R1 pass), so D cannot memorise a small dataset while G still learns the un-augmented
-//! distribution. `diffaugment`: DiffAugment (Zhao et al. 2020). ADA is the other family the
-//! config will offer.
+//! distribution: DiffAugment (Zhao et al. 2020) with fixed transforms, or ADA (Karras et al.
+//! 2020) with a probability p adapted to D's overfitting.
+mod ada;
 mod diffaugment;
+
+pub use ada::AdaController;
 
 #[cfg(test)]
 mod tests;
@@ -15,6 +18,7 @@ use gan_core::config::{Augment, DiffAugmentOp, TrainSection};
 pub enum Augmenter {
     None,
     DiffAugment(Vec<DiffAugmentOp>),
+    Ada(AdaController),
 }
 
 impl Augmenter {
@@ -22,6 +26,23 @@ impl Augmenter {
         match t.augment {
             Augment::None => Augmenter::None,
             Augment::DiffAugment => Augmenter::DiffAugment(t.diffaugment_policy.clone()),
+            Augment::Ada => Augmenter::Ada(AdaController {
+                p: t.ada_p_init,
+                target: t.ada_target,
+                interval: t.ada_interval,
+                ada_kimg: t.ada_kimg,
+                sign_sum: 0.0,
+                sign_count: 0.0,
+                steps: 0,
+            }),
+        }
+    }
+
+    /// The current augmentation probability (ADA's p; 0 for the others).
+    pub fn probability(&self) -> f64 {
+        match self {
+            Augmenter::Ada(ctrl) => ctrl.p,
+            _ => 0.0,
         }
     }
 
@@ -31,6 +52,7 @@ impl Augmenter {
         match self {
             Augmenter::None => x.shallow_clone(),
             Augmenter::DiffAugment(ops) => diffaugment::apply(x, ops),
+            Augmenter::Ada(ctrl) => ada::apply(x, ctrl.p),
         }
     }
 }

@@ -54,3 +54,49 @@ fn color_changes_images_differently_and_the_full_policy_is_deterministic_per_see
     let shift = (&colored - &x).mean_dim(&[1i64, 2, 3][..], false, Kind::Float);
     assert!(shift.std(true).double_value(&[]) > 1e-3, "per-image brightness: {shift}");
 }
+
+#[test]
+fn ada_at_p0_is_the_identity_and_at_p1_changes_every_image_keeping_shape() {
+    let _lock = crate::train::tests_lock();
+    tch::manual_seed(4);
+    let x = images(6);
+    assert!(super::ada::apply(&x, 0.0).equal(&x));
+    let y = super::ada::apply(&x, 1.0);
+    assert_eq!(y.size(), x.size());
+    let changed = (&y - &x).abs().amax(&[1i64, 2, 3][..], false);
+    assert!(changed.min().double_value(&[]) > 1e-3, "every image changed: {changed}");
+    // Gradients reach the input through every transform (R1 needs them).
+    let xg = x.copy().set_requires_grad(true);
+    let grad =
+        Tensor::run_backward(&[super::ada::apply(&xg, 1.0).sum(Kind::Float)], &[&xg], false, false).remove(0);
+    assert!(grad.abs().sum(Kind::Float).double_value(&[]) > 0.0);
+}
+
+/// SPECS 4.5: p moves by batch x interval / (ada_kimg x 1000) toward r_t = target.
+#[test]
+fn ada_controller_follows_the_reference_rule() {
+    let mut ctrl = super::AdaController {
+        p: 0.0,
+        target: 0.6,
+        interval: 4,
+        ada_kimg: 500.0,
+        sign_sum: 0.0,
+        sign_count: 0.0,
+        steps: 0,
+    };
+    // D is sure about reals (every sign +1): r_t = 1 > 0.6, p rises by 64 x 4 / 500k per adjustment.
+    for step in 0..4 {
+        let r = ctrl.observe(64.0, 64.0, 64);
+        assert_eq!(r.is_some(), step == 3);
+    }
+    assert!((ctrl.p - 64.0 * 4.0 / 500_000.0).abs() < 1e-15);
+    // Then D is unsure (r_t = 0): p goes back down, and never below 0.
+    for _ in 0..8 {
+        ctrl.observe(0.0, 64.0, 64);
+    }
+    assert_eq!(ctrl.p, 0.0);
+    let saved: std::collections::BTreeMap<String, f64> = ctrl.state().into_iter().collect();
+    let mut other = super::AdaController { p: 0.5, steps: 2, ..ctrl.clone() };
+    other.restore(&saved);
+    assert_eq!(other, ctrl);
+}

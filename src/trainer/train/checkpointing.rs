@@ -52,6 +52,10 @@ fn snapshot(s: &Setup, pos: Position, ranks: Vec<RankState>) -> Result<Snapshot>
         data_consumed: s.data_consumed(),
         batch_size: s.cfg.train.batch_size,
         ranks,
+        augment: match &s.augment {
+            crate::augment::Augmenter::Ada(ctrl) => ctrl.state().into_iter().collect(),
+            _ => Default::default(),
+        },
         ..Default::default()
     };
     let manifest = Manifest {

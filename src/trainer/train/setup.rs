@@ -46,6 +46,8 @@ pub struct Setup {
     pub phases: Vec<Phase>,
     /// Applied to every image D sees.
     pub augment: Augmenter,
+    /// ADA: this step's sums of sign(D(real)) (device scalars, one per round).
+    pub ada_signs: Vec<Tensor>,
     pub stats: TickStats,
     /// Tells the launcher this rank is making progress.
     pub heartbeat: Heartbeat,
@@ -145,7 +147,10 @@ impl Setup {
             cfg.checkpoint.background,
             ckpt_metrics,
         );
-        let augment = Augmenter::from_config(&cfg.train);
+        let mut augment = Augmenter::from_config(&cfg.train);
+        if let (Augmenter::Ada(ctrl), Some(r)) = (&mut augment, &resumed) {
+            ctrl.restore(&r.state.augment);
+        }
         let setup = Setup {
             cfg,
             plan,
@@ -162,6 +167,7 @@ impl Setup {
             ema,
             phases,
             augment,
+            ada_signs: Vec::new(),
             stats: TickStats::default(),
             heartbeat: Heartbeat::from_env(),
             source,

@@ -183,6 +183,9 @@ fn phase_loss(s: &mut Setup, phase: Phase, real: &Tensor, c: &Tensor) -> Result<
                 loss += gp;
             }
             s.stats.report("D/real", &real_logits.mean(Kind::Float));
+            if matches!(s.augment, crate::augment::Augmenter::Ada(_)) {
+                s.ada_signs.push(real_logits.detach().sign().sum(Kind::Float));
+            }
             s.stats.report("D/fake", &fake_logits.mean(Kind::Float));
             // Sign accuracy: how often D puts a real above 0 and a fake below.
             let acc = (real_logits.gt(0.0).to_kind(Kind::Float).mean(Kind::Float)

@@ -222,13 +222,15 @@ fn checkpoint_files(cfg: &RunConfig, step: u64) -> Vec<(String, Vec<u8>)> {
 }
 
 /// In one process: 32 steps straight, or 16 steps, a new Setup that resumes from the checkpoint,
-/// and 16 more. Weights, G_ema and both optimizers end bit-identical, and so do the losses of
-/// the ticks after the resume.
+/// and 16 more. Weights, G_ema, both optimizers and ADA's p end bit-identical, and so do the
+/// losses of the ticks after the resume.
 #[test]
 fn resuming_from_a_checkpoint_continues_bit_identically() {
     let _lock = TORCH_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
-    let sets = ["checkpoint.every_ticks=1", "train.kimg_per_tick=0.256"];
+    // With ADA adapting p quickly: its controller state must resume exactly too.
+    let sets =
+        ["checkpoint.every_ticks=1", "train.kimg_per_tick=0.256", "train.augment=ada", "train.ada_kimg=2"];
     let straight = test_config(dirs[0].path(), &sets);
     let (whole, _) = run(&straight);
     let halves = test_config(dirs[1].path(), &[&sets[..], &["train.total_kimg=0.512"]].concat());
@@ -253,4 +255,7 @@ fn resuming_from_a_checkpoint_continues_bit_identically() {
             .collect::<Vec<_>>()
     };
     assert_eq!(losses(&whole.ticks[2..]), losses(&second.ticks), "identical losses after the resume");
+    let p = |t: &super::progress::TickReport| t.stats["Augment/p"];
+    assert!(p(&second.ticks[1]) > 0.0, "ADA's p moved");
+    assert_eq!(p(&whole.ticks[3]), p(&second.ticks[1]), "ADA's p resumed exactly");
 }

@@ -53,8 +53,12 @@ pub fn train(mut s: Setup, stop: &AtomicUsize) -> Result<TrainOutcome> {
             next_tick += 1;
             progress.tick(&report);
             if let Some(t) = &s.telemetry {
-                let rates =
-                    TickRates { g_lr: s.g_opt.lr, d_lr: s.d_opt.lr, ema_beta: last_beta, augment_p: 0.0 };
+                let rates = TickRates {
+                    g_lr: s.g_opt.lr,
+                    d_lr: s.d_opt.lr,
+                    ema_beta: last_beta,
+                    augment_p: s.augment.probability(),
+                };
                 t.tick(&report, outcome.cur_nimg, rates, s.device);
             }
             maintenance(&mut s, &report, done)?;
@@ -73,6 +77,7 @@ pub fn train(mut s: Setup, stop: &AtomicUsize) -> Result<TrainOutcome> {
             break;
         }
         let g_stepped = run_step(&mut s, outcome.step)?;
+        adapt_augmentation(&mut s)?;
         if outcome.step == 0 {
             tracing::info!("first step done");
         }
@@ -106,6 +111,25 @@ fn push_final_results(s: &Setup, outcome: &TrainOutcome, duration_seconds: f64) 
         Ok(()) => tracing::info!("pushed the final results to {url}"),
         Err(e) => tracing::warn!("{e}"),
     }
+}
+
+/// ADA: the step's sign(D(real)) sums of all ranks go to the controller, which adjusts p every
+/// `ada_interval` steps. Reduced every step (two numbers), so every rank holds the same sums and
+/// a checkpoint taken at any step resumes the controller exactly.
+fn adapt_augmentation(s: &mut Setup) -> Result<()> {
+    let signs: Vec<tch::Tensor> = std::mem::take(&mut s.ada_signs);
+    let crate::augment::Augmenter::Ada(_) = &s.augment else { return Ok(()) };
+    let count = (s.plan.batch_per_rank * s.plan.accumulation) as f64;
+    let mut sums = [signs.iter().map(|t| t.double_value(&[])).sum::<f64>(), count];
+    s.pg.all_reduce_f64(&mut sums, gan_core::comm::ReduceOp::Sum)?;
+    let batch_size = s.cfg.train.batch_size;
+    if let crate::augment::Augmenter::Ada(ctrl) = &mut s.augment {
+        if let Some(r_t) = ctrl.observe(sums[0], sums[1], batch_size) {
+            s.stats.report_host("Augment/rt", r_t);
+        }
+        s.stats.report_host("Augment/p", ctrl.p);
+    }
+    Ok(())
 }
 
 /// The signal any rank received, agreed by all ranks at this step boundary, so every rank stops
