@@ -35,5 +35,6 @@ pub mod metrics;
 pub mod rendezvous;
 pub mod rng;
 pub mod rundir;
+pub mod sample_options;
 
 pub use error::{Error, Result};

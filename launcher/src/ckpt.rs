@@ -43,18 +43,8 @@ pub struct ExportArgs {
 pub struct SampleArgs {
     /// A checkpoint directory, or a run directory for its newest valid checkpoint.
     pub path: PathBuf,
-    /// Output PNG.
-    #[arg(long)]
-    pub out: PathBuf,
-    /// Truncation psi in (0, 1]: latents redrawn beyond |z| = 2 and scaled by psi.
-    #[arg(long)]
-    pub truncation: Option<f64>,
-    /// Draw every image of this class (default: one row per class).
-    #[arg(long = "class")]
-    pub class: Option<u32>,
-    /// Seed of the latents.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    #[command(flatten)]
+    pub options: gan_core::sample_options::SampleOptions,
     /// Trainer binary (default: gan-train next to gan-launch, or $GAN_LAUNCH_TRAINER).
     #[arg(long, env = "GAN_LAUNCH_TRAINER", hide = true)]
     pub trainer: Option<PathBuf>,
@@ -64,15 +54,8 @@ pub fn sample(args: &SampleArgs) -> anyhow::Result<std::process::ExitCode> {
     let dir = checkpoint::resolve_user_path(&args.path)?;
     verify(&dir).map_err(|message| Error::Checkpoint { path: dir.clone(), message })?;
     let trainer = crate::supervise::trainer_path(args.trainer.as_deref())?;
-    let mut cmd = std::process::Command::new(trainer);
-    cmd.arg("sample").arg(&dir).arg("--out").arg(&args.out).args(["--seed", &args.seed.to_string()]);
-    if let Some(psi) = args.truncation {
-        cmd.args(["--truncation", &psi.to_string()]);
-    }
-    if let Some(k) = args.class {
-        cmd.args(["--class", &k.to_string()]);
-    }
-    let status = cmd.status()?;
+    let status =
+        std::process::Command::new(trainer).arg("sample").arg(&dir).args(args.options.to_args()).status()?;
     Ok(std::process::ExitCode::from(status.code().unwrap_or(1) as u8))
 }
 

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use gan_core::config::RunConfig;
-use gan_core::metrics::{JobState, LauncherMetrics, MetricsServer};
+use gan_core::metrics::{serve_recorded, JobState, LauncherMetrics, MetricsServer};
 use gan_core::rundir::{CRATE_VERSION, GIT_COMMIT};
 
 pub struct LauncherTelemetry {
@@ -26,21 +26,9 @@ impl LauncherTelemetry {
         metrics.ranks.set(ranks as f64);
         let registry = metrics.registry.clone();
         let render = Arc::new(move || gan_core::metrics::render(&registry));
-        let server = match MetricsServer::start(&cfg.metrics.bind, cfg.metrics.launcher_port, render) {
-            Ok(server) => {
-                let addr = server.local_addr();
-                tracing::info!(address = %addr, "serving launcher metrics at http://{addr}/metrics");
-                let file = cfg.run_dir().join("metrics").join(format!("launcher-node-{node_rank}.addr"));
-                if let Err(e) = gan_core::fsutil::write_atomic(&file, format!("{addr}\n").as_bytes()) {
-                    tracing::warn!("cannot record the metrics address: {e}");
-                }
-                Some(server)
-            }
-            Err(e) => {
-                tracing::warn!("no launcher metrics endpoint: {e}; the job continues without it");
-                None
-            }
-        };
+        let addr_file = cfg.run_dir().join("metrics").join(format!("launcher-node-{node_rank}.addr"));
+        let who = format!("launcher (node {node_rank})");
+        let server = serve_recorded(&cfg.metrics.bind, cfg.metrics.launcher_port, render, &addr_file, &who);
         Some(LauncherTelemetry { metrics, _server: server })
     }
 

@@ -32,6 +32,13 @@ impl Builder {
         self.register(name, GaugeVec::new(Opts::new(name, help), labels).expect(VALID))
     }
 
+    /// An `_info` gauge of value 1 whose labels carry `build` (version, commit, ...).
+    pub fn info(&mut self, name: &str, help: &str, build: &[(&str, &str)]) {
+        let names: Vec<&str> = build.iter().map(|(k, _)| *k).collect();
+        let values: Vec<&str> = build.iter().map(|(_, v)| *v).collect();
+        self.gauge_vec(name, help, &names).with_label_values(&values).set(1.0);
+    }
+
     pub fn counter(&mut self, name: &str, help: &str) -> IntCounter {
         debug_assert!(name.ends_with("_total"));
         self.register(name, IntCounter::with_opts(Opts::new(name, help)).expect(VALID))

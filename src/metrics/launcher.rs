@@ -43,10 +43,7 @@ pub struct LauncherMetrics {
 impl LauncherMetrics {
     pub fn new(run: &str, node: u32, build: &[(&str, &str)]) -> Self {
         let mut b = Builder::new(labels(&[("run", run.into()), ("node", node.to_string())]));
-        let build_names: Vec<&str> = build.iter().map(|(k, _)| *k).collect();
-        let build_info =
-            b.gauge_vec("gan_launcher_build_info", "Build of the launcher (value 1).", &build_names);
-        build_info.with_label_values(&build.iter().map(|(_, v)| *v).collect::<Vec<_>>()).set(1.0);
+        b.info("gan_launcher_build_info", "Build of the launcher (value 1).", build);
         let m = LauncherMetrics {
             ranks: b.gauge("gan_launcher_ranks", "Ranks this launcher runs."),
             ranks_alive: b

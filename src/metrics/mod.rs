@@ -19,7 +19,7 @@ mod tests;
 pub use launcher::{JobState, LauncherMetrics};
 pub use push::{push_to_gateway, FinalResults};
 pub use rank::{CheckpointMetrics, RankMetrics, StepParts};
-pub use server::MetricsServer;
+pub use server::{serve_recorded, MetricsServer};
 
 /// Renders a registry in the text exposition format 0.0.4.
 pub fn render(registry: &prometheus::Registry) -> String {

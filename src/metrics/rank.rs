@@ -73,9 +73,7 @@ impl RankMetrics {
             ("node", node.to_string()),
         ]));
         let step_buckets = exponential(0.001, 2.0, 16); // 1 ms .. 33 s
-        let build_names: Vec<&str> = build.iter().map(|(k, _)| *k).collect();
-        let build_info = b.gauge_vec("gan_build_info", "Build of the trainer (value 1).", &build_names);
-        build_info.with_label_values(&build.iter().map(|(_, v)| *v).collect::<Vec<_>>()).set(1.0);
+        b.info("gan_build_info", "Build of the trainer (value 1).", build);
         let checkpoint = (rank == 0).then(|| CheckpointMetrics {
             duration_seconds: b.histogram(
                 "gan_checkpoint_duration_seconds",

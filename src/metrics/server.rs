@@ -71,6 +71,32 @@ impl Drop for MetricsServer {
     }
 }
 
+/// Starts an endpoint for `who` (e.g. "rank 3") and records its address in `addr_file`, so
+/// tests and scrape configs find endpoints on port 0. A port that cannot be bound is a loud
+/// warning and `None`: the job matters more than its dashboard.
+pub fn serve_recorded(
+    bind: &str,
+    port: u16,
+    render: Render,
+    addr_file: &std::path::Path,
+    who: &str,
+) -> Option<MetricsServer> {
+    match MetricsServer::start(bind, port, render) {
+        Ok(server) => {
+            let addr = server.local_addr();
+            tracing::info!(address = %addr, "serving {who} metrics at http://{addr}/metrics");
+            if let Err(e) = crate::fsutil::write_atomic(addr_file, format!("{addr}\n").as_bytes()) {
+                tracing::warn!("cannot record the metrics address: {e}");
+            }
+            Some(server)
+        }
+        Err(e) => {
+            tracing::warn!("no metrics endpoint for {who}: {e}; the job continues without it");
+            None
+        }
+    }
+}
+
 fn answer(mut stream: TcpStream, render: &(dyn Fn() -> String + Send + Sync)) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     let mut head = Vec::new();

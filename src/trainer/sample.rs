@@ -9,36 +9,27 @@ use crate::ckpt;
 use crate::models::{self, NetSpec};
 use crate::train::samples::SampleGrid;
 use gan_core::config;
+use gan_core::sample_options::SampleOptions;
 use gan_core::Error;
 
 #[derive(Args, Debug)]
 pub struct SampleArgs {
     /// A checkpoint directory (step-NNNNNNNN; gan-launch sample also takes a run directory).
     pub checkpoint: PathBuf,
-    /// Output PNG.
-    #[arg(long)]
-    pub out: PathBuf,
-    /// Truncation psi in (0, 1]: latents redrawn beyond |z| = 2 and scaled by psi.
-    #[arg(long)]
-    pub truncation: Option<f64>,
-    /// Draw every image of this class (default: one row per class).
-    #[arg(long = "class")]
-    pub class: Option<u32>,
-    /// Seed of the latents.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    #[command(flatten)]
+    pub options: SampleOptions,
 }
 
 pub fn run(args: &SampleArgs) -> anyhow::Result<()> {
-    let dir = &args.checkpoint;
+    let (dir, opts) = (&args.checkpoint, &args.options);
     let cfg = config::load_resolved(&dir.join("config.yaml"))?;
-    if let Some(psi) = args.truncation {
+    if let Some(psi) = opts.truncation {
         if !(psi > 0.0 && psi <= 1.0) {
             return Err(Error::config("--truncation", psi, "a number in (0, 1]").into());
         }
     }
     let classes = if cfg.model.conditional { cfg.data.num_classes } else { 0 };
-    if let Some(k) = args.class {
+    if let Some(k) = opts.class {
         if k >= classes {
             let allowed = if classes == 0 {
                 "none: the model is unconditional".to_string()
@@ -53,8 +44,8 @@ pub fn run(args: &SampleArgs) -> anyhow::Result<()> {
     let vs = nn::VarStore::new(device);
     let g_ema = models::generator(cfg.model.arch, &spec, vs.root());
     ckpt::load_generator(&vs, dir)?;
-    let grid = SampleGrid::with_options(spec.z_dim, classes, args.seed, device, args.truncation, args.class);
-    grid.write(g_ema.as_ref(), &args.out)?;
-    println!("wrote {}", args.out.display());
+    let grid = SampleGrid::with_options(spec.z_dim, classes, opts.seed, device, opts.truncation, opts.class);
+    grid.write(g_ema.as_ref(), &opts.out)?;
+    println!("wrote {}", opts.out.display());
     Ok(())
 }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use gan_core::config::{RankPlan, RunConfig};
-use gan_core::metrics::{MetricsServer, RankMetrics};
+use gan_core::metrics::{serve_recorded, MetricsServer, RankMetrics};
 use gan_core::rundir::{CRATE_VERSION, GIT_COMMIT};
 
 use super::progress::TickReport;
@@ -34,21 +34,9 @@ impl Telemetry {
             gan_core::metrics::render(&registry)
         });
         let port = cfg.metrics.rank_port(plan.local_rank);
-        let server = match MetricsServer::start(&cfg.metrics.bind, port, render) {
-            Ok(server) => {
-                let addr = server.local_addr();
-                tracing::info!(address = %addr, "serving metrics at http://{addr}/metrics");
-                let file = cfg.run_dir().join("metrics").join(format!("rank-{}.addr", plan.rank));
-                if let Err(e) = gan_core::fsutil::write_atomic(&file, format!("{addr}\n").as_bytes()) {
-                    tracing::warn!("cannot record the metrics address: {e}");
-                }
-                Some(server)
-            }
-            Err(e) => {
-                tracing::warn!("no metrics endpoint for this rank: {e}; training continues without it");
-                None
-            }
-        };
+        let addr_file = cfg.run_dir().join("metrics").join(format!("rank-{}.addr", plan.rank));
+        let who = format!("rank {}", plan.rank);
+        let server = serve_recorded(&cfg.metrics.bind, port, render, &addr_file, &who);
         Some(Telemetry { metrics, _server: server })
     }
 
