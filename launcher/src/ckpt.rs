@@ -67,16 +67,8 @@ pub fn run(cmd: &Ckpt) -> anyhow::Result<()> {
     }
 }
 
-fn checkpoints_of(path: &Path) -> Checkpoints {
-    if path.join(checkpoint::LATEST_FILE).exists() || path.file_name().is_some_and(|n| n == "checkpoints") {
-        Checkpoints::new(path)
-    } else {
-        Checkpoints::of_run(path)
-    }
-}
-
 fn ls(run: &Path) -> anyhow::Result<()> {
-    let ckpts = checkpoints_of(run);
+    let ckpts = Checkpoints::of_user_path(run);
     let list = ckpts.list()?;
     if list.is_empty() {
         return Err(Error::Checkpoint { path: ckpts.root, message: "no checkpoints there".into() }.into());

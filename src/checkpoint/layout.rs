@@ -39,6 +39,15 @@ impl Checkpoints {
         Checkpoints::new(run_dir.join("checkpoints"))
     }
 
+    /// A run's `checkpoints` directory given either it or the run directory.
+    pub fn of_user_path(path: &Path) -> Self {
+        if path.join(LATEST_FILE).exists() || path.file_name().is_some_and(|n| n == "checkpoints") {
+            Checkpoints::new(path)
+        } else {
+            Checkpoints::of_run(path)
+        }
+    }
+
     pub fn step_dir(&self, step: u64) -> PathBuf {
         self.root.join(step_dir_name(step))
     }
@@ -132,12 +141,7 @@ pub fn resolve_user_path(path: &Path) -> Result<PathBuf> {
     if path.join(super::MANIFEST_FILE).is_file() {
         return Ok(path.to_path_buf());
     }
-    let checkpoints =
-        if path.join(LATEST_FILE).exists() || path.file_name().is_some_and(|n| n == "checkpoints") {
-            Checkpoints::new(path)
-        } else {
-            Checkpoints::of_run(path)
-        };
+    let checkpoints = Checkpoints::of_user_path(path);
     let mut reasons = Vec::new();
     match checkpoints.newest_valid(|dir, why| reasons.push(format!("{}: {why}", dir.display())))? {
         Some(v) => Ok(v.dir),

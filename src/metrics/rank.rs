@@ -209,6 +209,5 @@ impl RankMetrics {
                 self.gradient_norm.with_label_values(&[network]).set(v);
             }
         }
-        self.resident_memory_bytes.set(super::resident_memory_bytes());
     }
 }

@@ -120,7 +120,13 @@ fn adapt_augmentation(s: &mut Setup) -> Result<()> {
     let signs: Vec<tch::Tensor> = std::mem::take(&mut s.ada_signs);
     let crate::augment::Augmenter::Ada(_) = &s.augment else { return Ok(()) };
     let count = (s.plan.batch_per_rank * s.plan.accumulation) as f64;
-    let mut sums = [signs.iter().map(|t| t.double_value(&[])).sum::<f64>(), count];
+    // One device-to-host read per step, not one per accumulation round.
+    let local = if signs.is_empty() {
+        0.0
+    } else {
+        tch::Tensor::stack(&signs, 0).sum(tch::Kind::Double).double_value(&[])
+    };
+    let mut sums = [local, count];
     s.pg.all_reduce_f64(&mut sums, gan_core::comm::ReduceOp::Sum)?;
     let batch_size = s.cfg.train.batch_size;
     if let crate::augment::Augmenter::Ada(ctrl) = &mut s.augment {
