@@ -81,7 +81,13 @@ impl Cluster {
         loop {
             let state = self.field(id, "JobState");
             if ["COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL"].contains(&state.as_str()) {
-                return state;
+                // While a job requeues itself, slurmctld can show a final-looking state for a moment
+                // before PENDING; a state that holds for 3 s is the job's end.
+                std::thread::sleep(Duration::from_secs(3));
+                if self.field(id, "JobState") == state {
+                    return state;
+                }
+                continue;
             }
             if state == "PENDING" && self.field(id, "Reason") == "BeginTime" {
                 let _ =
