@@ -3,9 +3,11 @@
 //! validates a config in milliseconds before any rank starts.
 mod enums;
 mod load;
+mod model;
 mod operations;
 mod plan;
 mod schema;
+mod train;
 mod validate;
 
 #[cfg(test)]
@@ -15,9 +17,11 @@ use std::path::Path;
 
 use enums::config_enum;
 pub use load::{load, load_resolved, load_with_env, SetOverride, ENV_PREFIX};
+pub use model::*;
 pub use operations::*;
 pub use plan::{batch_per_rank, device_for, format_plan, plan, rank_seed, world_size, HostFacts, RankPlan};
 pub use schema::*;
+pub use train::*;
 pub use validate::validate;
 
 use crate::error::Result;

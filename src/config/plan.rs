@@ -2,7 +2,8 @@
 //! `gan-launch plan` and the ranks themselves agree without talking to each other.
 use serde::Serialize;
 
-use super::schema::{Device, RunConfig};
+use super::schema::RunConfig;
+use super::train::Device;
 
 /// What one rank runs with.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]

@@ -1,8 +1,10 @@
 //! Checks that span keys or sections, run once after loading. Each failure names the key whose
 //! value has to change and says what would be accepted.
+use super::model::Arch;
 use super::operations::ResumeFrom;
 use super::plan::{batch_per_rank, world_size};
-use super::schema::{Arch, Backend, DataSource, Device, RunConfig};
+use super::schema::{Backend, DataSource, RunConfig};
+use super::train::Device;
 use crate::data::generated::MAX_CLASSES;
 use crate::error::{Error, Result};
 

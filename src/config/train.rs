@@ -1,0 +1,177 @@
+//! The `train` section: device, batch, length, losses, optimizers, regularisers, EMA and
+//! augmentation.
+use serde::{Deserialize, Serialize};
+
+use super::config_enum;
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TrainSection {
+    /// Where each rank computes.
+    #[serde(default = "default_device")]
+    pub device: Device,
+    /// CPU threads per rank; default: the machine's cores split evenly between local ranks.
+    #[serde(default)]
+    pub threads: Option<u32>,
+    /// Global batch: images per optimizer step over all ranks.
+    pub batch_size: u32,
+    /// Images per forward pass on one rank; default batch_size / world size. Smaller values give
+    /// gradient accumulation of batch_size / (world x batch_per_rank) rounds.
+    #[serde(default)]
+    pub batch_per_rank: Option<u32>,
+    /// Length of training in thousands of real images shown to D.
+    pub total_kimg: f64,
+    /// Maintenance (stats, samples, later checkpoints and FID) every this many kimg.
+    #[serde(default = "default_kimg_per_tick")]
+    pub kimg_per_tick: f64,
+    /// Adversarial loss.
+    pub loss: Loss,
+    pub g_opt: AdamConfig,
+    pub d_opt: AdamConfig,
+    /// R1 penalty weight on real images (0 = off); applied lazily every `r1_interval` steps.
+    #[serde(default)]
+    pub r1_gamma: f64,
+    #[serde(default = "default_r1_interval")]
+    pub r1_interval: u32,
+    /// G_ema half-life in kimg; 0 turns EMA off (G_ema = G).
+    #[serde(default = "default_ema_kimg")]
+    pub ema_kimg: f64,
+    /// EMA ramp-up: half-life is at most cur_nimg x rampup (StyleGAN2-ADA); none = no ramp-up.
+    #[serde(default)]
+    pub ema_rampup: Option<f64>,
+    /// A fixed G_ema decay per G step (BigGAN: 0.9999) instead of the half-life `ema_kimg`.
+    #[serde(default)]
+    pub ema_beta: Option<f64>,
+    /// G_ema copies G until this many kimg (BigGAN's `--ema_start`, in images instead of iterations).
+    #[serde(default)]
+    pub ema_start_kimg: f64,
+    /// D steps per G step (BigGAN CIFAR: 4). Every step trains D on a fresh batch of reals; G
+    /// trains after every `d_steps`-th.
+    #[serde(default = "default_d_steps")]
+    pub d_steps: u32,
+    /// Orthogonal regularisation strength for G and D (BigGAN's `--G_ortho`/`--D_ortho`; the
+    /// paper's 1e-4; 0 = off). G's shared class embedding is exempt, as in the reference.
+    #[serde(default)]
+    pub g_ortho: f64,
+    #[serde(default)]
+    pub d_ortho: f64,
+    /// Augmentation of every image D sees (reals and fakes, all phases).
+    #[serde(default = "default_augment")]
+    pub augment: Augment,
+    /// ADA: the target of r_t = E[sign(D(real))] (0.6), steps between adjustments (4), kimg for
+    /// p to move from 0 to 1 (500), and the starting p.
+    #[serde(default = "default_ada_target")]
+    pub ada_target: f64,
+    #[serde(default = "default_ada_interval")]
+    pub ada_interval: u32,
+    #[serde(default = "default_ada_kimg")]
+    pub ada_kimg: f64,
+    #[serde(default)]
+    pub ada_p_init: f64,
+    /// DiffAugment's transforms, applied in this order.
+    #[serde(default = "default_diffaugment_policy")]
+    pub diffaugment_policy: Vec<DiffAugmentOp>,
+    /// Gradient-penalty weight of the `wgan_gp` loss (Gulrajani et al.: 10).
+    #[serde(default = "default_gp_lambda")]
+    pub gp_lambda: f64,
+    /// Write a sample grid every this many ticks (0 = only at the end).
+    #[serde(default = "default_sample_ticks")]
+    pub sample_ticks: u32,
+}
+
+fn default_device() -> Device {
+    Device::Auto
+}
+
+fn default_kimg_per_tick() -> f64 {
+    4.0
+}
+fn default_r1_interval() -> u32 {
+    16
+}
+fn default_ema_kimg() -> f64 {
+    10.0
+}
+fn default_sample_ticks() -> u32 {
+    1
+}
+fn default_ada_target() -> f64 {
+    0.6
+}
+fn default_ada_interval() -> u32 {
+    4
+}
+fn default_ada_kimg() -> f64 {
+    500.0
+}
+fn default_augment() -> Augment {
+    Augment::None
+}
+fn default_diffaugment_policy() -> Vec<DiffAugmentOp> {
+    vec![DiffAugmentOp::Color, DiffAugmentOp::Translation, DiffAugmentOp::Cutout]
+}
+
+config_enum! {
+    pub enum Augment {
+        None => "none",
+        /// DiffAugment (Zhao et al. 2020): the transforms of `diffaugment_policy` on every image D sees.
+        DiffAugment => "diffaugment",
+        /// ADA (Karras et al. 2020): flips, rotations, translation, scale and colour, each with an adaptive p.
+        Ada => "ada",
+    }
+}
+
+config_enum! {
+    pub enum DiffAugmentOp {
+        /// Brightness, saturation and contrast.
+        Color => "color",
+        /// Integer shift up to 1/8 of the size, zero-filled.
+        Translation => "translation",
+        /// A zeroed square of half the size.
+        Cutout => "cutout",
+    }
+}
+
+fn default_d_steps() -> u32 {
+    1
+}
+fn default_gp_lambda() -> f64 {
+    10.0
+}
+
+config_enum! {
+    pub enum Device {
+        /// CUDA device LOCAL_RANK when available, otherwise CPU.
+        Auto => "auto",
+        Cpu => "cpu",
+        Cuda => "cuda",
+    }
+}
+
+config_enum! {
+    pub enum Loss {
+        /// BigGAN's hinge loss.
+        Hinge => "hinge",
+        /// StyleGAN's non-saturating logistic loss.
+        NsLogistic => "ns_logistic",
+        /// WGAN-GP (Gulrajani et al. 2017): D(fake) - D(real) + gp_lambda (|grad D(interpolate)| - 1)^2.
+        WganGp => "wgan_gp",
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AdamConfig {
+    pub lr: f64,
+    #[serde(default = "default_betas")]
+    pub betas: [f64; 2],
+    #[serde(default = "default_eps")]
+    pub eps: f64,
+}
+
+fn default_betas() -> [f64; 2] {
+    [0.0, 0.99]
+}
+fn default_eps() -> f64 {
+    1e-8
+}
