@@ -63,4 +63,22 @@ fn emit_libtorch() {
         })
         .unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=GAN_BUILD_LIBTORCH_VERSION={version}");
+    compile_autocast_shim(Path::new(&libtorch));
+}
+
+/// The bf16 autocast switch (src/trainer/precision/autocast.cpp) against libtorch's own headers,
+/// with the flags torch-sys uses for its wrapper (C++17, the new libstdc++ ABI of the PyPI wheels).
+fn compile_autocast_shim(libtorch: &Path) {
+    let source = "src/trainer/precision/autocast.cpp";
+    println!("cargo:rerun-if-changed={source}");
+    cc::Build::new()
+        .cpp(true)
+        .file(source)
+        .include(libtorch.join("include"))
+        .include(libtorch.join("include/torch/csrc/api/include"))
+        .flag("-std=c++17")
+        .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
+        .flag("-DGLOG_USE_GLOG_EXPORT")
+        .warnings(false)
+        .compile("gan_autocast");
 }

@@ -10,7 +10,8 @@ pub struct SampleOptions {
     /// Output PNG.
     #[arg(long)]
     pub out: PathBuf,
-    /// Truncation psi in (0, 1]: latents redrawn beyond |z| = 2 and scaled by psi.
+    /// Truncation psi in (0, 1]: BigGAN redraws latents beyond |z| = 2 and scales them by psi;
+    /// StyleGAN2 pulls w toward its running mean, w_avg + psi (w - w_avg).
     #[arg(long)]
     pub truncation: Option<f64>,
     /// Draw every image of this class (default: one row per class).

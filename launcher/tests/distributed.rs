@@ -29,17 +29,30 @@ fn parameter_hashes(log: &str) -> Vec<(u32, u64, String)> {
         .collect()
 }
 
+/// A narrow StyleGAN2 with path length and style mixing: every rank updates w_avg and the
+/// path-length mean from its own fakes, and the step's averaging must keep them identical.
+const STYLEGAN2: &[&str] = &[
+    "model.arch=stylegan2",
+    "model.w_dim=32",
+    "model.mapping_layers=2",
+    "model.mbstd_group_size=4",
+    "train.pl_weight=2",
+    "train.style_mixing_prob=0.9",
+];
+
 #[test]
 fn two_and_four_ranks_keep_identical_parameters() {
     gan_train_path();
-    for gpus in [2u32, 4] {
+    for (gpus, model) in [(2u32, &[][..]), (4, &[]), (2, STYLEGAN2)] {
         let dir = tempfile::tempdir().unwrap();
+        let sets = model.iter().flat_map(|s| ["--set", s]);
         let out = gan_launch()
             .args(launch_args(dir.path(), gpus))
             .args(["--set", "log.level=debug"])
+            .args(sets)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{gpus} ranks: {}", stderr(&out));
+        assert!(out.status.success(), "{gpus} ranks {model:?}: {}", stderr(&out));
         // The console shows rank 0; every rank's lines are in its log file.
         let logs: Vec<String> = (0..gpus)
             .map(|r| std::fs::read_to_string(dir.path().join(format!("ci-tiny/logs/rank-{r}.log"))).unwrap())

@@ -40,6 +40,51 @@ pub struct ModelSection {
     /// BigGAN: spectral-norm epsilon (`--SN_eps`).
     #[serde(default = "default_sn_eps")]
     pub sn_eps: f64,
+    /// StyleGAN2: size of the intermediate latent w (512 in every reference config).
+    #[serde(default = "default_w_dim")]
+    pub w_dim: u32,
+    /// StyleGAN2: fully connected layers of the mapping network (8 for paper256, 2 for cifar).
+    #[serde(default = "default_mapping_layers")]
+    pub mapping_layers: u32,
+    /// StyleGAN2: learning-rate multiplier of the mapping network (0.01).
+    #[serde(default = "default_mapping_lr_mult")]
+    pub mapping_lr_mult: f64,
+    /// StyleGAN2: D's block type (resnet for paper256, orig for cifar).
+    #[serde(default = "default_d_architecture")]
+    pub d_architecture: DArchitecture,
+    /// StyleGAN2: images per minibatch-stddev group (paper256 8, cifar 32; capped at the
+    /// per-rank batch, which it must divide).
+    #[serde(default = "default_mbstd_group_size")]
+    pub mbstd_group_size: u32,
+    /// StyleGAN2: clamp of every conv's output (256 in the reference's mixed-precision setup;
+    /// none = no clamp).
+    #[serde(default)]
+    pub conv_clamp: Option<f64>,
+}
+
+fn default_w_dim() -> u32 {
+    512
+}
+fn default_mapping_layers() -> u32 {
+    8
+}
+fn default_mapping_lr_mult() -> f64 {
+    0.01
+}
+fn default_d_architecture() -> DArchitecture {
+    DArchitecture::Resnet
+}
+fn default_mbstd_group_size() -> u32 {
+    4
+}
+
+config_enum! {
+    pub enum DArchitecture {
+        /// Residual blocks: a 1x1 downsampling skip added to the main path, both scaled by sqrt(0.5).
+        Resnet => "resnet",
+        /// Plain conv blocks, one FromRGB at the input (StyleGAN2-ADA's cifar config).
+        Orig => "orig",
+    }
 }
 
 fn default_ch() -> u32 {
@@ -84,5 +129,8 @@ config_enum! {
         Dcgan => "dcgan",
         /// BigGAN (Brock et al. 2018): class-conditional residual G and projection D with spectral norm.
         Biggan => "biggan",
+        /// StyleGAN2 (Karras et al. 2020, as StyleGAN2-ADA): mapping network, modulated convolutions,
+        /// skip G, resnet or orig D with minibatch stddev; optionally conditional.
+        Stylegan2 => "stylegan2",
     }
 }

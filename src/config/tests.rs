@@ -108,6 +108,12 @@ fn invalid_combinations_are_refused() {
         (&["data.num_classes=9"], "data.num_classes", "at most 8"),
         (&["log.level=loud"], "log.level", "info"),
         (&["dist.backend=nccl", "train.device=cpu"], "dist.backend", "NCCL needs GPUs"),
+        (&["train.pl_weight=2"], "train.pl_weight", "stylegan2"),
+        (&["train.style_mixing_prob=0.9"], "train.style_mixing_prob", "stylegan2"),
+        (&["model.arch=stylegan2", "train.style_mixing_prob=1.5"], "train.style_mixing_prob", "[0, 1]"),
+        (&["model.arch=stylegan2", "model.mbstd_group_size=5"], "model.mbstd_group_size", "divisor of the per-rank batch 32"),
+        (&["model.arch=stylegan2", "model.d_architecture=skip"], "model.d_architecture", "resnet"),
+        (&["train.precision=fp16"], "train.precision", "bf16"),
     ];
     for (set, want_key, want_text) in cases {
         let (key, msg) = config_error(BASE, set, &[]);

@@ -10,6 +10,11 @@ pub struct TrainSection {
     /// Where each rank computes.
     #[serde(default = "default_device")]
     pub device: Device,
+    /// Arithmetic of the forward passes: fp32, or bf16 under CUDA autocast (matmuls and convs in
+    /// bfloat16, reductions and losses in fp32; weights, gradients and optimizer state stay
+    /// fp32). On CPU bf16 warns and runs fp32.
+    #[serde(default = "default_precision")]
+    pub precision: Precision,
     /// CPU threads per rank; default: the machine's cores split evenly between local ranks.
     #[serde(default)]
     pub threads: Option<u32>,
@@ -33,6 +38,20 @@ pub struct TrainSection {
     pub r1_gamma: f64,
     #[serde(default = "default_r1_interval")]
     pub r1_interval: u32,
+    /// StyleGAN2 path-length regularisation weight (paper256: 2; 0 = off), run lazily every
+    /// `pl_interval` steps on batch / `pl_batch_shrink` fakes; `pl_decay` is the rate of the
+    /// running mean length.
+    #[serde(default)]
+    pub pl_weight: f64,
+    #[serde(default = "default_pl_interval")]
+    pub pl_interval: u32,
+    #[serde(default = "default_pl_decay")]
+    pub pl_decay: f64,
+    #[serde(default = "default_pl_batch_shrink")]
+    pub pl_batch_shrink: u32,
+    /// StyleGAN2: probability that a fake mixes the ws of two latents at a random layer (0.9).
+    #[serde(default)]
+    pub style_mixing_prob: f64,
     /// G_ema half-life in kimg; 0 turns EMA off (G_ema = G).
     #[serde(default = "default_ema_kimg")]
     pub ema_kimg: f64,
@@ -79,6 +98,18 @@ pub struct TrainSection {
     pub sample_ticks: u32,
 }
 
+fn default_precision() -> Precision {
+    Precision::Fp32
+}
+
+config_enum! {
+    pub enum Precision {
+        Fp32 => "fp32",
+        /// bfloat16 autocast on CUDA (same exponent range as fp32, so no loss scaling).
+        Bf16 => "bf16",
+    }
+}
+
 fn default_device() -> Device {
     Device::Auto
 }
@@ -88,6 +119,15 @@ fn default_kimg_per_tick() -> f64 {
 }
 fn default_r1_interval() -> u32 {
     16
+}
+fn default_pl_interval() -> u32 {
+    4
+}
+fn default_pl_decay() -> f64 {
+    0.01
+}
+fn default_pl_batch_shrink() -> u32 {
+    2
 }
 fn default_ema_kimg() -> f64 {
     10.0

@@ -123,7 +123,72 @@ fn validate_model(cfg: &RunConfig) -> Result<()> {
     match m.arch {
         Arch::Dcgan => Ok(()),
         Arch::Biggan => validate_biggan(cfg),
+        Arch::Stylegan2 => validate_stylegan2(cfg),
     }
+}
+
+/// StyleGAN2 builds any power-of-two resolution from 4x4 up; minibatch-stddev groups must tile
+/// each rank's forward batch.
+fn validate_stylegan2(cfg: &RunConfig) -> Result<()> {
+    let m = &cfg.model;
+    if cfg.data.resolution < 8 {
+        return Err(Error::config(
+            "data.resolution",
+            cfg.data.resolution,
+            "8 or more with model.arch stylegan2",
+        ));
+    }
+    positive("model.w_dim", m.w_dim)?;
+    positive("model.mapping_layers", m.mapping_layers)?;
+    finite_positive("model.mapping_lr_mult", m.mapping_lr_mult)?;
+    positive("model.mbstd_group_size", m.mbstd_group_size)?;
+    let per_rank = batch_per_rank(cfg);
+    let group = m.mbstd_group_size.min(per_rank);
+    if per_rank > 0 && !per_rank.is_multiple_of(group) {
+        return Err(Error::config(
+            "model.mbstd_group_size",
+            m.mbstd_group_size,
+            format!("a divisor of the per-rank batch {per_rank} (minibatch-stddev groups tile it)"),
+        ));
+    }
+    if let Some(clamp) = m.conv_clamp {
+        finite_positive("model.conv_clamp", clamp)?;
+    }
+    Ok(())
+}
+
+/// Path-length regularisation and style mixing need StyleGAN2's mapping network.
+fn validate_style_training(cfg: &RunConfig) -> Result<()> {
+    let t = &cfg.train;
+    for (key, value) in [("train.pl_weight", t.pl_weight), ("train.style_mixing_prob", t.style_mixing_prob)] {
+        if !(value >= 0.0 && value.is_finite()) {
+            return Err(Error::config(key, value, "a finite number >= 0"));
+        }
+        if value > 0.0 && cfg.model.arch != Arch::Stylegan2 {
+            return Err(Error::config(
+                key,
+                value,
+                "0 unless model.arch is stylegan2 (it needs the mapping network's w)",
+            ));
+        }
+    }
+    if t.style_mixing_prob > 1.0 {
+        return Err(Error::config("train.style_mixing_prob", t.style_mixing_prob, "a probability in [0, 1]"));
+    }
+    positive("train.pl_interval", t.pl_interval)?;
+    positive("train.pl_batch_shrink", t.pl_batch_shrink)?;
+    if !(t.pl_decay > 0.0 && t.pl_decay <= 1.0) {
+        return Err(Error::config("train.pl_decay", t.pl_decay, "a rate in (0, 1], e.g. 0.01"));
+    }
+    let per_rank = batch_per_rank(cfg);
+    if t.pl_weight > 0.0 && per_rank > 0 && per_rank < t.pl_batch_shrink {
+        return Err(Error::config(
+            "train.pl_batch_shrink",
+            t.pl_batch_shrink,
+            format!("at most the per-rank batch {per_rank} (path length needs one fake per rank)"),
+        ));
+    }
+    Ok(())
 }
 
 /// BigGAN's reference architectures exist for 32, 64, 128 and 256 pixels, always class-conditional.
@@ -223,6 +288,7 @@ fn validate_train(cfg: &RunConfig) -> Result<()> {
         }
     }
     positive("train.d_steps", t.d_steps)?;
+    validate_style_training(cfg)?;
     positive("train.ada_interval", t.ada_interval)?;
     finite_positive("train.ada_kimg", t.ada_kimg)?;
     for (key, value) in [("train.ada_target", t.ada_target), ("train.ada_p_init", t.ada_p_init)] {

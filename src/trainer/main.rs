@@ -8,6 +8,7 @@ mod augment;
 mod ckpt;
 mod comm;
 mod models;
+mod precision;
 mod sample;
 mod train;
 use std::path::PathBuf;

@@ -44,7 +44,8 @@ pub fn run(args: &SampleArgs) -> anyhow::Result<()> {
     let vs = nn::VarStore::new(device);
     let g_ema = models::generator(cfg.model.arch, &spec, vs.root());
     ckpt::load_generator(&vs, dir)?;
-    let grid = SampleGrid::with_options(spec.z_dim, classes, opts.seed, device, opts.truncation, opts.class);
+    let truncation = opts.truncation.map(|psi| (psi, g_ema.truncation()));
+    let grid = SampleGrid::with_options(spec.z_dim, classes, opts.seed, device, truncation, opts.class);
     grid.write(g_ema.as_ref(), &opts.out)?;
     println!("wrote {}", opts.out.display());
     Ok(())

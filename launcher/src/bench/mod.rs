@@ -6,7 +6,9 @@
 //! - `rendezvous`: time for W ranks to connect to the store, pass a barrier and form the ring.
 //! - `loader`, `prepare`: data pipeline throughput.
 //! - `ckpt`: checkpoint write / verify / load throughput next to `dd` (in `ckpt.rs`).
+//! - `train`: training throughput of recipes on CPU with the phase split (in `train.rs`).
 mod ckpt;
+mod train;
 
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
@@ -27,6 +29,8 @@ pub enum Bench {
     Prepare(PrepareArgs),
     /// Checkpoint write, verify and load throughput next to the disk's dd speed.
     Ckpt(ckpt::CkptArgs),
+    /// Training throughput (imgs/s) of recipes on CPU, with the D / G / regularisation split.
+    Train(train::TrainArgs),
 }
 
 #[derive(Args, Debug)]
@@ -85,6 +89,7 @@ pub fn run(bench: &Bench) -> anyhow::Result<()> {
         Bench::Loader(args) => loader(args),
         Bench::Prepare(args) => prepare_bench(args),
         Bench::Ckpt(args) => ckpt::run(args),
+        Bench::Train(args) => train::run(args),
     }
 }
 

@@ -146,6 +146,7 @@ mod tests {
             channel_base: 256,
             channel_max: 32,
             biggan: Default::default(),
+            stylegan2: crate::models::stylegan2::StyleGan2Spec::cifar(0),
         }
     }
 

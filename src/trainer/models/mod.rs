@@ -5,6 +5,7 @@
 pub mod biggan;
 pub mod dcgan;
 pub mod layers;
+pub mod stylegan2;
 
 use tch::{nn, Tensor};
 
@@ -18,7 +19,34 @@ pub trait Generator: Send {
     fn forward_eval(&self, z: &Tensor, c: &Tensor) -> Tensor {
         self.forward(z, c)
     }
+    /// Sampling with the truncation trick at `psi`. Where it happens depends on the family
+    /// ([`Generator::truncation`]): for latent truncation the caller draws truncated z and this
+    /// is `forward_eval`.
+    fn forward_truncated(&self, z: &Tensor, c: &Tensor, _psi: f64) -> Tensor {
+        self.forward_eval(z, c)
+    }
+    fn truncation(&self) -> Truncation {
+        Truncation::Latent
+    }
     fn z_dim(&self) -> i64;
+    /// Running statistics that every rank updates from its own batch and that ranks average
+    /// after each step, so they stay identical (StyleGAN2's `w_avg`).
+    fn running_means(&self) -> Vec<Tensor> {
+        Vec::new()
+    }
+    /// StyleGAN2's generator, for the phases that need its ws (path-length regularisation).
+    fn with_ws(&self) -> Option<&stylegan2::Generator> {
+        None
+    }
+}
+
+/// Where a family applies the truncation trick.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Truncation {
+    /// BigGAN: latents redrawn beyond |z| = 2, then scaled by psi.
+    Latent,
+    /// StyleGAN: w pulled toward the running mean, w_avg + psi (w - w_avg).
+    TowardWAvg,
 }
 
 /// D: images [N, C, H, W] in [-1, 1] and labels [N] -> logits [N].
@@ -38,6 +66,8 @@ pub struct NetSpec {
     pub channel_max: i64,
     /// BigGAN's own settings (width, hierarchy, shared embedding, attention, init).
     pub biggan: biggan::BigGanSpec,
+    /// StyleGAN2's own settings (mapping, D architecture, minibatch stddev, clamp, mixing).
+    pub stylegan2: stylegan2::StyleGan2Spec,
 }
 
 impl NetSpec {
@@ -51,6 +81,7 @@ impl NetSpec {
             channel_base: m.channel_base.into(),
             channel_max: m.channel_max.into(),
             biggan: biggan::BigGanSpec::from_config(cfg),
+            stylegan2: stylegan2::StyleGan2Spec::from_config(cfg),
         }
     }
 
@@ -71,6 +102,7 @@ pub fn generator(arch: Arch, spec: &NetSpec, path: nn::Path) -> Box<dyn Generato
     match arch {
         Arch::Dcgan => Box::new(dcgan::Generator::new(spec, path)),
         Arch::Biggan => Box::new(biggan::Generator::new(&spec.biggan, path)),
+        Arch::Stylegan2 => Box::new(stylegan2::Generator::new(&spec.stylegan2, path)),
     }
 }
 
@@ -79,5 +111,6 @@ pub fn discriminator(arch: Arch, spec: &NetSpec, path: nn::Path) -> Box<dyn Disc
     match arch {
         Arch::Dcgan => Box::new(dcgan::Discriminator::new(spec, path)),
         Arch::Biggan => Box::new(biggan::Discriminator::new(&spec.biggan, path)),
+        Arch::Stylegan2 => Box::new(stylegan2::Discriminator::new(&spec.stylegan2, path)),
     }
 }

@@ -56,6 +56,11 @@ fn snapshot(s: &Setup, pos: Position, ranks: Vec<RankState>) -> Result<Snapshot>
             crate::augment::Augmenter::Ada(ctrl) => ctrl.state().into_iter().collect(),
             _ => Default::default(),
         },
+        regularisers: if s.cfg.train.pl_weight > 0.0 {
+            [("pl_mean".to_string(), s.pl_mean.double_value(&[]))].into()
+        } else {
+            Default::default()
+        },
         ..Default::default()
     };
     let manifest = Manifest {

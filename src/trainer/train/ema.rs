@@ -24,25 +24,38 @@ pub fn half_life_beta(ema_kimg: f64, rampup: Option<f64>, cur_nimg: u64, batch_s
     0.5f64.powf(f64::from(batch_size) / ema_nimg.max(1e-8))
 }
 
+/// What G_ema does with G's buffers (non-trainable variables).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Buffers {
+    /// Averaged like the weights (BigGAN-PyTorch's `ema` walks the whole state dict).
+    Average,
+    /// Copied from G (StyleGAN2-ADA: `w_avg` and the stored noise follow G exactly).
+    Copy,
+}
+
 /// Pairs of (G variable, G_ema variable), matched by name.
 pub struct Ema {
-    pairs: Vec<(Tensor, Tensor)>,
+    averaged: Vec<(Tensor, Tensor)>,
+    copied: Vec<(Tensor, Tensor)>,
 }
 
 impl Ema {
     /// Matches every variable of `g` to the same-named one of `g_ema` and copies G into G_ema.
-    pub fn new(g: &nn::VarStore, g_ema: &nn::VarStore) -> Self {
+    pub fn new(g: &nn::VarStore, g_ema: &nn::VarStore, buffers: Buffers) -> Self {
         let ema_vars = g_ema.variables();
-        let mut pairs: Vec<(String, Tensor, Tensor)> = g
-            .variables()
-            .into_iter()
-            .map(|(name, p)| {
-                let e = ema_vars.get(&name).unwrap_or_else(|| panic!("G_ema lacks {name}")).shallow_clone();
-                (name, p, e)
-            })
-            .collect();
-        pairs.sort_by(|a, b| a.0.cmp(&b.0));
-        let ema = Ema { pairs: pairs.into_iter().map(|(_, p, e)| (p, e)).collect() };
+        let trainable: std::collections::HashSet<usize> =
+            g.trainable_variables().iter().map(|t| t.data_ptr() as usize).collect();
+        let mut named: Vec<(String, Tensor)> = g.variables().into_iter().collect();
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut ema = Ema { averaged: Vec::new(), copied: Vec::new() };
+        for (name, p) in named {
+            let e = ema_vars.get(&name).unwrap_or_else(|| panic!("G_ema lacks {name}")).shallow_clone();
+            let is_buffer = !trainable.contains(&(p.data_ptr() as usize));
+            match (is_buffer, buffers) {
+                (true, Buffers::Copy) => ema.copied.push((p, e)),
+                _ => ema.averaged.push((p, e)),
+            }
+        }
         ema.copy_from_g();
         ema
     }
@@ -50,17 +63,20 @@ impl Ema {
     /// G_ema := G.
     pub fn copy_from_g(&self) {
         tch::no_grad(|| {
-            for (p, e) in &self.pairs {
+            for (p, e) in self.averaged.iter().chain(&self.copied) {
                 e.shallow_clone().copy_(p);
             }
         });
     }
 
-    /// G_ema := G + beta (G_ema - G).
+    /// G_ema := G + beta (G_ema - G) for the weights (and averaged buffers); copied buffers := G's.
     pub fn update(&self, beta: f64) {
         tch::no_grad(|| {
-            for (p, e) in &self.pairs {
+            for (p, e) in &self.averaged {
                 let _ = e.shallow_clone().lerp_(p, 1.0 - beta);
+            }
+            for (p, e) in &self.copied {
+                e.shallow_clone().copy_(p);
             }
         });
     }
@@ -101,10 +117,17 @@ mod tests {
         let e = nn::VarStore::new(tch::Device::Cpu);
         let w = g.root().var_copy("w", &Tensor::from_slice(&[1.0f32]));
         let _ = e.root().var_copy("w", &Tensor::from_slice(&[0.0f32]));
-        let ema = Ema::new(&g, &e);
-        tch::no_grad(|| w.shallow_clone().copy_(&Tensor::from_slice(&[3.0f32])));
+        let buf = g.root().zeros_no_train("w_avg", &[1]);
+        let _ = e.root().zeros_no_train("w_avg", &[1]);
+        let ema = Ema::new(&g, &e, Buffers::Copy);
+        tch::no_grad(|| {
+            w.shallow_clone().copy_(&Tensor::from_slice(&[3.0f32]));
+            buf.shallow_clone().copy_(&Tensor::from_slice(&[8.0f32]));
+        });
         ema.update(0.75);
         let v: Vec<f32> = Vec::try_from(&e.variables()["w"]).unwrap();
         assert!((v[0] - 1.5).abs() < 1e-6, "1 + 0.25 (3 - 1) = 1.5, got {v:?}");
+        let b: Vec<f32> = Vec::try_from(&e.variables()["w_avg"]).unwrap();
+        assert_eq!(b[0], 8.0, "StyleGAN2 copies buffers instead of averaging them");
     }
 }

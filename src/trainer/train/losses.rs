@@ -57,6 +57,16 @@ pub fn r1_penalty(real_logits: &Tensor, reals: &Tensor, r1_gamma: f64) -> Tensor
     penalty.mean(Kind::Float) * (r1_gamma / 2.0)
 }
 
+/// StyleGAN2's path lengths: per sample, |J_w^T y| with J the Jacobian of the images with
+/// respect to the ws and y = `noise` (N(0, I) / sqrt(H W)), as sqrt(mean over the ws of the
+/// squared gradient summed over w's features). The graph is kept, so the penalty on these lengths
+/// trains G. `ws` [N, num_ws, w_dim] must be part of `images`' graph.
+pub fn path_lengths(images: &Tensor, ws: &Tensor, noise: &Tensor) -> Tensor {
+    let grads = Tensor::run_backward(&[(images * noise).sum(Kind::Float)], &[ws], true, true);
+    let grads = grads[0].to_kind(Kind::Float);
+    grads.square().sum_dim_intlist([2].as_slice(), false, None).mean_dim(1, false, None).sqrt()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,6 +141,26 @@ mod tests {
         }
         let expected = 4.0 / 2.0 * sq / 2.0; // gamma/2 times the mean over the 2 images
         assert!((r1 - expected).abs() < 1e-6 * expected.max(1.0), "R1 {r1} vs finite differences {expected}");
+    }
+
+    /// For images linear in the ws, img = ws . M, the gradient is M y: check the lengths
+    /// against that closed form, per sample.
+    #[test]
+    fn path_lengths_of_a_linear_generator() {
+        tch::manual_seed(6);
+        let opts = (Kind::Double, tch::Device::Cpu);
+        let (n, num_ws, w_dim, pixels) = (3, 4, 5, 6);
+        let m = Tensor::randn([w_dim, pixels], opts);
+        let ws = Tensor::randn([n, num_ws, w_dim], opts).set_requires_grad(true);
+        let images = ws.matmul(&m).sum_dim_intlist([1].as_slice(), false, None).view([n, 1, 2, 3]);
+        let noise = Tensor::randn([n, 1, 2, 3], opts);
+        let ours = path_lengths(&images, &ws, &noise);
+        // d(sum img * y)/d ws[i, j] = M y_i for every layer j, so the mean over layers is |M y_i|^2.
+        let expected = noise.view([n, pixels]).matmul(&m.tr()).square().sum_dim_intlist([1].as_slice(), false, None).sqrt();
+        let diff = (&ours - &expected).abs().max().double_value(&[]);
+        assert!(diff < 1e-10, "{ours:?} vs {expected:?}");
+        // The penalty is differentiable with respect to what produced the ws.
+        assert!(ours.requires_grad());
     }
 
     #[test]

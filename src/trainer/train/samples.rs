@@ -5,7 +5,7 @@ use std::path::Path;
 
 use tch::{Device, Kind, Tensor};
 
-use crate::models::Generator;
+use crate::models::{Generator, Truncation};
 use gan_core::data::ImageSource;
 use gan_core::error::Result;
 use gan_core::images::write_grid;
@@ -18,6 +18,9 @@ pub struct SampleGrid {
     z: Tensor,
     c: Tensor,
     rows: u32,
+    /// Truncation psi applied by G (StyleGAN's, toward w_avg); None when there is none or the
+    /// latents carry it (BigGAN's).
+    psi_in_g: Option<f64>,
 }
 
 impl SampleGrid {
@@ -26,23 +29,26 @@ impl SampleGrid {
         Self::with_options(z_dim, num_classes, seed, device, None, None)
     }
 
-    /// As [`SampleGrid::new`], optionally with truncated latents (BigGAN's truncation trick:
-    /// entries with |z| > 2 redrawn, then scaled by `truncation`) and every row of class `class`.
+    /// As [`SampleGrid::new`], optionally truncated at psi = `truncation` in the way of `space`
+    /// (BigGAN: latent entries with |z| > 2 redrawn, then scaled by psi; StyleGAN: w pulled toward
+    /// w_avg by G) and every row of class `class`.
     pub fn with_options(
         z_dim: i64,
         num_classes: u32,
         seed: u64,
         device: Device,
-        truncation: Option<f64>,
+        truncation: Option<(f64, Truncation)>,
         class: Option<u32>,
     ) -> Self {
+        let latent_psi = truncation.filter(|(_, space)| *space == Truncation::Latent).map(|(psi, _)| psi);
+        let psi_in_g = truncation.filter(|(_, space)| *space != Truncation::Latent).map(|(psi, _)| psi);
         let rows = match (num_classes, class) {
             (0, _) | (_, Some(_)) => 8,
             (n, None) => n,
         };
         let count = (rows * GRID_COLS) as usize;
         let mut rng = SplitMix64::for_item(seed, 0x5A4D_504C_4553); // stream "SAMPLES"
-        let draw = |rng: &mut SplitMix64| match truncation {
+        let draw = |rng: &mut SplitMix64| match latent_psi {
             None => standard_normal(rng),
             Some(psi) => loop {
                 let v = standard_normal(rng);
@@ -63,12 +69,16 @@ impl SampleGrid {
             z: Tensor::from_slice(&z).view([count as i64, z_dim]).to_device(device),
             c: Tensor::from_slice(&c).to_device(device),
             rows,
+            psi_in_g,
         }
     }
 
     /// Renders the grid with `g` and writes it to `path`.
     pub fn write(&self, g: &dyn Generator, path: &Path) -> Result<()> {
-        let images = tch::no_grad(|| g.forward_eval(&self.z, &self.c));
+        let images = tch::no_grad(|| match self.psi_in_g {
+            Some(psi) => g.forward_truncated(&self.z, &self.c, psi),
+            None => g.forward_eval(&self.z, &self.c),
+        });
         let (channels, res) = (images.size()[1] as u32, images.size()[2] as u32);
         write_grid(path, &to_uint8_nhwc(&images), res, channels, self.rows, GRID_COLS)
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tch::{nn, Device, Kind, Tensor};
 
 use super::checkpointing::{report_resume, Position};
-use super::ema::Ema;
+use super::ema::{Buffers, Ema};
 use super::optim::Adam;
 use super::samples::{write_reals_grid, SampleGrid};
 use super::stats::TickStats;
@@ -14,11 +14,12 @@ use super::step::{batch_to_tensors, Phase};
 use super::sync::broadcast_from_rank0;
 use super::telemetry::Telemetry;
 use crate::augment::Augmenter;
+use crate::precision::ForwardPrecision;
 use crate::ckpt::{self, CheckpointWriter, RestoreTargets, Resumed};
 use crate::models::{self, Discriminator, Generator, NetSpec};
 use gan_core::checkpoint::Checkpoints;
 use gan_core::comm::ProcessGroup;
-use gan_core::config::{RankPlan, RunConfig};
+use gan_core::config::{Arch, RankPlan, RunConfig};
 use gan_core::data::loader::{Loader, LoaderSpec};
 use gan_core::data::{self, sampler::Sampler, Batch, ImageSource};
 use gan_core::error::{Error, Result};
@@ -48,6 +49,10 @@ pub struct Setup {
     pub augment: Augmenter,
     /// ADA: this step's sums of sign(D(real)) (device scalars, one per round).
     pub ada_signs: Vec<Tensor>,
+    /// Arithmetic of the forward passes (train.precision on this device).
+    pub precision: ForwardPrecision,
+    /// StyleGAN2: running mean of the path lengths (a device scalar; 0 before the first).
+    pub pl_mean: Tensor,
     pub stats: TickStats,
     /// Tells the launcher this rank is making progress.
     pub heartbeat: Heartbeat,
@@ -91,7 +96,9 @@ impl Setup {
         let mut pg = pg;
         broadcast_from_rank0(pg.as_mut(), &g_vs)?;
         broadcast_from_rank0(pg.as_mut(), &d_vs)?;
-        let ema = Ema::new(&g_vs, &g_ema_vs);
+        // StyleGAN2-ADA copies G's buffers into G_ema; BigGAN-PyTorch averages them like weights.
+        let buffers = if cfg.model.arch == Arch::Stylegan2 { Buffers::Copy } else { Buffers::Average };
+        let ema = Ema::new(&g_vs, &g_ema_vs, buffers);
         let mut g_opt = Adam::new(&g_vs, &cfg.train.g_opt);
         let mut d_opt = Adam::new(&d_vs, &cfg.train.d_opt);
         let mut phases = vec![Phase::DMain];
@@ -100,6 +107,10 @@ impl Setup {
             d_opt.adjust_for_lazy_regularisation(cfg.train.r1_interval);
         }
         phases.push(Phase::GMain { d_steps: cfg.train.d_steps });
+        if cfg.train.pl_weight > 0.0 {
+            phases.push(Phase::GReg { d_steps: cfg.train.d_steps, interval: cfg.train.pl_interval });
+            g_opt.adjust_for_lazy_regularisation(cfg.train.pl_interval);
+        }
         let load_started = std::time::Instant::now();
         let resumed = ckpt::resolve_start(pg.as_mut(), &cfg, restarted)?;
         if let Some(r) = &resumed {
@@ -147,10 +158,15 @@ impl Setup {
             cfg.checkpoint.background,
             ckpt_metrics,
         );
+        let pl_mean = resumed
+            .as_ref()
+            .and_then(|r| r.state.regularisers.get("pl_mean").copied())
+            .map_or_else(|| Tensor::zeros([], (Kind::Float, device)), |v| Tensor::from(v as f32).to_device(device));
         let mut augment = Augmenter::from_config(&cfg.train);
         if let (Augmenter::Ada(ctrl), Some(r)) = (&mut augment, &resumed) {
             ctrl.restore(&r.state.augment);
         }
+        let cfg_precision = cfg.train.precision;
         let setup = Setup {
             cfg,
             plan,
@@ -168,6 +184,8 @@ impl Setup {
             phases,
             augment,
             ada_signs: Vec::new(),
+            pl_mean,
+            precision: ForwardPrecision::for_run(cfg_precision, device),
             stats: TickStats::default(),
             heartbeat: Heartbeat::from_env(),
             source,

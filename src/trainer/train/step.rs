@@ -1,13 +1,14 @@
-//! One training step: the phases that are due (D main, D reg, G main), each accumulating
+//! One training step: the phases that are due (D main, D reg, G main, G reg), each accumulating
 //! gradients over the rank's rounds, synchronising them across ranks (plus BigGAN's orthogonal
-//! regularisation), and stepping its optimizer; with the step's timing split and statistics.
+//! regularisation), and stepping its optimizer; then the running means every rank updates from
+//! its own batch (w_avg, the path-length mean) are averaged; with the timing split and statistics.
 use std::time::Instant;
 
 use tch::{Kind, Tensor};
 
-use super::losses::{d_loss, g_loss, gradient_penalty, ortho_gradient, r1_penalty};
+use super::losses::{d_loss, g_loss, gradient_penalty, ortho_gradient, path_lengths, r1_penalty};
 use super::setup::Setup;
-use super::sync::all_reduce_gradients;
+use super::sync::{all_reduce_gradients, average_running_means};
 use gan_core::data::Batch;
 use gan_core::error::Result;
 use gan_core::metrics::StepParts;
@@ -19,9 +20,10 @@ pub enum Phase {
     DMain,
     /// D's lazy regulariser (R1), every `r1_interval` steps.
     DReg { interval: u32 },
-    /// G through D, after every `d_steps`-th D step. (G's lazy regulariser, path length,
-    /// becomes a `GReg` phase with StyleGAN2.)
+    /// G through D, after every `d_steps`-th D step.
     GMain { d_steps: u32 },
+    /// G's lazy regulariser (StyleGAN2's path length), at every `interval`-th G step.
+    GReg { d_steps: u32, interval: u32 },
 }
 
 impl Phase {
@@ -32,6 +34,10 @@ impl Phase {
             Phase::DMain => true,
             Phase::DReg { interval } => step.is_multiple_of(u64::from(interval)),
             Phase::GMain { d_steps } => (step + 1).is_multiple_of(u64::from(d_steps)),
+            Phase::GReg { d_steps, interval } => {
+                let g_steps_before = (step + 1) / u64::from(d_steps);
+                Phase::GMain { d_steps }.due(step) && (g_steps_before - 1).is_multiple_of(u64::from(interval))
+            }
         }
     }
 
@@ -39,7 +45,7 @@ impl Phase {
     fn timing_slot(self) -> usize {
         match self {
             Phase::DMain => 0,
-            Phase::DReg { .. } => 1,
+            Phase::DReg { .. } | Phase::GReg { .. } => 1,
             Phase::GMain { .. } => 2,
         }
     }
@@ -70,7 +76,9 @@ pub fn run_step(s: &mut Setup, step: u64) -> Result<bool> {
         for round in 0..rounds {
             let real = reals.narrow(0, round * per_round, per_round);
             let c = labels.narrow(0, round * per_round, per_round);
-            let loss = phase_loss(s, phase, &real, &c)?;
+            // Forward passes (and the gradients R1 and path length take of them) under the run's
+            // precision; backward outside autocast, as torch.autocast prescribes.
+            let loss = s.precision.run(|| phase_loss(s, phase, &real, &c))??;
             (loss / rounds as f64).backward();
         }
         let (sync_secs, opt_secs) = end_phase(s, phase)?;
@@ -78,6 +86,7 @@ pub fn run_step(s: &mut Setup, step: u64) -> Result<bool> {
         optimizer += opt_secs;
         phase_secs[phase.timing_slot()] += phase_started.elapsed().as_secs_f64();
     }
+    average_running_means(s)?;
     for (name, secs) in
         ["Timing/phase_D_secs", "Timing/phase_reg_secs", "Timing/phase_G_secs"].iter().zip(phase_secs)
     {
@@ -102,7 +111,7 @@ fn begin_phase(s: &mut Setup, phase: Phase) {
             s.d_vs.unfreeze();
             s.d_opt.zero_grad();
         }
-        Phase::GMain { .. } => {
+        Phase::GMain { .. } | Phase::GReg { .. } => {
             s.d_vs.freeze();
             s.g_vs.unfreeze();
             s.g_opt.zero_grad();
@@ -118,6 +127,7 @@ fn end_phase(s: &mut Setup, phase: Phase) -> Result<(f64, f64)> {
         Phase::DMain => (&mut s.d_opt, Some("GradNorm/D"), s.cfg.train.d_ortho),
         Phase::DReg { .. } => (&mut s.d_opt, None, 0.0),
         Phase::GMain { .. } => (&mut s.g_opt, Some("GradNorm/G"), s.cfg.train.g_ortho),
+        Phase::GReg { .. } => (&mut s.g_opt, None, 0.0),
     };
     let bucket_bytes = (s.cfg.dist.bucket_mb * 1024.0 * 1024.0) as usize;
     let sync_started = Instant::now();
@@ -130,6 +140,18 @@ fn end_phase(s: &mut Setup, phase: Phase) -> Result<(f64, f64)> {
     }
     if ortho > 0.0 {
         add_ortho_gradients(opt, ortho);
+    }
+    if s.cfg.model.arch == gan_core::config::Arch::Stylegan2 {
+        // StyleGAN2-ADA's guard: a non-finite gradient entry becomes 0 (NaN) or +-1e5 (inf), so
+        // one bad sample cannot poison Adam's moments.
+        tch::no_grad(|| {
+            for p in opt.params() {
+                let mut grad = p.grad();
+                if grad.defined() {
+                    let _ = grad.nan_to_num_(0.0, 1e5, -1e5);
+                }
+            }
+        });
     }
     let opt_started = Instant::now();
     opt.step();
@@ -167,8 +189,8 @@ fn phase_loss(s: &mut Setup, phase: Phase, real: &Tensor, c: &Tensor) -> Result<
         Phase::DMain => {
             let (z, c_fake) = s.latents(real.size()[0]);
             let fake = tch::no_grad(|| s.g.forward(&z, &c_fake));
-            let real_logits = s.d.forward(&s.augment.apply(real), c);
-            let fake_logits = s.d.forward(&s.augment.apply(&fake), &c_fake);
+            let real_logits = critic(s, real, c);
+            let fake_logits = critic(s, &fake, &c_fake);
             let mut loss = d_loss(loss_kind, &real_logits, &fake_logits);
             s.stats.report("Loss/D", &loss);
             if loss_kind == gan_core::config::Loss::WganGp {
@@ -177,7 +199,7 @@ fn phase_loss(s: &mut Setup, phase: Phase, real: &Tensor, c: &Tensor) -> Result<
                 let eps = Tensor::rand([n, 1, 1, 1], (Kind::Float, real.device()));
                 let mix: Tensor = real * &eps + &fake * (-&eps + 1.0);
                 let x_hat = mix.detach().set_requires_grad(true);
-                let logits = s.d.forward(&s.augment.apply(&x_hat), c);
+                let logits = critic(s, &x_hat, c);
                 let gp = gradient_penalty(&logits, &x_hat, s.cfg.train.gp_lambda);
                 s.stats.report("Loss/gradient_penalty", &gp);
                 loss += gp;
@@ -197,7 +219,7 @@ fn phase_loss(s: &mut Setup, phase: Phase, real: &Tensor, c: &Tensor) -> Result<
         Phase::DReg { interval } => {
             // The gradient is taken with respect to the un-augmented reals, through the augmentation.
             let real = real.detach().set_requires_grad(true);
-            let logits = s.d.forward(&s.augment.apply(&real), c);
+            let logits = critic(s, &real, c);
             let r1 = r1_penalty(&logits, &real, s.cfg.train.r1_gamma);
             s.stats.report("Loss/R1", &r1);
             // Lazy regularisation: the penalty runs every `interval` steps, so it weighs `interval` times.
@@ -205,12 +227,36 @@ fn phase_loss(s: &mut Setup, phase: Phase, real: &Tensor, c: &Tensor) -> Result<
         }
         Phase::GMain { .. } => {
             let (z, c_fake) = s.latents(real.size()[0]);
-            let fake_logits = s.d.forward(&s.augment.apply(&s.g.forward(&z, &c_fake)), &c_fake);
+            let fake_logits = critic(s, &s.g.forward(&z, &c_fake), &c_fake);
             let loss = g_loss(loss_kind, &fake_logits);
             s.stats.report("Loss/G", &loss);
             Ok(loss)
         }
+        Phase::GReg { interval, .. } => {
+            let t = &s.cfg.train;
+            let (weight, decay) = (t.pl_weight, t.pl_decay);
+            let n = (real.size()[0] / i64::from(t.pl_batch_shrink)).max(1);
+            let (z, c_fake) = s.latents(n);
+            let g = s.g.with_ws().expect("path-length regularisation is validated to need StyleGAN2");
+            let (img, ws) = g.forward_with_ws(&z, &c_fake);
+            let (h, w) = (img.size()[2], img.size()[3]);
+            let noise = img.randn_like() / ((h * w) as f64).sqrt();
+            let lengths = path_lengths(&img, &ws, &noise);
+            // The running mean moves toward this round's mean length; ranks average it after the step.
+            s.pl_mean = s.pl_mean.lerp(&lengths.mean(Kind::Float).detach(), decay);
+            let penalty = (lengths - &s.pl_mean).square().mean(Kind::Float);
+            s.stats.report("Loss/pl_penalty", &penalty);
+            s.stats.report("Loss/pl_mean", &s.pl_mean);
+            // Lazy regularisation: the penalty runs every `interval` G steps, so it weighs `interval` times.
+            Ok(penalty * (weight * f64::from(interval)))
+        }
     }
+}
+
+/// D's logits for images (augmented first, as every image D sees), in fp32 whatever the forward
+/// precision, so losses and their statistics are computed in full precision.
+fn critic(s: &Setup, x: &Tensor, c: &Tensor) -> Tensor {
+    s.d.forward(&s.augment.apply(x), c).to_kind(Kind::Float)
 }
 
 /// Converts a batch of uint8 HWC pixels to the [-1, 1] NCHW floats D sees. On CUDA the uint8

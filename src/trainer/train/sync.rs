@@ -99,6 +99,27 @@ pub fn check_parameters_agree(pg: &mut dyn ProcessGroup, stores: &[&nn::VarStore
     Ok(())
 }
 
+/// Averages over ranks the running means every rank updates from its own fakes (StyleGAN2's
+/// `w_avg` and path-length mean): they then equal the update from the global batch, and stay
+/// identical on every rank, so the parameter check and a checkpoint see one value. One small
+/// collective per step, only for families that have such state.
+pub fn average_running_means(s: &mut super::setup::Setup) -> Result<()> {
+    if s.pg.world_size() == 1 {
+        return Ok(());
+    }
+    let mut tensors = s.g.running_means();
+    if s.cfg.train.pl_weight > 0.0 {
+        tensors.push(s.pl_mean.shallow_clone());
+    }
+    if tensors.is_empty() {
+        return Ok(());
+    }
+    let mut flat = flatten(&tensors);
+    s.pg.all_reduce_f32(&mut flat, ReduceOp::Avg)?;
+    unflatten_into(&flat, &tensors);
+    Ok(())
+}
+
 /// Concatenates tensors into one host buffer, in order.
 pub fn flatten(tensors: &[Tensor]) -> Vec<f32> {
     if tensors.is_empty() {
