@@ -111,7 +111,11 @@ fn invalid_combinations_are_refused() {
         (&["train.pl_weight=2"], "train.pl_weight", "stylegan2"),
         (&["train.style_mixing_prob=0.9"], "train.style_mixing_prob", "stylegan2"),
         (&["model.arch=stylegan2", "train.style_mixing_prob=1.5"], "train.style_mixing_prob", "[0, 1]"),
-        (&["model.arch=stylegan2", "model.mbstd_group_size=5"], "model.mbstd_group_size", "divisor of the per-rank batch 32"),
+        (
+            &["model.arch=stylegan2", "model.mbstd_group_size=5"],
+            "model.mbstd_group_size",
+            "divisor of the per-rank batch 32",
+        ),
         (&["model.arch=stylegan2", "model.d_architecture=skip"], "model.d_architecture", "resnet"),
         (&["train.precision=fp16"], "train.precision", "bf16"),
     ];

@@ -17,7 +17,9 @@ extern "C" {
 pub enum ForwardPrecision {
     Fp32,
     /// bf16 autocast for this device kind.
-    Bf16 { cuda: bool },
+    Bf16 {
+        cuda: bool,
+    },
 }
 
 impl ForwardPrecision {
@@ -96,6 +98,9 @@ mod tests {
     #[test]
     fn bf16_on_cpu_falls_back_to_fp32() {
         assert_eq!(ForwardPrecision::for_run(Precision::Bf16, Device::Cpu), ForwardPrecision::Fp32);
-        assert_eq!(ForwardPrecision::for_run(Precision::Bf16, Device::Cuda(0)), ForwardPrecision::Bf16 { cuda: true });
+        assert_eq!(
+            ForwardPrecision::for_run(Precision::Bf16, Device::Cuda(0)),
+            ForwardPrecision::Bf16 { cuda: true }
+        );
     }
 }

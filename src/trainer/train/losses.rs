@@ -156,7 +156,12 @@ mod tests {
         let noise = Tensor::randn([n, 1, 2, 3], opts);
         let ours = path_lengths(&images, &ws, &noise);
         // d(sum img * y)/d ws[i, j] = M y_i for every layer j, so the mean over layers is |M y_i|^2.
-        let expected = noise.view([n, pixels]).matmul(&m.tr()).square().sum_dim_intlist([1].as_slice(), false, None).sqrt();
+        let expected = noise
+            .view([n, pixels])
+            .matmul(&m.tr())
+            .square()
+            .sum_dim_intlist([1].as_slice(), false, None)
+            .sqrt();
         let diff = (&ours - &expected).abs().max().double_value(&[]);
         assert!(diff < 1e-10, "{ours:?} vs {expected:?}");
         // The penalty is differentiable with respect to what produced the ws.

@@ -14,9 +14,9 @@ use super::step::{batch_to_tensors, Phase};
 use super::sync::broadcast_from_rank0;
 use super::telemetry::Telemetry;
 use crate::augment::Augmenter;
-use crate::precision::ForwardPrecision;
 use crate::ckpt::{self, CheckpointWriter, RestoreTargets, Resumed};
 use crate::models::{self, Discriminator, Generator, NetSpec};
+use crate::precision::ForwardPrecision;
 use gan_core::checkpoint::Checkpoints;
 use gan_core::comm::ProcessGroup;
 use gan_core::config::{Arch, RankPlan, RunConfig};
@@ -158,10 +158,11 @@ impl Setup {
             cfg.checkpoint.background,
             ckpt_metrics,
         );
-        let pl_mean = resumed
-            .as_ref()
-            .and_then(|r| r.state.regularisers.get("pl_mean").copied())
-            .map_or_else(|| Tensor::zeros([], (Kind::Float, device)), |v| Tensor::from(v as f32).to_device(device));
+        let pl_mean =
+            resumed.as_ref().and_then(|r| r.state.regularisers.get("pl_mean").copied()).map_or_else(
+                || Tensor::zeros([], (Kind::Float, device)),
+                |v| Tensor::from(v as f32).to_device(device),
+            );
         let mut augment = Augmenter::from_config(&cfg.train);
         if let (Augmenter::Ada(ctrl), Some(r)) = (&mut augment, &resumed) {
             ctrl.restore(&r.state.augment);
