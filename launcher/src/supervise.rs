@@ -96,8 +96,12 @@ impl Rank {
     fn stuck(&self, watchdog: Watchdog) -> Option<(String, u64)> {
         match heartbeat::read(&self.heartbeat_path).map(|b| (b.step, b.age)) {
             Some((step, age)) if age > watchdog.heartbeat_timeout => {
-                let state =
-                    if self.is_stopped() { "stopped (SIGSTOP?)" } else { "hung, or waiting in a collective" };
+                // A large model on a CPU can legitimately take longer than the timeout per step.
+                let state = if self.is_stopped() {
+                    "stopped (SIGSTOP?)"
+                } else {
+                    "hung, or waiting in a collective (if one step really takes this long, raise dist.heartbeat_timeout_secs)"
+                };
                 Some((format!("made no progress for {age:.0?} (last at step {step}): {state}"), step))
             }
             None if self.started.elapsed() > watchdog.startup_timeout => {

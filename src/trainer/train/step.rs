@@ -41,15 +41,20 @@ impl Phase {
         }
     }
 
-    /// Index of the phase's timing statistic: D main, regularisation, G main.
+    /// Index of the phase's timing statistic in [`PHASE_TIMING`].
     fn timing_slot(self) -> usize {
         match self {
             Phase::DMain => 0,
-            Phase::DReg { .. } | Phase::GReg { .. } => 1,
+            Phase::DReg { .. } => 1,
             Phase::GMain { .. } => 2,
+            Phase::GReg { .. } => 3,
         }
     }
 }
+
+/// Seconds per phase kind in a step (0 in a step where it did not run), so tick means split the step.
+pub const PHASE_TIMING: [&str; 4] =
+    ["Timing/phase_D_secs", "Timing/phase_Dreg_secs", "Timing/phase_G_secs", "Timing/phase_Greg_secs"];
 
 /// One optimizer step of every phase that is due; true when G stepped.
 pub fn run_step(s: &mut Setup, step: u64) -> Result<bool> {
@@ -64,8 +69,7 @@ pub fn run_step(s: &mut Setup, step: u64) -> Result<bool> {
     let (mut allreduce, mut optimizer) = (0.0, 0.0);
     let per_round = s.plan.batch_per_rank as i64;
     let mut g_stepped = false;
-    // Seconds per phase kind this step (0 when it did not run), so tick means split the step.
-    let mut phase_secs = [0.0f64; 3];
+    let mut phase_secs = [0.0f64; PHASE_TIMING.len()];
     for phase in s.phases.clone() {
         if !phase.due(step) {
             continue;
@@ -87,9 +91,7 @@ pub fn run_step(s: &mut Setup, step: u64) -> Result<bool> {
         phase_secs[phase.timing_slot()] += phase_started.elapsed().as_secs_f64();
     }
     average_running_means(s)?;
-    for (name, secs) in
-        ["Timing/phase_D_secs", "Timing/phase_reg_secs", "Timing/phase_G_secs"].iter().zip(phase_secs)
-    {
+    for (name, secs) in PHASE_TIMING.iter().zip(phase_secs) {
         s.stats.report_host(name, secs);
     }
     let total = started.elapsed().as_secs_f64();
