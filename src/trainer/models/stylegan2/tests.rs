@@ -41,17 +41,38 @@ fn parameter_counts_equal_the_reference_models() {
     }
 }
 
-/// The shipped recipes build the reference models.
+/// The shipped recipes build the reference models, and the full-size networks run at batch 2:
+/// G's images have the recipe's shape and an O(1) spread (StyleGAN2 has no output squashing: the
+/// ToRGB outputs of every resolution add up, about 1.4 at 256x256 at init; training sets the
+/// scale), and D gives one finite logit per image.
 #[test]
 fn shipped_recipes_build_the_reference_models() {
     let _lock = crate::train::tests_lock();
+    tch::manual_seed(7);
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
     for (file, g_count, d_count) in
         [("stylegan2.yaml", 24_767_458, 24_001_089), ("stylegan2-cifar.yaml", 20_215_315, 23_089_664)]
     {
         let cfg = gan_core::config::load_with_env(&root.join(file), &[], std::iter::empty()).unwrap();
-        let (g_vs, d_vs, _g, _d) = build(&StyleGan2Spec::from_config(&cfg));
+        let spec = StyleGan2Spec::from_config(&cfg);
+        let (g_vs, d_vs, g, d) = build(&spec);
         assert_eq!((trainable(&g_vs), trainable(&d_vs)), (g_count, d_count), "{file}");
+        let z = Tensor::randn([2, spec.z_dim], (Kind::Float, Device::Cpu));
+        let c = Tensor::from_slice(&[1i64, 7]);
+        let (img, logits) = tch::no_grad(|| {
+            let img = g.forward(&z, &c);
+            let logits = d.forward(&img, &c);
+            (img, logits)
+        });
+        let res = spec.resolution;
+        assert_eq!(img.size(), [2, 3, res, res], "{file}");
+        let std = img.std(false).double_value(&[]);
+        assert!(
+            std > 0.1 && std < 10.0 && img.isfinite().all().int64_value(&[]) == 1,
+            "{file}: image std {std}"
+        );
+        assert_eq!(logits.size(), [2], "{file}");
+        assert!(logits.isfinite().all().int64_value(&[]) == 1, "{file}");
     }
 }
 
