@@ -63,7 +63,11 @@ pub fn r1_penalty(real_logits: &Tensor, reals: &Tensor, r1_gamma: f64) -> Tensor
 /// trains G. `ws` [N, num_ws, w_dim] must be part of `images`' graph.
 pub fn path_lengths(images: &Tensor, ws: &Tensor, noise: &Tensor) -> Tensor {
     let grads = Tensor::run_backward(&[(images * noise).sum(Kind::Float)], &[ws], true, true);
-    let grads = grads[0].to_kind(Kind::Float);
+    // Under bf16 autocast the gradient comes back in bf16; the lengths are computed in fp32.
+    let grads = match grads[0].kind() {
+        Kind::BFloat16 | Kind::Half => grads[0].to_kind(Kind::Float),
+        _ => grads[0].shallow_clone(),
+    };
     grads.square().sum_dim_intlist([2].as_slice(), false, None).mean_dim(1, false, None).sqrt()
 }
 
@@ -150,7 +154,8 @@ mod tests {
         tch::manual_seed(6);
         let opts = (Kind::Double, tch::Device::Cpu);
         let (n, num_ws, w_dim, pixels) = (3, 4, 5, 6);
-        let m = Tensor::randn([w_dim, pixels], opts);
+        // M plays G's weights: the lengths must stay differentiable with respect to it.
+        let m = Tensor::randn([w_dim, pixels], opts).set_requires_grad(true);
         let ws = Tensor::randn([n, num_ws, w_dim], opts).set_requires_grad(true);
         let images = ws.matmul(&m).sum_dim_intlist([1].as_slice(), false, None).view([n, 1, 2, 3]);
         let noise = Tensor::randn([n, 1, 2, 3], opts);
@@ -164,8 +169,7 @@ mod tests {
             .sqrt();
         let diff = (&ours - &expected).abs().max().double_value(&[]);
         assert!(diff < 1e-10, "{ours:?} vs {expected:?}");
-        // The penalty is differentiable with respect to what produced the ws.
-        assert!(ours.requires_grad());
+        assert!(ours.requires_grad(), "the penalty trains the weights");
     }
 
     #[test]
