@@ -42,6 +42,7 @@ fn emit_libtorch() {
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     let Some(libtorch) = std::env::var_os("LIBTORCH") else {
         println!("cargo:rustc-env=GAN_BUILD_LIBTORCH_VERSION=unknown");
+        println!("cargo:rustc-env=GAN_BUILD_PYTHON=python3");
         return;
     };
     let lib_dir = Path::new(&libtorch).join("lib");
@@ -64,6 +65,16 @@ fn emit_libtorch() {
         .unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=GAN_BUILD_LIBTORCH_VERSION={version}");
     compile_autocast_shim(Path::new(&libtorch));
+    // The venv's Python next to this libtorch (site-packages/torch -> ../../../bin/python): the
+    // FID weights download uses torch's own hub downloader.
+    let python = Path::new(&libtorch)
+        .canonicalize()
+        .ok()
+        .and_then(|t| Some(t.parent()?.parent()?.parent()?.parent()?.join("bin/python")));
+    println!(
+        "cargo:rustc-env=GAN_BUILD_PYTHON={}",
+        python.map_or_else(|| "python3".into(), |p| p.display().to_string())
+    );
 }
 
 /// The bf16 autocast switch (src/trainer/precision/autocast.cpp) against libtorch's own headers,

@@ -26,6 +26,7 @@ pub mod config;
 pub mod data;
 pub mod devices;
 pub mod error;
+pub mod eval_options;
 pub mod fsutil;
 pub mod heartbeat;
 pub mod images;

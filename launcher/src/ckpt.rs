@@ -59,6 +59,33 @@ pub fn sample(args: &SampleArgs) -> anyhow::Result<std::process::ExitCode> {
     Ok(std::process::ExitCode::from(status.code().unwrap_or(1) as u8))
 }
 
+/// `gan-launch eval`: a metric of a checkpoint's G_ema, computed by the trainer binary after the
+/// checkpoint is resolved and verified here.
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    #[arg(value_enum)]
+    pub metric: gan_core::eval_options::EvalMetric,
+    /// A checkpoint directory, or a run directory for its newest valid checkpoint.
+    pub path: PathBuf,
+    #[command(flatten)]
+    pub options: gan_core::eval_options::EvalOptions,
+    /// Trainer binary (default: gan-train next to gan-launch, or $GAN_LAUNCH_TRAINER).
+    #[arg(long, env = "GAN_LAUNCH_TRAINER", hide = true)]
+    pub trainer: Option<PathBuf>,
+}
+
+pub fn eval(args: &EvalArgs) -> anyhow::Result<std::process::ExitCode> {
+    let dir = checkpoint::resolve_user_path(&args.path)?;
+    verify(&dir).map_err(|message| Error::Checkpoint { path: dir.clone(), message })?;
+    let trainer = crate::supervise::trainer_path(args.trainer.as_deref())?;
+    let status = std::process::Command::new(trainer)
+        .args(["eval", args.metric.as_str()])
+        .arg(&dir)
+        .args(args.options.to_args())
+        .status()?;
+    Ok(std::process::ExitCode::from(status.code().unwrap_or(1) as u8))
+}
+
 pub fn run(cmd: &Ckpt) -> anyhow::Result<()> {
     match cmd {
         Ckpt::Ls(args) => ls(&args.run),

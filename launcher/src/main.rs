@@ -32,6 +32,7 @@ fn main() -> ExitCode {
         Some(Command::Data(data::Data::Prepare(args))) => data::prepare(&args).map(|_| ExitCode::SUCCESS),
         Some(Command::Ckpt(cmd)) => ckpt::run(&cmd).map(|_| ExitCode::SUCCESS),
         Some(Command::Sample(args)) => ckpt::sample(&args),
+        Some(Command::Eval(args)) => ckpt::eval(&args),
         None => launch(&cli.job),
     };
     match result {

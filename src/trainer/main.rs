@@ -7,6 +7,7 @@
 mod augment;
 mod ckpt;
 mod comm;
+mod eval;
 mod models;
 mod precision;
 mod sample;
@@ -48,6 +49,8 @@ struct Args {
 enum Command {
     /// Write an image grid from a checkpoint's G_ema.
     Sample(sample::SampleArgs),
+    /// FID, KID or IS of a checkpoint's G_ema.
+    Eval(eval::command::EvalArgs),
 }
 
 fn main() -> ExitCode {
@@ -64,9 +67,16 @@ fn main() -> ExitCode {
 
 fn run() -> anyhow::Result<ExitCode> {
     let args = Args::parse();
-    if let Some(Command::Sample(sample_args)) = &args.command {
-        logging::init(Role::Tool, gan_core::config::LogFormat::Text, "info");
-        return sample::run(sample_args).map(|_| ExitCode::SUCCESS);
+    match &args.command {
+        Some(Command::Sample(sample_args)) => {
+            logging::init(Role::Tool, gan_core::config::LogFormat::Text, "info");
+            return sample::run(sample_args).map(|_| ExitCode::SUCCESS);
+        }
+        Some(Command::Eval(eval_args)) => {
+            logging::init(Role::Tool, gan_core::config::LogFormat::Text, "info");
+            return eval::command::run(eval_args).map(|_| ExitCode::SUCCESS);
+        }
+        None => {}
     }
     let config_path = args.config.as_ref().context("a CONFIG file is required (see --help)")?;
     let env = RankEnv::from_process()?;

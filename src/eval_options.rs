@@ -1,0 +1,70 @@
+//! The options of `eval`, shared by `gan-launch eval` (which resolves and verifies the
+//! checkpoint) and `gan-train eval` (which computes the metric), so the two command lines cannot
+//! drift apart.
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+
+/// A metric over Inception features (SPECS.md 1, 2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum EvalMetric {
+    /// Fréchet Inception Distance (pytorch-fid's pipeline) against the run's dataset.
+    Fid,
+    /// Kernel Inception Distance (unbiased MMD², cubic kernel; 100 subsets of up to 1000).
+    Kid,
+    /// Inception Score (10 splits, logits without the fc bias).
+    Is,
+}
+
+#[derive(Args, Debug, Clone, PartialEq)]
+pub struct EvalOptions {
+    /// Generated images to score.
+    #[arg(long, default_value_t = 50_000)]
+    pub num: u64,
+    /// Real images for the statistics (default: the whole dataset). Cached per dataset content,
+    /// feature network and count.
+    #[arg(long)]
+    pub num_real: Option<u64>,
+    /// Images per forward pass of the feature network.
+    #[arg(long, default_value_t = 50)]
+    pub batch: u32,
+    /// Other Inception weights (same architecture). Results are then labelled with the file's
+    /// hash, never as standard FID. Default: the standard pytorch-fid file from $GAN_FID_WEIGHTS
+    /// or ~/.cache/gan-launch/.
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    /// Seed of the latents.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+impl EvalOptions {
+    /// The options as command-line arguments (for passing them on to the trainer).
+    pub fn to_args(&self) -> Vec<String> {
+        let mut args = vec![
+            "--num".to_string(),
+            self.num.to_string(),
+            "--batch".into(),
+            self.batch.to_string(),
+            "--seed".into(),
+            self.seed.to_string(),
+        ];
+        if let Some(n) = self.num_real {
+            args.extend(["--num-real".to_string(), n.to_string()]);
+        }
+        if let Some(w) = &self.weights {
+            args.extend(["--weights".to_string(), w.display().to_string()]);
+        }
+        args
+    }
+}
+
+impl EvalMetric {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EvalMetric::Fid => "fid",
+            EvalMetric::Kid => "kid",
+            EvalMetric::Is => "is",
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! `gan-train eval fid|kid|is CHECKPOINT`: a metric of a checkpoint's G_ema against the run's
+//! dataset (what `gan-launch eval` runs after resolving and verifying the checkpoint).
+use std::path::PathBuf;
+
+use clap::Args;
+use tch::{nn, Device};
+
+use super::extract;
+use super::inception::FidInception;
+use super::stats::{frechet_distance, inception_score, kernel_inception_distance};
+use super::weights::{self, FeatureNet};
+use crate::ckpt;
+use crate::models::{self, NetSpec};
+use gan_core::config;
+use gan_core::eval_options::{EvalMetric, EvalOptions};
+use gan_core::Error;
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    #[arg(value_enum)]
+    pub metric: EvalMetric,
+    /// A checkpoint directory (step-NNNNNNNN; gan-launch eval also takes a run directory).
+    pub checkpoint: PathBuf,
+    #[command(flatten)]
+    pub options: EvalOptions,
+}
+
+pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
+    let opts = &args.options;
+    if opts.num < 2 || opts.batch == 0 {
+        return Err(Error::config("--num", opts.num, "at least 2 images, with --batch >= 1").into());
+    }
+    let (weights_path, net_id) = weights::resolve(opts.weights.as_deref())?;
+    let device = if tch::Cuda::is_available() { Device::Cuda(0) } else { Device::Cpu };
+    let inception_vs = nn::VarStore::new(device);
+    let net = FidInception::new(&inception_vs.root());
+    weights::load_into(&inception_vs, &weights_path)?;
+    let label = net_id.label();
+    let cfg = config::load_resolved(&args.checkpoint.join("config.yaml"))?;
+    let spec = NetSpec::from_config(&cfg);
+    let g_vs = nn::VarStore::new(device);
+    let g_ema = models::generator(cfg.model.arch, &spec, g_vs.root());
+    ckpt::load_generator(&g_vs, &args.checkpoint)?;
+    let classes = if cfg.model.conditional { cfg.data.num_classes } else { 0 };
+    let started = std::time::Instant::now();
+    let fake = extract::generated(&net, g_ema.as_ref(), classes, opts.num, opts.batch, opts.seed, device);
+    let fake_secs = started.elapsed().as_secs_f64();
+    let value = match args.metric {
+        EvalMetric::Is => {
+            let (mean, std) = inception_score(&fake.logits, 10.min(opts.num as i64));
+            format!("{mean:.4} ± {std:.4}")
+        }
+        EvalMetric::Fid | EvalMetric::Kid => {
+            let real = extract::real(&net, &label, &cfg, opts.num_real, opts.batch, device)?;
+            if args.metric == EvalMetric::Fid {
+                let (mu1, cov1) = fake.stats.mean_cov();
+                let (mu2, cov2) = real.stats.mean_cov();
+                format!("{:.4}", frechet_distance(&mu1, &cov1, &mu2, &cov2))
+            } else {
+                tch::manual_seed(opts.seed as i64);
+                format!("{:.6}", kernel_inception_distance(&real.rows, &fake.rows, 100, 1000))
+            }
+        }
+    };
+    let standard = if net_id == FeatureNet::Standard { "" } else { " (NOT the standard FID network)" };
+    println!(
+        "{} = {value}  [{} generated images, feature network {label}{standard}, {:.1} imgs/s]",
+        args.metric.as_str(),
+        opts.num,
+        opts.num as f64 / fake_secs
+    );
+    Ok(())
+}

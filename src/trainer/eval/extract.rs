@@ -1,0 +1,184 @@
+//! Feature extraction for the metrics: real images from a dataset (statistics cached per dataset
+//! content, feature network and count) and G_ema's images, quantised to uint8 first as the reals
+//! are (x · 127.5 + 128, clamped, truncated), so both sides take the same path into the network.
+use std::path::{Path, PathBuf};
+
+use tch::{Device, Kind, Tensor};
+
+use super::inception::FidInception;
+use super::stats::FeatureStats;
+use crate::models::Generator;
+use gan_core::config::{DataSource, RunConfig};
+use gan_core::data;
+use gan_core::error::{Error, Result};
+
+/// Real features kept (besides the moments) for KID, which needs the rows themselves.
+const KID_REAL_ROWS: u64 = 10_000;
+
+/// What the metrics need of one side: moments of the pool3 features, up to `rows` pool3
+/// features, and all unbiased logits (for IS).
+pub struct Extracted {
+    pub stats: FeatureStats,
+    pub rows: Tensor,
+    pub logits: Tensor,
+}
+
+/// Features of uint8 NCHW images.
+fn features_u8(net: &FidInception, images: &Tensor, device: Device) -> (Tensor, Tensor) {
+    let x = images.to_device(device).to_kind(Kind::Float) / 255.0;
+    let f = tch::no_grad(|| net.features(&x));
+    (f.pool3.to_device(Device::Cpu), f.logits_unbiased.to_device(Device::Cpu))
+}
+
+/// G's output in [-1, 1] to uint8 exactly as saved images would be.
+pub fn quantise(images: &Tensor) -> Tensor {
+    (images * 127.5 + 128.0).clamp(0.0, 255.0).to_kind(Kind::Uint8)
+}
+
+/// Accumulates batches of uint8 images.
+struct Accumulator {
+    stats: FeatureStats,
+    rows: Vec<Tensor>,
+    kept: u64,
+    keep: u64,
+    logits: Vec<Tensor>,
+}
+
+impl Accumulator {
+    fn new(keep: u64) -> Self {
+        Accumulator { stats: FeatureStats::new(2048), rows: Vec::new(), kept: 0, keep, logits: Vec::new() }
+    }
+
+    fn add(&mut self, net: &FidInception, images: &Tensor, device: Device) {
+        let (pool3, logits) = features_u8(net, images, device);
+        self.stats.add(&pool3);
+        let take = (self.keep - self.kept).min(pool3.size()[0] as u64) as i64;
+        if take > 0 {
+            self.rows.push(pool3.narrow(0, 0, take));
+            self.kept += take as u64;
+        }
+        self.logits.push(logits);
+    }
+
+    fn finish(self) -> Extracted {
+        let cat = |v: Vec<Tensor>, cols| {
+            if v.is_empty() {
+                Tensor::zeros([0, cols], (Kind::Float, Device::Cpu))
+            } else {
+                Tensor::cat(&v, 0)
+            }
+        };
+        Extracted { stats: self.stats, rows: cat(self.rows, 2048), logits: cat(self.logits, 1008) }
+    }
+}
+
+/// `n` images from G_ema (classes in turn when conditional), seeded.
+pub fn generated(
+    net: &FidInception,
+    g: &dyn Generator,
+    classes: u32,
+    n: u64,
+    batch: u32,
+    seed: u64,
+    device: Device,
+) -> Extracted {
+    tch::manual_seed(seed as i64);
+    let mut acc = Accumulator::new(n);
+    let mut done = 0u64;
+    while done < n {
+        let b = (n - done).min(u64::from(batch)) as i64;
+        let z = Tensor::randn([b, g.z_dim()], (Kind::Float, device));
+        let c = (Tensor::arange(b, (Kind::Int64, device)) + done as i64).remainder(i64::from(classes.max(1)));
+        let images = tch::no_grad(|| quantise(&g.forward_eval(&z, &c)));
+        acc.add(net, &images, device);
+        done += b as u64;
+    }
+    acc.finish()
+}
+
+/// Statistics of the first `n` images of the run's dataset, from the cache when present.
+pub fn real(
+    net: &FidInception,
+    net_label: &str,
+    cfg: &RunConfig,
+    n: Option<u64>,
+    batch: u32,
+    device: Device,
+) -> Result<Extracted> {
+    let source = data::open(&cfg.data, cfg.run.seed, false)?;
+    let n = n.unwrap_or(source.len()).min(source.len());
+    let cache = cache_path(cfg, net_label, n)?;
+    if let Some(hit) = read_cache(&cache) {
+        tracing::info!(path = %cache.display(), "real statistics from the cache");
+        return Ok(hit);
+    }
+    tracing::info!(images = n, "computing real statistics (cached afterwards)");
+    let mut acc = Accumulator::new(KID_REAL_ROWS);
+    let (res, ch) = (i64::from(source.resolution()), i64::from(source.channels()));
+    let mut pixels = vec![0u8; source.image_bytes()];
+    let mut index = 0u64;
+    while index < n {
+        let b = (n - index).min(u64::from(batch));
+        let mut buf = Vec::with_capacity(source.image_bytes() * b as usize);
+        for i in index..index + b {
+            source.read(i, &mut pixels);
+            buf.extend_from_slice(&pixels);
+        }
+        let images = Tensor::from_slice(&buf).view([b as i64, res, res, ch]).permute([0, 3, 1, 2]);
+        // Grayscale datasets go in as RGB, as PIL's convert("RGB") does for pytorch-fid.
+        let images = if ch == 1 { images.repeat([1, 3, 1, 1]) } else { images };
+        acc.add(net, &images, device);
+        index += b;
+    }
+    let out = acc.finish();
+    write_cache(&cache, &out)?;
+    Ok(out)
+}
+
+/// `~/.cache/gan-launch/fid-stats/<key>.safetensors`, the key hashing the dataset's identity
+/// (a prepared dataset's index with every shard's BLAKE3; the generator's parameters), the
+/// feature network, the preprocessing and the count.
+fn cache_path(cfg: &RunConfig, net_label: &str, n: u64) -> Result<PathBuf> {
+    let d = &cfg.data;
+    let identity = match (&d.source, &d.path) {
+        (DataSource::Prepared, Some(path)) => {
+            let index = path.join("index.json");
+            std::fs::read(&index).map_err(Error::io("read", &index))?
+        }
+        _ => format!(
+            "generated {} {} {} {} seed {}",
+            d.resolution, d.channels, d.num_classes, d.num_images, cfg.run.seed
+        )
+        .into_bytes(),
+    };
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(&identity);
+    hasher.update(format!("|{net_label}|pytorch-fid bilinear-299 [-1,1]|{n}").as_bytes());
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    Ok(home
+        .join(".cache/gan-launch/fid-stats")
+        .join(format!("{}.safetensors", &hasher.finalize().to_hex()[..32])))
+}
+
+fn read_cache(path: &Path) -> Option<Extracted> {
+    let tensors = Tensor::read_safetensors(path).ok()?;
+    let get = |name: &str| tensors.iter().find(|(k, _)| k == name).map(|(_, t)| t.shallow_clone());
+    let count = get("count")?.double_value(&[]);
+    Some(Extracted {
+        stats: FeatureStats { count, sum: get("sum")?, sum_outer: get("sum_outer")? },
+        rows: get("rows")?,
+        logits: Tensor::zeros([0, 1008], (Kind::Float, Device::Cpu)),
+    })
+}
+
+fn write_cache(path: &Path, e: &Extracted) -> Result<()> {
+    let dir = path.parent().expect("cache files live in a directory");
+    std::fs::create_dir_all(dir).map_err(Error::io("create", dir))?;
+    let count = Tensor::from(e.stats.count);
+    let named =
+        [("count", &count), ("sum", &e.stats.sum), ("sum_outer", &e.stats.sum_outer), ("rows", &e.rows)];
+    let tmp = path.with_extension("tmp");
+    Tensor::write_safetensors(&named, &tmp)
+        .map_err(|err| Error::Tensor(format!("writing {}: {err}", tmp.display())))?;
+    std::fs::rename(&tmp, path).map_err(Error::io("rename", &tmp))
+}

@@ -1,0 +1,11 @@
+//! Evaluation networks and metrics: pytorch-fid's Inception-v3 (`inception`), its weights and
+//! their identity (`weights`), FID, KID and IS from features in float64 (`stats`), feature
+//! extraction with cached real statistics (`extract`) and the `eval` command (`command`).
+pub mod command;
+pub mod extract;
+pub mod inception;
+pub mod stats;
+pub mod weights;
+
+#[cfg(test)]
+mod tests;
