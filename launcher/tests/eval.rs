@@ -37,16 +37,7 @@ fn fid_kid_and_is_of_a_checkpoint() {
         .unwrap();
     assert!(run.status.success(), "{}", stderr(&run));
     let run_dir = dir.path().join("ci-tiny");
-    // Seeded random weights in pytorch-fid's layout, from the reference script.
-    let weights_dir = dir.path().join("weights");
-    std::fs::create_dir_all(&weights_dir).unwrap();
-    let made = std::process::Command::new(repo().join(".venv/bin/python"))
-        .arg(repo().join("scripts/fid_reference.py"))
-        .arg(&weights_dir)
-        .output()
-        .unwrap();
-    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
-    let weights = weights_dir.join("weights.pth").display().to_string();
+    let weights = random_weights(&dir.path().join("weights"));
     let home = dir.path().join("home");
     let run_arg = run_dir.display().to_string();
     let common = ["--num", "20", "--num-real", "40", "--batch", "20", "--weights", &weights];
@@ -69,6 +60,86 @@ fn fid_kid_and_is_of_a_checkpoint() {
     assert!(is.status.success(), "{}", stderr(&is));
     let score = value(&is, "is");
     assert!((1.0..=1008.0).contains(&score), "{score}");
+}
+
+/// Seeded random weights in pytorch-fid's layout, from the reference script, under `dir`.
+fn random_weights(dir: &Path) -> String {
+    std::fs::create_dir_all(dir).unwrap();
+    let made = std::process::Command::new(repo().join(".venv/bin/python"))
+        .arg(repo().join("scripts/fid_reference.py"))
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    dir.join("weights.pth").display().to_string()
+}
+
+fn eval_lines(run_dir: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(run_dir.join("eval.jsonl")).unwrap_or_default();
+    text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+/// Evaluation during a 2-rank run: every 0.25 kimg and at the end, FID, KID and IS land in
+/// eval.jsonl labelled with the (non-standard) feature network. Then the final G_ema is scored
+/// again by resuming the finished run with 1 rank (real statistics recomputed, no cache) and with
+/// 2 ranks: the FID is the same, whatever the split of images between ranks.
+#[test]
+fn evaluation_during_training_is_the_same_with_one_and_two_ranks() {
+    gan_train_path();
+    let dir = tempfile::tempdir().unwrap();
+    let weights = random_weights(&dir.path().join("weights"));
+    let sets = [
+        format!("run.dir={}", dir.path().display()),
+        "eval.every_kimg=0.25".into(),
+        "eval.num=20".into(),
+        "eval.num_real=40".into(),
+        "eval.batch=10".into(),
+        "eval.metrics=[fid, kid, is]".into(),
+        format!("eval.weights={weights}"),
+        // One thread per rank in both layouts: libtorch's CPU convolutions sum in a different
+        // order with another thread count, which the singular 20-image covariances amplify.
+        "train.threads=1".into(),
+    ];
+    let launch = |gpus: &str, home: &Path| {
+        let mut cmd = gan_launch();
+        cmd.env("HOME", home).arg(shipped_config("ci-tiny.yaml")).args([
+            "--gpus",
+            gpus,
+            "--master-port",
+            "0",
+        ]);
+        for set in &sets {
+            cmd.args(["--set", set]);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{gpus} ranks: {}", stderr(&out));
+        out
+    };
+    let (home_a, home_b) = (dir.path().join("a"), dir.path().join("b"));
+    let trained = launch("2", &home_a);
+    let run_dir = dir.path().join("ci-tiny");
+    let lines = eval_lines(&run_dir);
+    assert_eq!(lines.len(), 2, "at 0.25 kimg and at the end: {lines:?}");
+    for line in &lines {
+        assert!(
+            line["fid"].as_f64().unwrap().is_finite() && line["kid"].is_f64() && line["is"].is_f64(),
+            "{line}"
+        );
+        assert!(line["feature_network"].as_str().unwrap().starts_with("custom-inception-"), "{line}");
+        assert!(line["pause_secs"].as_f64().unwrap() > 0.0);
+    }
+    assert!(stderr(&trained).contains("eval at 0.5 kimg: FID"), "{}", stderr(&trained));
+    launch("1", &home_b);
+    launch("2", &home_a);
+    let lines = eval_lines(&run_dir);
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    let fid = |i: usize| lines[i]["fid"].as_f64().unwrap();
+    let (end_of_training, one_rank, two_ranks) = (fid(1), fid(2), fid(3));
+    assert_eq!(end_of_training, two_ranks, "same G_ema, same ranks: the same FID");
+    assert!(
+        (one_rank - two_ranks).abs() <= 1e-9 * two_ranks.abs().max(1.0),
+        "1 rank {one_rank} vs 2 ranks {two_ranks}"
+    );
 }
 
 /// Without the standard weights (and no download possible here), eval stops with exit code 2

@@ -156,3 +156,45 @@ config_enum! {
         Json => "json",
     }
 }
+
+/// Evaluation during training: G_ema's FID (and KID, IS) with pytorch-fid's Inception, every
+/// `every_kimg`, each rank generating its share.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalSection {
+    /// Evaluate every this many kimg (at the first tick past each multiple, and at the end);
+    /// 0 = never during training.
+    pub every_kimg: f64,
+    /// Metrics to compute from the same features.
+    pub metrics: Vec<EvalMetricName>,
+    /// Generated images per evaluation (all ranks together; a multiple of the world size).
+    pub num: u64,
+    /// Real images for the statistics (default: the whole dataset); cached per dataset content.
+    pub num_real: Option<u64>,
+    /// Images per forward pass of the feature network.
+    pub batch: u32,
+    /// Other Inception weights; results are then labelled with the file's hash, never as
+    /// standard FID. Default: the standard file from $GAN_FID_WEIGHTS or ~/.cache/gan-launch/.
+    pub weights: Option<std::path::PathBuf>,
+}
+
+impl Default for EvalSection {
+    fn default() -> Self {
+        EvalSection {
+            every_kimg: 0.0,
+            metrics: vec![EvalMetricName::Fid],
+            num: 10_000,
+            num_real: None,
+            batch: 50,
+            weights: None,
+        }
+    }
+}
+
+config_enum! {
+    pub enum EvalMetricName {
+        Fid => "fid",
+        Kid => "kid",
+        Is => "is",
+    }
+}

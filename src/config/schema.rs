@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::config_enum;
 use super::model::ModelSection;
-use super::operations::{CheckpointSection, LogSection, MetricsSection};
+use super::operations::{CheckpointSection, EvalSection, LogSection, MetricsSection};
 use super::train::TrainSection;
 
 /// A whole run: what to train, on what, how, and where to write.
@@ -24,6 +24,8 @@ pub struct RunConfig {
     pub checkpoint: CheckpointSection,
     #[serde(default)]
     pub metrics: MetricsSection,
+    #[serde(default)]
+    pub eval: EvalSection,
     #[serde(default)]
     pub log: LogSection,
 }

@@ -18,6 +18,7 @@ pub fn validate(cfg: &RunConfig) -> Result<()> {
     validate_train(cfg)?;
     validate_checkpoint(cfg)?;
     validate_metrics(cfg)?;
+    validate_eval(cfg)?;
     validate_log(cfg)
 }
 
@@ -354,6 +355,35 @@ fn validate_metrics(cfg: &RunConfig) -> Result<()> {
                 "an http:// URL, e.g. http://pushgateway:9091",
             ));
         }
+    }
+    Ok(())
+}
+
+fn validate_eval(cfg: &RunConfig) -> Result<()> {
+    let e = &cfg.eval;
+    if !(e.every_kimg >= 0.0 && e.every_kimg.is_finite()) {
+        return Err(Error::config(
+            "eval.every_kimg",
+            e.every_kimg,
+            "a finite number >= 0 (0 = no evaluation)",
+        ));
+    }
+    if e.every_kimg == 0.0 {
+        return Ok(());
+    }
+    positive("eval.batch", e.batch)?;
+    if e.metrics.is_empty() {
+        return Err(Error::config("eval.metrics", "[]", "one or more of fid, kid, is"));
+    }
+    let world = u64::from(world_size(cfg));
+    if e.num < 2 * world || !e.num.is_multiple_of(world) {
+        return Err(Error::config(
+            "eval.num",
+            e.num,
+            format!(
+                "a multiple of the world size {world}, at least 2 per rank (each rank draws an equal share)"
+            ),
+        ));
     }
     Ok(())
 }

@@ -43,7 +43,8 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     ckpt::load_generator(&g_vs, &args.checkpoint)?;
     let classes = if cfg.model.conditional { cfg.data.num_classes } else { 0 };
     let started = std::time::Instant::now();
-    let fake = extract::generated(&net, g_ema.as_ref(), classes, opts.num, opts.batch, opts.seed, device);
+    let share = extract::Share { first: 0, n: opts.num, batch: opts.batch, seed: opts.seed };
+    let fake = extract::generated(&net, g_ema.as_ref(), classes, share, device, &mut || {});
     let fake_secs = started.elapsed().as_secs_f64();
     let value = match args.metric {
         EvalMetric::Is => {
@@ -51,7 +52,8 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
             format!("{mean:.4} ± {std:.4}")
         }
         EvalMetric::Fid | EvalMetric::Kid => {
-            let real = extract::real(&net, &label, &cfg, opts.num_real, opts.batch, device)?;
+            let n_real = extract::real_count(&cfg, opts.num_real)?;
+            let real = extract::real(&net, &label, &cfg, n_real, opts.batch, device)?;
             if args.metric == EvalMetric::Fid {
                 let (mu1, cov1) = fake.stats.mean_cov();
                 let (mu2, cov2) = real.stats.mean_cov();

@@ -49,7 +49,8 @@ impl Accumulator {
         Accumulator { stats: FeatureStats::new(2048), rows: Vec::new(), kept: 0, keep, logits: Vec::new() }
     }
 
-    fn add(&mut self, net: &FidInception, images: &Tensor, device: Device) {
+    fn add(&mut self, net: &FidInception, images: &Tensor, device: Device, on_batch: &mut dyn FnMut()) {
+        on_batch();
         let (pool3, logits) = features_u8(net, images, device);
         self.stats.add(&pool3);
         let take = (self.keep - self.kept).min(pool3.size()[0] as u64) as i64;
@@ -72,73 +73,114 @@ impl Accumulator {
     }
 }
 
-/// `n` images from G_ema (classes in turn when conditional), seeded.
+/// Which images of a metric a process computes: `n` of them from `first` on (classes in turn
+/// from there), `batch` per forward. Image i's latent is drawn from (`seed`, i) alone, so the
+/// images, and the metric, do not depend on how the indices are split between ranks.
+#[derive(Clone, Copy, Debug)]
+pub struct Share {
+    pub first: u64,
+    pub n: u64,
+    pub batch: u32,
+    pub seed: u64,
+}
+
+/// A share of images from G_ema (classes in turn when conditional). `on_batch` runs before every
+/// batch (ranks beat their heartbeat there).
 pub fn generated(
     net: &FidInception,
     g: &dyn Generator,
     classes: u32,
-    n: u64,
-    batch: u32,
-    seed: u64,
+    share: Share,
     device: Device,
+    on_batch: &mut dyn FnMut(),
 ) -> Extracted {
-    tch::manual_seed(seed as i64);
-    let mut acc = Accumulator::new(n);
+    let mut acc = Accumulator::new(share.n);
     let mut done = 0u64;
-    while done < n {
-        let b = (n - done).min(u64::from(batch)) as i64;
-        let z = Tensor::randn([b, g.z_dim()], (Kind::Float, device));
-        let c = (Tensor::arange(b, (Kind::Int64, device)) + done as i64).remainder(i64::from(classes.max(1)));
+    while done < share.n {
+        let b = (share.n - done).min(u64::from(share.batch)) as i64;
+        let z = latents(share.seed, share.first + done, b, g.z_dim()).to_device(device);
+        let first_class = (share.first + done) as i64;
+        let c = (Tensor::arange(b, (Kind::Int64, device)) + first_class).remainder(i64::from(classes.max(1)));
         let images = tch::no_grad(|| quantise(&g.forward_eval(&z, &c)));
-        acc.add(net, &images, device);
+        acc.add(net, &images, device, on_batch);
         done += b as u64;
     }
     acc.finish()
 }
 
-/// Statistics of the first `n` images of the run's dataset, from the cache when present.
+/// Latents of images `first..first + n`, each from its own (seed, index) stream.
+fn latents(seed: u64, first: u64, n: i64, z_dim: i64) -> Tensor {
+    let values: Vec<f32> = (first..first + n as u64)
+        .flat_map(|i| {
+            let mut rng = gan_core::rng::SplitMix64::for_item(seed, i);
+            (0..z_dim).map(move |_| crate::train::samples::standard_normal(&mut rng) as f32)
+        })
+        .collect();
+    Tensor::from_slice(&values).view([n, z_dim])
+}
+
+/// The number of real images a metric uses: `n`, at most the dataset.
+pub fn real_count(cfg: &RunConfig, n: Option<u64>) -> Result<u64> {
+    let len = data::open(&cfg.data, cfg.run.seed, false)?.len();
+    Ok(n.unwrap_or(len).min(len))
+}
+
+/// Statistics of the first `n` images of the run's dataset in one process, from the cache when
+/// present (and cached after).
 pub fn real(
     net: &FidInception,
     net_label: &str,
     cfg: &RunConfig,
-    n: Option<u64>,
+    n: u64,
     batch: u32,
     device: Device,
 ) -> Result<Extracted> {
-    let source = data::open(&cfg.data, cfg.run.seed, false)?;
-    let n = n.unwrap_or(source.len()).min(source.len());
     let cache = cache_path(cfg, net_label, n)?;
     if let Some(hit) = read_cache(&cache) {
         tracing::info!(path = %cache.display(), "real statistics from the cache");
         return Ok(hit);
     }
+    let out = real_share(net, cfg, n, batch, (0, 1), device, &mut || {})?;
+    write_cache(&cache, &out)?;
+    Ok(out)
+}
+
+/// Features of one rank's contiguous share of the first `n` real images (with batches that line
+/// up with a single process's whenever `batch` divides the share, so the features are the same).
+pub fn real_share(
+    net: &FidInception,
+    cfg: &RunConfig,
+    n: u64,
+    batch: u32,
+    (rank, world): (u32, u32),
+    device: Device,
+    on_batch: &mut dyn FnMut(),
+) -> Result<Extracted> {
+    let source = data::open(&cfg.data, cfg.run.seed, false)?;
     tracing::info!(images = n, "computing real statistics (cached afterwards)");
     let mut acc = Accumulator::new(KID_REAL_ROWS);
     let (res, ch) = (i64::from(source.resolution()), i64::from(source.channels()));
     let mut pixels = vec![0u8; source.image_bytes()];
-    let mut index = 0u64;
-    while index < n {
-        let b = (n - index).min(u64::from(batch));
-        let mut buf = Vec::with_capacity(source.image_bytes() * b as usize);
-        for i in index..index + b {
+    let (rank, world) = (u64::from(rank), u64::from(world));
+    let indices: Vec<u64> = (rank * n / world..(rank + 1) * n / world).collect();
+    for chunk in indices.chunks(batch.max(1) as usize) {
+        let mut buf = Vec::with_capacity(source.image_bytes() * chunk.len());
+        for &i in chunk {
             source.read(i, &mut pixels);
             buf.extend_from_slice(&pixels);
         }
-        let images = Tensor::from_slice(&buf).view([b as i64, res, res, ch]).permute([0, 3, 1, 2]);
+        let images = Tensor::from_slice(&buf).view([chunk.len() as i64, res, res, ch]).permute([0, 3, 1, 2]);
         // Grayscale datasets go in as RGB, as PIL's convert("RGB") does for pytorch-fid.
         let images = if ch == 1 { images.repeat([1, 3, 1, 1]) } else { images };
-        acc.add(net, &images, device);
-        index += b;
+        acc.add(net, &images, device, on_batch);
     }
-    let out = acc.finish();
-    write_cache(&cache, &out)?;
-    Ok(out)
+    Ok(acc.finish())
 }
 
 /// `~/.cache/gan-launch/fid-stats/<key>.safetensors`, the key hashing the dataset's identity
 /// (a prepared dataset's index with every shard's BLAKE3; the generator's parameters), the
 /// feature network, the preprocessing and the count.
-fn cache_path(cfg: &RunConfig, net_label: &str, n: u64) -> Result<PathBuf> {
+pub fn cache_path(cfg: &RunConfig, net_label: &str, n: u64) -> Result<PathBuf> {
     let d = &cfg.data;
     let identity = match (&d.source, &d.path) {
         (DataSource::Prepared, Some(path)) => {
@@ -160,7 +202,7 @@ fn cache_path(cfg: &RunConfig, net_label: &str, n: u64) -> Result<PathBuf> {
         .join(format!("{}.safetensors", &hasher.finalize().to_hex()[..32])))
 }
 
-fn read_cache(path: &Path) -> Option<Extracted> {
+pub fn read_cache(path: &Path) -> Option<Extracted> {
     let tensors = Tensor::read_safetensors(path).ok()?;
     let get = |name: &str| tensors.iter().find(|(k, _)| k == name).map(|(_, t)| t.shallow_clone());
     let count = get("count")?.double_value(&[]);
@@ -171,7 +213,7 @@ fn read_cache(path: &Path) -> Option<Extracted> {
     })
 }
 
-fn write_cache(path: &Path, e: &Extracted) -> Result<()> {
+pub fn write_cache(path: &Path, e: &Extracted) -> Result<()> {
     let dir = path.parent().expect("cache files live in a directory");
     std::fs::create_dir_all(dir).map_err(Error::io("create", dir))?;
     let count = Tensor::from(e.stats.count);

@@ -61,6 +61,7 @@ fn snapshot(s: &Setup, pos: Position, ranks: Vec<RankState>) -> Result<Snapshot>
         } else {
             Default::default()
         },
+        best_metrics: s.best_metrics.clone(),
         ..Default::default()
     };
     let manifest = Manifest {

@@ -1,8 +1,9 @@
 //! Training: setup of a rank's state, the step loop with its phases, and what the loop is built
 //! from (Adam with saveable state, G_ema, losses, gradient sync, tick statistics, sample grids,
-//! progress). The only module that knows about all the others.
+//! progress, evaluation). The only module that knows about all the others.
 pub mod checkpointing;
 pub mod ema;
+pub mod evaluation;
 pub mod losses;
 pub mod optim;
 pub mod progress;

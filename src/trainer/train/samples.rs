@@ -120,7 +120,7 @@ pub fn write_reals_grid(source: &dyn ImageSource, path: &Path) -> Result<()> {
 }
 
 /// Box-Muller from two uniforms.
-fn standard_normal(rng: &mut SplitMix64) -> f64 {
+pub fn standard_normal(rng: &mut SplitMix64) -> f64 {
     let u1 = rng.next_f64().max(f64::MIN_POSITIVE);
     let u2 = rng.next_f64();
     (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()

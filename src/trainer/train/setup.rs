@@ -49,6 +49,8 @@ pub struct Setup {
     pub augment: Augmenter,
     /// ADA: this step's sums of sign(D(real)) (device scalars, one per round).
     pub ada_signs: Vec<Tensor>,
+    /// Best evaluation results so far (`fid`), saved in checkpoints.
+    pub best_metrics: std::collections::BTreeMap<String, f64>,
     /// Arithmetic of the forward passes (train.precision on this device).
     pub precision: ForwardPrecision,
     /// StyleGAN2: running mean of the path lengths (a device scalar; 0 before the first).
@@ -186,6 +188,7 @@ impl Setup {
             augment,
             ada_signs: Vec::new(),
             pl_mean,
+            best_metrics: resumed.as_ref().map(|r| r.state.best_metrics.clone()).unwrap_or_default(),
             precision: ForwardPrecision::for_run(cfg_precision, device),
             stats: TickStats::default(),
             heartbeat: Heartbeat::from_env(),

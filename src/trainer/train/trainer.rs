@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use super::checkpointing::{append_stats, checkpoint, Position};
 use super::ema::ema_beta;
+use super::evaluation::Evaluator;
 use super::progress::{Progress, TickReport};
 use super::setup::Setup;
 use super::step::run_step;
@@ -43,6 +44,7 @@ pub fn train(mut s: Setup, stop: &AtomicUsize) -> Result<TrainOutcome> {
     let mut last_beta = 0.0;
     let started = Instant::now();
     s.write_start_files()?;
+    let mut evaluator = Evaluator::start(&mut s)?;
     s.heartbeat.beat(start.step, start.cur_nimg)?;
     tracing::info!(device = %s.device_name(), world = s.pg.world_size(), "training {} kimg", s.cfg.train.total_kimg);
     loop {
@@ -62,6 +64,9 @@ pub fn train(mut s: Setup, stop: &AtomicUsize) -> Result<TrainOutcome> {
                 t.tick(&report, outcome.cur_nimg, rates, s.device);
             }
             maintenance(&mut s, &report, done)?;
+            if let Some(ev) = evaluator.as_mut().filter(|ev| ev.due(outcome.cur_nimg, done)) {
+                ev.run(&mut s, outcome.step, outcome.cur_nimg)?;
+            }
             let every = u64::from(s.cfg.checkpoint.every_ticks);
             let due = done || (every > 0 && next_tick.is_multiple_of(every));
             if due && last_checkpoint != Some(outcome.step) {
