@@ -62,7 +62,6 @@ fn snapshot(s: &Setup, pos: Position, ranks: Vec<RankState>) -> Result<Snapshot>
             Default::default()
         },
         best_metrics: s.best_metrics.clone(),
-        ..Default::default()
     };
     let manifest = Manifest {
         format: FORMAT.into(),
