@@ -118,6 +118,12 @@ fn invalid_combinations_are_refused() {
         ),
         (&["model.arch=stylegan2", "model.d_architecture=skip"], "model.d_architecture", "resnet"),
         (&["train.precision=fp16"], "train.precision", "bf16"),
+        (
+            &["eval.every_kimg=1", "eval.num=1"],
+            "eval.num",
+            "multiple of the world size 1, at least 2 per rank",
+        ),
+        (&["eval.every_kimg=1", "eval.metrics=[fid, lpips]"], "eval.metrics[1]", "kid"),
     ];
     for (set, want_key, want_text) in cases {
         let (key, msg) = config_error(BASE, set, &[]);
