@@ -51,11 +51,21 @@ pub struct SampleArgs {
 }
 
 pub fn sample(args: &SampleArgs) -> anyhow::Result<std::process::ExitCode> {
-    let dir = checkpoint::resolve_user_path(&args.path)?;
+    on_checkpoint(&args.path, args.trainer.as_deref(), &["sample"], args.options.to_args())
+}
+
+/// Resolves and verifies the checkpoint at `path`, then runs `trainer <command...> DIR <options>`
+/// and passes its exit code on.
+fn on_checkpoint(
+    path: &Path,
+    trainer: Option<&Path>,
+    command: &[&str],
+    options: Vec<String>,
+) -> anyhow::Result<std::process::ExitCode> {
+    let dir = checkpoint::resolve_user_path(path)?;
     verify(&dir).map_err(|message| Error::Checkpoint { path: dir.clone(), message })?;
-    let trainer = crate::supervise::trainer_path(args.trainer.as_deref())?;
-    let status =
-        std::process::Command::new(trainer).arg("sample").arg(&dir).args(args.options.to_args()).status()?;
+    let trainer = crate::supervise::trainer_path(trainer)?;
+    let status = std::process::Command::new(trainer).args(command).arg(&dir).args(options).status()?;
     Ok(std::process::ExitCode::from(status.code().unwrap_or(1) as u8))
 }
 
@@ -75,15 +85,12 @@ pub struct EvalArgs {
 }
 
 pub fn eval(args: &EvalArgs) -> anyhow::Result<std::process::ExitCode> {
-    let dir = checkpoint::resolve_user_path(&args.path)?;
-    verify(&dir).map_err(|message| Error::Checkpoint { path: dir.clone(), message })?;
-    let trainer = crate::supervise::trainer_path(args.trainer.as_deref())?;
-    let status = std::process::Command::new(trainer)
-        .args(["eval", args.metric.as_str()])
-        .arg(&dir)
-        .args(args.options.to_args())
-        .status()?;
-    Ok(std::process::ExitCode::from(status.code().unwrap_or(1) as u8))
+    on_checkpoint(
+        &args.path,
+        args.trainer.as_deref(),
+        &["eval", args.metric.as_str()],
+        args.options.to_args(),
+    )
 }
 
 pub fn run(cmd: &Ckpt) -> anyhow::Result<()> {
