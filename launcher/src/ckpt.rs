@@ -75,8 +75,12 @@ fn on_checkpoint(
 pub struct EvalArgs {
     #[arg(value_enum)]
     pub metric: gan_core::eval_options::EvalMetric,
-    /// A checkpoint directory, or a run directory for its newest valid checkpoint.
+    /// A checkpoint directory, or a run directory for its newest valid checkpoint; with
+    /// --against, a folder of images.
     pub path: PathBuf,
+    /// A second folder of images: FID or KID between the two folders (pytorch-fid's command line).
+    #[arg(long)]
+    pub against: Option<PathBuf>,
     #[command(flatten)]
     pub options: gan_core::eval_options::EvalOptions,
     /// Trainer binary (default: gan-train next to gan-launch, or $GAN_LAUNCH_TRAINER).
@@ -85,12 +89,20 @@ pub struct EvalArgs {
 }
 
 pub fn eval(args: &EvalArgs) -> anyhow::Result<std::process::ExitCode> {
-    on_checkpoint(
-        &args.path,
-        args.trainer.as_deref(),
-        &["eval", args.metric.as_str()],
-        args.options.to_args(),
-    )
+    let command = ["eval", args.metric.as_str()];
+    let Some(other) = &args.against else {
+        return on_checkpoint(&args.path, args.trainer.as_deref(), &command, args.options.to_args());
+    };
+    // Two image folders: nothing to resolve or verify here.
+    let trainer = crate::supervise::trainer_path(args.trainer.as_deref())?;
+    let status = std::process::Command::new(trainer)
+        .args(command)
+        .arg(&args.path)
+        .arg("--against")
+        .arg(other)
+        .args(args.options.to_args())
+        .status()?;
+    Ok(std::process::ExitCode::from(status.code().unwrap_or(1) as u8))
 }
 
 pub fn run(cmd: &Ckpt) -> anyhow::Result<()> {

@@ -162,3 +162,69 @@ fn missing_standard_weights_say_where_the_file_goes() {
     assert!(err.contains(&format!("put it at {}", expected.display())), "{err}");
     assert!(err.contains("GAN_FID_WEIGHTS") && err.contains("--weights"), "{err}");
 }
+
+/// Writes `n` seeded noise images of `size`x`size` (the last `odd` at 48x48, to mix sizes) to `dir`.
+fn write_images(dir: &Path, n: u32, size: u32, odd: u32, seed: u64) {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut state = seed;
+    for i in 0..n {
+        let s = if i >= n - odd { 48 } else { size };
+        let img = image::RgbImage::from_fn(s, s, |x, y| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let noise = (state >> 56) as u8 / 4;
+            let base = |v: u32| (v * 4 % 192) as u8;
+            image::Rgb([base(x) + noise, base(y), base(i * 10) + noise])
+        });
+        img.save(dir.join(format!("img{i:03}.png"))).unwrap();
+    }
+}
+
+/// FID between two folders, as pytorch-fid's command line: zero for a folder against itself,
+/// positive and symmetric between two; too few images and an undecodable file are named.
+#[test]
+fn fid_between_two_folders() {
+    gan_train_path();
+    let dir = tempfile::tempdir().unwrap();
+    let weights = random_weights(&dir.path().join("weights"));
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    write_images(&a, 8, 32, 0, 1);
+    write_images(&b, 8, 32, 2, 2);
+    let home = dir.path().join("home");
+    let fid = |x: &Path, y: &Path| {
+        let out = eval(
+            &home,
+            &[
+                "fid",
+                x.to_str().unwrap(),
+                "--against",
+                y.to_str().unwrap(),
+                "--batch",
+                "4",
+                "--weights",
+                &weights,
+            ],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(stdout(&out).contains("8 vs 8 images"), "{}", stdout(&out));
+        value(&out, "fid")
+    };
+    // 8 images in 2048 dimensions: singular covariances, so "zero" is relative to the scale of
+    // the features (FID of two different folders here is in the thousands).
+    let same = fid(&a, &a);
+    let (ab, ba) = (fid(&a, &b), fid(&b, &a));
+    assert!(ab > 1.0, "{ab}");
+    assert!(same.abs() < 1e-4 * ab, "FID of a folder with itself: {same} (vs {ab} between two)");
+    assert!((ab - ba).abs() <= 1e-6 * ab, "symmetric: {ab} vs {ba}");
+
+    let few = dir.path().join("few");
+    write_images(&few, 1, 32, 0, 3);
+    let out =
+        eval(&home, &["fid", a.to_str().unwrap(), "--against", few.to_str().unwrap(), "--weights", &weights]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("has 1 PNG/JPEG images"), "{}", stderr(&out));
+    std::fs::write(b.join("zzz.png"), b"not a png").unwrap();
+    let out =
+        eval(&home, &["fid", a.to_str().unwrap(), "--against", b.to_str().unwrap(), "--weights", &weights]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("zzz.png") && stderr(&out).contains("cannot decode"), "{}", stderr(&out));
+}

@@ -1,14 +1,15 @@
 //! `gan-train eval fid|kid|is CHECKPOINT`: a metric of a checkpoint's G_ema against the run's
-//! dataset (what `gan-launch eval` runs after resolving and verifying the checkpoint).
+//! dataset (what `gan-launch eval` runs after resolving and verifying the checkpoint); and
+//! `eval fid|kid FOLDER --against FOLDER`: between two folders of images, as pytorch-fid's CLI.
 use std::path::PathBuf;
 
 use clap::Args;
 use tch::{nn, Device};
 
-use super::extract;
 use super::inception::FidInception;
 use super::stats::{frechet_distance, inception_score, kernel_inception_distance};
 use super::weights::{self, FeatureNet};
+use super::{extract, folders};
 use crate::ckpt;
 use crate::models::{self, NetSpec};
 use gan_core::config;
@@ -19,8 +20,12 @@ use gan_core::Error;
 pub struct EvalArgs {
     #[arg(value_enum)]
     pub metric: EvalMetric,
-    /// A checkpoint directory (step-NNNNNNNN; gan-launch eval also takes a run directory).
+    /// A checkpoint directory (step-NNNNNNNN; gan-launch eval also takes a run directory), or
+    /// with --against a folder of images.
     pub checkpoint: PathBuf,
+    /// A second folder of images: the metric between the two folders.
+    #[arg(long)]
+    pub against: Option<PathBuf>,
     #[command(flatten)]
     pub options: EvalOptions,
 }
@@ -36,6 +41,9 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     let net = FidInception::new(&inception_vs.root());
     weights::load_into(&inception_vs, &weights_path)?;
     let label = net_id.label();
+    if let Some(other) = &args.against {
+        return between_folders(args, other, &net, &net_id, device);
+    }
     let cfg = config::load_resolved(&args.checkpoint.join("config.yaml"))?;
     let spec = NetSpec::from_config(&cfg);
     let g_vs = nn::VarStore::new(device);
@@ -64,12 +72,57 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
             }
         }
     };
-    let standard = if net_id == FeatureNet::Standard { "" } else { " (NOT the standard FID network)" };
     println!(
-        "{} = {value}  [{} generated images, feature network {label}{standard}, {:.1} imgs/s]",
+        "{} = {value}  [{} generated images, feature network {label}{}, {:.1} imgs/s]",
         args.metric.as_str(),
         opts.num,
+        standard_note(&net_id),
         opts.num as f64 / fake_secs
+    );
+    Ok(())
+}
+
+fn standard_note(net_id: &FeatureNet) -> &'static str {
+    if *net_id == FeatureNet::Standard {
+        ""
+    } else {
+        " (NOT the standard FID network)"
+    }
+}
+
+/// FID or KID between the images of two folders.
+fn between_folders(
+    args: &EvalArgs,
+    other: &std::path::Path,
+    net: &FidInception,
+    net_id: &FeatureNet,
+    device: Device,
+) -> anyhow::Result<()> {
+    let batch = args.options.batch;
+    let a = folders::extract(net, &args.checkpoint, batch, device)?;
+    let b = folders::extract(net, other, batch, device)?;
+    let value = match args.metric {
+        EvalMetric::Fid => {
+            let ((mu1, cov1), (mu2, cov2)) = (a.stats.mean_cov(), b.stats.mean_cov());
+            format!("{:.4}", frechet_distance(&mu1, &cov1, &mu2, &cov2))
+        }
+        EvalMetric::Kid => {
+            tch::manual_seed(args.options.seed as i64);
+            format!("{:.6}", kernel_inception_distance(&a.rows, &b.rows, 100, 1000))
+        }
+        EvalMetric::Is => {
+            return Err(
+                Error::config("--against", other.display(), "no second folder: IS scores one set").into()
+            );
+        }
+    };
+    println!(
+        "{} = {value}  [{} vs {} images, feature network {}{}]",
+        args.metric.as_str(),
+        a.stats.count,
+        b.stats.count,
+        net_id.label(),
+        standard_note(net_id)
     );
     Ok(())
 }

@@ -36,7 +36,7 @@ pub fn quantise(images: &Tensor) -> Tensor {
 }
 
 /// Accumulates batches of uint8 images.
-struct Accumulator {
+pub struct Accumulator {
     stats: FeatureStats,
     rows: Vec<Tensor>,
     kept: u64,
@@ -45,11 +45,11 @@ struct Accumulator {
 }
 
 impl Accumulator {
-    fn new(keep: u64) -> Self {
+    pub fn new(keep: u64) -> Self {
         Accumulator { stats: FeatureStats::new(2048), rows: Vec::new(), kept: 0, keep, logits: Vec::new() }
     }
 
-    fn add(&mut self, net: &FidInception, images: &Tensor, device: Device, on_batch: &mut dyn FnMut()) {
+    pub fn add(&mut self, net: &FidInception, images: &Tensor, device: Device, on_batch: &mut dyn FnMut()) {
         on_batch();
         let (pool3, logits) = features_u8(net, images, device);
         self.stats.add(&pool3);
@@ -61,7 +61,7 @@ impl Accumulator {
         self.logits.push(logits);
     }
 
-    fn finish(self) -> Extracted {
+    pub fn finish(self) -> Extracted {
         let cat = |v: Vec<Tensor>, cols| {
             if v.is_empty() {
                 Tensor::zeros([0, cols], (Kind::Float, Device::Cpu))

@@ -1,7 +1,8 @@
 //! The metrics from Inception features, in float64 (SPECS.md 1.1, 2.1, 2.2):
 //! - FID: ‖μ₁ − μ₂‖² + Tr Σ₁ + Tr Σ₂ − 2 Tr √(Σ₁Σ₂), with Σ unbiased (N − 1) and the trace of
 //!   the square root from symmetric eigen-decompositions: Tr √(Σ₁^½ Σ₂ Σ₁^½) (libtorch has no
-//!   sqrtm; this form stays within 1e-6 of scipy's in float64, SPECS 1.1).
+//!   sqrtm; this form stays within 1e-6 of scipy's in float64, SPECS 1.1), numerically zero
+//!   eigenvalues treated as zero so singular covariances (fewer samples than 2048) stay exact.
 //! - KID: unbiased MMD² with the cubic polynomial kernel (xᵀy / d + 1)³, averaged over subsets.
 //! - IS: exp(E KL(p(y|x) ‖ p(y))) per split over the 1008 unbiased logits; mean and std of splits.
 use tch::{Device, Kind, Tensor};
@@ -41,11 +42,21 @@ impl FeatureStats {
     }
 }
 
-/// Symmetric square root of a positive semi-definite matrix (negative eigenvalues from rounding
-/// clamped to 0).
+/// Eigenvalues of a PSD matrix with the numerically zero ones set to 0: below
+/// max|λ| · dim · ε (numpy's rank tolerance). With fewer samples than dimensions most
+/// eigenvalues are zero up to rounding, and the square roots of that rounding noise (~√ε each)
+/// would otherwise add up to a visible error in Tr √.
+fn psd_eigenvalues(eigenvalues: &Tensor) -> Tensor {
+    let dim = eigenvalues.size()[0] as f64;
+    let tol = eigenvalues.abs().max().double_value(&[]) * dim * f64::EPSILON;
+    let zeros = eigenvalues.zeros_like();
+    eigenvalues.where_self(&eigenvalues.gt(tol), &zeros)
+}
+
+/// Symmetric square root of a positive semi-definite matrix.
 fn sqrt_psd(m: &Tensor) -> Tensor {
     let (eigenvalues, vectors) = m.linalg_eigh("L");
-    let root = eigenvalues.clamp_min(0.0).sqrt();
+    let root = psd_eigenvalues(&eigenvalues).sqrt();
     (&vectors * root.unsqueeze(0)).matmul(&vectors.tr())
 }
 
@@ -56,7 +67,7 @@ pub fn frechet_distance(mu1: &Tensor, cov1: &Tensor, mu2: &Tensor, cov2: &Tensor
     let m = root1.matmul(cov2).matmul(&root1);
     // m is symmetric up to rounding; symmetrise so the symmetric solver sees exactly that.
     let m = (&m + m.tr()) / 2.0;
-    let tr_sqrt = m.linalg_eigvalsh("L").clamp_min(0.0).sqrt().sum(Kind::Double).double_value(&[]);
+    let tr_sqrt = psd_eigenvalues(&m.linalg_eigvalsh("L")).sqrt().sum(Kind::Double).double_value(&[]);
     let tr = |c: &Tensor| c.trace().double_value(&[]);
     diff + tr(cov1) + tr(cov2) - 2.0 * tr_sqrt
 }
