@@ -99,6 +99,7 @@ fn evaluation_during_training_is_the_same_with_one_and_two_ranks() {
         // One thread per rank in both layouts: libtorch's CPU convolutions sum in a different
         // order with another thread count, which the singular 20-image covariances amplify.
         "train.threads=1".into(),
+        "checkpoint.keep_best=1".into(),
     ];
     let launch = |gpus: &str, home: &Path| {
         let mut cmd = gan_launch();
@@ -129,6 +130,12 @@ fn evaluation_during_training_is_the_same_with_one_and_two_ranks() {
         assert!(line["pause_secs"].as_f64().unwrap() > 0.0);
     }
     assert!(stderr(&trained).contains("eval at 0.5 kimg: FID"), "{}", stderr(&trained));
+    // The checkpoint taken at the end carries the evaluation of its own G_ema (for keep_best).
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(run_dir.join("checkpoints/step-00000016/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(manifest["metrics"]["fid"], lines[1]["fid"], "{manifest}");
     launch("1", &home_b);
     launch("2", &home_a);
     let lines = eval_lines(&run_dir);

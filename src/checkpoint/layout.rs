@@ -2,7 +2,7 @@
 //! partial writes, retention, and selecting the checkpoint to resume from.
 use std::path::{Path, PathBuf};
 
-use super::verify::{verify, Verified};
+use super::verify::{open_verified_by_peer, verify, Verified};
 use crate::error::{Error, Result};
 use crate::fsutil;
 
@@ -118,20 +118,49 @@ impl Checkpoints {
         Ok(None)
     }
 
-    /// Deletes committed checkpoints beyond the newest `keep_last`, never `protect` (the one just
+    /// Deletes committed checkpoints that are neither among the newest `keep_last` nor among the
+    /// `keep_best` with the lowest FID in their manifest; never `protect` (the one just
     /// committed). Called only after a commit, so a crash here never leaves fewer than k.
-    pub fn retain(&self, keep_last: usize, protect: u64) -> Result<Vec<PathBuf>> {
+    pub fn retain(&self, retention: Retention, protect: u64) -> Result<Vec<PathBuf>> {
         let all = self.list()?;
-        let cut = all.len().saturating_sub(keep_last.max(1));
+        let cut = all.len().saturating_sub(retention.keep_last.max(1));
+        let mut keep: Vec<u64> = all[cut..].iter().map(|(step, _)| *step).collect();
+        keep.push(protect);
+        if retention.keep_best > 0 {
+            let mut scored: Vec<(f64, u64)> = all
+                .iter()
+                .filter_map(|(step, dir)| {
+                    Some((open_verified_by_peer(dir).ok()?.manifest.metrics.get("fid").copied()?, *step))
+                })
+                .filter(|(fid, _)| fid.is_finite())
+                .collect();
+            scored.sort_by(|a, b| a.0.total_cmp(&b.0));
+            keep.extend(scored.iter().take(retention.keep_best).map(|(_, step)| *step));
+        }
         let mut removed = Vec::new();
-        for (step, dir) in all.into_iter().take(cut) {
-            if step == protect {
-                continue;
+        for (step, dir) in all {
+            if !keep.contains(&step) {
+                std::fs::remove_dir_all(&dir).map_err(Error::io("remove", &dir))?;
+                removed.push(dir);
             }
-            std::fs::remove_dir_all(&dir).map_err(Error::io("remove", &dir))?;
-            removed.push(dir);
         }
         Ok(removed)
+    }
+}
+
+/// Which committed checkpoints survive a new commit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retention {
+    /// The newest this many.
+    pub keep_last: usize,
+    /// And the this many with the lowest FID in their manifests (0 = none by score).
+    pub keep_best: usize,
+}
+
+impl From<usize> for Retention {
+    /// The newest `keep_last` only.
+    fn from(keep_last: usize) -> Self {
+        Retention { keep_last, keep_best: 0 }
     }
 }
 

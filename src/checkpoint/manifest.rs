@@ -34,6 +34,10 @@ pub struct Manifest {
     pub crate_version: String,
     pub libtorch_version: String,
     pub files: Vec<FileEntry>,
+    /// Evaluation of this checkpoint's G_ema, when one ran at its step (`fid`, `kid`, `is`):
+    /// what `checkpoint.keep_best` ranks by.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metrics: BTreeMap<String, f64>,
 }
 
 impl Manifest {

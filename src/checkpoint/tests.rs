@@ -25,6 +25,7 @@ fn manifest() -> Manifest {
         crate_version: "0".into(),
         libtorch_version: "2.11.0".into(),
         files: Vec::new(),
+        metrics: Default::default(),
     }
 }
 
@@ -188,6 +189,34 @@ fn retention_keeps_exactly_the_newest_k() {
     }
     let steps: Vec<u64> = ckpts.list().unwrap().into_iter().map(|(s, _)| s).collect();
     assert_eq!(steps, vec![8, 10]);
+}
+
+/// keep_best: besides the newest k, the checkpoints with the lowest FID in their manifests
+/// survive; checkpoints without an evaluation never count as best.
+#[test]
+fn retention_keeps_the_newest_and_the_best_by_fid() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpts = Checkpoints::of_run(dir.path());
+    let retention = Retention { keep_last: 2, keep_best: 2 };
+    // (step, FID at that step if evaluated)
+    for (step, fid) in [
+        (1, Some(50.0)),
+        (2, Some(20.0)),
+        (3, None),
+        (4, Some(30.0)),
+        (5, Some(25.0)),
+        (6, None),
+        (7, Some(40.0)),
+    ] {
+        let mut pending = ckpts.begin(step).unwrap();
+        pending.write_json(STATE_FILE, &TrainState { step, ..Default::default() }).unwrap();
+        let metrics = fid.map(|f| [("fid".to_string(), f)].into()).unwrap_or_default();
+        pending.commit(Manifest { metrics, ..manifest() }, retention).unwrap();
+    }
+    let steps: Vec<u64> = ckpts.list().unwrap().into_iter().map(|(s, _)| s).collect();
+    // Newest two (6, 7) and the two best FIDs (2: 20, 5: 25).
+    assert_eq!(steps, vec![2, 5, 6, 7]);
+    assert_eq!(verify(&ckpts.step_dir(2)).unwrap().manifest.metrics["fid"], 20.0);
 }
 
 #[test]

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::fault;
 use super::layout::Checkpoints;
+use super::layout::Retention;
 use super::manifest::{FileEntry, Manifest};
 use super::safetensors::{write_tensors, RawTensor};
 use super::{MANIFEST_FILE, MANIFEST_HASH_FILE};
@@ -68,8 +69,9 @@ impl PendingCheckpoint {
     }
 
     /// Writes the manifest (`files` filled in from what was written), commits, points `latest`
-    /// here and keeps the newest `keep_last`. Returns the committed directory.
-    pub fn commit(self, mut manifest: Manifest, keep_last: usize) -> Result<PathBuf> {
+    /// here and applies `retention`. Returns the committed directory.
+    pub fn commit(self, mut manifest: Manifest, retention: impl Into<Retention>) -> Result<PathBuf> {
+        let retention = retention.into();
         manifest.step = self.step;
         manifest.files = self.files;
         fault::point("before-manifest");
@@ -97,8 +99,13 @@ impl PendingCheckpoint {
         fault::point("before-latest");
         self.checkpoints.set_latest(self.step)?;
         fault::point("before-retention");
-        for removed in self.checkpoints.retain(keep_last, self.step)? {
-            tracing::info!(path = %removed.display(), "removed an old checkpoint (checkpoint.keep_last {keep_last})");
+        for removed in self.checkpoints.retain(retention, self.step)? {
+            tracing::info!(
+                path = %removed.display(),
+                "removed an old checkpoint (checkpoint.keep_last {}, keep_best {})",
+                retention.keep_last,
+                retention.keep_best
+            );
         }
         Ok(dir)
     }

@@ -13,6 +13,9 @@ pub struct CheckpointSection {
     pub every_ticks: u32,
     /// Committed checkpoints kept (the newest ones); older ones are deleted after each commit.
     pub keep_last: u32,
+    /// Also keep this many with the lowest FID (from evaluations that ran at their step; see
+    /// `eval.every_kimg`); 0 = none.
+    pub keep_best: u32,
     /// Where a start takes its state from: `latest` (the newest checkpoint of this run that
     /// verifies, or a fresh start when there is none), `none` (fresh; existing checkpoints are
     /// moved aside, never deleted), or the path of a checkpoint or run directory.
@@ -31,6 +34,7 @@ impl Default for CheckpointSection {
         CheckpointSection {
             every_ticks: 4,
             keep_last: 3,
+            keep_best: 0,
             resume: "latest".into(),
             preempt_signals: vec![StopSignal::Term, StopSignal::Usr1],
             background: true,

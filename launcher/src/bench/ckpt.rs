@@ -129,6 +129,7 @@ fn manifest() -> Manifest {
         crate_version: String::new(),
         libtorch_version: String::new(),
         files: Vec::new(),
+        metrics: Default::default(),
     }
 }
 

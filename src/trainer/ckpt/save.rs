@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use gan_core::checkpoint::{Checkpoints, Manifest, RankState, RawTensor, TrainState, STATE_FILE};
+use gan_core::checkpoint::{Checkpoints, Manifest, RankState, RawTensor, Retention, TrainState, STATE_FILE};
 use gan_core::comm::ProcessGroup;
 use gan_core::error::{Error, Result};
 use gan_core::metrics::CheckpointMetrics;
@@ -67,7 +67,7 @@ struct Written {
 
 pub struct CheckpointWriter {
     checkpoints: Checkpoints,
-    keep_last: usize,
+    retention: Retention,
     background: bool,
     in_flight: Option<(u64, JoinHandle<Result<()>>)>,
     metrics: Option<CheckpointMetrics>,
@@ -76,11 +76,11 @@ pub struct CheckpointWriter {
 impl CheckpointWriter {
     pub fn new(
         checkpoints: Checkpoints,
-        keep_last: u32,
+        retention: Retention,
         background: bool,
         metrics: Option<CheckpointMetrics>,
     ) -> Self {
-        CheckpointWriter { checkpoints, keep_last: keep_last as usize, background, in_flight: None, metrics }
+        CheckpointWriter { checkpoints, retention, background, in_flight: None, metrics }
     }
 
     /// Writes `snapshot` (in the background unless configured otherwise). A previous background
@@ -92,15 +92,15 @@ impl CheckpointWriter {
                 "checkpoint write failed: {err}; the previous checkpoint is intact, training continues"
             );
         }
-        let (checkpoints, keep_last) = (self.checkpoints.clone(), self.keep_last);
+        let (checkpoints, retention) = (self.checkpoints.clone(), self.retention);
         let step = snapshot.manifest.step;
         let metrics = self.metrics.clone();
         if !self.background {
-            return write(&checkpoints, keep_last, snapshot, metrics.as_ref());
+            return write(&checkpoints, retention, snapshot, metrics.as_ref());
         }
         let thread = std::thread::Builder::new()
             .name("checkpoint-writer".into())
-            .spawn(move || write(&checkpoints, keep_last, snapshot, metrics.as_ref()))
+            .spawn(move || write(&checkpoints, retention, snapshot, metrics.as_ref()))
             .map_err(Error::io("spawn checkpoint writer for", self.checkpoints.root.clone()))?;
         self.in_flight = Some((step, thread));
         Ok(())
@@ -132,7 +132,7 @@ fn report(w: &Written) {
 
 fn write(
     checkpoints: &Checkpoints,
-    keep_last: usize,
+    retention: Retention,
     snapshot: Snapshot,
     metrics: Option<&CheckpointMetrics>,
 ) -> Result<()> {
@@ -160,7 +160,7 @@ fn write(
         return Err(err);
     }
     let step = snapshot.manifest.step;
-    let dir = pending.commit(snapshot.manifest, keep_last)?;
+    let dir = pending.commit(snapshot.manifest, retention)?;
     let secs = started.elapsed().as_secs_f64();
     if let Some(m) = metrics {
         m.duration_seconds.observe(secs);

@@ -75,6 +75,13 @@ fn snapshot(s: &Setup, pos: Position, ranks: Vec<RankState>) -> Result<Snapshot>
         crate_version: CRATE_VERSION.into(),
         libtorch_version: LIBTORCH_VERSION.into(),
         files: Vec::new(),
+        // The evaluation taken at this very step, if any (evaluation runs before the checkpoint).
+        metrics: s
+            .last_eval
+            .as_ref()
+            .filter(|(step, _)| *step == pos.step)
+            .map(|(_, m)| m.clone())
+            .unwrap_or_default(),
     };
     let stats = std::fs::read(s.stats_path()).unwrap_or_default();
     Ok(Snapshot {

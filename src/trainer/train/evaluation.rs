@@ -137,6 +137,10 @@ impl Evaluator {
                 t.metrics.inception_score.with_label_values(&[label.as_str(), num.as_str()]).set(mean);
             }
         }
+        // The checkpoint of this step records these (evaluation runs before it).
+        let results =
+            ["fid", "kid", "is"].iter().filter_map(|k| line[*k].as_f64().map(|v| (k.to_string(), v)));
+        s.last_eval = Some((step, results.collect()));
         let standard =
             if self.net_id == FeatureNet::Standard { "" } else { ", NOT the standard FID network" };
         tracing::info!(

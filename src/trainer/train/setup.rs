@@ -17,7 +17,7 @@ use crate::augment::Augmenter;
 use crate::ckpt::{self, CheckpointWriter, RestoreTargets, Resumed};
 use crate::models::{self, Discriminator, Generator, NetSpec};
 use crate::precision::ForwardPrecision;
-use gan_core::checkpoint::Checkpoints;
+use gan_core::checkpoint::{Checkpoints, Retention};
 use gan_core::comm::ProcessGroup;
 use gan_core::config::{Arch, RankPlan, RunConfig};
 use gan_core::data::loader::{Loader, LoaderSpec};
@@ -49,6 +49,8 @@ pub struct Setup {
     pub augment: Augmenter,
     /// ADA: this step's sums of sign(D(real)) (device scalars, one per round).
     pub ada_signs: Vec<Tensor>,
+    /// The latest evaluation: its step and results by metric (for the checkpoint of that step).
+    pub last_eval: Option<(u64, std::collections::BTreeMap<String, f64>)>,
     /// Best evaluation results so far (`fid`), saved in checkpoints.
     pub best_metrics: std::collections::BTreeMap<String, f64>,
     /// Arithmetic of the forward passes (train.precision on this device).
@@ -156,7 +158,10 @@ impl Setup {
         }
         let ckpt_writer = CheckpointWriter::new(
             Checkpoints::of_run(&run_dir.root),
-            cfg.checkpoint.keep_last,
+            Retention {
+                keep_last: cfg.checkpoint.keep_last as usize,
+                keep_best: cfg.checkpoint.keep_best as usize,
+            },
             cfg.checkpoint.background,
             ckpt_metrics,
         );
@@ -188,6 +193,7 @@ impl Setup {
             augment,
             ada_signs: Vec::new(),
             pl_mean,
+            last_eval: None,
             best_metrics: resumed.as_ref().map(|r| r.state.best_metrics.clone()).unwrap_or_default(),
             precision: ForwardPrecision::for_run(cfg_precision, device),
             stats: TickStats::default(),
