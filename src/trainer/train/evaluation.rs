@@ -41,7 +41,16 @@ impl Evaluator {
         if e.every_kimg <= 0.0 {
             return Ok(None);
         }
-        let (path, net_id) = weights::resolve(e.weights.as_deref())?;
+        // One download per node: local rank 0 resolves (and, when missing, downloads) the weights
+        // first; the other ranks look once it is done. A failed download ends local rank 0, and
+        // the launcher then stops the job.
+        let first = s.plan.local_rank == 0;
+        let early = if first { Some(weights::resolve(e.weights.as_deref())?) } else { None };
+        s.pg.barrier()?;
+        let (path, net_id) = match early {
+            Some(resolved) => resolved,
+            None => weights::resolve(e.weights.as_deref())?,
+        };
         let vs = nn::VarStore::new(s.device);
         let net = FidInception::new(&vs.root());
         weights::load_into(&vs, &path)?;
