@@ -80,9 +80,12 @@ fn eval_lines(run_dir: &Path) -> Vec<serde_json::Value> {
 }
 
 /// Evaluation during a 2-rank run: every 0.25 kimg and at the end, FID, KID and IS land in
-/// eval.jsonl labelled with the (non-standard) feature network. Then the final G_ema is scored
-/// again by resuming the finished run with 1 rank (real statistics recomputed, no cache) and with
-/// 2 ranks: the FID is the same, whatever the split of images between ranks.
+/// eval.jsonl labelled with the (non-standard) feature network, scored in the background. The
+/// checkpoint of the first evaluation's step was held until its score arrived, which then sits
+/// beside it (eval.json) and ranks it for keep_best. Then the final G_ema is scored again by
+/// resuming the finished run with 1 rank (real statistics recomputed, no cache), with 2 ranks,
+/// and with 2 ranks and training waiting (eval.background=false): the FID is the same, whatever
+/// the split of images between ranks and whichever thread scores.
 #[test]
 fn evaluation_during_training_is_the_same_with_one_and_two_ranks() {
     gan_train_path();
@@ -99,9 +102,11 @@ fn evaluation_during_training_is_the_same_with_one_and_two_ranks() {
         // One thread per rank in both layouts: libtorch's CPU convolutions sum in a different
         // order with another thread count, which the singular 20-image covariances amplify.
         "train.threads=1".into(),
+        "checkpoint.every_ticks=1".into(),
+        "checkpoint.keep_last=1".into(),
         "checkpoint.keep_best=1".into(),
     ];
-    let launch = |gpus: &str, home: &Path| {
+    let launch = |gpus: &str, home: &Path, extra: &[&str]| {
         let mut cmd = gan_launch();
         cmd.env("HOME", home).arg(shipped_config("ci-tiny.yaml")).args([
             "--gpus",
@@ -109,7 +114,7 @@ fn evaluation_during_training_is_the_same_with_one_and_two_ranks() {
             "--master-port",
             "0",
         ]);
-        for set in &sets {
+        for set in sets.iter().map(String::as_str).chain(extra.iter().copied()) {
             cmd.args(["--set", set]);
         }
         let out = cmd.output().unwrap();
@@ -117,7 +122,7 @@ fn evaluation_during_training_is_the_same_with_one_and_two_ranks() {
         out
     };
     let (home_a, home_b) = (dir.path().join("a"), dir.path().join("b"));
-    let trained = launch("2", &home_a);
+    let trained = launch("2", &home_a, &[]);
     let run_dir = dir.path().join("ci-tiny");
     let lines = eval_lines(&run_dir);
     assert_eq!(lines.len(), 2, "at 0.25 kimg and at the end: {lines:?}");
@@ -128,21 +133,37 @@ fn evaluation_during_training_is_the_same_with_one_and_two_ranks() {
         );
         assert!(line["feature_network"].as_str().unwrap().starts_with("custom-inception-"), "{line}");
         assert!(line["pause_secs"].as_f64().unwrap() > 0.0);
+        assert_eq!(line["background"], true, "{line}");
     }
-    assert!(stderr(&trained).contains("eval at 0.5 kimg: FID"), "{}", stderr(&trained));
+    let log = stderr(&trained);
+    assert!(log.contains("eval at 0.5 kimg: FID") && log.contains("scored in the background"), "{log}");
+    // keep_last 1 and keep_best 1: the step-8 checkpoint survives exactly when its FID is the
+    // better one, and then carries it beside its manifest.
+    let step8 = run_dir.join("checkpoints/step-00000008");
+    let fid_at = |i: usize| lines[i]["fid"].as_f64().unwrap();
+    assert_eq!(step8.exists(), fid_at(0) < fid_at(1), "{lines:?}");
+    if step8.exists() {
+        let recorded: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(step8.join("eval.json")).unwrap()).unwrap();
+        assert_eq!(recorded["fid"], lines[0]["fid"], "{recorded}");
+    }
     // The checkpoint taken at the end carries the evaluation of its own G_ema (for keep_best).
     let manifest: serde_json::Value = serde_json::from_slice(
         &std::fs::read(run_dir.join("checkpoints/step-00000016/manifest.json")).unwrap(),
     )
     .unwrap();
     assert_eq!(manifest["metrics"]["fid"], lines[1]["fid"], "{manifest}");
-    launch("1", &home_b);
-    launch("2", &home_a);
+    launch("1", &home_b, &[]);
+    launch("2", &home_a, &[]);
+    launch("2", &home_a, &["eval.background=false"]);
     let lines = eval_lines(&run_dir);
-    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert_eq!(lines.len(), 5, "{lines:?}");
+    assert_eq!(lines[4]["background"], false, "{:?}", lines[4]);
     let fid = |i: usize| lines[i]["fid"].as_f64().unwrap();
     let (end_of_training, one_rank, two_ranks) = (fid(1), fid(2), fid(3));
     assert_eq!(end_of_training, two_ranks, "same G_ema, same ranks: the same FID");
+    assert_eq!(fid(4), two_ranks, "training waiting or not: the same FID");
+    assert_eq!(lines[4]["kid"], lines[3]["kid"], "KID's subsets come from a fixed seed");
     assert!(
         (one_rank - two_ranks).abs() <= 1e-9 * two_ranks.abs().max(1.0),
         "1 rank {one_rank} vs 2 ranks {two_ranks}"

@@ -2,7 +2,7 @@
 //! partial writes, retention, and selecting the checkpoint to resume from.
 use std::path::{Path, PathBuf};
 
-use super::verify::{open_verified_by_peer, verify, Verified};
+use super::verify::{verify, Verified};
 use crate::error::{Error, Result};
 use crate::fsutil;
 
@@ -119,19 +119,18 @@ impl Checkpoints {
     }
 
     /// Deletes committed checkpoints that are neither among the newest `keep_last` nor among the
-    /// `keep_best` with the lowest FID in their manifest; never `protect` (the one just
-    /// committed). Called only after a commit, so a crash here never leaves fewer than k.
+    /// `keep_best` with the lowest FID (manifest or `eval.json`); never `protect` (the one just
+    /// committed) nor `retention.hold`. Called only after a commit, so a crash here never leaves fewer than k.
     pub fn retain(&self, retention: Retention, protect: u64) -> Result<Vec<PathBuf>> {
         let all = self.list()?;
         let cut = all.len().saturating_sub(retention.keep_last.max(1));
         let mut keep: Vec<u64> = all[cut..].iter().map(|(step, _)| *step).collect();
         keep.push(protect);
+        keep.extend(retention.hold);
         if retention.keep_best > 0 {
             let mut scored: Vec<(f64, u64)> = all
                 .iter()
-                .filter_map(|(step, dir)| {
-                    Some((open_verified_by_peer(dir).ok()?.manifest.metrics.get("fid").copied()?, *step))
-                })
+                .filter_map(|(step, dir)| Some((super::scores::metric_of(dir, "fid")?, *step)))
                 .filter(|(fid, _)| fid.is_finite())
                 .collect();
             scored.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -155,12 +154,15 @@ pub struct Retention {
     pub keep_last: usize,
     /// And the this many with the lowest FID in their manifests (0 = none by score).
     pub keep_best: usize,
+    /// Kept whatever the above say: the checkpoint whose evaluation is still running in the
+    /// background (its score decides once it arrives).
+    pub hold: Option<u64>,
 }
 
 impl From<usize> for Retention {
     /// The newest `keep_last` only.
     fn from(keep_last: usize) -> Self {
-        Retention { keep_last, keep_best: 0 }
+        Retention { keep_last, keep_best: 0, hold: None }
     }
 }
 

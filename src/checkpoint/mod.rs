@@ -13,6 +13,7 @@
 //!   stats.jsonl         the run's tick statistics up to this step
 //!   manifest.json       versions, and every file above with its size and BLAKE3
 //!   manifest.blake3     BLAKE3 of manifest.json (a flipped byte there is caught too)
+//!   eval.json           (optional) a background evaluation's results, written after the commit
 //! step-00001300.tmp/    being written, or left by a crash: never loaded, removed at start
 //! latest                name of the newest committed checkpoint (replaced atomically)
 //! ```
@@ -20,6 +21,7 @@ mod fault;
 mod layout;
 mod manifest;
 mod safetensors;
+mod scores;
 mod verify;
 mod write;
 
@@ -30,6 +32,7 @@ pub use fault::FAULT_ENV;
 pub use layout::{resolve_user_path, step_dir_name, Checkpoints, Retention, LATEST_FILE};
 pub use manifest::{FileEntry, Manifest, RankState, TrainState, FORMAT, FORMAT_VERSION};
 pub use safetensors::{read_tensors, write_tensors, Dtype, RawTensor, TensorFile, TensorView};
+pub use scores::{metric_of, EVAL_FILE};
 pub use verify::{open_verified_by_peer, verify, Verified};
 pub use write::PendingCheckpoint;
 

@@ -197,7 +197,7 @@ fn retention_keeps_exactly_the_newest_k() {
 fn retention_keeps_the_newest_and_the_best_by_fid() {
     let dir = tempfile::tempdir().unwrap();
     let ckpts = Checkpoints::of_run(dir.path());
-    let retention = Retention { keep_last: 2, keep_best: 2 };
+    let retention = Retention { keep_last: 2, keep_best: 2, hold: None };
     // (step, FID at that step if evaluated)
     for (step, fid) in [
         (1, Some(50.0)),
@@ -217,6 +217,39 @@ fn retention_keeps_the_newest_and_the_best_by_fid() {
     // Newest two (6, 7) and the two best FIDs (2: 20, 5: 25).
     assert_eq!(steps, vec![2, 5, 6, 7]);
     assert_eq!(verify(&ckpts.step_dir(2)).unwrap().manifest.metrics["fid"], 20.0);
+}
+
+/// A background evaluation: its checkpoint is held while the score is pending, then the score
+/// lands in eval.json (the committed manifest is left alone) and counts for keep_best.
+#[test]
+fn a_held_checkpoint_survives_until_its_late_score_ranks_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpts = Checkpoints::of_run(dir.path());
+    let commit_with = |step: u64, fid: Option<f64>, hold: Option<u64>| {
+        let mut pending = ckpts.begin(step).unwrap();
+        pending.write_json(STATE_FILE, &TrainState { step, ..Default::default() }).unwrap();
+        let metrics = fid.map(|f| [("fid".to_string(), f)].into()).unwrap_or_default();
+        pending.commit(Manifest { metrics, ..manifest() }, Retention { keep_last: 1, keep_best: 1, hold })
+    };
+    commit_with(1, Some(30.0), None).unwrap();
+    // Step 2 is being evaluated while steps 3 and 4 are written: held, so not removed.
+    commit_with(2, None, Some(2)).unwrap();
+    commit_with(3, None, Some(2)).unwrap();
+    commit_with(4, None, Some(2)).unwrap();
+    let steps = || ckpts.list().unwrap().into_iter().map(|(s, _)| s).collect::<Vec<u64>>();
+    assert_eq!(steps(), vec![1, 2, 4]);
+    let manifest_before = std::fs::read(ckpts.step_dir(2).join(crate::checkpoint::MANIFEST_FILE)).unwrap();
+    assert!(ckpts.record_metrics(2, &[("fid".to_string(), 10.0)].into()).unwrap());
+    assert!(!ckpts.record_metrics(3, &[("fid".to_string(), 5.0)].into()).unwrap(), "step 3 is gone");
+    assert_eq!(
+        std::fs::read(ckpts.step_dir(2).join(crate::checkpoint::MANIFEST_FILE)).unwrap(),
+        manifest_before
+    );
+    assert!(verify(&ckpts.step_dir(2)).is_ok(), "eval.json does not disturb verification");
+    assert_eq!(crate::checkpoint::metric_of(&ckpts.step_dir(2), "fid"), Some(10.0));
+    // Released: the best is now step 2 (10 < 30), so step 1 goes.
+    ckpts.retain(Retention { keep_last: 1, keep_best: 1, hold: None }, 4).unwrap();
+    assert_eq!(steps(), vec![2, 4]);
 }
 
 #[test]

@@ -29,12 +29,19 @@ pub fn connect_store(cfg: &RunConfig, env: &RankEnv) -> Result<StoreClient> {
     StoreClient::connect(&address, &token, &scope, &format!("rank {}", env.rank), timeout)
 }
 
-/// Joins the CPU ring through `store`.
-pub fn join_ring(store: &mut StoreClient, cfg: &RunConfig, env: &RankEnv) -> Result<RingGroup> {
+/// Joins the CPU ring called `name` through `store` (`train`, or `eval` for background
+/// evaluation, which must not interleave its collectives with training's).
+pub fn join_ring(store: &mut StoreClient, cfg: &RunConfig, env: &RankEnv, name: &str) -> Result<RingGroup> {
     let connect_timeout = Duration::from_secs(cfg.dist.connect_timeout_secs);
     let advertise = advertised_host(&env.master_addr);
-    let mut ring =
-        RingGroup::connect(store, env.rank, env.world_size, "0.0.0.0", &advertise, connect_timeout)?;
+    let mut ring = RingGroup::connect_named(
+        store,
+        name,
+        env.rank,
+        env.world_size,
+        ("0.0.0.0", &advertise),
+        connect_timeout,
+    )?;
     ring.set_timeout(Duration::from_secs(cfg.dist.collective_timeout_secs))?;
     Ok(ring)
 }

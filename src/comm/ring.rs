@@ -34,8 +34,7 @@ pub struct RingGroup {
 }
 
 impl RingGroup {
-    /// Joins the ring: listens on `bind_host`, publishes `advertise_host:port` in the store,
-    /// connects to the next rank and accepts the previous one.
+    /// Joins the training ring: see [`RingGroup::connect_named`].
     pub fn connect(
         store: &mut StoreClient,
         rank: u32,
@@ -44,14 +43,29 @@ impl RingGroup {
         advertise_host: &str,
         timeout: Duration,
     ) -> Result<Self> {
+        Self::connect_named(store, "train", rank, world, (bind_host, advertise_host), timeout)
+    }
+
+    /// Joins the ring called `name` (a job may run several side by side, e.g. one for training
+    /// and one for background evaluation, each with its own sockets): listens on `bind_host`,
+    /// publishes `advertise_host:port` in the store, connects to the next rank and accepts the
+    /// previous one.
+    pub fn connect_named(
+        store: &mut StoreClient,
+        name: &str,
+        rank: u32,
+        world: u32,
+        (bind_host, advertise_host): (&str, &str),
+        timeout: Duration,
+    ) -> Result<Self> {
         let fail = |what: &str, e: std::io::Error| Error::Collective(format!("rank {rank}: {what}: {e}"));
         let listener = TcpListener::bind((bind_host, 0)).map_err(|e| fail("cannot open the ring port", e))?;
         let port = listener.local_addr().map_err(|e| fail("ring port", e))?.port();
-        store.set(&format!("ring/addr/{rank}"), format!("{advertise_host}:{port}").as_bytes())?;
+        store.set(&format!("ring/{name}/addr/{rank}"), format!("{advertise_host}:{port}").as_bytes())?;
         let next_rank = (rank + 1) % world;
         let prev_rank = (rank + world - 1) % world;
         let next_addr = store.get(
-            &format!("ring/addr/{next_rank}"),
+            &format!("ring/{name}/addr/{next_rank}"),
             timeout,
             &format!("the ring address of rank {next_rank}"),
         )?;

@@ -180,6 +180,11 @@ pub struct EvalSection {
     /// Other Inception weights; results are then labelled with the file's hash, never as
     /// standard FID. Default: the standard file from $GAN_FID_WEIGHTS or ~/.cache/gan-launch/.
     pub weights: Option<std::path::PathBuf>,
+    /// Score in a background thread on a snapshot of G_ema while training goes on (each rank
+    /// its share, reduced over a second ring), so training pauses only to copy G_ema; the
+    /// result is reported a few ticks later. false: training waits for each evaluation. The
+    /// evaluation at the end of a run is always waited for.
+    pub background: bool,
 }
 
 impl Default for EvalSection {
@@ -191,6 +196,7 @@ impl Default for EvalSection {
             num_real: None,
             batch: 50,
             weights: None,
+            background: true,
         }
     }
 }

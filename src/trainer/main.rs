@@ -117,10 +117,18 @@ fn run() -> anyhow::Result<ExitCode> {
         signal_hook::flag::register_usize(signal, Arc::clone(&stop), signal as usize)
             .context("installing signal handlers")?;
     }
-    let (group, _store) = join_group(&cfg, &env, &plan)?;
+    let (group, mut store) = join_group(&cfg, &env, &plan)?;
+    // Background evaluation runs its collectives on a ring of its own.
+    let eval_group = match store.as_mut() {
+        Some(store) if cfg.eval.every_kimg > 0.0 && cfg.eval.background => {
+            Some(Box::new(host_comm::join_ring(store, &cfg, &env, "eval")?) as Box<dyn ProcessGroup>)
+        }
+        _ => None,
+    };
     let restarted = env.restart_count > 0 || slurm_restart_count() > 0;
     let preempt: Vec<i32> = cfg.checkpoint.preempt_signals.iter().map(|s| s.number()).collect();
-    let setup = Setup::new(cfg, plan, group, env.restart_count, restarted)?;
+    let mut setup = Setup::new(cfg, plan, group, env.restart_count, restarted)?;
+    setup.eval_pg = eval_group;
     let outcome = train::train(setup, &stop)?;
     match outcome.stopped_by_signal {
         Some(signal) if preempt.contains(&signal) => {
@@ -174,7 +182,7 @@ fn join_group(
                 timeout,
             )?)
         }
-        Backend::Cpu | Backend::Auto => Box::new(host_comm::join_ring(&mut store, cfg, env)?),
+        Backend::Cpu | Backend::Auto => Box::new(host_comm::join_ring(&mut store, cfg, env, "train")?),
     };
     tracing::info!(backend = %backend, "joined the process group");
     Ok((group, Some(store)))

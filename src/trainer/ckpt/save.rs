@@ -2,6 +2,7 @@
 //! only pause), and a background thread writes and commits the files while training goes on.
 //! At most one checkpoint is in flight; the next waits for it. Before exit, `finish` waits for
 //! the last one, so a preempted or finished run never leaves its final checkpoint half-written.
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -103,6 +104,30 @@ impl CheckpointWriter {
             .spawn(move || write(&checkpoints, retention, snapshot, metrics.as_ref()))
             .map_err(Error::io("spawn checkpoint writer for", self.checkpoints.root.clone()))?;
         self.in_flight = Some((step, thread));
+        Ok(())
+    }
+
+    /// Keeps the checkpoint of `step` through retention until its evaluation reports (a
+    /// background evaluation takes several checkpoints' time); None releases it.
+    pub fn hold(&mut self, step: Option<u64>) {
+        self.retention.hold = step;
+    }
+
+    /// A background evaluation's results for `step`: recorded beside that checkpoint, if one was
+    /// taken there (after the write in flight is done), the hold released and retention applied
+    /// again, now that the score can rank it.
+    pub fn record_metrics(&mut self, step: u64, metrics: &BTreeMap<String, f64>) -> Result<()> {
+        if let Err(err) = self.wait() {
+            tracing::error!("checkpoint write failed: {err}; the previous checkpoint is intact");
+        }
+        self.retention.hold = None;
+        if self.checkpoints.record_metrics(step, metrics)? {
+            tracing::debug!(step, "recorded the evaluation beside the checkpoint");
+        }
+        let Some(&(newest, _)) = self.checkpoints.list()?.last() else { return Ok(()) };
+        for removed in self.checkpoints.retain(self.retention, newest)? {
+            tracing::info!(path = %removed.display(), "removed an old checkpoint (not among the best)");
+        }
         Ok(())
     }
 

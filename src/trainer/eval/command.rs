@@ -67,8 +67,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
                 let (mu2, cov2) = real.stats.mean_cov();
                 format!("{:.4}", frechet_distance(&mu1, &cov1, &mu2, &cov2))
             } else {
-                tch::manual_seed(opts.seed as i64);
-                format!("{:.6}", kernel_inception_distance(&real.rows, &fake.rows, 100, 1000))
+                format!("{:.6}", kernel_inception_distance(&real.rows, &fake.rows, 100, 1000, opts.seed))
             }
         }
     };
@@ -107,8 +106,7 @@ fn between_folders(
             format!("{:.4}", frechet_distance(&mu1, &cov1, &mu2, &cov2))
         }
         EvalMetric::Kid => {
-            tch::manual_seed(args.options.seed as i64);
-            format!("{:.6}", kernel_inception_distance(&a.rows, &b.rows, 100, 1000))
+            format!("{:.6}", kernel_inception_distance(&a.rows, &b.rows, 100, 1000, args.options.seed))
         }
         EvalMetric::Is => {
             return Err(

@@ -60,6 +60,16 @@ fn sqrt_psd(m: &Tensor) -> Tensor {
     (&vectors * root.unsqueeze(0)).matmul(&vectors.tr())
 }
 
+/// `m` distinct indices of `0..n`, uniformly (a partial Fisher-Yates shuffle).
+fn subset(rng: &mut gan_core::rng::SplitMix64, n: i64, m: i64) -> Tensor {
+    let mut idx: Vec<i64> = (0..n).collect();
+    for i in 0..m as usize {
+        let j = i + (rng.next_u64() % (n as u64 - i as u64)) as usize;
+        idx.swap(i, j);
+    }
+    Tensor::from_slice(&idx[..m as usize])
+}
+
 /// Fréchet distance between two Gaussians (μ, Σ), float64.
 pub fn frechet_distance(mu1: &Tensor, cov1: &Tensor, mu2: &Tensor, cov2: &Tensor) -> f64 {
     let diff = (mu1 - mu2).square().sum(Kind::Double).double_value(&[]);
@@ -74,24 +84,25 @@ pub fn frechet_distance(mu1: &Tensor, cov1: &Tensor, mu2: &Tensor, cov2: &Tensor
 
 /// KID (unbiased MMD², cubic polynomial kernel) from feature matrices [N, d], averaged over
 /// `num_subsets` subsets of min(N_real, N_fake, `max_subset_size`) rows drawn without
-/// replacement (torch's generator: seed it for repeatable draws).
+/// replacement from `seed`'s own stream (not torch's global generator, which a training step on
+/// another thread may be using).
 pub fn kernel_inception_distance(
     real: &Tensor,
     fake: &Tensor,
     num_subsets: i64,
     max_subset_size: i64,
+    seed: u64,
 ) -> f64 {
     let real = real.to_kind(Kind::Double);
     let fake = fake.to_kind(Kind::Double);
     let d = real.size()[1] as f64;
     let m = real.size()[0].min(fake.size()[0]).min(max_subset_size);
     let kernel = |a: &Tensor, b: &Tensor| (a.matmul(&b.tr()) / d + 1.0).pow_tensor_scalar(3);
+    let mut rng = gan_core::rng::SplitMix64::new(seed);
     let mut t = 0.0;
     for _ in 0..num_subsets {
-        let x = fake
-            .index_select(0, &Tensor::randperm(fake.size()[0], (Kind::Int64, Device::Cpu)).narrow(0, 0, m));
-        let y = real
-            .index_select(0, &Tensor::randperm(real.size()[0], (Kind::Int64, Device::Cpu)).narrow(0, 0, m));
+        let x = fake.index_select(0, &subset(&mut rng, fake.size()[0], m));
+        let y = real.index_select(0, &subset(&mut rng, real.size()[0], m));
         let a = kernel(&x, &x) + kernel(&y, &y);
         let b = kernel(&x, &y);
         let off_diagonal = a.sum(Kind::Double).double_value(&[]) - a.trace().double_value(&[]);
@@ -179,13 +190,22 @@ mod tests {
 
     #[test]
     fn kid_is_near_zero_for_one_distribution_and_positive_for_two() {
+        // Torch's global generator is checked below: no other test may draw meanwhile.
+        let _torch = crate::train::tests_lock();
         tch::manual_seed(3);
         let a = Tensor::randn([400, 16], opts());
         let b = Tensor::randn([400, 16], opts());
-        let same = kernel_inception_distance(&a, &b, 20, 200);
-        let shifted = kernel_inception_distance(&a, &(&b + 1.0), 20, 200);
+        let same = kernel_inception_distance(&a, &b, 20, 200, 7);
+        let shifted = kernel_inception_distance(&a, &(&b + 1.0), 20, 200, 7);
         assert!(same.abs() < 0.05, "same distribution: {same}");
         assert!(shifted > 1.0, "shifted by 1 in every feature: {shifted}");
+        // Repeatable from its seed, and torch's global stream is left alone.
+        tch::manual_seed(9);
+        let before = Tensor::randn([4], opts());
+        tch::manual_seed(9);
+        assert_eq!(kernel_inception_distance(&a, &b, 20, 200, 7), same);
+        assert!(Tensor::randn([4], opts()).equal(&before), "KID drew from torch's generator");
+        assert_ne!(kernel_inception_distance(&a, &b, 20, 200, 8), same);
     }
 
     /// A classifier that is certain and uniform over k classes scores k; one that always says

@@ -35,6 +35,8 @@ pub struct Setup {
     pub plan: RankPlan,
     pub device: Device,
     pub pg: Box<dyn ProcessGroup>,
+    /// The background evaluator's own group (a second ring), joined by `main` when it is used.
+    pub eval_pg: Option<Box<dyn ProcessGroup>>,
     pub g_vs: nn::VarStore,
     pub d_vs: nn::VarStore,
     pub g_ema_vs: nn::VarStore,
@@ -161,6 +163,7 @@ impl Setup {
             Retention {
                 keep_last: cfg.checkpoint.keep_last as usize,
                 keep_best: cfg.checkpoint.keep_best as usize,
+                hold: None,
             },
             cfg.checkpoint.background,
             ckpt_metrics,
@@ -180,6 +183,7 @@ impl Setup {
             plan,
             device,
             pg,
+            eval_pg: None,
             g_vs,
             d_vs,
             g_ema_vs,

@@ -64,8 +64,11 @@ pub fn train(mut s: Setup, stop: &AtomicUsize) -> Result<TrainOutcome> {
                 t.tick(&report, outcome.cur_nimg, rates, s.device);
             }
             maintenance(&mut s, &report, done)?;
-            if let Some(ev) = evaluator.as_mut().filter(|ev| ev.due(outcome.cur_nimg, done)) {
-                ev.run(&mut s, outcome.step, outcome.cur_nimg)?;
+            if let Some(ev) = evaluator.as_mut() {
+                ev.poll(&mut s)?;
+                if ev.due(outcome.cur_nimg, done, signal != 0) {
+                    ev.run(&mut s, outcome.step, outcome.cur_nimg, done)?;
+                }
             }
             let every = u64::from(s.cfg.checkpoint.every_ticks);
             let due = done || (every > 0 && next_tick.is_multiple_of(every));
@@ -79,6 +82,9 @@ pub fn train(mut s: Setup, stop: &AtomicUsize) -> Result<TrainOutcome> {
         }
         if done {
             outcome.stopped_by_signal = (signal != 0).then_some(signal as i32);
+            if let (Some(ev), true) = (&evaluator, signal != 0) {
+                ev.abandon();
+            }
             break;
         }
         let g_stepped = run_step(&mut s, outcome.step)?;

@@ -1,0 +1,43 @@
+//! Evaluation results of a checkpoint's G_ema, which `checkpoint.keep_best` ranks by. They are in
+//! the manifest when the evaluation finished before the checkpoint was written (training waited
+//! for it); a background evaluation finishes later and leaves them in `eval.json` beside the
+//! manifest instead. The committed manifest is never rewritten: it and its hash are two files,
+//! and a crash between the two writes would make a good checkpoint look corrupt.
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::layout::Checkpoints;
+use super::verify::open_verified_by_peer;
+use crate::error::{Error, Result};
+use crate::fsutil;
+
+/// Results that arrived after the commit (`{"fid": ..., ...}`), written atomically.
+pub const EVAL_FILE: &str = "eval.json";
+
+impl Checkpoints {
+    /// Records `metrics` for the committed checkpoint of `step`. Returns false (and writes
+    /// nothing) when there is none: no checkpoint was taken at that step.
+    pub fn record_metrics(&self, step: u64, metrics: &BTreeMap<String, f64>) -> Result<bool> {
+        let dir = self.step_dir(step);
+        if !dir.join(super::MANIFEST_FILE).is_file() {
+            return Ok(false);
+        }
+        let path = dir.join(EVAL_FILE);
+        let text = serde_json::to_vec_pretty(metrics)
+            .map_err(|e| Error::Checkpoint { path: path.clone(), message: e.to_string() })?;
+        fsutil::write_atomic(&path, &text)?;
+        Ok(true)
+    }
+}
+
+/// A checkpoint's `metric` (e.g. `fid`): from its verified manifest, else from `eval.json`.
+/// None when it has neither, or either cannot be read.
+pub fn metric_of(dir: &Path, metric: &str) -> Option<f64> {
+    let manifest = open_verified_by_peer(dir).ok()?.manifest;
+    if let Some(v) = manifest.metrics.get(metric) {
+        return Some(*v);
+    }
+    let text = std::fs::read(dir.join(EVAL_FILE)).ok()?;
+    let recorded: BTreeMap<String, f64> = serde_json::from_slice(&text).ok()?;
+    recorded.get(metric).copied()
+}

@@ -1,0 +1,109 @@
+//! Rank 0's side of a finished evaluation: the log line, the gauges (labelled with the feature
+//! network and the image count), `eval.jsonl`, the best FID so far, and the checkpoint of the
+//! evaluated step (its manifest when the checkpoint comes after, `eval.json` when the result
+//! arrives after the checkpoint was written).
+use super::scoring::Scores;
+use crate::eval::weights::FeatureNet;
+use crate::train::Setup;
+use gan_core::error::Result;
+
+/// When an evaluation ran and what it cost training.
+#[derive(Clone, Copy, Debug)]
+pub struct Timing {
+    pub step: u64,
+    pub cur_nimg: u64,
+    /// Seconds the training loop waited for it.
+    pub pause_secs: f64,
+    /// Seconds the evaluation took.
+    pub eval_secs: f64,
+    /// Scored in the background while training went on.
+    pub background: bool,
+}
+
+pub struct Reporter {
+    net_id: FeatureNet,
+    /// Evaluations since the best FID (for the mode-collapse alert).
+    worse_in_a_row: u32,
+}
+
+impl Reporter {
+    pub fn new(net_id: FeatureNet) -> Self {
+        Reporter { net_id, worse_in_a_row: 0 }
+    }
+
+    pub fn report(&mut self, s: &mut Setup, scores: &Scores, at: Timing) -> Result<()> {
+        let label = self.net_id.label();
+        let num = s.cfg.eval.num.to_string();
+        let mut line = serde_json::json!({
+            "kimg": at.cur_nimg as f64 / 1000.0, "step": at.step, "feature_network": label,
+            "num_images": s.cfg.eval.num, "pause_secs": at.pause_secs, "eval_secs": at.eval_secs,
+            "background": at.background,
+        });
+        for (name, value) in scores {
+            line[name] = (*value).into();
+        }
+        if let Some(&fid) = scores.get("fid") {
+            self.track_best(s, fid);
+        }
+        if let Some(t) = &s.telemetry {
+            let labels = [label.as_str(), num.as_str()];
+            for (name, gauge) in
+                [("fid", &t.metrics.fid), ("kid", &t.metrics.kid), ("is", &t.metrics.inception_score)]
+            {
+                if let Some(v) = scores.get(name) {
+                    gauge.with_label_values(&labels).set(*v);
+                }
+            }
+            t.metrics.fid_worse_evaluations.set(f64::from(self.worse_in_a_row));
+        }
+        let results: Scores =
+            scores.iter().filter(|(k, _)| *k != "is_std").map(|(k, v)| (k.clone(), *v)).collect();
+        if at.background {
+            s.ckpt_writer.record_metrics(at.step, &results)?;
+        }
+        // A checkpoint taken at this step after now records them in its manifest.
+        s.last_eval = Some((at.step, results));
+        tracing::info!(step = at.step, "{}", summary(scores, &label, s.cfg.eval.num, &at, &self.net_id));
+        let path = s.stats_path().with_file_name("eval.jsonl");
+        let mut text = std::fs::read_to_string(&path).unwrap_or_default();
+        text.push_str(&format!("{line}\n"));
+        gan_core::fsutil::write_atomic(&path, text.as_bytes())
+    }
+
+    fn track_best(&mut self, s: &mut Setup, fid: f64) {
+        let best = s.best_metrics.get("fid").copied();
+        if best.is_none_or(|b| fid < b) {
+            s.best_metrics.insert("fid".into(), fid);
+            self.worse_in_a_row = 0;
+        } else {
+            self.worse_in_a_row += 1;
+        }
+    }
+}
+
+/// `eval at 4.0 kimg: FID 12.345, KID 0.01234 (2000 images, <net>); training paused 0.02 s
+/// (scored in the background in 226.1 s)`.
+fn summary(scores: &Scores, label: &str, num: u64, at: &Timing, net_id: &FeatureNet) -> String {
+    let mut shown = Vec::new();
+    if let Some(fid) = scores.get("fid") {
+        shown.push(format!("FID {fid:.3}"));
+    }
+    if let Some(kid) = scores.get("kid") {
+        shown.push(format!("KID {kid:.5}"));
+    }
+    if let (Some(is), Some(std)) = (scores.get("is"), scores.get("is_std")) {
+        shown.push(format!("IS {is:.3} ± {std:.3}"));
+    }
+    let standard = if *net_id == FeatureNet::Standard { "" } else { ", NOT the standard FID network" };
+    let how = if at.background {
+        format!(" (scored in the background in {:.1} s)", at.eval_secs)
+    } else {
+        String::new()
+    };
+    format!(
+        "eval at {:.1} kimg: {} ({num} images, {label}{standard}); training paused {:.2} s{how}",
+        at.cur_nimg as f64 / 1000.0,
+        shown.join(", "),
+        at.pause_secs
+    )
+}

@@ -1,0 +1,163 @@
+//! Scoring one G_ema: every rank generates its equal share of `eval.num` images and extracts
+//! pytorch-fid Inception features; the float64 moments (N, Σx, Σxxᵀ) are summed over the group,
+//! and pool3 rows or logits are gathered only for KID or IS. Rank 0 holds the real side and
+//! computes the metrics. The same code runs on the training thread (training waits) or on the
+//! background evaluator's thread with its own group.
+use std::collections::BTreeMap;
+
+use tch::{nn, Device, Kind, Tensor};
+
+use crate::eval::extract::{self, Extracted, Share};
+use crate::eval::inception::FidInception;
+use crate::eval::stats::FeatureStats;
+use crate::eval::stats::{frechet_distance, inception_score, kernel_inception_distance};
+use crate::eval::weights::{self, FeatureNet};
+use crate::models::Generator;
+use gan_core::comm::{broadcast_bytes, ProcessGroup, ReduceOp};
+use gan_core::config::{EvalMetricName, RunConfig};
+use gan_core::error::{Error, Result};
+
+/// Latents of every evaluation come from this seed (image i from (seed, i)), so successive FIDs
+/// differ by the generator, not by the draw, and do not depend on the world size. KID's subsets
+/// come from it too.
+pub const EVAL_SEED: u64 = 0x4649_445F_4556_414C; // "FID_EVAL"
+
+/// Rank 0's results: by metric name (`fid`, `kid`, `is`, `is_std`).
+pub type Scores = BTreeMap<String, f64>;
+
+/// The feature network and the real statistics of a run's evaluations.
+pub struct Scorer {
+    _vs: nn::VarStore,
+    net: FidInception,
+    pub net_id: FeatureNet,
+    cfg: RunConfig,
+    device: Device,
+    /// Rank 0, once prepared: the real side's moments and rows.
+    real: Option<Extracted>,
+    real_ready: bool,
+}
+
+impl Scorer {
+    /// Resolves and loads the feature network. One download per node: local rank 0 resolves
+    /// (and, when missing, downloads) the weights first; the other ranks look after `pg`'s
+    /// barrier. A failed download ends local rank 0, and the launcher then stops the job.
+    pub fn load(
+        cfg: &RunConfig,
+        device: Device,
+        local_rank0: bool,
+        pg: &mut dyn ProcessGroup,
+    ) -> Result<Self> {
+        let explicit = cfg.eval.weights.as_deref();
+        let early = if local_rank0 { Some(weights::resolve(explicit)?) } else { None };
+        pg.barrier()?;
+        let (path, net_id) = match early {
+            Some(resolved) => resolved,
+            None => weights::resolve(explicit)?,
+        };
+        let vs = nn::VarStore::new(device);
+        let net = FidInception::new(&vs.root());
+        weights::load_into(&vs, &path)?;
+        Ok(Scorer { _vs: vs, net, net_id, cfg: cfg.clone(), device, real: None, real_ready: false })
+    }
+
+    /// The real side, once: from rank 0's cache, or computed by all ranks (each a contiguous
+    /// share) and cached.
+    pub fn prepare_real(&mut self, pg: &mut dyn ProcessGroup, beat: &mut dyn FnMut()) -> Result<()> {
+        if self.real_ready {
+            return Ok(());
+        }
+        let e = &self.cfg.eval;
+        let n = extract::real_count(&self.cfg, e.num_real)?;
+        let cache = extract::cache_path(&self.cfg, &self.net_id.label(), n)?;
+        let rank0 = pg.rank() == 0;
+        let cached = if rank0 { extract::read_cache(&cache) } else { None };
+        let mut hit = vec![u8::from(cached.is_some())];
+        broadcast_bytes(pg, &mut hit, 0)?;
+        if hit[0] == 1 {
+            if cached.is_some() {
+                tracing::info!(path = %cache.display(), "real statistics from the cache");
+            }
+            self.real = cached;
+        } else {
+            let share = (pg.rank(), pg.world_size());
+            let mine = extract::real_share(&self.net, &self.cfg, n, e.batch, share, self.device, beat)?;
+            let stats = reduce_moments(pg, &mine.stats)?;
+            if rank0 {
+                // KID's real rows: rank 0's share of the real images.
+                let out = Extracted { stats, rows: mine.rows, logits: mine.logits };
+                extract::write_cache(&cache, &out)?;
+                self.real = Some(out);
+            }
+        }
+        self.real_ready = true;
+        Ok(())
+    }
+
+    /// Scores `g` (every rank of `pg` calls this); Some on rank 0.
+    pub fn score(
+        &mut self,
+        pg: &mut dyn ProcessGroup,
+        g: &dyn Generator,
+        beat: &mut dyn FnMut(),
+    ) -> Result<Option<Scores>> {
+        self.prepare_real(pg, beat)?;
+        let e = &self.cfg.eval;
+        let (rank, world) = (pg.rank(), pg.world_size());
+        let per_rank = e.num / u64::from(world);
+        let share = Share { first: u64::from(rank) * per_rank, n: per_rank, batch: e.batch, seed: EVAL_SEED };
+        let classes = if self.cfg.model.conditional { self.cfg.data.num_classes } else { 0 };
+        let fake = extract::generated(&self.net, g, classes, share, self.device, beat);
+        let stats = reduce_moments(pg, &fake.stats)?;
+        let wants = |m: EvalMetricName| e.metrics.contains(&m);
+        let rows = if wants(EvalMetricName::Kid) { Some(gather_rows(pg, &fake.rows)?) } else { None };
+        let logits = if wants(EvalMetricName::Is) { Some(gather_rows(pg, &fake.logits)?) } else { None };
+        let Some(real) = &self.real else { return Ok(None) };
+        let mut scores = Scores::new();
+        if wants(EvalMetricName::Fid) {
+            let ((mu1, cov1), (mu2, cov2)) = (stats.mean_cov(), real.stats.mean_cov());
+            scores.insert("fid".into(), frechet_distance(&mu1, &cov1, &mu2, &cov2));
+        }
+        if let Some(rows) = rows {
+            scores.insert("kid".into(), kernel_inception_distance(&real.rows, &rows, 100, 1000, EVAL_SEED));
+        }
+        if let Some(logits) = logits {
+            let (mean, std) = inception_score(&logits, 10.min(logits.size()[0]));
+            scores.insert("is".into(), mean);
+            scores.insert("is_std".into(), std);
+        }
+        Ok(Some(scores))
+    }
+}
+
+/// Sums N, Σx and Σxxᵀ over ranks (float64, so the order of the sum does not matter beyond
+/// rounding in the last place).
+fn reduce_moments(pg: &mut dyn ProcessGroup, stats: &FeatureStats) -> Result<FeatureStats> {
+    if pg.world_size() == 1 {
+        return Ok(FeatureStats {
+            count: stats.count,
+            sum: stats.sum.copy(),
+            sum_outer: stats.sum_outer.copy(),
+        });
+    }
+    let dim = stats.sum.size()[0];
+    let parts = [Tensor::from(stats.count).view([1]), stats.sum.shallow_clone(), stats.sum_outer.view([-1])];
+    let flat = Tensor::cat(&parts, 0).to_kind(Kind::Double).to_device(Device::Cpu);
+    let mut host: Vec<f64> = Vec::try_from(&flat).map_err(|e: tch::TchError| Error::Tensor(e.to_string()))?;
+    pg.all_reduce_f64(&mut host, ReduceOp::Sum)?;
+    let all = Tensor::from_slice(&host);
+    Ok(FeatureStats {
+        count: host[0],
+        sum: all.narrow(0, 1, dim),
+        sum_outer: all.narrow(0, 1 + dim, dim * dim).view([dim, dim]),
+    })
+}
+
+/// Every rank's rows [n, cols] (equal n everywhere), concatenated in rank order.
+fn gather_rows(pg: &mut dyn ProcessGroup, rows: &Tensor) -> Result<Tensor> {
+    let cols = rows.size()[1];
+    let mine: Vec<f32> = Vec::try_from(&rows.to_kind(Kind::Float).reshape([-1]))
+        .map_err(|e: tch::TchError| Error::Tensor(e.to_string()))?;
+    let mut all = vec![0f32; mine.len() * pg.world_size() as usize];
+    pg.all_gather_f32(&mine, &mut all)?;
+    Ok(Tensor::from_slice(&all).view([-1, cols]))
+}
