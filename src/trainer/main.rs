@@ -8,6 +8,7 @@ mod augment;
 mod ckpt;
 mod comm;
 mod eval;
+mod gpu_check;
 mod models;
 mod precision;
 mod sample;
@@ -51,6 +52,9 @@ enum Command {
     Sample(sample::SampleArgs),
     /// FID, KID or IS of a checkpoint's G_ema.
     Eval(eval::command::EvalArgs),
+    /// GPU checks for scripts/gpu-check.sh (NCCL; a CPU step next to a GPU step).
+    #[command(subcommand)]
+    GpuCheck(gpu_check::GpuCheck),
 }
 
 fn main() -> ExitCode {
@@ -75,6 +79,10 @@ fn run() -> anyhow::Result<ExitCode> {
         Some(Command::Eval(eval_args)) => {
             logging::init(Role::Tool, gan_core::config::LogFormat::Text, "info");
             return eval::command::run(eval_args).map(|_| ExitCode::SUCCESS);
+        }
+        Some(Command::GpuCheck(check)) => {
+            logging::init(Role::Tool, gan_core::config::LogFormat::Text, "warn");
+            return gpu_check::run(check).map(|_| ExitCode::SUCCESS);
         }
         None => {}
     }

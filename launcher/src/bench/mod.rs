@@ -6,8 +6,9 @@
 //! - `rendezvous`: time for W ranks to connect to the store, pass a barrier and form the ring.
 //! - `loader`, `prepare`: data pipeline throughput.
 //! - `ckpt`: checkpoint write / verify / load throughput next to `dd` (in `ckpt.rs`).
-//! - `train`: training throughput of recipes on CPU with the phase split (in `train.rs`).
+//! - `train`: training throughput of recipes on CPU or a GPU with the phase split (in `train.rs`).
 mod ckpt;
+mod gpu_memory;
 mod train;
 
 use std::sync::{Arc, Barrier};
@@ -29,7 +30,8 @@ pub enum Bench {
     Prepare(PrepareArgs),
     /// Checkpoint write, verify and load throughput next to the disk's dd speed.
     Ckpt(ckpt::CkptArgs),
-    /// Training throughput (imgs/s) of recipes on CPU, with the D / G / regularisation split.
+    /// Training throughput (imgs/s, sec/kimg) of recipes on CPU or a GPU, with the D / G /
+    /// regularisation split (and peak GPU memory).
     Train(train::TrainArgs),
 }
 

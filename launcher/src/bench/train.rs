@@ -1,5 +1,6 @@
-//! `gan-launch bench train`: training throughput of real recipes on this machine's CPU, one rank
-//! at a fixed thread count and batch, with the step time split into D, G and regularisation.
+//! `gan-launch bench train`: training throughput of real recipes on this machine's CPU (or one
+//! GPU with `--device cuda`), one rank at a fixed thread count and batch, with the step time split
+//! into D, G and regularisation, and on a GPU the peak memory the rank held (nvidia-smi, sampled).
 //! Each recipe runs through the normal launcher and trainer on generated images at the recipe's
 //! resolution and class count (at most 8, the generated shapes'; pixels do not change the
 //! arithmetic), one step per tick. Step 0 runs every lazy regulariser once (and warms up); its
@@ -26,6 +27,12 @@ pub struct TrainArgs {
     /// share is that of whole D/G cycles).
     #[arg(long, default_value_t = 4)]
     steps: u32,
+    /// Device of the rank: cpu or cuda (the first GPU).
+    #[arg(long, default_value = "cpu", value_parser = ["cpu", "cuda"])]
+    device: String,
+    /// Forward arithmetic: fp32 or bf16 (autocast; CUDA only, a CPU run warns and uses fp32).
+    #[arg(long, default_value = "fp32", value_parser = ["fp32", "bf16"])]
+    precision: String,
 }
 
 pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
@@ -34,36 +41,42 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     } else {
         args.configs.clone()
     };
+    let on = if args.device == "cpu" { format!("CPU, {} threads", args.threads) } else { "GPU 0".into() };
     println!(
-        "training throughput on CPU: 1 rank, {} threads, batch {}, mean of {} steps (whole D/G cycles) after step 0",
-        args.threads, args.batch, args.steps
+        "training throughput on {on}: 1 rank, {}, batch {}, mean of {} steps (whole D/G cycles) after step 0",
+        args.precision, args.batch, args.steps
     );
     println!(
-        "{:<28} {:>8} {:>10} {:>7} {:>7} {:>7} {:>7}",
-        "recipe", "imgs/s", "step (s)", "D %", "G %", "reg %", "other %"
+        "{:<28} {:>8} {:>9} {:>10} {:>7} {:>7} {:>7} {:>7} {:>7} {:>9}",
+        "recipe", "imgs/s", "sec/kimg", "step (s)", "D %", "G %", "reg %", "data %", "other %", "peak MiB"
     );
     for config in &configs {
         let scratch = super::tempfile_dir()?.join(config.file_stem().unwrap_or_default());
         let cfg = gan_core::config::load(config, &[])?;
-        let ticks = measure(config, &cfg, &scratch, args)?;
+        let (ticks, peak_mib) = measure(config, &cfg, &scratch, args)?;
         let _ = std::fs::remove_dir_all(&scratch);
         let split = Split::from_ticks(&ticks, &cfg.train);
         let step = split.step_secs();
         let pct = |secs: f64| 100.0 * secs / step;
+        let imgs_per_sec = f64::from(args.batch) / step;
         println!(
-            "{:<28} {:>8.2} {:>10.3} {:>7.1} {:>7.1} {:>7.1} {:>7.1}",
+            "{:<28} {:>8.2} {:>9.2} {:>10.3} {:>7.1} {:>7.1} {:>7.1} {:>7.1} {:>7.1} {:>9}",
             config.display(),
-            f64::from(args.batch) / step,
+            imgs_per_sec,
+            1000.0 / imgs_per_sec,
             step,
             pct(split.d),
             pct(split.g),
             pct(split.reg),
-            pct(split.other)
+            pct(split.data),
+            pct(split.other),
+            peak_mib.map_or("-".into(), |m| m.to_string())
         );
     }
     println!(
         "D: D's main phase; G: G's main phase (after every d_steps-th D step); reg: lazy R1 and path length \
-         amortised over their intervals; other: data, bookkeeping"
+         amortised over their intervals; data: waiting for the loader's batch; other: host-to-device copies, \
+         bookkeeping"
     );
     Ok(())
 }
@@ -73,6 +86,8 @@ struct Split {
     d: f64,
     g: f64,
     reg: f64,
+    /// Waiting for the loader (0 when it keeps ahead).
+    data: f64,
     other: f64,
 }
 
@@ -91,22 +106,24 @@ impl Split {
             measured.iter().map(|tick| stat(tick, key)).sum::<f64>() / measured.len().max(1) as f64
         };
         let (d, g) = (mean("Timing/phase_D_secs"), mean("Timing/phase_G_secs"));
-        let other = (mean("Timing/step_secs") - d - g).max(0.0);
-        Split { d, g, reg, other }
+        let data = mean("Timing/data_secs");
+        let other = (mean("Timing/step_secs") - d - g - data).max(0.0);
+        Split { d, g, reg, data, other }
     }
 
     fn step_secs(&self) -> f64 {
-        (self.d + self.g + self.reg + self.other).max(1e-12)
+        (self.d + self.g + self.reg + self.data + self.other).max(1e-12)
     }
 }
 
-/// Trains `config` for 1 + steps one-step ticks and returns every tick's stats line.
+/// Trains `config` for 1 + steps one-step ticks and returns every tick's stats line, and on a
+/// GPU the peak memory nvidia-smi saw in use by the job's processes.
 fn measure(
     config: &Path,
     cfg: &gan_core::config::RunConfig,
     scratch: &Path,
     args: &TrainArgs,
-) -> anyhow::Result<Vec<Value>> {
+) -> anyhow::Result<(Vec<Value>, Option<u64>)> {
     let tick_kimg = f64::from(args.batch) / 1000.0;
     let steps = args.steps.max(1).div_ceil(cfg.train.d_steps) * cfg.train.d_steps;
     let classes = cfg.data.num_classes.min(gan_core::data::generated::MAX_CLASSES);
@@ -116,7 +133,8 @@ fn measure(
         "data.source=generated".into(),
         "data.num_images=4096".into(),
         format!("data.num_classes={classes}"),
-        "train.device=cpu".into(),
+        format!("train.device={}", args.device),
+        format!("train.precision={}", args.precision),
         format!("train.threads={}", args.threads),
         format!("train.batch_size={}", args.batch),
         format!("train.batch_per_rank={}", args.batch),
@@ -134,7 +152,9 @@ fn measure(
     for set in &sets {
         cmd.args(["--set", set]);
     }
+    let sampler = (args.device == "cuda").then(super::gpu_memory::PeakSampler::start);
     let out = cmd.output().with_context(|| format!("running {}", config.display()))?;
+    let peak_mib = sampler.and_then(super::gpu_memory::PeakSampler::finish);
     if !out.status.success() {
         bail!("{} failed: {}", config.display(), String::from_utf8_lossy(&out.stderr));
     }
@@ -144,5 +164,5 @@ fn measure(
     if ticks.len() < 2 {
         bail!("{}: {} ticks recorded, expected {}", stats.display(), ticks.len(), 1 + steps);
     }
-    Ok(ticks)
+    Ok((ticks, peak_mib))
 }

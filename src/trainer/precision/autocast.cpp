@@ -2,6 +2,7 @@
 // dtype is fp16; bf16 needs at::autocast::set_autocast_dtype, so these few lines call the
 // libtorch API directly. Every function returns -1 when libtorch throws (and 0 or a previous
 // state otherwise), so no C++ exception crosses into Rust.
+#include <ATen/Context.h>
 #include <ATen/autocast_mode.h>
 
 namespace {
@@ -40,4 +41,17 @@ int gan_autocast_nest(int delta) {
     return -1;
   }
 }
+
+// TF32 for CUDA convolutions (cuDNN) and matmuls (cuBLAS); PyTorch's defaults are on and off.
+// Returns 0, or -1 when libtorch throws.
+int gan_set_allow_tf32(int cudnn, int cublas) {
+  try {
+    at::globalContext().setAllowTF32CuDNN(cudnn != 0);
+    at::globalContext().setAllowTF32CuBLAS(cublas != 0);
+    return 0;
+  } catch (...) {
+    return -1;
+  }
+}
+
 }

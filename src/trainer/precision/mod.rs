@@ -10,6 +10,7 @@ use gan_core::error::{Error, Result};
 extern "C" {
     fn gan_autocast_set_bf16(cuda: i32, enabled: i32) -> i32;
     fn gan_autocast_nest(delta: i32) -> i32;
+    fn gan_set_allow_tf32(cudnn: i32, cublas: i32) -> i32;
 }
 
 /// What a run's forward passes use, decided once from the config and the device.
@@ -46,6 +47,16 @@ impl ForwardPrecision {
             }
         }
     }
+}
+
+/// Whether CUDA convolutions (cuDNN) and matmuls (cuBLAS) may use TF32 (PyTorch's defaults:
+/// convolutions yes, matmuls no). Comparing a GPU step with a CPU step in fp32 needs both off.
+pub fn set_allow_tf32(cudnn: bool, cublas: bool) -> Result<()> {
+    // SAFETY: the shim only sets two flags of libtorch's global context and catches exceptions.
+    if unsafe { gan_set_allow_tf32(i32::from(cudnn), i32::from(cublas)) } < 0 {
+        return Err(Error::Tensor("libtorch refused to set the TF32 flags".into()));
+    }
+    Ok(())
 }
 
 /// bf16 autocast for a device kind while alive.

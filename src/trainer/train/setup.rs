@@ -35,6 +35,8 @@ pub struct Setup {
     pub plan: RankPlan,
     pub device: Device,
     pub pg: Box<dyn ProcessGroup>,
+    /// Draw latents and labels on the host (and copy them to the device).
+    pub host_latents: bool,
     /// The background evaluator's own group (a second ring), joined by `main` when it is used.
     pub eval_pg: Option<Box<dyn ProcessGroup>>,
     pub g_vs: nn::VarStore,
@@ -184,6 +186,7 @@ impl Setup {
             device,
             pg,
             eval_pg: None,
+            host_latents: false,
             g_vs,
             d_vs,
             g_ema_vs,
@@ -249,14 +252,17 @@ impl Setup {
 
     /// Latents and labels for `n` fakes: labels uniform over the classes when conditional.
     pub fn latents(&self, n: i64) -> (Tensor, Tensor) {
-        let z = Tensor::randn([n, self.g.z_dim()], (Kind::Float, self.device));
+        // CPU and CUDA generators give different numbers from one seed; drawing on the host
+        // makes a GPU step comparable with a CPU step (`gan-train gpu-check step`).
+        let draw_on = if self.host_latents { Device::Cpu } else { self.device };
+        let z = Tensor::randn([n, self.g.z_dim()], (Kind::Float, draw_on));
         let num_classes = i64::from(self.cfg.data.num_classes);
         let c = if self.cfg.model.conditional {
-            Tensor::randint(num_classes, [n], (Kind::Int64, self.device))
+            Tensor::randint(num_classes, [n], (Kind::Int64, draw_on))
         } else {
-            Tensor::zeros([n], (Kind::Int64, self.device))
+            Tensor::zeros([n], (Kind::Int64, draw_on))
         };
-        (z, c)
+        (z.to_device(self.device), c.to_device(self.device))
     }
 
     /// Rank 0 writes the resolved config, the manifest, the reals grid and the initial fakes.

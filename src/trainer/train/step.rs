@@ -86,6 +86,11 @@ pub fn run_step(s: &mut Setup, step: u64) -> Result<bool> {
             (loss / rounds as f64).backward();
         }
         let (sync_secs, opt_secs) = end_phase(s, phase)?;
+        // A GPU runs the phase's kernels after the host has queued them: wait, so phase times
+        // (and the benchmark's D/G split) measure the GPU's work, not the queueing.
+        if let tch::Device::Cuda(index) = s.device {
+            tch::Cuda::synchronize(index as i64);
+        }
         allreduce += sync_secs;
         optimizer += opt_secs;
         phase_secs[phase.timing_slot()] += phase_started.elapsed().as_secs_f64();

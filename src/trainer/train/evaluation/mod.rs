@@ -126,6 +126,13 @@ impl Evaluator {
                 worker.submit(step, cur_nimg, &s.g_ema_vs)?;
                 s.ckpt_writer.hold(Some(step));
                 *paused_secs = handed_over.elapsed().as_secs_f64();
+                if s.is_rank0() {
+                    tracing::info!(
+                        step,
+                        "evaluation of step {step} handed to the background: training paused {:.3} s",
+                        *paused_secs
+                    );
+                }
                 if done {
                     let heartbeat = &mut s.heartbeat;
                     if let Some(finished) = worker.wait(&mut || {

@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# GPU validation of gan-launch on a machine with one NVIDIA GPU and PyTorch 2.11.0+cu130, from
+# binaries built elsewhere (no Rust needed here). In under 10 minutes it runs:
+#   1. NCCL with world size 1: collectives correct, host-staged all-reduce bandwidth;
+#   2. 1-rank training of biggan-cifar and stylegan2-cifar at their batch, fp32 and bf16:
+#      imgs/s, sec/kimg, peak GPU memory;
+#   3. stylegan2.yaml (256x256) at its per-GPU batch (64 / 8 GPUs = 8): sec/kimg;
+#   4. FID feature extraction imgs/s (batch 50);
+#   5. the same biggan-cifar step on the CPU and on the GPU from the same weights and batch:
+#      relative difference of the updated weights and of the updates (fp32, TF32 off);
+# and prints one table at the end. Every command's full output stays in the log directory.
+#
+#   scripts/gpu-check.sh [--bin DIR] [--python PY] [--out DIR] [--steps N] [--cpu]
+#
+#   --bin DIR     gan-launch and gan-train (default: target/release)
+#   --python PY   the Python whose torch supplies libtorch and the NVIDIA libraries
+#                 (default: $GAN_TORCH_PYTHON, else /opt/torch/.venv/bin/python, else .venv/bin/python)
+#   --out DIR     logs and the table (default: a new directory under /tmp)
+#   --steps N     measured training steps per benchmark (default 20)
+#   --cpu         check the script itself on a machine without a GPU: every part runs on the CPU
+#                 with tiny settings, and the GPU-only parts (1, 5) are reported as skipped
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+BIN=target/release
+PY=${GAN_TORCH_PYTHON:-}
+OUT=""
+STEPS=20
+CPU=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --bin) BIN=$2; shift 2 ;;
+    --python) PY=$2; shift 2 ;;
+    --out) OUT=$2; shift 2 ;;
+    --steps) STEPS=$2; shift 2 ;;
+    --cpu) CPU=1; shift ;;
+    *) echo "gpu-check: unknown argument $1 (see the header of $0)" >&2; exit 2 ;;
+  esac
+done
+if [ -z "$PY" ]; then
+  for candidate in /opt/torch/.venv/bin/python .venv/bin/python; do
+    [ -x "$candidate" ] && { PY=$candidate; break; }
+  done
+fi
+[ -n "$PY" ] && [ -x "$PY" ] || { echo "gpu-check: no Python with torch found; pass --python" >&2; exit 2; }
+for b in gan-launch gan-train; do
+  [ -x "$BIN/$b" ] || { echo "gpu-check: $BIN/$b is missing; build with 'cargo build --release' or pass --bin" >&2; exit 2; }
+done
+OUT=${OUT:-$(mktemp -d /tmp/gpu-check.XXXXXX)}
+mkdir -p "$OUT"
+
+# libtorch and the NVIDIA libraries (CUDA runtime, cuDNN, NCCL, ...) of that torch.
+TORCH_LIB=$("$PY" -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))') ||
+  { echo "gpu-check: $PY cannot import torch" >&2; exit 2; }
+SITE=$(dirname "$(dirname "$TORCH_LIB")")
+NVIDIA_LIBS=$(ls -d "$SITE"/nvidia/*/lib "$SITE"/nvidia/*/*/lib 2>/dev/null | tr '\n' ':')
+export LD_LIBRARY_PATH="$TORCH_LIB:$NVIDIA_LIBS${LD_LIBRARY_PATH:-}"
+TORCH_VERSION=$("$PY" -c 'import torch; print(torch.__version__)')
+LAUNCH="$BIN/gan-launch"
+TRAIN="$BIN/gan-train"
+
+ROWS=()
+row() { ROWS+=("$(printf '%-44s %s' "$1" "$2")"); }
+step() { echo "== $1" >&2; }
+started=$(date +%s)
+
+if [ "$CPU" = 1 ]; then
+  DEVICE=cpu
+  GPU="none (--cpu: the script's own check)"
+  STEPS=1
+else
+  DEVICE=cuda
+  GPU=$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader --id=0 2>/dev/null || echo "unknown (nvidia-smi failed)")
+fi
+
+# 1. NCCL
+step "1. NCCL world size 1"
+if [ "$CPU" = 1 ]; then
+  row "NCCL world size 1" "skipped (--cpu)"
+elif "$TRAIN" gpu-check nccl --max-mib 256 >"$OUT/nccl.txt" 2>&1; then
+  correct=$(grep -c "correct" "$OUT/nccl.txt")
+  largest=$(awk '$1 ~ /^[0-9]+$/ {size=$1; bw=$3} END {print size " MiB: " bw " GB/s"}' "$OUT/nccl.txt")
+  row "NCCL world size 1" "$([ "$correct" = 1 ] && echo correct || echo WRONG); host-staged all-reduce $largest"
+else
+  row "NCCL world size 1" "FAILED: $(tail -n1 "$OUT/nccl.txt")"
+fi
+
+# 2 and 3. Training throughput through gan-launch bench train.
+bench() { # bench LABEL CONFIG BATCH PRECISION [extra bench args]
+  local label=$1 config=$2 batch=$3 precision=$4 log
+  shift 4
+  log="$OUT/bench-$(basename "$config" .yaml)-$precision.txt"
+  step "$label"
+  if "$LAUNCH" bench train "$config" --device "$DEVICE" --precision "$precision" --batch "$batch" \
+      --steps "$STEPS" "$@" >"$log" 2>&1; then
+    awk -v c="$config" '$1 == c {printf "%s imgs/s, %s sec/kimg, data wait %s%%, peak %s MiB", $2, $3, $8, $10}' "$log" >"$log.row"
+    row "$label" "$(cat "$log.row")"
+  else
+    row "$label" "FAILED: $(grep -m1 -i error "$log" || tail -n1 "$log")"
+  fi
+}
+cpu_args=()
+[ "$CPU" = 1 ] && cpu_args=(--threads 2)
+for precision in fp32 bf16; do
+  bench "2. biggan-cifar $precision (batch 50)" configs/biggan-cifar.yaml 50 "$precision" "${cpu_args[@]}"
+  bench "2. stylegan2-cifar $precision (batch 64)" configs/stylegan2-cifar.yaml 64 "$precision" "${cpu_args[@]}"
+done
+if [ "$CPU" = 1 ]; then
+  row "3. stylegan2 256x256 (batch 8)" "skipped (--cpu: minutes per step on a CPU)"
+else
+  for precision in fp32 bf16; do
+    bench "3. stylegan2 256x256 $precision (batch 8)" configs/stylegan2.yaml 8 "$precision"
+  done
+  row "   published (SPECS 5.2)" "2.47 sec/kimg on 8 A100 = about 19.8 GPU-seconds/kimg"
+fi
+
+# 4. FID feature extraction: a short run to score, seeded random Inception weights (the
+# standard file may be absent; the arithmetic is the same).
+step "4. FID feature extraction"
+"$PY" scripts/fid_reference.py "$OUT/inception" >"$OUT/fid-weights.txt" 2>&1
+if "$LAUNCH" configs/ci-tiny.yaml --set "run.dir=$OUT/runs" --set "train.device=$DEVICE" \
+    --set data.resolution=32 --set train.total_kimg=0.064 >"$OUT/fid-run.txt" 2>&1 &&
+   "$LAUNCH" eval is "$OUT/runs/ci-tiny" --num "$([ "$CPU" = 1 ] && echo 100 || echo 5000)" --batch 50 \
+    --weights "$OUT/inception/weights.pth" >"$OUT/fid.txt" 2>&1; then
+  row "4. FID feature extraction (batch 50)" "$(grep -o '[0-9.]* imgs/s' "$OUT/fid.txt") (generation included)"
+else
+  row "4. FID feature extraction (batch 50)" "FAILED: $(tail -n1 "$OUT/fid.txt" 2>/dev/null || tail -n1 "$OUT/fid-run.txt")"
+fi
+
+# 5. CPU step next to GPU step.
+step "5. CPU step vs GPU step"
+if [ "$CPU" = 1 ]; then
+  row "5. CPU vs GPU step (biggan-cifar, fp32)" "skipped (--cpu)"
+elif "$TRAIN" gpu-check step configs/biggan-cifar.yaml >"$OUT/step.txt" 2>&1; then
+  row "5. CPU vs GPU step (biggan-cifar, fp32)" "$(grep -E '^  [GD]:' "$OUT/step.txt" | sed 's/relative difference/rel. diff/g' | tr -s ' ' | paste -sd';')"
+else
+  row "5. CPU vs GPU step (biggan-cifar, fp32)" "FAILED: $(tail -n1 "$OUT/step.txt")"
+fi
+
+{
+  echo
+  echo "gan-launch GPU check: GPU $GPU; torch $TORCH_VERSION; $(($(date +%s) - started)) s; logs in $OUT"
+  printf '%-44s %s\n' "check" "result"
+  printf '%s\n' "${ROWS[@]}"
+} | tee "$OUT/table.txt"
