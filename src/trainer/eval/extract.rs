@@ -101,7 +101,8 @@ pub fn generated(
         let z = latents(share.seed, share.first + done, b, g.z_dim()).to_device(device);
         let first_class = (share.first + done) as i64;
         let c = (Tensor::arange(b, (Kind::Int64, device)) + first_class).remainder(i64::from(classes.max(1)));
-        let images = tch::no_grad(|| quantise(&g.forward_eval(&z, &c)));
+        let first = share.first + done;
+        let images = tch::no_grad(|| quantise(&g.forward_metric(&z, &c, share.seed, first)));
         acc.add(net, &images, device, on_batch);
         done += b as u64;
     }

@@ -25,6 +25,12 @@ pub trait Generator: Send {
     fn forward_truncated(&self, z: &Tensor, c: &Tensor, _psi: f64) -> Tensor {
         self.forward_eval(z, c)
     }
+    /// Sampling for metrics: images `first..` of an evaluation drawn from `seed`. Families
+    /// with stochastic inputs besides z (StyleGAN2's noise) draw them per image from the seed,
+    /// as the reference's metrics draw fresh ones; the others are `forward_eval`.
+    fn forward_metric(&self, z: &Tensor, c: &Tensor, _seed: u64, _first: u64) -> Tensor {
+        self.forward_eval(z, c)
+    }
     fn truncation(&self) -> Truncation {
         Truncation::Latent
     }

@@ -75,6 +75,12 @@ impl Generator {
         let ws = self.mapping.forward(Some(z), c, false, psi);
         self.synthesis.forward(&ws, NoiseMode::Const)
     }
+
+    /// Sampling with fresh noise per image from (seed, image index), as the metrics do.
+    pub fn sample_seeded(&self, z: &Tensor, c: &Tensor, seed: u64, first: u64) -> Tensor {
+        let ws = self.mapping.forward(Some(z), c, false, 1.0);
+        self.synthesis.forward(&ws, NoiseMode::Seeded { seed, first })
+    }
 }
 
 impl crate::models::Generator for Generator {
@@ -88,6 +94,10 @@ impl crate::models::Generator for Generator {
 
     fn forward_truncated(&self, z: &Tensor, c: &Tensor, psi: f64) -> Tensor {
         self.sample(z, c, psi)
+    }
+
+    fn forward_metric(&self, z: &Tensor, c: &Tensor, seed: u64, first: u64) -> Tensor {
+        self.sample_seeded(z, c, seed, first)
     }
 
     fn truncation(&self) -> Truncation {

@@ -14,6 +14,24 @@ pub enum NoiseMode {
     Random,
     /// The layer's stored noise (`noise_const`), so a latent always draws the same image.
     Const,
+    /// Fresh N(0, 1) noise as the reference's metrics draw it, but image i of the batch (image
+    /// `first + i` of the evaluation) gets noise from (seed, image, layer) alone, on the host:
+    /// independent of the batch split, the ranks, and torch's generator (which training, on
+    /// another thread, reseeds every step).
+    Seeded { seed: u64, first: u64 },
+}
+
+/// N(0, 1) noise [n, 1, res, res] for images `first..first + n` of layer `layer` (Box-Muller on
+/// one SplitMix stream per (seed, image, layer)).
+fn seeded_noise(seed: u64, first: u64, n: i64, layer: u64, res: i64) -> Tensor {
+    let per_image = (res * res) as usize;
+    let mut values = Vec::with_capacity(n as usize * per_image);
+    for image in first..first + n as u64 {
+        let mut rng =
+            gan_core::rng::SplitMix64::for_item(seed ^ layer.wrapping_mul(0x9E37_79B9_7F4A_7C15), image);
+        values.extend((0..per_image).map(|_| crate::train::samples::standard_normal(&mut rng) as f32));
+    }
+    Tensor::from_slice(&values).view([n, 1, res, res])
 }
 
 /// Modulated convolution (`modulated_conv2d`, training form): the input channels are scaled by
@@ -51,6 +69,8 @@ struct SynthesisLayer {
     noise_strength: Tensor,
     up: Option<Tensor>,
     resolution: i64,
+    /// Distinguishes the layers' seeded noise: 2 x resolution, + 1 for a block's conv0.
+    noise_key: u64,
     conv_clamp: Option<f64>,
 }
 
@@ -80,6 +100,7 @@ impl SynthesisLayer {
             noise_strength: p.zeros("noise_strength", &[]),
             up: up.then(|| resample::fir_filter(p.device())),
             resolution,
+            noise_key: 2 * resolution as u64 + u64::from(up),
             conv_clamp,
         }
     }
@@ -93,6 +114,11 @@ impl SynthesisLayer {
                 Tensor::randn([n, 1, self.resolution, self.resolution], (y.kind(), y.device()))
             }
             NoiseMode::Const => self.noise_const.view([1, 1, self.resolution, self.resolution]),
+            NoiseMode::Seeded { seed, first } => {
+                seeded_noise(seed, first, n, self.noise_key, self.resolution)
+                    .to_device(y.device())
+                    .to_kind(y.kind())
+            }
         };
         let y = y + noise * &self.noise_strength;
         bias_act(&y, Some(&self.bias), Act::Lrelu, 1.0, self.conv_clamp)
