@@ -17,6 +17,7 @@
 #                 (default: $GAN_TORCH_PYTHON, else /opt/torch/.venv/bin/python, else .venv/bin/python)
 #   --out DIR     logs and the table (default: a new directory under /tmp)
 #   --steps N     measured training steps per benchmark (default 20)
+#   --only LIST   run only these parts, e.g. --only 1,5 (default: all)
 #   --cpu         check the script itself on a machine without a GPU: every part runs on the CPU
 #                 with tiny settings, and the GPU-only parts (1, 5) are reported as skipped
 set -uo pipefail
@@ -27,6 +28,7 @@ PY=${GAN_TORCH_PYTHON:-}
 OUT=""
 STEPS=20
 CPU=0
+ONLY=1,2,3,4,5
 while [ $# -gt 0 ]; do
   case "$1" in
     --bin) BIN=$2; shift 2 ;;
@@ -34,6 +36,7 @@ while [ $# -gt 0 ]; do
     --out) OUT=$2; shift 2 ;;
     --steps) STEPS=$2; shift 2 ;;
     --cpu) CPU=1; shift ;;
+    --only) ONLY=$2; shift 2 ;;
     *) echo "gpu-check: unknown argument $1 (see the header of $0)" >&2; exit 2 ;;
   esac
 done
@@ -62,6 +65,7 @@ TRAIN="$BIN/gan-train"
 ROWS=()
 row() { ROWS+=("$(printf '%-44s %s' "$1" "$2")"); }
 step() { echo "== $1" >&2; }
+want() { [[ ",$ONLY," == *",$1,"* ]]; }
 started=$(date +%s)
 
 if [ "$CPU" = 1 ]; then
@@ -75,14 +79,16 @@ fi
 
 # 1. NCCL
 step "1. NCCL world size 1"
-if [ "$CPU" = 1 ]; then
-  row "NCCL world size 1" "skipped (--cpu)"
+if ! want 1; then
+  :
+elif [ "$CPU" = 1 ]; then
+  row "1. NCCL world size 1" "skipped (--cpu)"
 elif "$TRAIN" gpu-check nccl --max-mib 256 >"$OUT/nccl.txt" 2>&1; then
   correct=$(grep -c "correct" "$OUT/nccl.txt")
   largest=$(awk '$1 ~ /^[0-9]+$/ {size=$1; bw=$3} END {print size " MiB: " bw " GB/s"}' "$OUT/nccl.txt")
-  row "NCCL world size 1" "$([ "$correct" = 1 ] && echo correct || echo WRONG); host-staged all-reduce $largest"
+  row "1. NCCL world size 1" "$([ "$correct" = 1 ] && echo correct || echo WRONG); host-staged all-reduce $largest"
 else
-  row "NCCL world size 1" "FAILED: $(tail -n1 "$OUT/nccl.txt")"
+  row "1. NCCL world size 1" "FAILED: $(tail -n1 "$OUT/nccl.txt")"
 fi
 
 # 2 and 3. Training throughput through gan-launch bench train.
@@ -101,11 +107,15 @@ bench() { # bench LABEL CONFIG BATCH PRECISION [extra bench args]
 }
 cpu_args=()
 [ "$CPU" = 1 ] && cpu_args=(--threads 2)
-for precision in fp32 bf16; do
-  bench "2. biggan-cifar $precision (batch 50)" configs/biggan-cifar.yaml 50 "$precision" "${cpu_args[@]}"
-  bench "2. stylegan2-cifar $precision (batch 64)" configs/stylegan2-cifar.yaml 64 "$precision" "${cpu_args[@]}"
-done
-if [ "$CPU" = 1 ]; then
+if want 2; then
+  for precision in fp32 bf16; do
+    bench "2. biggan-cifar $precision (batch 50)" configs/biggan-cifar.yaml 50 "$precision" "${cpu_args[@]}"
+    bench "2. stylegan2-cifar $precision (batch 64)" configs/stylegan2-cifar.yaml 64 "$precision" "${cpu_args[@]}"
+  done
+fi
+if ! want 3; then
+  :
+elif [ "$CPU" = 1 ]; then
   row "3. stylegan2 256x256 (batch 8)" "skipped (--cpu: minutes per step on a CPU)"
 else
   for precision in fp32 bf16; do
@@ -114,14 +124,17 @@ else
   row "   published (SPECS 5.2)" "2.47 sec/kimg on 8 A100 = about 19.8 GPU-seconds/kimg"
 fi
 
-# 4. FID feature extraction: a short run to score, seeded random Inception weights (the
-# standard file may be absent; the arithmetic is the same).
+# 4. FID feature extraction: a short run to score, with the standard Inception weights when
+# $GAN_FID_WEIGHTS names them, else random ones of the same architecture (same arithmetic).
 step "4. FID feature extraction"
-"$PY" scripts/fid_reference.py "$OUT/inception" >"$OUT/fid-weights.txt" 2>&1
-if "$LAUNCH" configs/ci-tiny.yaml --set "run.dir=$OUT/runs" --set "train.device=$DEVICE" \
+weights=${GAN_FID_WEIGHTS:-$OUT/random-inception.safetensors}
+want 4 && { [ -f "$weights" ] || "$TRAIN" gpu-check random-inception "$weights" >"$OUT/fid-weights.txt" 2>&1; }
+if ! want 4; then
+  :
+elif "$LAUNCH" configs/ci-tiny.yaml --set "run.dir=$OUT/runs" --set "train.device=$DEVICE" \
     --set data.resolution=32 --set train.total_kimg=0.064 >"$OUT/fid-run.txt" 2>&1 &&
    "$LAUNCH" eval is "$OUT/runs/ci-tiny" --num "$([ "$CPU" = 1 ] && echo 100 || echo 5000)" --batch 50 \
-    --weights "$OUT/inception/weights.pth" >"$OUT/fid.txt" 2>&1; then
+    --weights "$weights" >"$OUT/fid.txt" 2>&1; then
   row "4. FID feature extraction (batch 50)" "$(grep -o '[0-9.]* imgs/s' "$OUT/fid.txt") (generation included)"
 else
   row "4. FID feature extraction (batch 50)" "FAILED: $(tail -n1 "$OUT/fid.txt" 2>/dev/null || tail -n1 "$OUT/fid-run.txt")"
@@ -129,7 +142,9 @@ fi
 
 # 5. CPU step next to GPU step.
 step "5. CPU step vs GPU step"
-if [ "$CPU" = 1 ]; then
+if ! want 5; then
+  :
+elif [ "$CPU" = 1 ]; then
   row "5. CPU vs GPU step (biggan-cifar, fp32)" "skipped (--cpu)"
 elif "$TRAIN" gpu-check step configs/biggan-cifar.yaml >"$OUT/step.txt" 2>&1; then
   row "5. CPU vs GPU step (biggan-cifar, fp32)" "$(grep -E '^  [GD]:' "$OUT/step.txt" | sed 's/relative difference/rel. diff/g' | tr -s ' ' | paste -sd';')"

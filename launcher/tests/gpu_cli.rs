@@ -36,3 +36,40 @@ fn bench_train_reports_sec_per_kimg() {
     assert!((imgs_per_sec * sec_per_kimg / 1000.0 - 1.0).abs() < 0.01, "{row}");
     assert_eq!(cols[9], "-", "no GPU, no peak memory: {row}");
 }
+
+/// Part 4 of scripts/gpu-check.sh without the standard file: random Inception weights written
+/// as safetensors load for `eval`, labelled as not standard.
+#[test]
+fn random_inception_weights_score_a_run() {
+    let train = gan_train_path();
+    let dir = tempfile::tempdir().unwrap();
+    let weights = dir.path().join("random-inception.safetensors");
+    let made = std::process::Command::new(&train)
+        .args(["gpu-check", "random-inception", &weights.display().to_string()])
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", stderr(&made));
+    let run = gan_launch()
+        .arg(shipped_config("ci-tiny.yaml"))
+        .args(["--set", &format!("run.dir={}", dir.path().display()), "--set", "train.total_kimg=0.064"])
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", stderr(&run));
+    let out = gan_launch()
+        .env("HOME", dir.path())
+        .args([
+            "eval",
+            "is",
+            &dir.path().join("ci-tiny").display().to_string(),
+            "--num",
+            "20",
+            "--batch",
+            "10",
+        ])
+        .args(["--weights", &weights.display().to_string()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("imgs/s") && text.contains("NOT the standard FID network"), "{text}");
+}

@@ -24,6 +24,12 @@ pub enum GpuCheck {
     Nccl(NcclArgs),
     /// The same training steps on the CPU and on the GPU: relative differences of the results.
     Step(StepArgs),
+    /// Writes randomly initialised FID Inception weights (safetensors, for timing the feature
+    /// extraction where the standard file is absent; never standard FID). Needs no GPU.
+    RandomInception {
+        /// Output file (.safetensors).
+        out: PathBuf,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -48,6 +54,13 @@ pub struct StepArgs {
 }
 
 pub fn run(check: &GpuCheck) -> anyhow::Result<()> {
+    if let GpuCheck::RandomInception { out } = check {
+        tch::manual_seed(0);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let _net = crate::eval::inception::FidInception::new(&vs.root());
+        vs.save(out)?;
+        return Ok(());
+    }
     if !tch::Cuda::is_available() {
         return Err(Error::Env(
             "gpu-check: libtorch sees no CUDA device (no GPU, no driver, or a CPU-only libtorch)".into(),
@@ -57,6 +70,7 @@ pub fn run(check: &GpuCheck) -> anyhow::Result<()> {
     match check {
         GpuCheck::Nccl(args) => nccl(args),
         GpuCheck::Step(args) => step(args),
+        GpuCheck::RandomInception { .. } => unreachable!("handled above"),
     }
 }
 

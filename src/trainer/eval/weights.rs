@@ -64,10 +64,16 @@ pub fn identify(path: &Path) -> Result<FeatureNet> {
     })
 }
 
-/// Copies the tensors of the state dict at `path` into every variable of `vs`, by name.
+/// Copies the tensors of the state dict at `path` into every variable of `vs`, by name. The file
+/// is a torch `.pth` (zip pickle, as the standard file) or, by its extension, `.safetensors` with
+/// the same names.
 pub fn load_into(vs: &nn::VarStore, path: &Path) -> Result<()> {
-    let entries = Tensor::loadz_multi(path)
-        .map_err(|e| Error::Tensor(format!("{} is not a readable torch state dict: {e}", path.display())))?;
+    let entries = if path.extension().is_some_and(|e| e == "safetensors") {
+        Tensor::read_safetensors(path)
+    } else {
+        Tensor::loadz_multi(path)
+    }
+    .map_err(|e| Error::Tensor(format!("{} is not a readable torch state dict: {e}", path.display())))?;
     let by_name: HashMap<String, Tensor> = entries.into_iter().collect();
     let mut missing = Vec::new();
     let mut wrong = Vec::new();
