@@ -191,6 +191,31 @@ fn missing_standard_weights_say_where_the_file_goes() {
     assert!(err.contains("GAN_FID_WEIGHTS") && err.contains("--weights"), "{err}");
 }
 
+/// Training with evaluation on but without the standard weights: evaluation is off with one
+/// clear message (each rank that lacks them logs it; rank 0's log is the launcher's), and the run
+/// trains to the end (2 ranks agree).
+#[test]
+fn training_without_the_standard_weights_runs_with_evaluation_off() {
+    gan_train_path();
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let out = gan_launch()
+        .env("HOME", &home)
+        .env_remove("GAN_FID_WEIGHTS")
+        .arg(shipped_config("ci-tiny.yaml"))
+        .args(["--gpus", "2", "--master-port", "0"])
+        .args(["--set", &format!("run.dir={}", dir.path().display()), "--set", "eval.every_kimg=0.25"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    let expected = home.join(".cache/gan-launch/pt_inception-2015-12-05-6726825d.pth");
+    assert_eq!(err.matches("[rank=0] evaluation is off for this run: FID needs").count(), 1, "{err}");
+    assert!(err.contains(&format!("put it at {}", expected.display())), "{err}");
+    assert!(err.contains("training finished"), "{err}");
+    assert!(!dir.path().join("ci-tiny/eval.jsonl").exists());
+}
+
 /// Writes `n` seeded noise images of `size`x`size` (the last `odd` at 48x48, to mix sizes) to `dir`.
 fn write_images(dir: &Path, n: u32, size: u32, odd: u32, seed: u64) {
     std::fs::create_dir_all(dir).unwrap();

@@ -35,7 +35,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     if opts.num < 2 || opts.batch == 0 {
         return Err(Error::config("--num", opts.num, "at least 2 images, with --batch >= 1").into());
     }
-    let (weights_path, net_id) = weights::resolve(opts.weights.as_deref())?;
+    let (weights_path, net_id) = weights::resolve(opts.weights.as_deref(), true)?;
     let device = if tch::Cuda::is_available() { Device::Cuda(0) } else { Device::Cpu };
     let inception_vs = nn::VarStore::new(device);
     let net = FidInception::new(&inception_vs.root());

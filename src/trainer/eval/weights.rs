@@ -123,9 +123,9 @@ pub fn standard_locations() -> Vec<PathBuf> {
 }
 
 /// The weights to use: `explicit` (any file of the right architecture, labelled by its hash), or
-/// the standard file from [`standard_locations`], downloaded there when missing and the address
-/// is reachable. Without them the error says where to put the file.
-pub fn resolve(explicit: Option<&Path>) -> Result<(PathBuf, FeatureNet)> {
+/// the standard file from [`standard_locations`], downloaded there when missing, `may_download`
+/// and the address is reachable. Without them the error says where to put the file.
+pub fn resolve(explicit: Option<&Path>, may_download: bool) -> Result<(PathBuf, FeatureNet)> {
     if let Some(path) = explicit {
         if !path.is_file() {
             return Err(Error::config("--weights", path.display(), "an existing weights file"));
@@ -134,9 +134,11 @@ pub fn resolve(explicit: Option<&Path>) -> Result<(PathBuf, FeatureNet)> {
     }
     let locations = standard_locations();
     let found = locations.iter().find(|p| p.is_file()).cloned();
+    let dest = locations.last().expect("the user cache is always a location");
     let path = match found {
         Some(path) => path,
-        None => download(locations.last().expect("the user cache is always a location"))?,
+        None if may_download => download(dest)?,
+        None => return Err(Error::Env(where_to_put(dest))),
     };
     match identify(&path)? {
         FeatureNet::Standard => Ok((path, FeatureNet::Standard)),
@@ -150,15 +152,18 @@ pub fn resolve(explicit: Option<&Path>) -> Result<(PathBuf, FeatureNet)> {
     }
 }
 
+fn where_to_put(dest: &Path) -> String {
+    format!(
+        "FID needs pytorch-fid's Inception weights: download {STANDARD_URL} and put it at {} \
+         (or point GAN_FID_WEIGHTS at it), or pass other weights with --weights (labelled custom)",
+        dest.display()
+    )
+}
+
 /// Fetches the standard file with torch's own hub downloader (which checks the hash prefix) from
 /// the venv libtorch came from.
 fn download(dest: &Path) -> Result<PathBuf> {
     let python = PathBuf::from(env!("GAN_BUILD_PYTHON"));
-    let where_to_put = format!(
-        "FID needs pytorch-fid's Inception weights: download {STANDARD_URL} and put it at {} \
-         (or point GAN_FID_WEIGHTS at it), or pass other weights with --weights (labelled custom)",
-        dest.display()
-    );
     if let Some(dir) = dest.parent() {
         std::fs::create_dir_all(dir).map_err(Error::io("create", dir))?;
     }
@@ -176,6 +181,6 @@ fn download(dest: &Path) -> Result<PathBuf> {
     if ok && dest.is_file() {
         Ok(dest.to_path_buf())
     } else {
-        Err(Error::Env(format!("{where_to_put} (the download failed)")))
+        Err(Error::Env(format!("{} (the download failed)", where_to_put(dest))))
     }
 }

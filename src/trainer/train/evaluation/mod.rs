@@ -37,15 +37,18 @@ pub struct Evaluator {
 }
 
 impl Evaluator {
-    /// Loads the feature network on every rank before training starts (missing weights stop the
-    /// run here, not hours in), and starts the evaluator thread or, inline, prepares the real
-    /// statistics. None when evaluation is off.
+    /// Loads the feature network on every rank before training starts (so a problem shows at
+    /// start, not hours in), and starts the evaluator thread or, inline, prepares the real
+    /// statistics. None when evaluation is off: not configured, or the standard weights are
+    /// missing (said once, at start; the run trains without FID).
     pub fn start(s: &mut Setup) -> Result<Option<Self>> {
         let e = s.cfg.eval.clone();
         if e.every_kimg <= 0.0 {
             return Ok(None);
         }
-        let mut scorer = Scorer::load(&s.cfg, s.device, s.plan.local_rank == 0, s.pg.as_mut())?;
+        let Some(mut scorer) = Scorer::load(&s.cfg, s.device, s.plan.local_rank == 0, s.pg.as_mut())? else {
+            return Ok(None);
+        };
         let reporter = Reporter::new(scorer.net_id.clone());
         let eval_pg: Option<Box<dyn ProcessGroup>> =
             if s.pg.world_size() == 1 { Some(Box::new(SingleRank)) } else { s.eval_pg.take() };

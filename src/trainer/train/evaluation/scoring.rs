@@ -38,26 +38,42 @@ pub struct Scorer {
 }
 
 impl Scorer {
-    /// Resolves and loads the feature network. One download per node: local rank 0 resolves
-    /// (and, when missing, downloads) the weights first; the other ranks look after `pg`'s
-    /// barrier. A failed download ends local rank 0, and the launcher then stops the job.
+    /// Resolves and loads the feature network; every rank of `pg` calls this. One download per
+    /// node: local rank 0 resolves (and, when missing, downloads) the weights first; the other
+    /// ranks look after `pg`'s barrier. Without the standard weights on every rank, evaluation
+    /// is off (None) and each rank that lacks them says where the file goes; weights the user
+    /// named explicitly must load, or the run stops.
     pub fn load(
         cfg: &RunConfig,
         device: Device,
         local_rank0: bool,
         pg: &mut dyn ProcessGroup,
-    ) -> Result<Self> {
+    ) -> Result<Option<Self>> {
         let explicit = cfg.eval.weights.as_deref();
-        let early = if local_rank0 { Some(weights::resolve(explicit)?) } else { None };
+        let early = local_rank0.then(|| weights::resolve(explicit, true));
         pg.barrier()?;
-        let (path, net_id) = match early {
-            Some(resolved) => resolved,
-            None => weights::resolve(explicit)?,
+        let resolved = early.unwrap_or_else(|| weights::resolve(explicit, false));
+        let mut lacking = [f32::from(u8::from(resolved.is_err()))];
+        pg.all_reduce_f32(&mut lacking, ReduceOp::Sum)?;
+        let (path, net_id) = match resolved {
+            Err(e) if explicit.is_some() => return Err(e),
+            Err(e) => {
+                let why = if let Error::Env(message) = &e { message.clone() } else { e.to_string() };
+                tracing::warn!("evaluation is off for this run: {why}");
+                return Ok(None);
+            }
+            Ok(_) if lacking[0] > 0.0 => {
+                if pg.rank() == 0 {
+                    tracing::warn!("evaluation is off for this run: another rank lacks the standard FID weights");
+                }
+                return Ok(None);
+            }
+            Ok(found) => found,
         };
         let vs = nn::VarStore::new(device);
         let net = FidInception::new(&vs.root());
         weights::load_into(&vs, &path)?;
-        Ok(Scorer { _vs: vs, net, net_id, cfg: cfg.clone(), device, real: None, real_ready: false })
+        Ok(Some(Scorer { _vs: vs, net, net_id, cfg: cfg.clone(), device, real: None, real_ready: false }))
     }
 
     /// The real side, once: from rank 0's cache, or computed by all ranks (each a contiguous
