@@ -142,6 +142,7 @@ fn measure(
         format!("train.total_kimg={}", f64::from(1 + steps) * tick_kimg),
         "train.sample_ticks=0".into(),
         "checkpoint.every_ticks=0".into(),
+        "eval.every_kimg=0".into(),
         "metrics.enabled=false".into(),
         "log.progress=false".into(),
         // A full-size model on a CPU can take minutes per step; that is not a hang here.
