@@ -85,8 +85,10 @@ elif [ "$CPU" = 1 ]; then
   row "1. NCCL world size 1" "skipped (--cpu)"
 elif "$TRAIN" gpu-check nccl --max-mib 256 >"$OUT/nccl.txt" 2>&1; then
   correct=$(grep -c "correct" "$OUT/nccl.txt")
-  largest=$(awk '$1 ~ /^[0-9]+$/ {size=$1; bw=$3} END {print size " MiB: " bw " GB/s"}' "$OUT/nccl.txt")
-  row "1. NCCL world size 1" "$([ "$correct" = 1 ] && echo correct || echo WRONG); host-staged all-reduce $largest"
+  # The last row of each table: host-staged (the first table), device-resident (the second).
+  largest=$(awk '/size MiB/ {t++} $1 ~ /^[0-9]+$/ {size[t]=$1; bw[t]=$3}
+    END {printf "all-reduce %s MiB: host-staged %s GB/s, on device %s GB/s", size[1], bw[1], bw[2]}' "$OUT/nccl.txt")
+  row "1. NCCL world size 1" "$([ "$correct" = 1 ] && echo correct || echo WRONG); $largest"
 else
   row "1. NCCL world size 1" "FAILED: $(tail -n1 "$OUT/nccl.txt")"
 fi

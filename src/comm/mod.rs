@@ -35,6 +35,16 @@ pub trait ProcessGroup: Send {
     fn all_gather_f64(&mut self, input: &[f64], output: &mut [f64]) -> Result<()>;
     /// Returns when every rank has called it.
     fn barrier(&mut self) -> Result<()>;
+    /// Reduces `len` f32 elements in GPU memory at `device_ptr` in place, ordered after the work
+    /// that produced them (the default stream); false when this backend has no device path and
+    /// the caller should stage through host memory instead.
+    ///
+    /// # Safety
+    /// `device_ptr` must be the start of `len` live, contiguous f32 elements on this rank's GPU
+    /// that nothing else writes until the call returns.
+    unsafe fn all_reduce_device_f32(&mut self, _device_ptr: u64, _len: usize, _op: ReduceOp) -> Result<bool> {
+        Ok(false)
+    }
 }
 
 /// Copies rank `src`'s bytes (any length) to every rank: the length first, then the bytes, one

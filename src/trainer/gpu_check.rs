@@ -113,8 +113,36 @@ fn nccl(args: &NcclArgs) -> anyhow::Result<()> {
         mib *= 2;
     }
     println!(
-        "(host buffers staged through the GPU, as training's collectives are: the time includes both copies)"
+        "(host buffers staged through the GPU, as statistics and checks are: the time includes both copies)"
     );
+    println!(
+        "{:>9} {:>10} {:>12}   device-resident, as gradient buckets are",
+        "size MiB", "time ms", "algbw GB/s"
+    );
+    let mut mib = 1;
+    while mib <= args.max_mib {
+        let n = (mib << 20) as usize / 4;
+        let t = Tensor::ones([n as i64], (Kind::Float, Device::Cuda(0)));
+        let reduce = |group: &mut NcclGroup| -> anyhow::Result<()> {
+            // SAFETY: `t` is a live contiguous f32 CUDA tensor of n elements, untouched meanwhile.
+            ensure!(unsafe { group.all_reduce_device_f32(t.data_ptr() as u64, n, ReduceOp::Sum)? });
+            Ok(())
+        };
+        reduce(&mut group)?;
+        tch::Cuda::synchronize(0);
+        let started = Instant::now();
+        for _ in 0..args.iters {
+            reduce(&mut group)?;
+        }
+        tch::Cuda::synchronize(0);
+        let secs = started.elapsed().as_secs_f64() / f64::from(args.iters.max(1));
+        ensure!(
+            t.eq(1.0).all().int64_value(&[]) == 1,
+            "nccl device all_reduce of {mib} MiB changed its input"
+        );
+        println!("{mib:>9} {:>10.3} {:>12.2}", secs * 1e3, (mib << 20) as f64 / secs / 1e9);
+        mib *= 2;
+    }
     Ok(())
 }
 

@@ -4,9 +4,9 @@
 //! all-reduce is ordered after the kernels that produced its input without extra synchronisation
 //! (BUILD.md; to be confirmed on a GPU, issue 10).
 //!
-//! It implements the host-buffer `ProcessGroup` trait by staging through a device tensor. That
-//! keeps one code path for gradients, statistics and checks; keeping gradient buckets on the
-//! device is the GPU issue's optimisation.
+//! It implements the host-buffer `ProcessGroup` trait by staging through a device tensor (for
+//! statistics and checks), and reduces gradient buckets where they are, in GPU memory
+//! (`all_reduce_device_f32`), with no host round trip.
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -157,6 +157,15 @@ impl ProcessGroup for NcclGroup {
     }
     fn barrier(&mut self) -> Result<()> {
         self.all_reduce_f32(&mut [0.0], ReduceOp::Sum)
+    }
+    unsafe fn all_reduce_device_f32(&mut self, device_ptr: u64, len: usize, op: ReduceOp) -> Result<bool> {
+        if len == 0 {
+            return Ok(true);
+        }
+        let (comm, stream) = (&self.comm, &self.stream);
+        in_place!(f32, comm, stream, device_ptr, len, |s| comm.all_reduce_in_place(&mut s, &nccl_op(op)))
+            .map_err(|e| Error::Collective(format!("rank {}: nccl: {e}", self.rank)))?;
+        Ok(true)
     }
 }
 

@@ -22,11 +22,36 @@ pub fn all_reduce_gradients<'a>(
     }
     let grads: Vec<Tensor> = params.map(|p| p.grad()).filter(|g| g.defined()).collect();
     for bucket in buckets(&grads, bucket_bytes) {
+        if bucket[0].device().is_cuda() && all_reduce_on_device(pg, bucket)? {
+            continue;
+        }
         let mut flat = flatten(bucket);
         pg.all_reduce_f32(&mut flat, ReduceOp::Avg)?;
         unflatten_into(&flat, bucket);
     }
     Ok(())
+}
+
+/// Averages a bucket of GPU gradients in GPU memory (one contiguous copy, reduced in place on the
+/// stream that produced it, copied back); false when the group has no device path.
+fn all_reduce_on_device(pg: &mut dyn ProcessGroup, bucket: &[Tensor]) -> Result<bool> {
+    let flat = Tensor::cat(&bucket.iter().map(|g| g.reshape([-1])).collect::<Vec<_>>(), 0)
+        .to_kind(Kind::Float)
+        .contiguous();
+    // SAFETY: `flat` is a live contiguous f32 CUDA tensor of numel elements, owned here and not
+    // written by anything else until the call returns.
+    let reduced = unsafe { pg.all_reduce_device_f32(flat.data_ptr() as u64, flat.numel(), ReduceOp::Avg)? };
+    if reduced {
+        let mut offset = 0;
+        tch::no_grad(|| {
+            for g in bucket {
+                let n = g.numel() as i64;
+                g.shallow_clone().copy_(&flat.narrow(0, offset, n).view_as(g));
+                offset += n;
+            }
+        });
+    }
+    Ok(reduced)
 }
 
 /// Splits tensors into runs of at most `bucket_bytes` (a tensor larger than that is a bucket alone).

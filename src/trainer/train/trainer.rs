@@ -1,7 +1,7 @@
 //! The training loop: steps (`step.rs`) until `total_kimg` or a stop signal all ranks agree on,
 //! G_ema following G after each G step, and every `kimg_per_tick` the tick: statistics reduced
 //! across ranks and reported (log, stats.jsonl, metrics), parameter agreement checked, sample
-//! grids written, checkpoints taken (evaluation hooks in there too).
+//! grids written, evaluations started and reported, checkpoints taken.
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
@@ -182,8 +182,8 @@ fn tick_report(
     })
 }
 
-/// Per-tick work besides statistics and checkpoints. Evaluation will hook in here (long work
-/// should beat the heartbeat as it goes).
+/// Per-tick work besides statistics, evaluation and checkpoints: the stats line, the parameter
+/// agreement check and sample grids.
 fn maintenance(s: &mut Setup, report: &TickReport, done: bool) -> Result<()> {
     s.heartbeat.beat(report.step, (report.kimg * 1000.0).round() as u64)?;
     if s.is_rank0() {

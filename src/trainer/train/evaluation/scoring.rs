@@ -64,7 +64,9 @@ impl Scorer {
             }
             Ok(_) if lacking[0] > 0.0 => {
                 if pg.rank() == 0 {
-                    tracing::warn!("evaluation is off for this run: another rank lacks the standard FID weights");
+                    tracing::warn!(
+                        "evaluation is off for this run: another rank lacks the standard FID weights"
+                    );
                 }
                 return Ok(None);
             }
