@@ -216,6 +216,55 @@ fn training_without_the_standard_weights_runs_with_evaluation_off() {
     assert!(!dir.path().join("ci-tiny/eval.jsonl").exists());
 }
 
+/// Preemption does not wait for evaluations: SIGTERM to one rank while an evaluation runs in the
+/// background, and the job checkpoints and exits with the requeue code without evaluating the
+/// step it stopped at; the evaluation in flight either finished first or is dropped, and says so.
+#[test]
+fn preemption_skips_the_final_evaluation_and_drops_one_in_flight() {
+    let train = gan_train_path();
+    let dir = tempfile::tempdir().unwrap();
+    let weights = dir.path().join("inception.safetensors");
+    let made = std::process::Command::new(&train)
+        .args(["gpu-check", "random-inception", &weights.display().to_string()])
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", stderr(&made));
+    let child = gan_launch()
+        .env("HOME", dir.path())
+        .arg(shipped_config("ci-tiny.yaml"))
+        .args(["--gpus", "2", "--master-port", "0"])
+        .args(["--set", &format!("run.dir={}", dir.path().display()), "--set", "train.total_kimg=1000"])
+        .args(["--set", "eval.every_kimg=0.25", "--set", "eval.num=200", "--set", "eval.num_real=200"])
+        .args(["--set", &format!("eval.weights={}", weights.display())])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ranks = wait_for_ranks(child.id(), None);
+    let log_path = dir.path().join("ci-tiny/logs/rank-0.log");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !std::fs::read_to_string(&log_path).unwrap_or_default().contains("handed to the background") {
+        assert!(std::time::Instant::now() < deadline, "no evaluation started");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    unsafe { libc::kill(pid_of_rank(&ranks, 1) as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let line = log.lines().find(|l| l.contains("preempted: checkpointed at step ")).expect(&log);
+    let stopped: u64 =
+        line.split("checkpointed at step ").nth(1).unwrap().split(';').next().unwrap().parse().unwrap();
+    let handed = log.matches("handed to the background").count();
+    assert!(!log.contains(&format!("evaluation of step {stopped} handed")), "{log}");
+    let evaluated = eval_lines(&dir.path().join("ci-tiny"));
+    assert!(evaluated.iter().all(|l| l["step"].as_u64() != Some(stopped)), "{evaluated:?}");
+    let dropped = log.matches("was still running; dropped").count();
+    assert_eq!(
+        evaluated.len() + dropped,
+        handed,
+        "every evaluation handed over was reported or dropped: {log}"
+    );
+}
+
 /// Writes `n` seeded noise images of `size`x`size` (the last `odd` at 48x48, to mix sizes) to `dir`.
 fn write_images(dir: &Path, n: u32, size: u32, odd: u32, seed: u64) {
     std::fs::create_dir_all(dir).unwrap();

@@ -45,6 +45,12 @@ pub trait ProcessGroup: Send {
     unsafe fn all_reduce_device_f32(&mut self, _device_ptr: u64, _len: usize, _op: ReduceOp) -> Result<bool> {
         Ok(false)
     }
+    /// Something another thread can call to make this group's collectives fail at once (one
+    /// blocked in a collective included), so work using it can be abandoned; None when the
+    /// group's collectives never block.
+    fn abort_handle(&self) -> Option<Box<dyn FnOnce() + Send>> {
+        None
+    }
 }
 
 /// Copies rank `src`'s bytes (any length) to every rank: the length first, then the bytes, one

@@ -82,6 +82,15 @@ impl RingGroup {
         Ok(RingGroup { rank, world, next, prev })
     }
 
+    /// Shuts both connections down from any thread: collectives in progress or to come fail.
+    pub fn abort_handle(&self) -> Option<Box<dyn FnOnce() + Send>> {
+        let (next, prev) = (self.next.stream.try_clone().ok()?, self.prev.stream.try_clone().ok()?);
+        Some(Box::new(move || {
+            let _ = next.shutdown(std::net::Shutdown::Both);
+            let _ = prev.shutdown(std::net::Shutdown::Both);
+        }))
+    }
+
     /// Sets the time any collective may wait for a peer.
     pub fn set_timeout(&mut self, timeout: Duration) -> Result<()> {
         for peer in [&self.next, &self.prev] {
@@ -216,6 +225,9 @@ impl ProcessGroup for RingGroup {
     }
     fn barrier(&mut self) -> Result<()> {
         self.all_reduce(&mut [0.0f32], ReduceOp::Sum)
+    }
+    fn abort_handle(&self) -> Option<Box<dyn FnOnce() + Send>> {
+        RingGroup::abort_handle(self)
     }
 }
 

@@ -52,7 +52,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     let classes = if cfg.model.conditional { cfg.data.num_classes } else { 0 };
     let started = std::time::Instant::now();
     let share = extract::Share { first: 0, n: opts.num, batch: opts.batch, seed: opts.seed };
-    let fake = extract::generated(&net, g_ema.as_ref(), classes, share, device, &mut || {});
+    let fake = extract::generated(&net, g_ema.as_ref(), classes, share, device, &mut || Ok(()))?;
     let fake_secs = started.elapsed().as_secs_f64();
     let value = match args.metric {
         EvalMetric::Is => {

@@ -49,8 +49,15 @@ impl Accumulator {
         Accumulator { stats: FeatureStats::new(2048), rows: Vec::new(), kept: 0, keep, logits: Vec::new() }
     }
 
-    pub fn add(&mut self, net: &FidInception, images: &Tensor, device: Device, on_batch: &mut dyn FnMut()) {
-        on_batch();
+    /// Adds one batch; `on_batch` runs first and may stop the work (an error ends it).
+    pub fn add(
+        &mut self,
+        net: &FidInception,
+        images: &Tensor,
+        device: Device,
+        on_batch: &mut dyn FnMut() -> Result<()>,
+    ) -> Result<()> {
+        on_batch()?;
         let (pool3, logits) = features_u8(net, images, device);
         self.stats.add(&pool3);
         let take = (self.keep - self.kept).min(pool3.size()[0] as u64) as i64;
@@ -59,6 +66,7 @@ impl Accumulator {
             self.kept += take as u64;
         }
         self.logits.push(logits);
+        Ok(())
     }
 
     pub fn finish(self) -> Extracted {
@@ -85,15 +93,15 @@ pub struct Share {
 }
 
 /// A share of images from G_ema (classes in turn when conditional). `on_batch` runs before every
-/// batch (ranks beat their heartbeat there).
+/// batch (ranks beat their heartbeat there; the background evaluator stops there when cancelled).
 pub fn generated(
     net: &FidInception,
     g: &dyn Generator,
     classes: u32,
     share: Share,
     device: Device,
-    on_batch: &mut dyn FnMut(),
-) -> Extracted {
+    on_batch: &mut dyn FnMut() -> Result<()>,
+) -> Result<Extracted> {
     let mut acc = Accumulator::new(share.n);
     let mut done = 0u64;
     while done < share.n {
@@ -103,10 +111,10 @@ pub fn generated(
         let c = (Tensor::arange(b, (Kind::Int64, device)) + first_class).remainder(i64::from(classes.max(1)));
         let first = share.first + done;
         let images = tch::no_grad(|| quantise(&g.forward_metric(&z, &c, share.seed, first)));
-        acc.add(net, &images, device, on_batch);
+        acc.add(net, &images, device, on_batch)?;
         done += b as u64;
     }
-    acc.finish()
+    Ok(acc.finish())
 }
 
 /// Latents of images `first..first + n`, each from its own (seed, index) stream.
@@ -141,7 +149,7 @@ pub fn real(
         tracing::info!(path = %cache.display(), "real statistics from the cache");
         return Ok(hit);
     }
-    let out = real_share(net, cfg, n, batch, (0, 1), device, &mut || {})?;
+    let out = real_share(net, cfg, n, batch, (0, 1), device, &mut || Ok(()))?;
     write_cache(&cache, &out)?;
     Ok(out)
 }
@@ -155,7 +163,7 @@ pub fn real_share(
     batch: u32,
     (rank, world): (u32, u32),
     device: Device,
-    on_batch: &mut dyn FnMut(),
+    on_batch: &mut dyn FnMut() -> Result<()>,
 ) -> Result<Extracted> {
     let source = data::open(&cfg.data, cfg.run.seed, false)?;
     tracing::info!(images = n, "computing real statistics (cached afterwards)");
@@ -173,7 +181,7 @@ pub fn real_share(
         let images = Tensor::from_slice(&buf).view([chunk.len() as i64, res, res, ch]).permute([0, 3, 1, 2]);
         // Grayscale datasets go in as RGB, as PIL's convert("RGB") does for pytorch-fid.
         let images = if ch == 1 { images.repeat([1, 3, 1, 1]) } else { images };
-        acc.add(net, &images, device, on_batch);
+        acc.add(net, &images, device, on_batch)?;
     }
     Ok(acc.finish())
 }

@@ -41,10 +41,11 @@ pub fn extract(net: &FidInception, dir: &Path, batch: u32, device: Device) -> Re
         if *n > 0 {
             let images =
                 Tensor::from_slice(pixels).view([*n, i64::from(h), i64::from(w), 3]).permute([0, 3, 1, 2]);
-            acc.add(net, &images, device, &mut || {});
+            acc.add(net, &images, device, &mut || Ok(()))?;
             pixels.clear();
             *n = 0;
         }
+        Ok::<(), Error>(())
     };
     for file in &files {
         let bytes = std::fs::read(file).map_err(Error::io("read", file))?;
@@ -53,12 +54,12 @@ pub fn extract(net: &FidInception, dir: &Path, batch: u32, device: Device) -> Re
             .to_rgb8();
         let size = rgb.dimensions();
         if size != pending_size || count == i64::from(batch) {
-            flush(&mut pending, pending_size, &mut count, &mut acc);
+            flush(&mut pending, pending_size, &mut count, &mut acc)?;
             pending_size = size;
         }
         pending.extend_from_slice(rgb.as_raw());
         count += 1;
     }
-    flush(&mut pending, pending_size, &mut count, &mut acc);
+    flush(&mut pending, pending_size, &mut count, &mut acc)?;
     Ok(acc.finish())
 }

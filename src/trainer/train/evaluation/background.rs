@@ -2,8 +2,14 @@
 //! generator and a second process group, and scores a copy of G_ema while training goes on.
 //! Training pauses only to copy G_ema's tensors (on the device, no host round trip). The
 //! evaluator's collectives run on their own ring, so they never interleave with training's.
-//! At most one evaluation is in flight; the next one waits for it.
+//! At most one evaluation is in flight; the next one waits for it. Dropping the evaluator
+//! (training over, or stopped by a signal) cancels an evaluation in flight: the thread stops at
+//! its next batch, its group's connections are shut so a collective it is blocked in fails at
+//! once, and the thread is joined, so it never runs libtorch while the process exits.
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use tch::{nn, Tensor};
@@ -36,10 +42,15 @@ pub struct EmaCopy {
 }
 
 pub struct Background {
-    jobs: Sender<Job>,
+    /// None once closed.
+    jobs: Option<Sender<Job>>,
     results: Receiver<Result<Finished>>,
     /// Step of the evaluation in flight.
     pending: Option<u64>,
+    cancel: Arc<AtomicBool>,
+    /// Breaks the evaluator group's collectives (None for a group that never blocks).
+    abort: Option<Box<dyn FnOnce() + Send>>,
+    thread: Option<JoinHandle<()>>,
 }
 
 impl Background {
@@ -47,13 +58,22 @@ impl Background {
     pub fn start(mut scorer: Scorer, snapshot: EmaCopy, mut pg: Box<dyn ProcessGroup>) -> Result<Self> {
         let (jobs, inbox) = mpsc::channel::<Job>();
         let (outbox, results) = mpsc::channel();
-        std::thread::Builder::new()
+        let cancel = Arc::new(AtomicBool::new(false));
+        let abort = pg.abort_handle();
+        let cancelled = Arc::clone(&cancel);
+        let thread = std::thread::Builder::new()
             .name("evaluator".into())
             .spawn(move || {
+                let mut keep_going = || {
+                    if cancelled.load(Ordering::SeqCst) {
+                        return Err(Error::Collective("evaluation cancelled".into()));
+                    }
+                    Ok(())
+                };
                 for job in inbox {
                     let started = Instant::now();
                     let scored = load(&snapshot.vs, job.tensors)
-                        .and_then(|()| scorer.score(pg.as_mut(), snapshot.g.as_ref(), &mut || {}));
+                        .and_then(|()| scorer.score(pg.as_mut(), snapshot.g.as_ref(), &mut keep_going));
                     let failed = scored.is_err();
                     let finished = scored.map(|scores| Finished {
                         step: job.step,
@@ -68,7 +88,7 @@ impl Background {
                 }
             })
             .map_err(|e| Error::Tensor(format!("starting the evaluator thread: {e}")))?;
-        Ok(Background { jobs, results, pending: None })
+        Ok(Background { jobs: Some(jobs), results, pending: None, cancel, abort, thread: Some(thread) })
     }
 
     /// Step of the evaluation in flight, if any.
@@ -80,9 +100,10 @@ impl Background {
     pub fn submit(&mut self, step: u64, cur_nimg: u64, vs: &nn::VarStore) -> Result<()> {
         debug_assert!(self.pending.is_none());
         let tensors = tch::no_grad(|| vs.variables().into_iter().map(|(name, t)| (name, t.copy())).collect());
-        self.jobs
-            .send(Job { step, cur_nimg, tensors })
-            .map_err(|_| Error::Tensor("the evaluator thread has stopped".into()))?;
+        let sent = self.jobs.as_ref().map(|jobs| jobs.send(Job { step, cur_nimg, tensors }));
+        if !matches!(sent, Some(Ok(()))) {
+            return Err(Error::Tensor("the evaluator thread has stopped".into()));
+        }
         self.pending = Some(step);
         Ok(())
     }
@@ -101,12 +122,12 @@ impl Background {
 
     /// Waits for the evaluation in flight (None when there is none), calling `beat` every
     /// second meanwhile.
-    pub fn wait(&mut self, beat: &mut dyn FnMut()) -> Result<Option<Finished>> {
+    pub fn wait(&mut self, beat: &mut dyn FnMut() -> Result<()>) -> Result<Option<Finished>> {
         if self.pending.is_none() {
             return Ok(None);
         }
         loop {
-            beat();
+            beat()?;
             match self.results.recv_timeout(Duration::from_secs(1)) {
                 Ok(result) => return self.finished(result).map(Some),
                 Err(RecvTimeoutError::Timeout) => continue,
@@ -118,6 +139,21 @@ impl Background {
     fn finished(&mut self, result: Result<Finished>) -> Result<Finished> {
         self.pending = None;
         result
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        self.cancel.store(true, Ordering::SeqCst);
+        if self.pending.is_some() {
+            if let Some(abort) = self.abort.take() {
+                abort();
+            }
+        }
+        self.jobs = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 

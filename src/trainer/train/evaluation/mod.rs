@@ -69,6 +69,7 @@ impl Evaluator {
                 let heartbeat = &mut s.heartbeat;
                 scorer.prepare_real(s.pg.as_mut(), &mut || {
                     let _ = heartbeat.beat(0, 0);
+                    Ok(())
                 })?;
                 Mode::Inline(Box::new(scorer))
             }
@@ -104,6 +105,7 @@ impl Evaluator {
         let (reporter, heartbeat) = (&mut self.reporter, &mut s.heartbeat);
         let mut beat = || {
             let _ = heartbeat.beat(step, cur_nimg);
+            Ok(())
         };
         match &mut self.mode {
             Mode::Inline(scorer) => {
@@ -140,6 +142,7 @@ impl Evaluator {
                     let heartbeat = &mut s.heartbeat;
                     if let Some(finished) = worker.wait(&mut || {
                         let _ = heartbeat.beat(step, cur_nimg);
+                        Ok(())
                     })? {
                         let paused = std::mem::take(paused_secs) + handed_over.elapsed().as_secs_f64();
                         report_finished(reporter, s, finished, paused)?;

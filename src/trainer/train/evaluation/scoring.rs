@@ -80,7 +80,11 @@ impl Scorer {
 
     /// The real side, once: from rank 0's cache, or computed by all ranks (each a contiguous
     /// share) and cached.
-    pub fn prepare_real(&mut self, pg: &mut dyn ProcessGroup, beat: &mut dyn FnMut()) -> Result<()> {
+    pub fn prepare_real(
+        &mut self,
+        pg: &mut dyn ProcessGroup,
+        beat: &mut dyn FnMut() -> Result<()>,
+    ) -> Result<()> {
         if self.real_ready {
             return Ok(());
         }
@@ -116,7 +120,7 @@ impl Scorer {
         &mut self,
         pg: &mut dyn ProcessGroup,
         g: &dyn Generator,
-        beat: &mut dyn FnMut(),
+        beat: &mut dyn FnMut() -> Result<()>,
     ) -> Result<Option<Scores>> {
         self.prepare_real(pg, beat)?;
         let e = &self.cfg.eval;
@@ -124,7 +128,7 @@ impl Scorer {
         let per_rank = e.num / u64::from(world);
         let share = Share { first: u64::from(rank) * per_rank, n: per_rank, batch: e.batch, seed: EVAL_SEED };
         let classes = if self.cfg.model.conditional { self.cfg.data.num_classes } else { 0 };
-        let fake = extract::generated(&self.net, g, classes, share, self.device, beat);
+        let fake = extract::generated(&self.net, g, classes, share, self.device, beat)?;
         let stats = reduce_moments(pg, &fake.stats)?;
         let wants = |m: EvalMetricName| e.metrics.contains(&m);
         let rows = if wants(EvalMetricName::Kid) { Some(gather_rows(pg, &fake.rows)?) } else { None };
