@@ -221,14 +221,8 @@ fn training_without_the_standard_weights_runs_with_evaluation_off() {
 /// step it stopped at; the evaluation in flight either finished first or is dropped, and says so.
 #[test]
 fn preemption_skips_the_final_evaluation_and_drops_one_in_flight() {
-    let train = gan_train_path();
     let dir = tempfile::tempdir().unwrap();
-    let weights = dir.path().join("inception.safetensors");
-    let made = std::process::Command::new(&train)
-        .args(["gpu-check", "random-inception", &weights.display().to_string()])
-        .output()
-        .unwrap();
-    assert!(made.status.success(), "{}", stderr(&made));
+    let weights = random_inception_weights(dir.path());
     let child = gan_launch()
         .env("HOME", dir.path())
         .arg(shipped_config("ci-tiny.yaml"))

@@ -41,14 +41,8 @@ fn bench_train_reports_sec_per_kimg() {
 /// as safetensors load for `eval`, labelled as not standard.
 #[test]
 fn random_inception_weights_score_a_run() {
-    let train = gan_train_path();
     let dir = tempfile::tempdir().unwrap();
-    let weights = dir.path().join("random-inception.safetensors");
-    let made = std::process::Command::new(&train)
-        .args(["gpu-check", "random-inception", &weights.display().to_string()])
-        .output()
-        .unwrap();
-    assert!(made.status.success(), "{}", stderr(&made));
+    let weights = random_inception_weights(dir.path());
     let run = gan_launch()
         .arg(shipped_config("ci-tiny.yaml"))
         .args(["--set", &format!("run.dir={}", dir.path().display()), "--set", "train.total_kimg=0.064"])

@@ -29,6 +29,18 @@ pub fn gan_train_path() -> PathBuf {
     path
 }
 
+/// Randomly initialised FID Inception weights written to `dir` by the trainer (stand-ins for the
+/// standard file, which cannot be downloaded here; results are labelled as not standard).
+pub fn random_inception_weights(dir: &Path) -> PathBuf {
+    let weights = dir.join("random-inception.safetensors");
+    let made = Command::new(gan_train_path())
+        .args(["gpu-check", "random-inception", &weights.display().to_string()])
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", stderr(&made));
+    weights
+}
+
 /// A shipped config by file name.
 pub fn shipped_config(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs").join(name)

@@ -102,13 +102,11 @@ impl Evaluator {
     pub fn run(&mut self, s: &mut Setup, step: u64, cur_nimg: u64, done: bool) -> Result<()> {
         let started = Instant::now();
         self.next_nimg = (cur_nimg / self.every_nimg + 1) * self.every_nimg;
-        let (reporter, heartbeat) = (&mut self.reporter, &mut s.heartbeat);
-        let mut beat = || {
-            let _ = heartbeat.beat(step, cur_nimg);
-            Ok(())
-        };
+        let reporter = &mut self.reporter;
         match &mut self.mode {
             Mode::Inline(scorer) => {
+                let heartbeat = &mut s.heartbeat;
+                let mut beat = || heartbeat.beat(step, cur_nimg).or(Ok(()));
                 let scores = scorer.score(s.pg.as_mut(), s.g_ema.as_ref(), &mut beat)?;
                 let secs = started.elapsed().as_secs_f64();
                 if let Some(scores) = scores {
@@ -117,37 +115,7 @@ impl Evaluator {
                 }
             }
             Mode::Background { worker, paused_secs } => {
-                if let Some(previous) = worker.pending() {
-                    tracing::info!(
-                        "waiting for the evaluation of step {previous}, still running: evaluations do not \
-                         queue up, and one takes longer than eval.every_kimg of training here"
-                    );
-                }
-                if let Some(finished) = worker.wait(&mut beat)? {
-                    let paused = std::mem::take(paused_secs) + started.elapsed().as_secs_f64();
-                    report_finished(reporter, s, finished, paused)?;
-                }
-                let handed_over = Instant::now();
-                worker.submit(step, cur_nimg, &s.g_ema_vs)?;
-                s.ckpt_writer.hold(Some(step));
-                *paused_secs = handed_over.elapsed().as_secs_f64();
-                if s.is_rank0() {
-                    tracing::info!(
-                        step,
-                        "evaluation of step {step} handed to the background: training paused {:.3} s",
-                        *paused_secs
-                    );
-                }
-                if done {
-                    let heartbeat = &mut s.heartbeat;
-                    if let Some(finished) = worker.wait(&mut || {
-                        let _ = heartbeat.beat(step, cur_nimg);
-                        Ok(())
-                    })? {
-                        let paused = std::mem::take(paused_secs) + handed_over.elapsed().as_secs_f64();
-                        report_finished(reporter, s, finished, paused)?;
-                    }
-                }
+                hand_over(worker, paused_secs, reporter, s, (step, cur_nimg), done)?;
             }
         }
         Ok(())
@@ -164,6 +132,50 @@ impl Evaluator {
             }
         }
     }
+}
+
+/// Background: waits for the previous evaluation if it still runs, hands G_ema over, holds its
+/// checkpoint, and at the end of training waits for this one too. `paused_secs` accumulates what
+/// the evaluation in flight costs the training loop.
+fn hand_over(
+    worker: &mut Background,
+    paused_secs: &mut f64,
+    reporter: &mut Reporter,
+    s: &mut Setup,
+    (step, cur_nimg): (u64, u64),
+    done: bool,
+) -> Result<()> {
+    let started = Instant::now();
+    if let Some(previous) = worker.pending() {
+        tracing::info!(
+            "waiting for the evaluation of step {previous}, still running: evaluations do not queue up, \
+             and one takes longer than eval.every_kimg of training here"
+        );
+    }
+    let heartbeat = &mut s.heartbeat;
+    if let Some(finished) = worker.wait(&mut || heartbeat.beat(step, cur_nimg).or(Ok(())))? {
+        let paused = std::mem::take(paused_secs) + started.elapsed().as_secs_f64();
+        report_finished(reporter, s, finished, paused)?;
+    }
+    let handed_over = Instant::now();
+    worker.submit(step, cur_nimg, &s.g_ema_vs)?;
+    s.ckpt_writer.hold(Some(step));
+    *paused_secs = handed_over.elapsed().as_secs_f64();
+    if s.is_rank0() {
+        tracing::info!(
+            step,
+            "evaluation of step {step} handed to the background: training paused {:.3} s",
+            *paused_secs
+        );
+    }
+    if done {
+        let heartbeat = &mut s.heartbeat;
+        if let Some(finished) = worker.wait(&mut || heartbeat.beat(step, cur_nimg).or(Ok(())))? {
+            let paused = std::mem::take(paused_secs) + handed_over.elapsed().as_secs_f64();
+            report_finished(reporter, s, finished, paused)?;
+        }
+    }
+    Ok(())
 }
 
 fn report_finished(reporter: &mut Reporter, s: &mut Setup, f: Finished, paused_secs: f64) -> Result<()> {
