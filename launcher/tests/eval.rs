@@ -176,14 +176,9 @@ fn evaluation_during_training_is_the_same_with_one_and_two_ranks() {
 fn missing_standard_weights_say_where_the_file_goes() {
     gan_train_path();
     let dir = tempfile::tempdir().unwrap();
-    let run = gan_launch()
-        .arg(shipped_config("ci-tiny.yaml"))
-        .args(["--set", &format!("run.dir={}", dir.path().display()), "--set", "train.total_kimg=0.064"])
-        .output()
-        .unwrap();
-    assert!(run.status.success(), "{}", stderr(&run));
+    let run_dir = short_run(dir.path());
     let home = dir.path().join("home");
-    let out = eval(&home, &["fid", &dir.path().join("ci-tiny").display().to_string(), "--num", "4"]);
+    let out = eval(&home, &["fid", &run_dir.display().to_string(), "--num", "4"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let err = stderr(&out);
     let expected = home.join(".cache/gan-launch/pt_inception-2015-12-05-6726825d.pth");

@@ -43,23 +43,10 @@ fn bench_train_reports_sec_per_kimg() {
 fn random_inception_weights_score_a_run() {
     let dir = tempfile::tempdir().unwrap();
     let weights = random_inception_weights(dir.path());
-    let run = gan_launch()
-        .arg(shipped_config("ci-tiny.yaml"))
-        .args(["--set", &format!("run.dir={}", dir.path().display()), "--set", "train.total_kimg=0.064"])
-        .output()
-        .unwrap();
-    assert!(run.status.success(), "{}", stderr(&run));
+    let run_dir = short_run(dir.path());
     let out = gan_launch()
         .env("HOME", dir.path())
-        .args([
-            "eval",
-            "is",
-            &dir.path().join("ci-tiny").display().to_string(),
-            "--num",
-            "20",
-            "--batch",
-            "10",
-        ])
+        .args(["eval", "is", &run_dir.display().to_string(), "--num", "20", "--batch", "10"])
         .args(["--weights", &weights.display().to_string()])
         .output()
         .unwrap();

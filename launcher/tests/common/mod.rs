@@ -41,6 +41,17 @@ pub fn random_inception_weights(dir: &Path) -> PathBuf {
     weights
 }
 
+/// A short ci-tiny run (0.064 kimg) under `dir`; returns its run directory.
+pub fn short_run(dir: &Path) -> PathBuf {
+    let run = gan_launch()
+        .arg(shipped_config("ci-tiny.yaml"))
+        .args(["--set", &format!("run.dir={}", dir.display()), "--set", "train.total_kimg=0.064"])
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", stderr(&run));
+    dir.join("ci-tiny")
+}
+
 /// A shipped config by file name.
 pub fn shipped_config(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs").join(name)
