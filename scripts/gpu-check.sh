@@ -5,7 +5,8 @@
 #   2. 1-rank training of biggan-cifar and stylegan2-cifar at their batch, fp32 and bf16:
 #      imgs/s, sec/kimg, peak GPU memory;
 #   3. stylegan2.yaml (256x256) at its per-GPU batch (64 / 8 GPUs = 8): sec/kimg;
-#   4. FID feature extraction imgs/s (batch 50);
+#   4. FID feature extraction imgs/s (batch 50), and StyleGAN2's seeded metric noise at 256x256
+#      drawn on the device next to the host loop it replaced (ms per image, and equality);
 #   5. the same biggan-cifar step on the CPU and on the GPU from the same weights and batch:
 #      relative difference of the updated weights and of the updates (fp32, TF32 off);
 # and prints one table at the end. Every command's full output stays in the log directory.
@@ -58,6 +59,14 @@ TORCH_LIB=$("$PY" -c 'import os, torch; print(os.path.join(os.path.dirname(torch
 SITE=$(dirname "$(dirname "$TORCH_LIB")")
 NVIDIA_LIBS=$(ls -d "$SITE"/nvidia/*/lib "$SITE"/nvidia/*/*/lib 2>/dev/null | tr '\n' ':')
 export LD_LIBRARY_PATH="$TORCH_LIB:$NVIDIA_LIBS${LD_LIBRARY_PATH:-}"
+# cudarc opens libnccl.so; the wheel ships libnccl.so.2. gan-launch links the one for its ranks
+# (launcher/src/nccl_lib.rs); part 1 runs gan-train directly, so link it here the same way.
+NCCL_SO=$(ls "$SITE"/nvidia/nccl/lib/libnccl.so.2 2>/dev/null | head -n1)
+if [ -n "$NCCL_SO" ]; then
+  mkdir -p "$OUT/lib" && ln -sfn "$NCCL_SO" "$OUT/lib/libnccl.so"
+  export LD_LIBRARY_PATH="$OUT/lib:$LD_LIBRARY_PATH"
+fi
+NCCL_LOADS=$("$PY" -c 'import ctypes; ctypes.CDLL("libnccl.so"); print("yes")' 2>/dev/null || echo no)
 TORCH_VERSION=$("$PY" -c 'import torch; print(torch.__version__)')
 LAUNCH="$BIN/gan-launch"
 TRAIN="$BIN/gan-train"
@@ -82,7 +91,9 @@ step "1. NCCL world size 1"
 if ! want 1; then
   :
 elif [ "$CPU" = 1 ]; then
-  row "1. NCCL world size 1" "skipped (--cpu)"
+  row "1. NCCL world size 1" "skipped (--cpu); libnccl.so loads: $NCCL_LOADS"
+elif [ "$NCCL_LOADS" = no ]; then
+  row "1. NCCL world size 1" "FAILED: libnccl.so does not load (no nvidia/nccl/lib/libnccl.so.2 next to $TORCH_LIB)"
 elif "$TRAIN" gpu-check nccl --max-mib 256 >"$OUT/nccl.txt" 2>&1; then
   correct=$(grep -c "correct" "$OUT/nccl.txt")
   # The last row of each table: host-staged (the first table), device-resident (the second).
@@ -140,6 +151,19 @@ elif "$LAUNCH" configs/ci-tiny.yaml --set "run.dir=$OUT/runs" --set "train.devic
   row "4. FID feature extraction (batch 50)" "$(grep -o '[0-9.]* imgs/s' "$OUT/fid.txt") (generation included)"
 else
   row "4. FID feature extraction (batch 50)" "FAILED: $(tail -n1 "$OUT/fid.txt" 2>/dev/null || tail -n1 "$OUT/fid-run.txt")"
+fi
+
+if want 4; then
+  step "4. seeded metric noise"
+  noise_args=(--device "$DEVICE")
+  [ "$CPU" = 1 ] && noise_args+=(--images 4)
+  if "$TRAIN" gpu-check noise "${noise_args[@]}" >"$OUT/noise.txt" 2>&1; then
+    row "4. StyleGAN2 metric noise 256x256 (ms/image)" "$(awk '/host stream/ {h=$(NF-1)}
+      /tensor form/ {d=$(NF-1)} /largest difference/ {g=$NF}
+      END {printf "host loop %s, on %s %s; largest difference %s", h, "'"$DEVICE"'", d, g}' "$OUT/noise.txt")"
+  else
+    row "4. StyleGAN2 metric noise 256x256 (ms/image)" "FAILED: $(tail -n1 "$OUT/noise.txt")"
+  fi
 fi
 
 # 5. CPU step next to GPU step.

@@ -14,9 +14,14 @@ impl SplitMix64 {
     /// A generator for item `index` of a stream keyed by `seed`: independent of other items, so
     /// any item can be produced alone, in any order, on any rank.
     pub fn for_item(seed: u64, index: u64) -> Self {
+        SplitMix64::new(Self::item_key(seed, index))
+    }
+
+    /// The starting state of `for_item(seed, index)`: its k-th output (from 0) mixes
+    /// `key + (k + 1) * 0x9E3779B97F4A7C15`, so a stream can also be computed out of order.
+    pub fn item_key(seed: u64, index: u64) -> u64 {
         let mut mix = SplitMix64::new(seed ^ 0x6A09_E667_F3BC_C909);
-        let key = mix.next_u64() ^ index.wrapping_mul(0xD1B5_4A32_D192_ED03);
-        SplitMix64::new(key)
+        mix.next_u64() ^ index.wrapping_mul(0xD1B5_4A32_D192_ED03)
     }
 
     pub fn next_u64(&mut self) -> u64 {

@@ -1,15 +1,17 @@
 //! The GPU tooling on a machine without a GPU (CI): the checks of scripts/gpu-check.sh that need
 //! CUDA say so and exit with the user-error code, and `bench train` prints its GPU columns
-//! (sec/kimg; peak memory only on a GPU) for a CPU run.
+//! (sec/kimg; peak memory only on a GPU) for a CPU run; the noise check runs on the CPU as well.
 mod common;
 
 use common::*;
+use std::path::Path;
 
 #[test]
 fn gpu_checks_say_there_is_no_gpu() {
     let train = gan_train_path();
     let config = shipped_config("ci-tiny.yaml").display().to_string();
-    for args in [&["gpu-check", "nccl"][..], &["gpu-check", "step", &config][..]] {
+    let checks = [&["gpu-check", "nccl"][..], &["gpu-check", "step", &config], &["gpu-check", "noise"]];
+    for args in checks {
         let out = std::process::Command::new(&train).args(args).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
         assert!(stderr(&out).contains("libtorch sees no CUDA device"), "{}", stderr(&out));
@@ -53,4 +55,53 @@ fn random_inception_weights_score_a_run() {
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(text.contains("imgs/s") && text.contains("NOT the standard FID network"), "{text}");
+}
+
+/// The seeded-noise comparison of part 4 runs on the CPU too: the tensor form equals the host
+/// stream, and both speeds are printed.
+#[test]
+fn noise_check_runs_on_the_cpu() {
+    let out = std::process::Command::new(gan_train_path())
+        .args(["gpu-check", "noise", "--device", "cpu", "--resolution", "32", "--images", "4"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("7 layers, 2704 values per image"), "{text}");
+    assert_eq!(text.matches("ms/image").count(), 2, "{text}");
+    let gap: f64 = text
+        .split("largest difference: ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(gap < 1e-6, "{text}");
+}
+
+/// The script itself, in its CPU mode, for the parts that are quick here: it links the wheel's
+/// NCCL where cudarc looks (part 1) and fills part 4's rows from the commands' real output.
+#[test]
+fn gpu_check_script_runs_in_cpu_mode() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out_dir = tempfile::tempdir().unwrap();
+    let bin = gan_train_path().parent().unwrap().to_path_buf();
+    let out = std::process::Command::new(repo.join("scripts/gpu-check.sh"))
+        .args(["--cpu", "--only", "1,4", "--bin", &bin.display().to_string()])
+        .args(["--out", &out_dir.path().display().to_string()])
+        .env("HOME", out_dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let table = std::fs::read_to_string(out_dir.path().join("table.txt")).unwrap();
+    let row = |prefix: &str| {
+        table
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix}: {table}"))
+            .to_string()
+    };
+    assert!(row("1. NCCL").contains("libnccl.so loads: yes"), "{table}");
+    assert!(row("4. FID").contains("imgs/s"), "{table}");
+    let noise = row("4. StyleGAN2 metric noise");
+    assert!(noise.contains("host loop") && noise.contains("largest difference"), "{table}");
+    assert!(!table.contains("FAILED"), "{table}");
 }

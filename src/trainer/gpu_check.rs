@@ -1,9 +1,10 @@
-//! `gan-train gpu-check nccl|step`: the parts of `scripts/gpu-check.sh` that need libtorch and a
+//! `gan-train gpu-check nccl|step|noise`: the parts of `scripts/gpu-check.sh` that need libtorch and a
 //! GPU. `nccl` joins NCCL with world size 1 (the unique id through a real store, as a job does),
 //! checks every collective returns its input, and times host-staged all-reduces, the path
 //! training uses. `step` builds the same run on the CPU and on the GPU from the same weights,
 //! takes the same steps on the same batches and latents, and prints how far the updated weights
-//! (and the updates themselves) are apart.
+//! (and the updates themselves) are apart. `noise` times StyleGAN2's seeded metric noise drawn on
+//! the device against the host loop it replaced, and checks the two agree.
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -30,6 +31,25 @@ pub enum GpuCheck {
         /// Output file (.safetensors).
         out: PathBuf,
     },
+    /// StyleGAN2's seeded metric noise: the host stream next to the tensor form on a device, in
+    /// ms per image, and the largest difference between the two.
+    Noise(NoiseArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct NoiseArgs {
+    /// Image side: the noise of every synthesis layer up to it (256 = paper256's 13 layers).
+    #[arg(long, default_value_t = 256)]
+    resolution: i64,
+    /// Images per batch.
+    #[arg(long, default_value_t = 16)]
+    images: i64,
+    /// Where the tensor form runs (and where the host noise is copied to).
+    #[arg(long, default_value = "cuda", value_parser = ["cpu", "cuda"])]
+    device: String,
+    /// Timed batches per form (after one warm-up).
+    #[arg(long, default_value_t = 3)]
+    iters: u64,
 }
 
 #[derive(clap::Args, Debug)]
@@ -61,6 +81,11 @@ pub fn run(check: &GpuCheck) -> anyhow::Result<()> {
         vs.save(out)?;
         return Ok(());
     }
+    if let GpuCheck::Noise(args) = check {
+        if args.device == "cpu" {
+            return noise(args, Device::Cpu);
+        }
+    }
     if !tch::Cuda::is_available() {
         return Err(Error::Env(
             "gpu-check: libtorch sees no CUDA device (no GPU, no driver, or a CPU-only libtorch)".into(),
@@ -70,6 +95,7 @@ pub fn run(check: &GpuCheck) -> anyhow::Result<()> {
     match check {
         GpuCheck::Nccl(args) => nccl(args),
         GpuCheck::Step(args) => step(args),
+        GpuCheck::Noise(args) => noise(args, Device::Cuda(0)),
         GpuCheck::RandomInception { .. } => unreachable!("handled above"),
     }
 }
@@ -201,6 +227,59 @@ fn step(args: &StepArgs) -> anyhow::Result<()> {
             rel(&(&g - start), &(&c - start))
         );
     }
+    Ok(())
+}
+
+fn noise(args: &NoiseArgs, device: Device) -> anyhow::Result<()> {
+    use crate::models::stylegan2::noise::{seeded_noise, seeded_noise_host};
+    ensure!(args.resolution >= 4 && args.images > 0, "--resolution must be at least 4, --images at least 1");
+    // (noise key, side) of each synthesis layer, as `SynthesisLayer` numbers them: the 4x4 block
+    // has one conv, every later block an upsampling conv0 (2r + 1) and a conv1 (2r).
+    let mut layers = vec![(8u64, 4i64)];
+    let mut res = 8;
+    while res <= args.resolution {
+        layers.extend([(2 * res as u64 + 1, res), (2 * res as u64, res)]);
+        res *= 2;
+    }
+    let per_image: i64 = layers.iter().map(|&(_, r)| r * r).sum();
+    let sync = || {
+        if let Device::Cuda(i) = device {
+            tch::Cuda::synchronize(i as i64);
+        }
+    };
+    let n = args.images;
+    // A form draws (first image, layer key, side) for n images of seed 7.
+    type Form<'a> = &'a dyn Fn(u64, u64, i64) -> Tensor;
+    let batch = |form: Form, first: u64| -> Vec<Tensor> {
+        layers.iter().map(|&(key, r)| form(first, key, r)).collect()
+    };
+    let host_form = |first, key, r| seeded_noise_host(7, first, n, key, r).to_device(device);
+    let tensor_form = |first, key, r| seeded_noise(7, first, n, key, r, device);
+    let mut ms_per_image = [0.0; 2];
+    for (form, ms) in [&host_form as Form, &tensor_form].into_iter().zip(&mut ms_per_image) {
+        drop(batch(form, 0));
+        sync();
+        let started = Instant::now();
+        for i in 1..=args.iters {
+            drop(batch(form, i * n as u64));
+        }
+        sync();
+        *ms = started.elapsed().as_secs_f64() * 1e3 / (args.iters * n as u64).max(1) as f64;
+    }
+    let gap = batch(&host_form, 0)
+        .iter()
+        .zip(batch(&tensor_form, 0))
+        .map(|(a, b)| (a - b).abs().max().double_value(&[]))
+        .fold(0.0, f64::max);
+    println!(
+        "seeded metric noise, {r}x{r}: {} layers, {per_image} values per image, batches of {n}",
+        layers.len(),
+        r = args.resolution
+    );
+    println!("  host stream, copied to {device:?}: {:.3} ms/image", ms_per_image[0]);
+    println!("  tensor form on {device:?}:       {:.3} ms/image", ms_per_image[1]);
+    println!("  largest difference: {gap:.2e}");
+    ensure!(gap < 1e-5, "the tensor form differs from the host stream by {gap}");
     Ok(())
 }
 

@@ -3,7 +3,8 @@
 use tch::{nn, Kind, Tensor};
 
 use super::mapping::{Mapping, MappingSpec};
-use super::synthesis::{NoiseMode, Synthesis};
+use super::noise::NoiseMode;
+use super::synthesis::Synthesis;
 use super::StyleGan2Spec;
 use crate::models::Truncation;
 

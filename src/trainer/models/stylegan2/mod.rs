@@ -9,6 +9,7 @@ mod discriminator;
 mod generator;
 mod layers;
 mod mapping;
+pub mod noise;
 mod resample;
 mod synthesis;
 

@@ -5,34 +5,8 @@
 use tch::{nn, Kind, Tensor};
 
 use super::layers::{bias_act, Act, FullyConnected};
+use super::noise::{seeded_noise, NoiseMode};
 use super::resample;
-
-/// How per-pixel noise is drawn.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NoiseMode {
-    /// Fresh N(0, 1) noise every forward (training).
-    Random,
-    /// The layer's stored noise (`noise_const`), so a latent always draws the same image.
-    Const,
-    /// Fresh N(0, 1) noise as the reference's metrics draw it, but image i of the batch (image
-    /// `first + i` of the evaluation) gets noise from (seed, image, layer) alone, on the host:
-    /// independent of the batch split, the ranks, and torch's generator (which training, on
-    /// another thread, reseeds every step).
-    Seeded { seed: u64, first: u64 },
-}
-
-/// N(0, 1) noise [n, 1, res, res] for images `first..first + n` of layer `layer` (Box-Muller on
-/// one SplitMix stream per (seed, image, layer)).
-fn seeded_noise(seed: u64, first: u64, n: i64, layer: u64, res: i64) -> Tensor {
-    let per_image = (res * res) as usize;
-    let mut values = Vec::with_capacity(n as usize * per_image);
-    for image in first..first + n as u64 {
-        let mut rng =
-            gan_core::rng::SplitMix64::for_item(seed ^ layer.wrapping_mul(0x9E37_79B9_7F4A_7C15), image);
-        values.extend((0..per_image).map(|_| crate::train::samples::standard_normal(&mut rng) as f32));
-    }
-    Tensor::from_slice(&values).view([n, 1, res, res])
-}
 
 /// Modulated convolution (`modulated_conv2d`, training form): the input channels are scaled by
 /// `styles` [N, C_in], convolved with the shared weight, and, with `demodulate`, every output
@@ -115,9 +89,7 @@ impl SynthesisLayer {
             }
             NoiseMode::Const => self.noise_const.view([1, 1, self.resolution, self.resolution]),
             NoiseMode::Seeded { seed, first } => {
-                seeded_noise(seed, first, n, self.noise_key, self.resolution)
-                    .to_device(y.device())
-                    .to_kind(y.kind())
+                seeded_noise(seed, first, n, self.noise_key, self.resolution, y.device()).to_kind(y.kind())
             }
         };
         let y = y + noise * &self.noise_strength;
