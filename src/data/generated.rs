@@ -133,6 +133,13 @@ impl ImageSource for GeneratedShapes {
     fn read(&self, index: u64, pixels: &mut [u8]) -> Sample {
         Sample { label: self.draw(index, pixels) }
     }
+    fn label(&self, index: u64) -> u32 {
+        // As `draw`: balanced classes, and 0 for unlabelled data.
+        match self.num_classes {
+            0 => 0,
+            n => (index % u64::from(n)) as u32,
+        }
+    }
 }
 
 #[cfg(test)]

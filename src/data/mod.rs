@@ -2,6 +2,7 @@
 //! order (`sampler`), and batches of uint8 pixels ready to become tensors. Torch-free; the
 //! trainer turns a [`Batch`] into tensors on its device.
 pub mod cifar;
+pub mod classes;
 pub mod generated;
 pub mod loader;
 pub mod pickle;
@@ -36,6 +37,12 @@ pub trait ImageSource: Send + Sync {
     fn num_classes(&self) -> u32;
     /// Writes image `index` into `pixels` (exactly [`ImageSource::image_bytes`] long).
     fn read(&self, index: u64, pixels: &mut [u8]) -> Sample;
+    /// Image `index`'s label alone. Sources that store labels apart from pixels answer without
+    /// decoding the image.
+    fn label(&self, index: u64) -> u32 {
+        let mut pixels = vec![0; self.image_bytes()];
+        self.read(index, &mut pixels).label
+    }
     fn image_bytes(&self) -> usize {
         (self.resolution() * self.resolution() * self.channels()) as usize
     }

@@ -249,4 +249,10 @@ impl ImageSource for PreparedDataset {
         let at = count * image_bytes + i as usize * 4;
         Sample { label: u32::from_le_bytes(map[at..at + 4].try_into().expect("4 bytes")) }
     }
+    fn label(&self, index: u64) -> u32 {
+        let (shard, i) = self.locate(index);
+        let count = self.index.shards[shard].count as usize;
+        let at = count * self.index.image_bytes() as usize + i as usize * 4;
+        u32::from_le_bytes(self.shards[shard][at..at + 4].try_into().expect("4 bytes"))
+    }
 }

@@ -215,8 +215,16 @@ fn stylegan_zip_round_trips_with_its_labels() {
     let mut pixels = vec![0u8; ds.image_bytes()];
     for (i, want) in [2u32, 0, 1, 2, 0].iter().enumerate() {
         assert_eq!(ds.read(i as u64, &mut pixels).label, *want);
+        assert_eq!(ds.label(i as u64), *want, "the label alone, without the pixels");
         assert_eq!(pixels, images[i].1.as_raw().as_slice());
     }
+    // An imbalanced mix: fakes would draw class 2 with probability 2/5.
+    let data = crate::config::DataSection {
+        path: Some(out.clone()),
+        ..serde_norway::from_str("{source: prepared, resolution: 8}").unwrap()
+    };
+    let dist = crate::data::classes::ClassDistribution::of(&data, &ds).unwrap();
+    assert_eq!(dist.cumulative(), [2, 3, 5]);
     // Unlabelled when dataset.json says so.
     let plain = dir.path().join("plain.zip");
     write_zip(&plain, &images, Some(r#"{"labels": null}"#));

@@ -49,10 +49,10 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     let g_vs = nn::VarStore::new(device);
     let g_ema = models::generator(cfg.model.arch, &spec, g_vs.root());
     ckpt::load_generator(&g_vs, &args.checkpoint)?;
-    let classes = if cfg.model.conditional { cfg.data.num_classes } else { 0 };
+    let labels = extract::label_mix(&cfg)?;
     let started = std::time::Instant::now();
     let share = extract::Share { first: 0, n: opts.num, batch: opts.batch, seed: opts.seed };
-    let fake = extract::generated(&net, g_ema.as_ref(), classes, share, device, &mut || Ok(()))?;
+    let fake = extract::generated(&net, g_ema.as_ref(), labels.as_ref(), share, device, &mut || Ok(()))?;
     let fake_secs = started.elapsed().as_secs_f64();
     let value = match args.metric {
         EvalMetric::Is => {

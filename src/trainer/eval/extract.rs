@@ -9,8 +9,9 @@ use super::inception::FidInception;
 use super::stats::FeatureStats;
 use crate::models::Generator;
 use gan_core::config::{DataSource, RunConfig};
-use gan_core::data;
+use gan_core::data::{self, classes::ClassDistribution};
 use gan_core::error::{Error, Result};
+use gan_core::rng::SplitMix64;
 
 /// Real features kept (besides the moments) for KID, which needs the rows themselves.
 const KID_REAL_ROWS: u64 = 10_000;
@@ -81,9 +82,9 @@ impl Accumulator {
     }
 }
 
-/// Which images of a metric a process computes: `n` of them from `first` on (classes in turn
-/// from there), `batch` per forward. Image i's latent is drawn from (`seed`, i) alone, so the
-/// images, and the metric, do not depend on how the indices are split between ranks.
+/// Which images of a metric a process computes: `n` of them from `first` on, `batch` per
+/// forward. Image i's latent (and label) is drawn from (`seed`, i) alone, so the images, and the
+/// metric, do not depend on how the indices are split between ranks.
 #[derive(Clone, Copy, Debug)]
 pub struct Share {
     pub first: u64,
@@ -92,12 +93,13 @@ pub struct Share {
     pub seed: u64,
 }
 
-/// A share of images from G_ema (classes in turn when conditional). `on_batch` runs before every
-/// batch (ranks beat their heartbeat there; the background evaluator stops there when cancelled).
+/// A share of images from G_ema; when conditional, `labels` is the dataset's class mix and each
+/// image's label is drawn from it. `on_batch` runs before every batch (ranks beat their heartbeat
+/// there; the background evaluator stops there when cancelled).
 pub fn generated(
     net: &FidInception,
     g: &dyn Generator,
-    classes: u32,
+    labels: Option<&ClassDistribution>,
     share: Share,
     device: Device,
     on_batch: &mut dyn FnMut() -> Result<()>,
@@ -107,9 +109,8 @@ pub fn generated(
     while done < share.n {
         let b = (share.n - done).min(u64::from(share.batch)) as i64;
         let z = latents(share.seed, share.first + done, b, g.z_dim()).to_device(device);
-        let first_class = (share.first + done) as i64;
-        let c = (Tensor::arange(b, (Kind::Int64, device)) + first_class).remainder(i64::from(classes.max(1)));
         let first = share.first + done;
+        let c = fake_labels(labels, share.seed, first, b).to_device(device);
         let images = tch::no_grad(|| quantise(&g.forward_metric(&z, &c, share.seed, first)));
         acc.add(net, &images, device, on_batch)?;
         done += b as u64;
@@ -121,11 +122,35 @@ pub fn generated(
 fn latents(seed: u64, first: u64, n: i64, z_dim: i64) -> Tensor {
     let values: Vec<f32> = (first..first + n as u64)
         .flat_map(|i| {
-            let mut rng = gan_core::rng::SplitMix64::for_item(seed, i);
+            let mut rng = SplitMix64::for_item(seed, i);
             (0..z_dim).map(move |_| crate::train::samples::standard_normal(&mut rng) as f32)
         })
         .collect();
     Tensor::from_slice(&values).view([n, z_dim])
+}
+
+/// Labels of images `first..first + n`: 0 when unconditional, else each drawn from the dataset's
+/// class mix with its own (seed, index) stream (as the reference's metrics draw
+/// `dataset.get_label(random index)`, SPECS.md 1.3).
+fn fake_labels(labels: Option<&ClassDistribution>, seed: u64, first: u64, n: i64) -> Tensor {
+    let values: Vec<i64> = (first..first + n as u64)
+        .map(|i| {
+            labels.map_or(0, |dist| {
+                i64::from(dist.draw(&mut SplitMix64::for_item(seed ^ 0x4C41_4245_4C53, i)))
+                // "LABELS"
+            })
+        })
+        .collect();
+    Tensor::from_slice(&values)
+}
+
+/// The class mix fakes are drawn from when the run is conditional (None otherwise).
+pub fn label_mix(cfg: &RunConfig) -> Result<Option<ClassDistribution>> {
+    if !cfg.model.conditional {
+        return Ok(None);
+    }
+    let source = data::open(&cfg.data, cfg.run.seed, false)?;
+    ClassDistribution::of(&cfg.data, source.as_ref()).map(Some)
 }
 
 /// The number of real images a metric uses: `n`, at most the dataset.
@@ -232,4 +257,24 @@ pub fn write_cache(path: &Path, e: &Extracted) -> Result<()> {
     Tensor::write_safetensors(&named, &tmp)
         .map_err(|err| Error::Tensor(format!("writing {}: {err}", tmp.display())))?;
     std::fs::rename(&tmp, path).map_err(Error::io("rename", &tmp))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A metric's labels follow the dataset's mix, and image i's label is the same however the
+    /// images are split.
+    #[test]
+    fn metric_labels_follow_the_mix_per_image() {
+        let mix = ClassDistribution::from_counts(&[1, 0, 3]);
+        let labels = |first, n| Vec::<i64>::try_from(&fake_labels(Some(&mix), 5, first, n)).unwrap();
+        let whole = labels(0, 4000);
+        assert_eq!([labels(0, 1500), labels(1500, 2500)].concat(), whole);
+        assert!(!whole.contains(&1), "an empty class is never drawn");
+        let share = whole.iter().filter(|&&c| c == 2).count() as f64 / 4000.0;
+        assert!((share - 0.75).abs() < 0.03, "class 2 holds 3 of 4 images: drawn {share}");
+        assert_ne!(labels(0, 64), Vec::<i64>::try_from(&fake_labels(Some(&mix), 6, 0, 64)).unwrap());
+        assert_eq!(Vec::<i64>::try_from(&fake_labels(None, 5, 0, 3)).unwrap(), [0, 0, 0]);
+    }
 }

@@ -21,7 +21,7 @@ use gan_core::checkpoint::{Checkpoints, Retention};
 use gan_core::comm::ProcessGroup;
 use gan_core::config::{Arch, RankPlan, RunConfig};
 use gan_core::data::loader::{Loader, LoaderSpec};
-use gan_core::data::{self, sampler::Sampler, Batch, ImageSource};
+use gan_core::data::{self, classes::ClassDistribution, sampler::Sampler, Batch, ImageSource};
 use gan_core::error::{Error, Result};
 use gan_core::heartbeat::Heartbeat;
 use gan_core::rng::SplitMix64;
@@ -39,6 +39,9 @@ pub struct Setup {
     pub host_latents: bool,
     /// The background evaluator's own group (a second ring), joined by `main` when it is used.
     pub eval_pg: Option<Box<dyn ProcessGroup>>,
+    /// When fakes' labels follow the dataset's class mix: its cumulative class counts on the
+    /// device, and the number of images.
+    label_mix: Option<(Tensor, i64)>,
     pub g_vs: nn::VarStore,
     pub d_vs: nn::VarStore,
     pub g_ema_vs: nn::VarStore,
@@ -146,6 +149,7 @@ impl Setup {
         };
         let sampler = Sampler::resume(cfg.run.seed, source.len(), data_consumed);
         let loader = Loader::start(Arc::clone(&source), sampler, loader_spec);
+        let label_mix = fake_label_mix(&cfg, source.as_ref(), device)?;
         let grid =
             SampleGrid::new(spec.z_dim, cfg.data.num_classes.min(spec.c_dim as u32), cfg.run.seed, device);
         let run_dir = RunDir::new(cfg.run_dir());
@@ -187,6 +191,7 @@ impl Setup {
             pg,
             eval_pg: None,
             host_latents: false,
+            label_mix,
             g_vs,
             d_vs,
             g_ema_vs,
@@ -250,17 +255,21 @@ impl Setup {
         batch_to_tensors(batch, self.device)
     }
 
-    /// Latents and labels for `n` fakes: labels uniform over the classes when conditional.
+    /// Latents and labels for `n` fakes. Conditional labels are the label of a random training
+    /// image with StyleGAN2, uniform over the classes otherwise (`fake_label_mix`).
     pub fn latents(&self, n: i64) -> (Tensor, Tensor) {
         // CPU and CUDA generators give different numbers from one seed; drawing on the host
         // makes a GPU step comparable with a CPU step (`gan-train gpu-check step`).
         let draw_on = if self.host_latents { Device::Cpu } else { self.device };
         let z = Tensor::randn([n, self.g.z_dim()], (Kind::Float, draw_on));
         let num_classes = i64::from(self.cfg.data.num_classes);
-        let c = if self.cfg.model.conditional {
-            Tensor::randint(num_classes, [n], (Kind::Int64, draw_on))
-        } else {
-            Tensor::zeros([n], (Kind::Int64, draw_on))
+        let c = match &self.label_mix {
+            Some((cumulative, num_images)) => {
+                let image = Tensor::randint(*num_images, [n], (Kind::Int64, draw_on));
+                class_of_images(cumulative, &image.to_device(self.device))
+            }
+            None if self.cfg.model.conditional => Tensor::randint(num_classes, [n], (Kind::Int64, draw_on)),
+            None => Tensor::zeros([n], (Kind::Int64, draw_on)),
         };
         (z.to_device(self.device), c.to_device(self.device))
     }
@@ -326,4 +335,38 @@ fn parse_device(name: &str) -> Result<Device> {
         )));
     }
     Ok(Device::Cuda(index))
+}
+
+/// StyleGAN2-ADA's training loop labels each fake with the label of a random training image
+/// (`all_gen_c` in `training_loop.py`); BigGAN-PyTorch draws labels uniformly (SPECS.md 3.4). The two agree on balanced data; on an
+/// imbalanced dataset each architecture trains as its reference does.
+fn fake_label_mix(
+    cfg: &RunConfig,
+    source: &dyn ImageSource,
+    device: Device,
+) -> Result<Option<(Tensor, i64)>> {
+    if !cfg.model.conditional || cfg.model.arch != Arch::Stylegan2 {
+        return Ok(None);
+    }
+    let mix = ClassDistribution::of(&cfg.data, source)?;
+    let cumulative: Vec<i64> = mix.cumulative().iter().map(|&c| c as i64).collect();
+    Ok(Some((Tensor::from_slice(&cumulative).to_device(device), mix.num_images() as i64)))
+}
+
+/// The labels of images of the dataset sorted by label: class k for cumulative[k - 1] <= image <
+/// cumulative[k].
+fn class_of_images(cumulative: &Tensor, images: &Tensor) -> Tensor {
+    images.searchsorted(cumulative, false, true, "right", None::<Tensor>)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fake_labels_are_those_of_random_images() {
+        let cumulative = Tensor::from_slice(&[2i64, 2, 5]); // class 1 has no images
+        let classes = class_of_images(&cumulative, &Tensor::arange(5, (Kind::Int64, Device::Cpu)));
+        assert_eq!(Vec::<i64>::try_from(&classes).unwrap(), [0, 0, 2, 2, 2]);
+    }
 }

@@ -15,6 +15,7 @@ use crate::eval::weights::{self, FeatureNet};
 use crate::models::Generator;
 use gan_core::comm::{broadcast_bytes, ProcessGroup, ReduceOp};
 use gan_core::config::{EvalMetricName, RunConfig};
+use gan_core::data::classes::ClassDistribution;
 use gan_core::error::{Error, Result};
 
 /// Latents of every evaluation come from this seed (image i from (seed, i)), so successive FIDs
@@ -32,6 +33,8 @@ pub struct Scorer {
     pub net_id: FeatureNet,
     cfg: RunConfig,
     device: Device,
+    /// The dataset's class mix, for conditional runs' fake labels.
+    labels: Option<ClassDistribution>,
     /// Rank 0, once prepared: the real side's moments and rows.
     real: Option<Extracted>,
     real_ready: bool,
@@ -75,7 +78,17 @@ impl Scorer {
         let vs = nn::VarStore::new(device);
         let net = FidInception::new(&vs.root());
         weights::load_into(&vs, &path)?;
-        Ok(Some(Scorer { _vs: vs, net, net_id, cfg: cfg.clone(), device, real: None, real_ready: false }))
+        let labels = extract::label_mix(cfg)?;
+        Ok(Some(Scorer {
+            _vs: vs,
+            net,
+            net_id,
+            cfg: cfg.clone(),
+            device,
+            labels,
+            real: None,
+            real_ready: false,
+        }))
     }
 
     /// The real side, once: from rank 0's cache, or computed by all ranks (each a contiguous
@@ -127,8 +140,7 @@ impl Scorer {
         let (rank, world) = (pg.rank(), pg.world_size());
         let per_rank = e.num / u64::from(world);
         let share = Share { first: u64::from(rank) * per_rank, n: per_rank, batch: e.batch, seed: EVAL_SEED };
-        let classes = if self.cfg.model.conditional { self.cfg.data.num_classes } else { 0 };
-        let fake = extract::generated(&self.net, g, classes, share, self.device, beat)?;
+        let fake = extract::generated(&self.net, g, self.labels.as_ref(), share, self.device, beat)?;
         let stats = reduce_moments(pg, &fake.stats)?;
         let wants = |m: EvalMetricName| e.metrics.contains(&m);
         let rows = if wants(EvalMetricName::Kid) { Some(gather_rows(pg, &fake.rows)?) } else { None };
