@@ -56,6 +56,25 @@ fn prepare_then_train_from_the_prepared_dataset() {
         .unwrap();
     assert_eq!(again.status.code(), Some(2));
     assert!(stderr(&again).contains("--force"), "{}", stderr(&again));
+
+    // Scoring the run after its dataset is gone: IS needs no real images, so it runs on uniform
+    // labels and says so; FID needs the dataset and names it.
+    std::fs::rename(&data, dir.path().join("moved")).unwrap();
+    let weights = random_inception_weights(dir.path());
+    let eval = |metric: &str| {
+        gan_launch()
+            .env("HOME", dir.path())
+            .args(["eval", metric, &dir.path().join("runs/ci-tiny").display().to_string()])
+            .args(["--num", "20", "--batch", "10", "--weights", &weights.display().to_string()])
+            .output()
+            .unwrap()
+    };
+    let is = eval("is");
+    assert!(is.status.success(), "{}", stderr(&is));
+    assert!(stderr(&is).contains("drawn uniformly"), "{}", stderr(&is));
+    let fid = eval("fid");
+    assert_eq!(fid.status.code(), Some(2), "{}", stderr(&fid));
+    assert!(stderr(&fid).contains(&data.display().to_string()), "{}", stderr(&fid));
 }
 
 #[test]

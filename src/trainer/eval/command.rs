@@ -13,6 +13,7 @@ use super::{extract, folders};
 use crate::ckpt;
 use crate::models::{self, NetSpec};
 use gan_core::config;
+use gan_core::data::classes::ClassDistribution;
 use gan_core::eval_options::{EvalMetric, EvalOptions};
 use gan_core::Error;
 
@@ -49,7 +50,18 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     let g_vs = nn::VarStore::new(device);
     let g_ema = models::generator(cfg.model.arch, &spec, g_vs.root());
     ckpt::load_generator(&g_vs, &args.checkpoint)?;
-    let labels = extract::label_mix(&cfg)?;
+    let labels = match extract::label_mix(&cfg) {
+        Ok(labels) => labels,
+        // IS needs no real images: without the dataset, a conditional run is scored on
+        // uniform labels (the same mix for a balanced dataset).
+        Err(e) if args.metric == EvalMetric::Is => {
+            tracing::warn!(
+                "{e}: the fakes' labels are drawn uniformly instead of from the dataset's class mix"
+            );
+            Some(ClassDistribution::from_counts(&vec![1; cfg.data.num_classes as usize]))
+        }
+        Err(e) => return Err(e.into()),
+    };
     let started = std::time::Instant::now();
     let share = extract::Share { first: 0, n: opts.num, batch: opts.batch, seed: opts.seed };
     let fake = extract::generated(&net, g_ema.as_ref(), labels.as_ref(), share, device, &mut || Ok(()))?;
