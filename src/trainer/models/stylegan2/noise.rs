@@ -44,12 +44,13 @@ pub fn seeded_noise(seed: u64, first: u64, n: i64, layer: u64, res: i64, device:
     let pixels = res * res;
     let steps = Tensor::arange_start(1, 2 * pixels + 1, (Kind::Int64, device)).g_mul_scalar(GAMMA as i64);
     let states = keys + steps.view([1, 2 * pixels]); // int64 addition wraps like u64's
-    let uniform = unit_interval(&splitmix_output(&states)).view([n, pixels, 2]);
-    let u1 = uniform.select(2, 0).clamp_min(f64::MIN_POSITIVE);
-    let u2 = uniform.select(2, 1);
-    let radius = (u1.log() * -2.0).sqrt();
-    let normal = radius * (u2 * (2.0 * std::f64::consts::PI)).cos();
-    normal.to_kind(Kind::Float).view([n, 1, res, res])
+    let uniform = unit_interval(splitmix_output(states)).view([n, pixels, 2]);
+    // In place where possible: at 256x256 a batch's temporaries are hundreds of MB.
+    let mut radius = uniform.select(2, 0).clamp_min(f64::MIN_POSITIVE);
+    let _ = radius.log_().g_mul_scalar_(-2.0).sqrt_();
+    let mut angle = uniform.select(2, 1) * (2.0 * std::f64::consts::PI);
+    let _ = radius.g_mul_(&angle.cos_());
+    radius.to_kind(Kind::Float).view([n, 1, res, res])
 }
 
 /// The same noise from the host stream, value by value: the definition the tensor form follows
@@ -64,24 +65,31 @@ pub fn seeded_noise_host(seed: u64, first: u64, n: i64, layer: u64, res: i64) ->
     Tensor::from_slice(&values).view([n, 1, res, res])
 }
 
-/// SplitMix64's output function on int64 tensors holding u64 bit patterns.
-fn splitmix_output(state: &Tensor) -> Tensor {
-    let z = xor_shift(state, 30).g_mul_scalar(0xBF58_476D_1CE4_E5B9_u64 as i64);
-    let z = xor_shift(&z, 27).g_mul_scalar(0x94D0_49BB_1331_11EB_u64 as i64);
-    xor_shift(&z, 31)
+/// SplitMix64's output function on int64 tensors holding u64 bit patterns (int64 multiplication
+/// wraps like u64's), computed in place.
+fn splitmix_output(mut z: Tensor) -> Tensor {
+    xor_shift(&mut z, 30);
+    let _ = z.g_mul_scalar_(0xBF58_476D_1CE4_E5B9_u64 as i64);
+    xor_shift(&mut z, 27);
+    let _ = z.g_mul_scalar_(0x94D0_49BB_1331_11EB_u64 as i64);
+    xor_shift(&mut z, 31);
+    z
 }
 
-/// z ^ (z >> k) with a logical shift: torch shifts int64 arithmetically, so the sign copies are
+/// z ^= z >> k with a logical shift: torch shifts int64 arithmetically, so the sign copies are
 /// masked off.
-fn xor_shift(z: &Tensor, k: i64) -> Tensor {
-    let shifted = z.bitwise_right_shift_tensor_scalar(k).bitwise_and((1i64 << (64 - k)) - 1);
-    z.bitwise_xor_tensor(&shifted)
+fn xor_shift(z: &mut Tensor, k: i64) {
+    let mut shifted = z.bitwise_right_shift_tensor_scalar(k);
+    let _ = shifted.bitwise_and_((1i64 << (64 - k)) - 1);
+    let _ = z.bitwise_xor_tensor_(&shifted);
 }
 
 /// The top 53 bits as a double in [0, 1), as `SplitMix64::next_f64`.
-fn unit_interval(bits: &Tensor) -> Tensor {
-    let mantissa = bits.bitwise_right_shift_tensor_scalar(11).bitwise_and((1i64 << 53) - 1);
-    mantissa.to_kind(Kind::Double) * (1.0 / (1u64 << 53) as f64)
+fn unit_interval(mut bits: Tensor) -> Tensor {
+    let _ = bits.bitwise_right_shift_tensor_scalar_(11).bitwise_and_((1i64 << 53) - 1);
+    let mut unit = bits.to_kind(Kind::Double);
+    let _ = unit.g_mul_scalar_(1.0 / (1u64 << 53) as f64);
+    unit
 }
 
 #[cfg(test)]
@@ -94,7 +102,7 @@ mod tests {
     fn tensor_noise_is_the_host_stream() {
         let key = SplitMix64::item_key(layer_stream(3, 17), 5);
         let outputs = splitmix_output(
-            &(Tensor::arange_start(1, 9, (Kind::Int64, Device::Cpu)).g_mul_scalar(GAMMA as i64) + key as i64),
+            Tensor::arange_start(1, 9, (Kind::Int64, Device::Cpu)).g_mul_scalar(GAMMA as i64) + key as i64,
         );
         let mut rng = SplitMix64::for_item(layer_stream(3, 17), 5);
         let host: Vec<i64> = (0..8).map(|_| rng.next_u64() as i64).collect();
