@@ -39,8 +39,10 @@ pub struct Setup {
     pub host_latents: bool,
     /// The background evaluator's own group (a second ring), joined by `main` when it is used.
     pub eval_pg: Option<Box<dyn ProcessGroup>>,
-    /// When fakes' labels follow the dataset's class mix: its cumulative class counts on the
-    /// device, and the number of images.
+    /// The dataset's class mix, when the run is conditional (metrics draw fake labels from it).
+    pub class_mix: Option<ClassDistribution>,
+    /// When training fakes' labels follow that mix: its cumulative class counts on the device,
+    /// and the number of images.
     label_mix: Option<(Tensor, i64)>,
     pub g_vs: nn::VarStore,
     pub d_vs: nn::VarStore,
@@ -149,7 +151,13 @@ impl Setup {
         };
         let sampler = Sampler::resume(cfg.run.seed, source.len(), data_consumed);
         let loader = Loader::start(Arc::clone(&source), sampler, loader_spec);
-        let label_mix = fake_label_mix(&cfg, source.as_ref(), device)?;
+        // Counted once here; the evaluator draws its labels from the same mix.
+        let class_mix = if cfg.model.conditional {
+            Some(ClassDistribution::of(&cfg.data, source.as_ref())?)
+        } else {
+            None
+        };
+        let label_mix = fake_label_mix(&cfg, class_mix.as_ref(), device);
         let grid =
             SampleGrid::new(spec.z_dim, cfg.data.num_classes.min(spec.c_dim as u32), cfg.run.seed, device);
         let run_dir = RunDir::new(cfg.run_dir());
@@ -191,6 +199,7 @@ impl Setup {
             pg,
             eval_pg: None,
             host_latents: false,
+            class_mix,
             label_mix,
             g_vs,
             d_vs,
@@ -338,19 +347,13 @@ fn parse_device(name: &str) -> Result<Device> {
 }
 
 /// StyleGAN2-ADA's training loop labels each fake with the label of a random training image
-/// (`all_gen_c` in `training_loop.py`); BigGAN-PyTorch draws labels uniformly (SPECS.md 3.4). The two agree on balanced data; on an
-/// imbalanced dataset each architecture trains as its reference does.
-fn fake_label_mix(
-    cfg: &RunConfig,
-    source: &dyn ImageSource,
-    device: Device,
-) -> Result<Option<(Tensor, i64)>> {
-    if !cfg.model.conditional || cfg.model.arch != Arch::Stylegan2 {
-        return Ok(None);
-    }
-    let mix = ClassDistribution::of(&cfg.data, source)?;
+/// (`all_gen_c` in `training_loop.py`); BigGAN-PyTorch draws labels uniformly (SPECS.md 3.4).
+/// The two agree on balanced data; on an imbalanced dataset each architecture trains as its
+/// reference does. Returns the cumulative counts on the device and the number of images.
+fn fake_label_mix(cfg: &RunConfig, mix: Option<&ClassDistribution>, device: Device) -> Option<(Tensor, i64)> {
+    let mix = mix.filter(|_| cfg.model.arch == Arch::Stylegan2)?;
     let cumulative: Vec<i64> = mix.cumulative().iter().map(|&c| c as i64).collect();
-    Ok(Some((Tensor::from_slice(&cumulative).to_device(device), mix.num_images() as i64)))
+    Some((Tensor::from_slice(&cumulative).to_device(device), mix.num_images() as i64))
 }
 
 /// The labels of images of the dataset sorted by label: class k for cumulative[k - 1] <= image <

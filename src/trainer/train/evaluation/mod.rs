@@ -46,7 +46,9 @@ impl Evaluator {
         if e.every_kimg <= 0.0 {
             return Ok(None);
         }
-        let Some(mut scorer) = Scorer::load(&s.cfg, s.device, s.plan.local_rank == 0, s.pg.as_mut())? else {
+        let labels = s.class_mix.clone();
+        let Some(mut scorer) = Scorer::load(&s.cfg, s.device, s.plan.local_rank == 0, s.pg.as_mut(), labels)?
+        else {
             return Ok(None);
         };
         let reporter = Reporter::new(scorer.net_id.clone());

@@ -45,12 +45,14 @@ impl Scorer {
     /// node: local rank 0 resolves (and, when missing, downloads) the weights first; the other
     /// ranks look after `pg`'s barrier. Without the standard weights on every rank, evaluation
     /// is off (None) and each rank that lacks them says where the file goes; weights the user
-    /// named explicitly must load, or the run stops.
+    /// named explicitly must load, or the run stops. `labels`: the dataset's class mix, which
+    /// conditional runs draw their fakes' labels from.
     pub fn load(
         cfg: &RunConfig,
         device: Device,
         local_rank0: bool,
         pg: &mut dyn ProcessGroup,
+        labels: Option<ClassDistribution>,
     ) -> Result<Option<Self>> {
         let explicit = cfg.eval.weights.as_deref();
         let early = local_rank0.then(|| weights::resolve(explicit, true));
@@ -78,7 +80,6 @@ impl Scorer {
         let vs = nn::VarStore::new(device);
         let net = FidInception::new(&vs.root());
         weights::load_into(&vs, &path)?;
-        let labels = extract::label_mix(cfg)?;
         Ok(Some(Scorer {
             _vs: vs,
             net,
