@@ -7,6 +7,12 @@ pub struct SplitMix64 {
 }
 
 impl SplitMix64 {
+    /// The state's increment per output (the golden ratio in 64 bits).
+    pub const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
+    /// The output function's two multipliers (after the shifts by 30 and by 27; a last shift by
+    /// 31 ends it).
+    pub const MIX: [u64; 2] = [0xBF58_476D_1CE4_E5B9, 0x94D0_49BB_1331_11EB];
+
     pub fn new(seed: u64) -> Self {
         SplitMix64 { state: seed }
     }
@@ -18,17 +24,17 @@ impl SplitMix64 {
     }
 
     /// The starting state of `for_item(seed, index)`: its k-th output (from 0) mixes
-    /// `key + (k + 1) * 0x9E3779B97F4A7C15`, so a stream can also be computed out of order.
+    /// `key + (k + 1) * GAMMA`, so a stream can also be computed out of order.
     pub fn item_key(seed: u64, index: u64) -> u64 {
         let mut mix = SplitMix64::new(seed ^ 0x6A09_E667_F3BC_C909);
         mix.next_u64() ^ index.wrapping_mul(0xD1B5_4A32_D192_ED03)
     }
 
     pub fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        self.state = self.state.wrapping_add(Self::GAMMA);
         let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z = (z ^ (z >> 30)).wrapping_mul(Self::MIX[0]);
+        z = (z ^ (z >> 27)).wrapping_mul(Self::MIX[1]);
         z ^ (z >> 31)
     }
 

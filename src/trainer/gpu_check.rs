@@ -231,14 +231,14 @@ fn step(args: &StepArgs) -> anyhow::Result<()> {
 }
 
 fn noise(args: &NoiseArgs, device: Device) -> anyhow::Result<()> {
-    use crate::models::stylegan2::noise::{seeded_noise, seeded_noise_host};
+    use crate::models::stylegan2::noise::{layer_key, seeded_noise, seeded_noise_host};
     ensure!(args.resolution >= 4 && args.images > 0, "--resolution must be at least 4, --images at least 1");
-    // (noise key, side) of each synthesis layer, as `SynthesisLayer` numbers them: the 4x4 block
-    // has one conv, every later block an upsampling conv0 (2r + 1) and a conv1 (2r).
-    let mut layers = vec![(8u64, 4i64)];
+    // (noise key, side) of each synthesis layer: the 4x4 block has one conv, every later block
+    // an upsampling conv0 and a conv1.
+    let mut layers = vec![(layer_key(4, false), 4i64)];
     let mut res = 8;
     while res <= args.resolution {
-        layers.extend([(2 * res as u64 + 1, res), (2 * res as u64, res)]);
+        layers.extend([(layer_key(res, true), res), (layer_key(res, false), res)]);
         res *= 2;
     }
     let per_image: i64 = layers.iter().map(|&(_, r)| r * r).sum();

@@ -129,16 +129,16 @@ fn latents(seed: u64, first: u64, n: i64, z_dim: i64) -> Tensor {
     Tensor::from_slice(&values).view([n, z_dim])
 }
 
+/// Keys the labels' streams apart from the latents' ("LABELS").
+const LABEL_STREAM: u64 = 0x4C41_4245_4C53;
+
 /// Labels of images `first..first + n`: 0 when unconditional, else each drawn from the dataset's
 /// class mix with its own (seed, index) stream (as the reference's metrics draw
 /// `dataset.get_label(random index)`, SPECS.md 1.3).
 fn fake_labels(labels: Option<&ClassDistribution>, seed: u64, first: u64, n: i64) -> Tensor {
     let values: Vec<i64> = (first..first + n as u64)
         .map(|i| {
-            labels.map_or(0, |dist| {
-                i64::from(dist.draw(&mut SplitMix64::for_item(seed ^ 0x4C41_4245_4C53, i)))
-                // "LABELS"
-            })
+            labels.map_or(0, |dist| i64::from(dist.draw(&mut SplitMix64::for_item(seed ^ LABEL_STREAM, i))))
         })
         .collect();
     Tensor::from_slice(&values)

@@ -41,9 +41,8 @@ pub struct Setup {
     pub eval_pg: Option<Box<dyn ProcessGroup>>,
     /// The dataset's class mix, when the run is conditional (metrics draw fake labels from it).
     pub class_mix: Option<ClassDistribution>,
-    /// When training fakes' labels follow that mix: its cumulative class counts on the device,
-    /// and the number of images.
-    label_mix: Option<(Tensor, i64)>,
+    /// When training fakes' labels follow that mix: its cumulative class counts on the device.
+    label_cumulative: Option<Tensor>,
     pub g_vs: nn::VarStore,
     pub d_vs: nn::VarStore,
     pub g_ema_vs: nn::VarStore,
@@ -157,7 +156,7 @@ impl Setup {
         } else {
             None
         };
-        let label_mix = fake_label_mix(&cfg, class_mix.as_ref(), device);
+        let label_cumulative = fake_label_cumulative(&cfg, class_mix.as_ref(), device);
         let grid =
             SampleGrid::new(spec.z_dim, cfg.data.num_classes.min(spec.c_dim as u32), cfg.run.seed, device);
         let run_dir = RunDir::new(cfg.run_dir());
@@ -200,7 +199,7 @@ impl Setup {
             eval_pg: None,
             host_latents: false,
             class_mix,
-            label_mix,
+            label_cumulative,
             g_vs,
             d_vs,
             g_ema_vs,
@@ -265,20 +264,20 @@ impl Setup {
     }
 
     /// Latents and labels for `n` fakes. Conditional labels are the label of a random training
-    /// image with StyleGAN2, uniform over the classes otherwise (`fake_label_mix`).
+    /// image with StyleGAN2, uniform over the classes otherwise (`fake_label_cumulative`).
     pub fn latents(&self, n: i64) -> (Tensor, Tensor) {
         // CPU and CUDA generators give different numbers from one seed; drawing on the host
         // makes a GPU step comparable with a CPU step (`gan-train gpu-check step`).
         let draw_on = if self.host_latents { Device::Cpu } else { self.device };
         let z = Tensor::randn([n, self.g.z_dim()], (Kind::Float, draw_on));
         let num_classes = i64::from(self.cfg.data.num_classes);
-        let c = match &self.label_mix {
-            Some((cumulative, num_images)) => {
-                let image = Tensor::randint(*num_images, [n], (Kind::Int64, draw_on));
+        let c = match (&self.label_cumulative, &self.class_mix) {
+            (Some(cumulative), Some(mix)) => {
+                let image = Tensor::randint(mix.num_images() as i64, [n], (Kind::Int64, draw_on));
                 class_of_images(cumulative, &image.to_device(self.device))
             }
-            None if self.cfg.model.conditional => Tensor::randint(num_classes, [n], (Kind::Int64, draw_on)),
-            None => Tensor::zeros([n], (Kind::Int64, draw_on)),
+            _ if self.cfg.model.conditional => Tensor::randint(num_classes, [n], (Kind::Int64, draw_on)),
+            _ => Tensor::zeros([n], (Kind::Int64, draw_on)),
         };
         (z.to_device(self.device), c.to_device(self.device))
     }
@@ -349,11 +348,11 @@ fn parse_device(name: &str) -> Result<Device> {
 /// StyleGAN2-ADA's training loop labels each fake with the label of a random training image
 /// (`all_gen_c` in `training_loop.py`); BigGAN-PyTorch draws labels uniformly (SPECS.md 3.4).
 /// The two agree on balanced data; on an imbalanced dataset each architecture trains as its
-/// reference does. Returns the cumulative counts on the device and the number of images.
-fn fake_label_mix(cfg: &RunConfig, mix: Option<&ClassDistribution>, device: Device) -> Option<(Tensor, i64)> {
+/// reference does. Returns the mix's cumulative counts on the device when they are used.
+fn fake_label_cumulative(cfg: &RunConfig, mix: Option<&ClassDistribution>, device: Device) -> Option<Tensor> {
     let mix = mix.filter(|_| cfg.model.arch == Arch::Stylegan2)?;
     let cumulative: Vec<i64> = mix.cumulative().iter().map(|&c| c as i64).collect();
-    Some((Tensor::from_slice(&cumulative).to_device(device), mix.num_images() as i64))
+    Some(Tensor::from_slice(&cumulative).to_device(device))
 }
 
 /// The labels of images of the dataset sorted by label: class k for cumulative[k - 1] <= image <

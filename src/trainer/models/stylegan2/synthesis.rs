@@ -5,7 +5,7 @@
 use tch::{nn, Kind, Tensor};
 
 use super::layers::{bias_act, Act, FullyConnected};
-use super::noise::{seeded_noise, NoiseMode};
+use super::noise::{layer_key, seeded_noise, NoiseMode};
 use super::resample;
 
 /// Modulated convolution (`modulated_conv2d`, training form): the input channels are scaled by
@@ -74,7 +74,7 @@ impl SynthesisLayer {
             noise_strength: p.zeros("noise_strength", &[]),
             up: up.then(|| resample::fir_filter(p.device())),
             resolution,
-            noise_key: 2 * resolution as u64 + u64::from(up),
+            noise_key: layer_key(resolution, up),
             conv_clamp,
         }
     }
