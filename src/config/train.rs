@@ -68,6 +68,12 @@ pub struct TrainSection {
     /// trains after every `d_steps`-th.
     #[serde(default = "default_d_steps")]
     pub d_steps: u32,
+    /// BigGAN-PyTorch's `--split_D`: reals and fakes go through D in two forward calls. By default
+    /// D's main phase runs them as one concatenated batch whenever D's logits are per image
+    /// (BigGAN, DCGAN), as the reference does: one spectral-norm power iteration per D step and
+    /// one larger forward. StyleGAN2's D (minibatch stddev) always sees them apart.
+    #[serde(default)]
+    pub split_d: bool,
     /// Orthogonal regularisation strength for G and D (BigGAN's `--G_ortho`/`--D_ortho`; the
     /// paper's 1e-4; 0 = off). G's shared class embedding is exempt, as in the reference.
     #[serde(default)]

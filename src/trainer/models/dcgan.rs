@@ -116,6 +116,9 @@ impl Discriminator {
 }
 
 impl super::Discriminator for Discriminator {
+    fn per_image(&self) -> bool {
+        true
+    }
     fn forward(&self, x: &Tensor, c: &Tensor) -> Tensor {
         let mut h = lrelu(&self.fromrgb.forward(x));
         for block in &self.blocks {

@@ -58,6 +58,12 @@ pub enum Truncation {
 /// D: images [N, C, H, W] in [-1, 1] and labels [N] -> logits [N].
 pub trait Discriminator: Send {
     fn forward(&self, x: &Tensor, c: &Tensor) -> Tensor;
+    /// Whether each logit depends on its own image alone (no statistics across the batch), so
+    /// reals and fakes may share one forward pass. StyleGAN2's minibatch stddev mixes the images
+    /// of a group, so it must see them apart.
+    fn per_image(&self) -> bool {
+        false
+    }
 }
 
 /// Network shapes a run needs, taken from its config.

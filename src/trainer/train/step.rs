@@ -196,8 +196,14 @@ fn phase_loss(s: &mut Setup, phase: Phase, real: &Tensor, c: &Tensor) -> Result<
         Phase::DMain => {
             let (z, c_fake) = s.latents(real.size()[0]);
             let fake = tch::no_grad(|| s.g.forward(&z, &c_fake));
-            let real_logits = critic(s, real, c);
-            let fake_logits = critic(s, &fake, &c_fake);
+            let (real_logits, fake_logits) = if s.d.per_image() && !s.cfg.train.split_d {
+                let n = real.size()[0];
+                let x = Tensor::cat(&[real, &fake], 0);
+                let logits = critic(s, &x, &Tensor::cat(&[c, &c_fake], 0));
+                (logits.narrow(0, 0, n), logits.narrow(0, n, n))
+            } else {
+                (critic(s, real, c), critic(s, &fake, &c_fake))
+            };
             let mut loss = d_loss(loss_kind, &real_logits, &fake_logits);
             s.stats.report("Loss/D", &loss);
             if loss_kind == gan_core::config::Loss::WganGp {

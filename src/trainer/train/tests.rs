@@ -177,31 +177,34 @@ fn conditional_gan_learns_the_classes() {
 /// hierarchical z, attention at 16x16, projection D, hinge loss, 2 D steps per G step,
 /// fixed-decay EMA) learns the classes the same way: 0.26 before, 0.79 after 20 kimg here; the
 /// bar is set at 0.6 (chance is 0.25) to leave room for other CPUs' floating point.
+/// The BigGAN overrides of the tests: a narrow 32x32 conditional pair with a hierarchical z and
+/// attention at 16x16, hinge loss, 2 D steps per G step.
+const TINY_BIGGAN: &[&str] = &[
+    "model.arch=biggan",
+    "model.ch=8",
+    "model.shared_dim=16",
+    "model.hier=true",
+    "model.z_dim=40",
+    "model.attention_res=[16]",
+    "data.resolution=32",
+    "train.r1_gamma=0",
+    "train.d_steps=2",
+];
+
 #[test]
 fn tiny_biggan_learns_the_classes() {
     let _lock = TORCH_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
-    let cfg = test_config(
-        dir.path(),
-        &[
-            "model.arch=biggan",
-            "model.ch=8",
-            "model.shared_dim=16",
-            "model.hier=true",
-            "model.z_dim=40",
-            "model.attention_res=[16]",
-            "data.resolution=32",
-            "train.r1_gamma=0",
-            "train.d_steps=2",
-            "train.g_opt={lr: 0.001, betas: [0.0, 0.999]}",
-            "train.d_opt={lr: 0.001, betas: [0.0, 0.999]}",
-            "train.ema_beta=0.99",
-            "train.ema_start_kimg=1",
-            "train.total_kimg=20",
-            "train.kimg_per_tick=4",
-            "train.sample_ticks=0",
-        ],
-    );
+    let training = [
+        "train.g_opt={lr: 0.001, betas: [0.0, 0.999]}",
+        "train.d_opt={lr: 0.001, betas: [0.0, 0.999]}",
+        "train.ema_beta=0.99",
+        "train.ema_start_kimg=1",
+        "train.total_kimg=20",
+        "train.kimg_per_tick=4",
+        "train.sample_ticks=0",
+    ];
+    let cfg = test_config(dir.path(), &[TINY_BIGGAN, &training].concat());
     let (before, after) = learning(&cfg);
     eprintln!("class accuracy of tiny BigGAN G_ema samples: before {before:.3}, after {after:.3}");
     assert!(before < 0.45, "an untrained G should be near chance: {before}");
@@ -320,4 +323,58 @@ fn stylegan2_resumes_bit_identically() {
     let _lock = TORCH_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let (_, second) = resume_matches_a_straight_run(&[TINY_STYLEGAN2, &["train.pl_interval=2"]].concat());
     assert!(second.iter().all(|t| t.stats["Loss/pl_mean"] > 0.0), "the path-length mean was tracked");
+}
+
+/// Step 0 of a fresh run of `cfg` (seeded, so every call starts from the same weights).
+fn after_step_zero(cfg: &RunConfig) -> Setup {
+    let plan = config::plan(cfg, HostFacts { gpus: 0, cpus: 2 }).remove(0);
+    let mut s = Setup::new(cfg.clone(), plan, Box::new(SingleRank), 0, false).unwrap();
+    super::step::run_step(&mut s, 0).unwrap();
+    s
+}
+
+fn variables(vs: &nn::VarStore, suffix: &str) -> Vec<(String, Tensor)> {
+    let mut named: Vec<_> = vs.variables().into_iter().filter(|(k, _)| k.ends_with(suffix)).collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    named
+}
+
+/// D's main phase passes reals and fakes through D as one batch when its logits are per image,
+/// as BigGAN-PyTorch does without `--split_D`: for DCGAN the update equals two separate passes';
+/// for BigGAN spectral norm's power iteration advances once per D step instead of twice.
+#[test]
+fn d_sees_reals_and_fakes_in_one_pass_unless_split() {
+    let _lock = TORCH_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    let joint = after_step_zero(&test_config(dirs[0].path(), &[]));
+    let split = after_step_zero(&test_config(dirs[1].path(), &["train.split_d=true"]));
+    let (joint_w, split_w) = (variables(&joint.d_vs, ""), variables(&split.d_vs, ""));
+    assert!(!joint_w.is_empty());
+    for ((name, a), (_, b)) in joint_w.iter().zip(&split_w) {
+        let diff = (a - b).abs().max().double_value(&[]);
+        assert!(diff < 1e-5, "DCGAN D {name}: joint and split updates differ by {diff}");
+    }
+
+    // BigGAN (step 0 trains only D with d_steps 2): compare the power iteration's vector u with
+    // that of the same initial D after exactly one training forward.
+    let biggan =
+        |dir: &tempfile::TempDir, extra: &[&str]| test_config(dir.path(), &[TINY_BIGGAN, extra].concat());
+    let joint = after_step_zero(&biggan(&dirs[2], &[]));
+    let split = after_step_zero(&biggan(&dirs[3], &["train.split_d=true"]));
+    let cfg = biggan(&dirs[2], &[]);
+    let plan = config::plan(&cfg, HostFacts { gpus: 0, cpus: 2 }).remove(0);
+    let once = Setup::new(cfg, plan, Box::new(SingleRank), 0, false).unwrap();
+    let _ = tch::no_grad(|| {
+        once.d.forward(
+            &Tensor::zeros([2, 3, 32, 32], (Kind::Float, Device::Cpu)),
+            &Tensor::zeros([2], (Kind::Int64, Device::Cpu)),
+        )
+    });
+    let u = |s: &Setup| variables(&s.d_vs, "u0");
+    assert!(!u(&once).is_empty());
+    let max_diff = |a: &[(String, Tensor)], b: &[(String, Tensor)]| {
+        a.iter().zip(b).map(|((_, x), (_, y))| (x - y).abs().max().double_value(&[])).fold(0.0, f64::max)
+    };
+    assert!(max_diff(&u(&joint), &u(&once)) < 1e-6, "one power iteration in a joint D step");
+    assert!(max_diff(&u(&split), &u(&once)) > 1e-4, "two power iterations with split_d");
 }

@@ -89,6 +89,11 @@ impl Discriminator {
 }
 
 impl crate::models::Discriminator for Discriminator {
+    /// No batch statistics in D (spectral norm only); the power iteration advances once per
+    /// forward, so one joint pass per D step is what the reference does.
+    fn per_image(&self) -> bool {
+        true
+    }
     fn forward(&self, x: &Tensor, c: &Tensor) -> Tensor {
         let mut h = x.shallow_clone();
         for (block, attn) in &self.blocks {
