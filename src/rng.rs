@@ -32,7 +32,11 @@ impl SplitMix64 {
 
     pub fn next_u64(&mut self) -> u64 {
         self.state = self.state.wrapping_add(Self::GAMMA);
-        let mut z = self.state;
+        Self::mix(self.state)
+    }
+
+    /// The output function: a bijection of u64 that spreads every input bit over the output.
+    pub fn mix(mut z: u64) -> u64 {
         z = (z ^ (z >> 30)).wrapping_mul(Self::MIX[0]);
         z = (z ^ (z >> 27)).wrapping_mul(Self::MIX[1]);
         z ^ (z >> 31)

@@ -4,6 +4,7 @@ use serde::Serialize;
 
 use super::schema::RunConfig;
 use super::train::Device;
+use crate::rng::SplitMix64;
 
 /// What one rank runs with.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -85,10 +86,8 @@ pub fn device_for(device: Device, local_rank: u32, gpus: u32) -> String {
 /// Decorrelated per-rank seeds from one run seed (splitmix64 finaliser), so rank streams differ
 /// but are reproducible.
 pub fn rank_seed(seed: u64, rank: u32) -> u64 {
-    let mut z = seed ^ (u64::from(rank) + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    (z ^ (z >> 31)) >> 1 // libtorch seeds are taken as i64 in places; stay non-negative
+    let z = seed ^ (u64::from(rank) + 1).wrapping_mul(SplitMix64::GAMMA);
+    SplitMix64::mix(z) >> 1 // libtorch seeds are taken as i64 in places; stay non-negative
 }
 
 /// Human-readable table of the plan.
