@@ -2,8 +2,10 @@
 //! receives from r - 1 (mod world). All-reduce is the bandwidth-optimal ring: a reduce-scatter
 //! (world - 1 steps, each rank ends owning one fully reduced segment) then an all-gather (world - 1
 //! steps), so each rank sends and receives 2 (world - 1) / world of the buffer whatever the world
-//! size. Transfers go in chunks so memory stays bounded and sending overlaps receiving. Every
-//! socket operation has the collective timeout; an error names the peer.
+//! size. In each step a helper thread streams the whole outgoing segment while the calling thread
+//! receives the incoming one in chunks and reduces each as it lands, so both directions stay busy
+//! during the reduction; the all-gather receives in place, with no extra copy. Every socket
+//! operation has the collective timeout; an error names the peer.
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::ops::Range;
@@ -101,16 +103,26 @@ impl RingGroup {
         Ok(())
     }
 
-    /// Sends `send` to the next rank while receiving `recv.len()` elements from the previous one.
-    fn exchange<T: Pod + Send + Sync>(&mut self, send: &[T], recv: &mut [T], op: &str) -> Result<()> {
+    /// One ring step: a helper thread streams `data[send]` to the next rank while this thread
+    /// receives `recv.len()` elements from the previous one straight into `data[recv]`, chunk by
+    /// chunk, combining each chunk with what is there when `reduce` is given (through `incoming`,
+    /// at least one chunk long). Both directions stay busy while chunks are reduced, so the
+    /// reduction overlaps the transfers instead of alternating with them.
+    fn step<T: Element>(
+        &mut self,
+        data: &mut [T],
+        (send, recv): (Range<usize>, Range<usize>),
+        reduce: Option<(ReduceOp, &mut [T])>,
+        op: &str,
+    ) -> Result<()> {
         let (next, prev) = (&mut self.next, &mut self.prev);
+        let (send, recv) = disjoint(data, send, recv);
         let send_bytes: &[u8] = bytemuck::cast_slice(send);
-        let recv_bytes: &mut [u8] = bytemuck::cast_slice_mut(recv);
         let rank = self.rank;
         std::thread::scope(|scope| {
             let sender =
                 scope.spawn(move || next.stream.write_all(send_bytes).map_err(|e| (next.name.clone(), e)));
-            let received = prev.stream.read_exact(recv_bytes).map_err(|e| (prev.name.clone(), e));
+            let received = receive_into(&mut prev.stream, recv, reduce).map_err(|e| (prev.name.clone(), e));
             let sent = sender.join().expect("the ring sender thread does not panic");
             sent.and(received)
         })
@@ -122,34 +134,24 @@ impl RingGroup {
         if world == 1 {
             return Ok(());
         }
-        let rank = self.rank as usize;
-        let mut incoming = vec![T::zeroed(); segment(data.len(), world, 0).len() + 1];
+        let (rank, len) = (self.rank as usize, data.len());
+        let mut incoming = vec![T::zeroed(); T::CHUNK.min(segment(len, world, 0).len() + 1)];
         // Reduce-scatter: after step s, segment (rank - s - 1) holds s + 2 ranks' contributions.
         for step in 0..world - 1 {
-            let send = segment(data.len(), world, (rank + world - step) % world);
-            let recv = segment(data.len(), world, (rank + world - step - 1) % world);
-            for (send, recv) in chunk_pairs(send, recv, T::CHUNK) {
-                let buf = &mut incoming[..recv.len()];
-                self.exchange(&data[send], buf, "all_reduce")?;
-                for (x, y) in data[recv].iter_mut().zip(buf.iter()) {
-                    *x = T::reduce(*x, *y, op);
-                }
-            }
+            let send = segment(len, world, (rank + world - step) % world);
+            let recv = segment(len, world, (rank + world - step - 1) % world);
+            self.step(data, (send, recv), Some((op, &mut incoming)), "all_reduce")?;
         }
-        let owned = segment(data.len(), world, (rank + 1) % world);
+        let owned = segment(len, world, (rank + 1) % world);
         if op == ReduceOp::Avg {
             let scale = T::from_count(world);
             data[owned].iter_mut().for_each(|x| *x = T::divide(*x, scale));
         }
         // All-gather: pass the reduced segments around the ring.
         for step in 0..world - 1 {
-            let send = segment(data.len(), world, (rank + 1 + world - step) % world);
-            let recv = segment(data.len(), world, (rank + world - step) % world);
-            for (send, recv) in chunk_pairs(send, recv, T::CHUNK) {
-                let buf = &mut incoming[..recv.len()];
-                self.exchange(&data[send], buf, "all_reduce")?;
-                data[recv].copy_from_slice(buf);
-            }
+            let send = segment(len, world, (rank + 1 + world - step) % world);
+            let recv = segment(len, world, (rank + world - step) % world);
+            self.step(data, (send, recv), None, "all_reduce")?;
         }
         Ok(())
     }
@@ -187,12 +189,10 @@ impl RingGroup {
             )));
         }
         output[rank * n..(rank + 1) * n].copy_from_slice(input);
-        let mut incoming = vec![T::zeroed(); n];
         for step in 0..world.saturating_sub(1) {
             let send = (rank + world - step) % world;
             let recv = (rank + world - step - 1) % world;
-            self.exchange(&output[send * n..(send + 1) * n], &mut incoming, "all_gather")?;
-            output[recv * n..(recv + 1) * n].copy_from_slice(&incoming);
+            self.step(output, (send * n..(send + 1) * n, recv * n..(recv + 1) * n), None, "all_gather")?;
         }
         Ok(())
     }
@@ -271,14 +271,45 @@ fn chunks(range: Range<usize>, chunk: usize) -> impl Iterator<Item = Range<usize
     range.clone().step_by(chunk.max(1)).map(move |start| start..(start + chunk).min(end))
 }
 
-/// Pairs the chunks of a segment to send with those of the segment to receive. Neighbouring
-/// ranks compute the same two segments from opposite sides, so their chunk counts agree; the
-/// shorter side pads with empty chunks.
-fn chunk_pairs(send: Range<usize>, recv: Range<usize>, chunk: usize) -> Vec<(Range<usize>, Range<usize>)> {
-    let send: Vec<_> = chunks(send, chunk).collect();
-    let recv: Vec<_> = chunks(recv, chunk).collect();
-    let n = send.len().max(recv.len()).max(1);
-    (0..n).map(|i| (send.get(i).cloned().unwrap_or(0..0), recv.get(i).cloned().unwrap_or(0..0))).collect()
+/// `data[a]` to read and `data[b]` to write, for two ranges that do not overlap (an empty range
+/// overlaps nothing).
+fn disjoint<T>(data: &mut [T], a: Range<usize>, b: Range<usize>) -> (&[T], &mut [T]) {
+    if a.is_empty() {
+        return (&[], &mut data[b]);
+    }
+    if b.is_empty() {
+        return (&data[a], &mut []);
+    }
+    assert!(a.end <= b.start || b.end <= a.start, "ring ranges {a:?} and {b:?} overlap");
+    if a.end <= b.start {
+        let (left, right) = data.split_at_mut(b.start);
+        (&left[a], &mut right[..b.len()])
+    } else {
+        let (left, right) = data.split_at_mut(a.start);
+        (&right[..a.len()], &mut left[b])
+    }
+}
+
+/// Reads `dst.len()` elements from `stream` into `dst`, chunk by chunk; with `reduce`, each
+/// chunk lands in the scratch buffer and is combined into `dst` instead.
+fn receive_into<T: Element>(
+    stream: &mut TcpStream,
+    dst: &mut [T],
+    reduce: Option<(ReduceOp, &mut [T])>,
+) -> std::io::Result<()> {
+    match reduce {
+        None => stream.read_exact(bytemuck::cast_slice_mut(dst)),
+        Some((op, scratch)) => {
+            for chunk in dst.chunks_mut(scratch.len().max(1)) {
+                let buf = &mut scratch[..chunk.len()];
+                stream.read_exact(bytemuck::cast_slice_mut(buf))?;
+                for (x, y) in chunk.iter_mut().zip(buf.iter()) {
+                    *x = T::reduce(*x, *y, op);
+                }
+            }
+            Ok(())
+        }
+    }
 }
 
 fn configure(stream: TcpStream, timeout: Duration) -> Result<TcpStream> {
