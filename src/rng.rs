@@ -74,6 +74,17 @@ pub fn step_seed(rank_seed: u64, step: u64) -> u64 {
     SplitMix64::for_item(rank_seed ^ 0x5354_4550, step).next_u64() >> 1 // "STEP"
 }
 
+/// A rank's stream seed after `rollbacks` rollbacks: `rank_seed` itself before the first, then a
+/// fresh, reproducible stream per rollback, so training replayed from a checkpoint takes other
+/// latents, noise and augmentations instead of retracing the steps that diverged.
+pub fn rollback_seed(rank_seed: u64, rollbacks: u32) -> u64 {
+    if rollbacks == 0 {
+        return rank_seed;
+    }
+    SplitMix64::for_item(rank_seed ^ 0x524F_4C4C, u64::from(rollbacks)).next_u64() >> 1
+    // "ROLL"
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -152,3 +152,30 @@ fn mismatched_world_size_is_a_clear_error() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("WORLD_SIZE=3 but the config plans 1 ranks"), "{}", stderr(&out));
 }
+
+/// A recipe that diverges for real (Adam at lr 1e6 overflows within a few steps): every rank
+/// sees the non-finite loss at the same tick, all roll back together on the same ring, diverge
+/// again on the fresh streams, and with the one rollback allowed spent the job stops, named.
+#[test]
+fn a_diverging_run_rolls_back_on_every_rank_then_stops() {
+    gan_train_path();
+    let dir = tempfile::tempdir().unwrap();
+    let huge_lr = "{lr: 1000000, betas: [0.0, 0.99]}";
+    let out = gan_launch()
+        .args(launch_args(dir.path(), 2))
+        .args(["--set", &format!("train.g_opt={huge_lr}"), "--set", &format!("train.d_opt={huge_lr}")])
+        .args(["--set", "train.max_rollbacks=1", "--set", "checkpoint.every_ticks=1"])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("failed (exit status: 1)"), "{err}");
+    for rank in 0..2 {
+        let log = std::fs::read_to_string(dir.path().join(format!("ci-tiny/logs/rank-{rank}.log"))).unwrap();
+        let rollbacks =
+            log.matches("rolling back to the latest checkpoint with fresh random streams").count();
+        assert_eq!(rollbacks, 1, "rank {rank}: {log}");
+        assert_eq!(log.matches("training 0.5 kimg").count(), 2, "rank {rank} trained again: {log}");
+        assert!(log.lines().last().is_some_and(|l| l.contains("non-finite Loss/")), "rank {rank}: {log}");
+    }
+}

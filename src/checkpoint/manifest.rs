@@ -75,6 +75,10 @@ pub struct TrainState {
     /// Evaluation history: best values by metric (e.g. `fid50k_full`), for best-k retention.
     #[serde(default)]
     pub best_metrics: BTreeMap<String, f64>,
+    /// Rollbacks after a non-finite loss in this run's history so far: they key the ranks'
+    /// random streams (`rng::rollback_seed`), so a resume continues on the same streams.
+    #[serde(default)]
+    pub rollbacks: u32,
 }
 
 /// A rank's random state. Torch's generators (CPU and CUDA) are reseeded at every step from the

@@ -74,6 +74,11 @@ pub struct TrainSection {
     /// one larger forward. StyleGAN2's D (minibatch stddev) always sees them apart.
     #[serde(default)]
     pub split_d: bool,
+    /// On a non-finite loss, every rank goes back to the latest checkpoint (or the start) and
+    /// trains on with fresh random streams, at most this many times in a run; 0 stops the run at
+    /// the first, with the error.
+    #[serde(default = "default_max_rollbacks")]
+    pub max_rollbacks: u32,
     /// Orthogonal regularisation strength for G and D (BigGAN's `--G_ortho`/`--D_ortho`; the
     /// paper's 1e-4; 0 = off). G's shared class embedding is exempt, as in the reference.
     #[serde(default)]
@@ -178,6 +183,9 @@ config_enum! {
     }
 }
 
+fn default_max_rollbacks() -> u32 {
+    2
+}
 fn default_d_steps() -> u32 {
     1
 }

@@ -44,6 +44,7 @@ pub struct RankMetrics {
     pub augment_probability: Gauge,
     pub ema_beta: Gauge,
     pub attempt: Gauge,
+    pub rollbacks: Gauge,
     pub resident_memory_bytes: Gauge,
     pub cuda_memory_used_bytes: Gauge,
     /// Reserved for evaluation: FID, KID and IS by feature network and sample count.
@@ -136,6 +137,10 @@ impl RankMetrics {
             attempt: b.gauge(
                 "gan_rank_attempt",
                 "Launcher restarts before this process started (0 for the first attempt).",
+            ),
+            rollbacks: b.gauge(
+                "gan_train_rollbacks",
+                "Rollbacks to the latest checkpoint after a non-finite loss in this run's history.",
             ),
             resident_memory_bytes: b
                 .gauge("gan_process_resident_memory_bytes", "Resident memory of this rank."),

@@ -126,18 +126,24 @@ fn run() -> anyhow::Result<ExitCode> {
             .context("installing signal handlers")?;
     }
     let (group, mut store) = join_group(&cfg, &env, &plan)?;
-    // Background evaluation runs its collectives on a ring of its own.
-    let eval_group = match store.as_mut() {
-        Some(store) if cfg.eval.every_kimg > 0.0 && cfg.eval.background => {
-            Some(Box::new(host_comm::join_ring(store, &cfg, &env, "eval")?) as Box<dyn ProcessGroup>)
+    // Background evaluation runs its collectives on a ring of its own (a new one after each
+    // rollback: the old one may have been shut with an evaluation in flight).
+    let background_eval = cfg.eval.every_kimg > 0.0 && cfg.eval.background;
+    let mut join_eval = |rollbacks: u32| -> gan_core::Result<Option<Box<dyn ProcessGroup>>> {
+        match store.as_mut() {
+            Some(store) if background_eval => {
+                let name = if rollbacks == 0 { "eval".to_string() } else { format!("eval-{rollbacks}") };
+                Ok(Some(Box::new(host_comm::join_ring(store, &cfg, &env, &name)?)))
+            }
+            _ => Ok(None),
         }
-        _ => None,
     };
+    let eval_group = join_eval(0)?;
     let restarted = env.restart_count > 0 || slurm_restart_count() > 0;
     let preempt: Vec<i32> = cfg.checkpoint.preempt_signals.iter().map(|s| s.number()).collect();
-    let mut setup = Setup::new(cfg, plan, group, env.restart_count, restarted)?;
+    let mut setup = Setup::new(cfg.clone(), plan, group, env.restart_count, restarted)?;
     setup.eval_pg = eval_group;
-    let outcome = train::train(setup, &stop)?;
+    let outcome = train::train_with_rollbacks(setup, &stop, &mut join_eval)?;
     match outcome.stopped_by_signal {
         Some(signal) if preempt.contains(&signal) => {
             tracing::warn!(

@@ -62,6 +62,7 @@ fn snapshot(s: &Setup, pos: Position, ranks: Vec<RankState>) -> Result<Snapshot>
             Default::default()
         },
         best_metrics: s.best_metrics.clone(),
+        rollbacks: s.rollbacks,
     };
     let manifest = Manifest {
         format: FORMAT.into(),
@@ -109,12 +110,17 @@ pub fn report_resume(s: &Setup, resumed: &ckpt::Resumed, load_secs: f64) {
     let world = s.pg.world_size();
     let saved_world = resumed.manifest.world_size;
     match state.ranks.iter().find(|r| r.rank == s.pg.rank()) {
-        Some(saved) if saved_world == world && saved.seed != s.plan.seed => tracing::warn!(
-            "rank {} resumes with stream seed {} but the checkpoint recorded {} (run.seed changed?)",
-            saved.rank,
-            s.plan.seed,
-            saved.seed
-        ),
+        // After a rollback the streams differ from the checkpoint's on purpose.
+        Some(saved)
+            if saved_world == world && saved.seed != s.plan.seed && s.rollbacks == state.rollbacks =>
+        {
+            tracing::warn!(
+                "rank {} resumes with stream seed {} but the checkpoint recorded {} (run.seed changed?)",
+                saved.rank,
+                s.plan.seed,
+                saved.seed
+            )
+        }
         _ => {}
     }
     if s.is_rank0() {

@@ -7,6 +7,7 @@ pub mod evaluation;
 pub mod losses;
 pub mod optim;
 pub mod progress;
+pub mod rollback;
 pub mod samples;
 pub mod setup;
 pub mod stats;
@@ -24,5 +25,5 @@ pub fn tests_lock() -> std::sync::MutexGuard<'static, ()> {
     tests::TORCH_LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+pub use rollback::train_with_rollbacks;
 pub use setup::Setup;
-pub use trainer::train;

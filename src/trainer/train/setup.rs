@@ -75,6 +75,8 @@ pub struct Setup {
     pub resumed: Option<Resumed>,
     /// Where training starts: zero, or the resumed checkpoint's position.
     pub start: Position,
+    /// Rollbacks after a non-finite loss so far in the run; `plan.seed` is keyed by it.
+    pub rollbacks: u32,
     /// Prometheus series and endpoint (metrics.enabled).
     pub telemetry: Option<Telemetry>,
     loader: Loader,
@@ -93,6 +95,18 @@ impl Setup {
         pg: Box<dyn ProcessGroup>,
         restart_count: u32,
         restarted: bool,
+    ) -> Result<Self> {
+        Self::build(cfg, plan, pg, (restart_count, restarted), 0)
+    }
+
+    /// [`Setup::new`] after at least `rollbacks` rollbacks: resumes like a restart, with the
+    /// ranks' streams keyed by the rollback count (the checkpoint's, when it holds more).
+    pub fn build(
+        cfg: RunConfig,
+        mut plan: RankPlan,
+        pg: Box<dyn ProcessGroup>,
+        (restart_count, restarted): (u32, bool),
+        rollbacks: u32,
     ) -> Result<Self> {
         let device = parse_device(&plan.device)?;
         tch::set_num_threads(plan.threads as i32);
@@ -131,6 +145,8 @@ impl Setup {
             ckpt::restore_into(r, &cfg, targets)?;
         }
         let load_secs = load_started.elapsed().as_secs_f64();
+        let rollbacks = resumed.as_ref().map_or(0, |r| r.state.rollbacks).max(rollbacks);
+        plan.seed = gan_core::rng::rollback_seed(plan.seed, rollbacks);
         let start = resumed.as_ref().map_or(Position::default(), |r| Position {
             step: r.state.step,
             cur_nimg: r.state.cur_nimg,
@@ -161,6 +177,9 @@ impl Setup {
             SampleGrid::new(spec.z_dim, cfg.data.num_classes.min(spec.c_dim as u32), cfg.run.seed, device);
         let run_dir = RunDir::new(cfg.run_dir());
         let telemetry = Telemetry::start(&cfg, &plan, restart_count);
+        if let Some(t) = &telemetry {
+            t.metrics.rollbacks.set(f64::from(rollbacks));
+        }
         let ckpt_metrics = telemetry.as_ref().and_then(|t| t.metrics.checkpoint.clone());
         if let Some(m) = &ckpt_metrics {
             // Checkpoint age counts from the last one, or from this start before the first.
@@ -222,6 +241,7 @@ impl Setup {
             ckpt_writer,
             resumed,
             start,
+            rollbacks,
             telemetry,
             loader,
             grid,
@@ -232,6 +252,11 @@ impl Setup {
             report_resume(&setup, r, load_secs);
         }
         Ok(setup)
+    }
+
+    /// How often the launcher has restarted this job.
+    pub fn restart_count(&self) -> u32 {
+        self.restart_count
     }
 
     /// Images of the data stream handed to training so far (all ranks together).

@@ -56,6 +56,10 @@ impl Phase {
 pub const PHASE_TIMING: [&str; 4] =
     ["Timing/phase_D_secs", "Timing/phase_Dreg_secs", "Timing/phase_G_secs", "Timing/phase_Greg_secs"];
 
+/// Tests make this step's D loss non-finite (in a run not yet rolled back) to exercise recovery.
+#[cfg(test)]
+pub static POISON_STEP: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(u64::MAX);
+
 /// One optimizer step of every phase that is due; true when G stepped.
 pub fn run_step(s: &mut Setup, step: u64) -> Result<bool> {
     let started = Instant::now();
@@ -96,6 +100,10 @@ pub fn run_step(s: &mut Setup, step: u64) -> Result<bool> {
         phase_secs[phase.timing_slot()] += phase_started.elapsed().as_secs_f64();
     }
     average_running_means(s)?;
+    #[cfg(test)]
+    if step == POISON_STEP.load(std::sync::atomic::Ordering::SeqCst) && s.rollbacks == 0 {
+        s.stats.report_host("Loss/D", f64::NAN);
+    }
     for (name, secs) in PHASE_TIMING.iter().zip(phase_secs) {
         s.stats.report_host(name, secs);
     }

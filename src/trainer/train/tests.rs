@@ -37,7 +37,7 @@ log: { progress: false }
 metrics: { port: 0, launcher_port: 0 }
 ";
 
-fn test_config(dir: &std::path::Path, sets: &[&str]) -> RunConfig {
+pub(crate) fn test_config(dir: &std::path::Path, sets: &[&str]) -> RunConfig {
     let path = dir.join("test.yaml");
     std::fs::write(&path, format!("run: {{ name: t, dir: {} }}\n{TEST_CONFIG}", dir.display())).unwrap();
     let sets: Vec<SetOverride> = sets.iter().map(|s| s.parse().unwrap()).collect();
@@ -46,8 +46,9 @@ fn test_config(dir: &std::path::Path, sets: &[&str]) -> RunConfig {
 
 fn run(cfg: &RunConfig) -> (TrainOutcome, Setup) {
     let plan = config::plan(cfg, HostFacts { gpus: 0, cpus: 2 }).remove(0);
-    let setup = Setup::new(cfg.clone(), plan, Box::new(SingleRank), 0, false).unwrap();
-    let outcome = train(setup, &AtomicUsize::new(0)).unwrap();
+    let mut setup = Setup::new(cfg.clone(), plan, Box::new(SingleRank), 0, false).unwrap();
+    let outcome = train(&mut setup, &AtomicUsize::new(0)).unwrap();
+    drop(setup);
     // Rebuild a Setup to read the saved G_ema back the way a user would.
     let plan = config::plan(cfg, HostFacts { gpus: 0, cpus: 2 }).remove(0);
     let mut reloaded = Setup::new(cfg.clone(), plan, Box::new(SingleRank), 0, false).unwrap();
@@ -278,16 +279,16 @@ fn resume_matches_a_straight_run(sets: &[&str]) -> (Vec<TickReport>, Vec<TickRep
     let halves = test_config(dirs[1].path(), &[&sets[..], &["train.total_kimg=0.512"]].concat());
     let plan = config::plan(&halves, HostFacts { gpus: 0, cpus: 2 }).remove(0);
     let first = train(
-        Setup::new(halves.clone(), plan.clone(), Box::new(SingleRank), 0, false).unwrap(),
+        &mut Setup::new(halves.clone(), plan.clone(), Box::new(SingleRank), 0, false).unwrap(),
         &AtomicUsize::new(0),
     )
     .unwrap();
     assert_eq!(first.step, 16);
     let mut second_cfg = halves.clone();
     second_cfg.train.total_kimg = 1.0;
-    let resumed = Setup::new(second_cfg.clone(), plan, Box::new(SingleRank), 0, false).unwrap();
+    let mut resumed = Setup::new(second_cfg.clone(), plan, Box::new(SingleRank), 0, false).unwrap();
     assert_eq!(resumed.start.step, 16, "resumed from the step-16 checkpoint");
-    let second = train(resumed, &AtomicUsize::new(0)).unwrap();
+    let second = train(&mut resumed, &AtomicUsize::new(0)).unwrap();
     assert_eq!(second.step, 32);
     assert_eq!(checkpoint_files(&straight, 32), checkpoint_files(&second_cfg, 32), "bit-identical state");
     let timeless = |ticks: &[TickReport]| -> Vec<Vec<(String, f64)>> {

@@ -26,7 +26,7 @@ pub struct TrainOutcome {
 }
 
 /// Runs training until `total_kimg` or until `stop` holds a signal number.
-pub fn train(mut s: Setup, stop: &AtomicUsize) -> Result<TrainOutcome> {
+pub fn train(s: &mut Setup, stop: &AtomicUsize) -> Result<TrainOutcome> {
     let total_nimg = (s.cfg.train.total_kimg * 1000.0).round() as u64;
     let tick_nimg = (s.cfg.train.kimg_per_tick * 1000.0).round().max(1.0) as u64;
     let progress = Progress::new(s.cfg.log.progress && s.is_rank0(), total_nimg);
@@ -44,14 +44,14 @@ pub fn train(mut s: Setup, stop: &AtomicUsize) -> Result<TrainOutcome> {
     let mut last_beta = 0.0;
     let started = Instant::now();
     s.write_start_files()?;
-    let mut evaluator = Evaluator::start(&mut s)?;
+    let mut evaluator = Evaluator::start(s)?;
     s.heartbeat.beat(start.step, start.cur_nimg)?;
     tracing::info!(device = %s.device_name(), world = s.pg.world_size(), "training {} kimg", s.cfg.train.total_kimg);
     loop {
         let signal = agree_on_stop(s.pg.as_mut(), stop.load(Ordering::SeqCst))?;
         let done = outcome.cur_nimg >= total_nimg || signal != 0;
         if done || outcome.cur_nimg >= tick_start.1 + tick_nimg {
-            let report = tick_report(&mut s, &outcome, next_tick, tick_start)?;
+            let report = tick_report(s, &outcome, next_tick, tick_start)?;
             next_tick += 1;
             progress.tick(&report);
             if let Some(t) = &s.telemetry {
@@ -63,18 +63,18 @@ pub fn train(mut s: Setup, stop: &AtomicUsize) -> Result<TrainOutcome> {
                 };
                 t.tick(&report, outcome.cur_nimg, rates, s.device);
             }
-            maintenance(&mut s, &report, done)?;
+            maintenance(s, &report, done)?;
             if let Some(ev) = evaluator.as_mut() {
-                ev.poll(&mut s)?;
+                ev.poll(s)?;
                 if ev.due(outcome.cur_nimg, done, signal != 0) {
-                    ev.run(&mut s, outcome.step, outcome.cur_nimg, done)?;
+                    ev.run(s, outcome.step, outcome.cur_nimg, done)?;
                 }
             }
             let every = u64::from(s.cfg.checkpoint.every_ticks);
             let due = done || (every > 0 && next_tick.is_multiple_of(every));
             if due && last_checkpoint != Some(outcome.step) {
                 let pos = Position { step: outcome.step, cur_nimg: outcome.cur_nimg, tick: next_tick };
-                checkpoint(&mut s, pos)?;
+                checkpoint(s, pos)?;
                 last_checkpoint = Some(outcome.step);
             }
             outcome.ticks.push(report);
@@ -87,8 +87,8 @@ pub fn train(mut s: Setup, stop: &AtomicUsize) -> Result<TrainOutcome> {
             }
             break;
         }
-        let g_stepped = run_step(&mut s, outcome.step)?;
-        adapt_augmentation(&mut s)?;
+        let g_stepped = run_step(s, outcome.step)?;
+        adapt_augmentation(s)?;
         if outcome.step == 0 {
             tracing::info!("first step done");
         }
@@ -104,7 +104,7 @@ pub fn train(mut s: Setup, stop: &AtomicUsize) -> Result<TrainOutcome> {
     progress.finish();
     s.ckpt_writer.finish()?;
     s.write_final_files()?;
-    push_final_results(&s, &outcome, started.elapsed().as_secs_f64());
+    push_final_results(s, &outcome, started.elapsed().as_secs_f64());
     Ok(outcome)
 }
 
