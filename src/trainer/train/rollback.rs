@@ -5,8 +5,9 @@
 //! randomness is a function of its seed and the step). The count is saved in checkpoints, so a
 //! later resume keeps the streams the run went on with.
 use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
 
-use super::setup::Setup;
+use super::setup::{Carried, Setup};
 use super::trainer::{train, TrainOutcome};
 use gan_core::comm::{ProcessGroup, SingleRank};
 use gan_core::config;
@@ -51,10 +52,11 @@ fn rebuild(mut old: Setup, rollbacks: u32) -> Result<Setup> {
     let pg = std::mem::replace(&mut old.pg, Box::new(SingleRank));
     let (cfg, mut plan, restart_count) = (old.cfg.clone(), old.plan.clone(), old.restart_count());
     plan.seed = config::rank_seed(cfg.run.seed, plan.rank);
+    let carried = Carried { rollbacks, source: Arc::clone(&old.source), class_mix: old.class_mix.take() };
     // The old state goes first: its loader thread, evaluator and metrics endpoint (whose port
     // the new one binds) stop with it.
     drop(old);
-    let setup = Setup::build(cfg, plan, pg, (restart_count, true), rollbacks)?;
+    let setup = Setup::build(cfg, plan, pg, (restart_count, true), Some(carried))?;
     if setup.is_rank0() {
         let from =
             setup.resumed.as_ref().map_or("the start".to_string(), |r| format!("step {}", r.state.step));

@@ -27,6 +27,26 @@ use gan_core::heartbeat::Heartbeat;
 use gan_core::rng::SplitMix64;
 use gan_core::rundir::{RunDir, RunManifest};
 
+/// The dataset a rank reads and, for a conditional run, its class mix (counted once here; the
+/// evaluator draws its labels from the same mix). Local rank 0 verifies the shards' checksums
+/// for the whole node; the others check sizes.
+fn open_data(cfg: &RunConfig, plan: &RankPlan) -> Result<(Arc<dyn ImageSource>, Option<ClassDistribution>)> {
+    let verify = cfg.data.verify_checksums && plan.local_rank == 0;
+    let source: Arc<dyn ImageSource> = Arc::from(data::open(&cfg.data, cfg.run.seed, verify)?);
+    let class_mix =
+        if cfg.model.conditional { Some(ClassDistribution::of(&cfg.data, source.as_ref())?) } else { None };
+    Ok((source, class_mix))
+}
+
+/// What a rollback keeps from the state it replaces: its count, and the dataset, already opened,
+/// verified and counted (hashing a large dataset again could outlast the launcher's heartbeat
+/// timeout).
+pub struct Carried {
+    pub rollbacks: u32,
+    pub source: Arc<dyn ImageSource>,
+    pub class_mix: Option<ClassDistribution>,
+}
+
 /// The libtorch this binary was built against (read from the wheel's version.py by build.rs).
 pub const LIBTORCH_VERSION: &str = env!("GAN_BUILD_LIBTORCH_VERSION");
 
@@ -96,17 +116,17 @@ impl Setup {
         restart_count: u32,
         restarted: bool,
     ) -> Result<Self> {
-        Self::build(cfg, plan, pg, (restart_count, restarted), 0)
+        Self::build(cfg, plan, pg, (restart_count, restarted), None)
     }
 
-    /// [`Setup::new`] after at least `rollbacks` rollbacks: resumes like a restart, with the
-    /// ranks' streams keyed by the rollback count (the checkpoint's, when it holds more).
+    /// [`Setup::new`], or after a rollback (`carried`): the ranks' streams are keyed by the
+    /// rollback count (the checkpoint's, when it holds more) and the open dataset is reused.
     pub fn build(
         cfg: RunConfig,
         mut plan: RankPlan,
         pg: Box<dyn ProcessGroup>,
         (restart_count, restarted): (u32, bool),
-        rollbacks: u32,
+        carried: Option<Carried>,
     ) -> Result<Self> {
         let device = parse_device(&plan.device)?;
         tch::set_num_threads(plan.threads as i32);
@@ -145,7 +165,8 @@ impl Setup {
             ckpt::restore_into(r, &cfg, targets)?;
         }
         let load_secs = load_started.elapsed().as_secs_f64();
-        let rollbacks = resumed.as_ref().map_or(0, |r| r.state.rollbacks).max(rollbacks);
+        let saved_rollbacks = resumed.as_ref().map_or(0, |r| r.state.rollbacks);
+        let rollbacks = carried.as_ref().map_or(0, |c| c.rollbacks).max(saved_rollbacks);
         plan.seed = gan_core::rng::rollback_seed(plan.seed, rollbacks);
         let start = resumed.as_ref().map_or(Position::default(), |r| Position {
             step: r.state.step,
@@ -153,9 +174,10 @@ impl Setup {
             tick: r.state.tick,
         });
         let data_consumed = resumed.as_ref().map_or(0, |r| r.state.data_consumed);
-        // Local rank 0 verifies the shards' checksums for the whole node; the others check sizes.
-        let verify = cfg.data.verify_checksums && plan.local_rank == 0;
-        let source: Arc<dyn ImageSource> = Arc::from(data::open(&cfg.data, cfg.run.seed, verify)?);
+        let (source, class_mix) = match carried {
+            Some(c) => (c.source, c.class_mix),
+            None => open_data(&cfg, &plan)?,
+        };
         let loader_spec = LoaderSpec {
             global_batch: u64::from(cfg.train.batch_size),
             rank: pg.rank(),
@@ -166,12 +188,6 @@ impl Setup {
         };
         let sampler = Sampler::resume(cfg.run.seed, source.len(), data_consumed);
         let loader = Loader::start(Arc::clone(&source), sampler, loader_spec);
-        // Counted once here; the evaluator draws its labels from the same mix.
-        let class_mix = if cfg.model.conditional {
-            Some(ClassDistribution::of(&cfg.data, source.as_ref())?)
-        } else {
-            None
-        };
         let label_cumulative = fake_label_cumulative(&cfg, class_mix.as_ref(), device);
         let grid =
             SampleGrid::new(spec.z_dim, cfg.data.num_classes.min(spec.c_dim as u32), cfg.run.seed, device);
