@@ -78,7 +78,7 @@ fn set_aside(cfg: &RunConfig, own: &Checkpoints) -> Result<()> {
     let run_dir = cfg.run_dir();
     let aside = run_dir.join(format!("replaced-{}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ")));
     gan_core::fsutil::create_dir_all(&aside)?;
-    for name in ["checkpoints", "stats.jsonl"] {
+    for name in ["checkpoints", "stats.jsonl", "eval.jsonl"] {
         let from = run_dir.join(name);
         if from.exists() {
             std::fs::rename(&from, aside.join(name)).map_err(Error::io("move aside", &from))?;

@@ -280,6 +280,11 @@ impl Setup {
         self.loader.consumed()
     }
 
+    /// `eval.jsonl`: one line per finished evaluation (rank 0).
+    pub fn eval_history_path(&self) -> PathBuf {
+        self.run_dir.root.join("eval.jsonl")
+    }
+
     /// `stats.jsonl`: one line of figures per tick (rank 0).
     pub fn stats_path(&self) -> PathBuf {
         self.run_dir.root.join("stats.jsonl")
@@ -331,6 +336,8 @@ impl Setup {
         let manifest =
             RunManifest::new(&self.cfg, LIBTORCH_VERSION, self.device_description(), self.restart_count);
         self.run_dir.initialise(&self.cfg, &manifest)?;
+        let resumed_step = self.resumed.as_ref().map(|r| r.state.step);
+        super::evaluation::report::keep_history_until(&self.eval_history_path(), resumed_step)?;
         if let Some(r) = &self.resumed {
             // The statistics up to the checkpoint; lines a killed run wrote after it go away.
             let stats = std::fs::read(r.dir.join("stats.jsonl"))

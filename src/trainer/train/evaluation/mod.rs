@@ -8,7 +8,7 @@
 //! evaluation at the end of a run is waited for; a preempted run does not evaluate.
 //! With `eval.background: false` training waits for each evaluation (the pause is logged).
 mod background;
-mod report;
+pub mod report;
 mod scoring;
 
 use std::time::Instant;

@@ -2,10 +2,30 @@
 //! network and the image count), `eval.jsonl`, the best FID so far, and the checkpoint of the
 //! evaluated step (its manifest when the checkpoint comes after, `eval.json` when the result
 //! arrives after the checkpoint was written).
+use std::path::Path;
+
 use super::scoring::Scores;
 use crate::eval::weights::FeatureNet;
 use crate::train::Setup;
-use gan_core::error::Result;
+use gan_core::error::{Error, Result};
+
+/// Trims a run's `eval.jsonl` as a start at `resumed_step` (None: from scratch) sees it: only
+/// evaluations of steps up to that one stay, so lines that a killed or rolled-back run wrote
+/// past its checkpoint do not mix with those of the steps trained again.
+pub fn keep_history_until(path: &Path, resumed_step: Option<u64>) -> Result<()> {
+    let Ok(text) = std::fs::read_to_string(path) else { return Ok(()) };
+    let step_of = |line: &str| serde_json::from_str::<serde_json::Value>(line).ok()?["step"].as_u64();
+    let kept: String = text
+        .lines()
+        .filter(|line| resumed_step.is_some_and(|last| step_of(line).is_some_and(|step| step <= last)))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    match (kept.len() == text.len(), kept.is_empty()) {
+        (true, _) => Ok(()),
+        (false, true) => std::fs::remove_file(path).map_err(Error::io("remove", path)),
+        (false, false) => gan_core::fsutil::write_atomic(path, kept.as_bytes()),
+    }
+}
 
 /// When an evaluation ran and what it cost training.
 #[derive(Clone, Copy, Debug)]
@@ -64,7 +84,7 @@ impl Reporter {
         // A checkpoint taken at this step after now records them in its manifest.
         s.last_eval = Some((at.step, results));
         tracing::info!(step = at.step, "{}", summary(scores, &label, s.cfg.eval.num, &at, &self.net_id));
-        let path = s.stats_path().with_file_name("eval.jsonl");
+        let path = s.eval_history_path();
         let mut text = std::fs::read_to_string(&path).unwrap_or_default();
         text.push_str(&format!("{line}\n"));
         gan_core::fsutil::write_atomic(&path, text.as_bytes())
@@ -106,4 +126,28 @@ fn summary(scores: &Scores, label: &str, num: u64, at: &Timing, net_id: &Feature
         shown.join(", "),
         at.pause_secs
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_start_keeps_the_evaluations_up_to_its_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("eval.jsonl");
+        let lines = [
+            "{\"step\": 8, \"fid\": 90.0}",
+            "{\"step\": 16, \"fid\": 80.0}",
+            "{\"step\": 24, \"fid\": 70.0}",
+        ];
+        std::fs::write(&path, lines.map(|l| format!("{l}\n")).concat()).unwrap();
+        keep_history_until(&path, Some(24)).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 3, "nothing past step 24");
+        keep_history_until(&path, Some(16)).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), format!("{}\n{}\n", lines[0], lines[1]));
+        keep_history_until(&path, None).unwrap();
+        assert!(!path.exists(), "a start from scratch has no history");
+        keep_history_until(&path, Some(8)).unwrap(); // no file: nothing to do
+    }
 }
