@@ -154,17 +154,20 @@ fn mismatched_world_size_is_a_clear_error() {
 }
 
 /// A recipe that diverges for real (Adam at lr 1e6 overflows within a few steps): every rank
-/// sees the non-finite loss at the same tick, all roll back together on the same ring, diverge
-/// again on the fresh streams, and with the one rollback allowed spent the job stops, named.
+/// sees the non-finite loss at the same tick, all roll back together on the same ring (and join
+/// a new background-evaluation ring), diverge again on the fresh streams, and with the one
+/// rollback allowed spent the job stops, named.
 #[test]
 fn a_diverging_run_rolls_back_on_every_rank_then_stops() {
     gan_train_path();
     let dir = tempfile::tempdir().unwrap();
+    let weights = random_inception_weights(dir.path());
     let huge_lr = "{lr: 1000000, betas: [0.0, 0.99]}";
     let out = gan_launch()
         .args(launch_args(dir.path(), 2))
         .args(["--set", &format!("train.g_opt={huge_lr}"), "--set", &format!("train.d_opt={huge_lr}")])
         .args(["--set", "train.max_rollbacks=1", "--set", "checkpoint.every_ticks=1"])
+        .args(["--set", "eval.every_kimg=0.25", "--set", &format!("eval.weights={}", weights.display())])
         .output()
         .unwrap();
     let err = stderr(&out);
