@@ -81,8 +81,8 @@ pub fn rollback_seed(rank_seed: u64, rollbacks: u32) -> u64 {
     if rollbacks == 0 {
         return rank_seed;
     }
+    // Stream "ROLL"; non-negative, as libtorch takes seeds as i64 in places.
     SplitMix64::for_item(rank_seed ^ 0x524F_4C4C, u64::from(rollbacks)).next_u64() >> 1
-    // "ROLL"
 }
 
 #[cfg(test)]
