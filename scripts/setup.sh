@@ -13,7 +13,7 @@ TORCH_VERSION=2.11.0
 # (safetensors: checkpoints load in Python; pytorch-fid: our FID Inception against theirs, with
 # torchvision pinned to torch 2.11.0's match and torch itself spelled out, or pip upgrades torch).
 # Installed into the same venv; changing the list installs the difference without rebuilding it.
-PY_EXTRAS="safetensors==0.8.0 pytorch-fid==0.3.0 torchvision==0.26.0 torch==2.11.0"
+PY_EXTRAS="safetensors==0.8.0 pytorch-fid==0.3.0 torchvision==0.26.0 prdc==0.2 scikit-learn==1.9.1 torch==2.11.0"
 repo=$(cd "$(dirname "$0")/.." && pwd)
 python=${PYTHON:-python3}
 py_version=$("$python" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')

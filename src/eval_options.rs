@@ -14,6 +14,10 @@ pub enum EvalMetric {
     Kid,
     /// Inception Score (10 splits, logits without the fc bias).
     Is,
+    /// Improved precision and recall (k = 3) of the pool3 features.
+    Pr,
+    /// Density and coverage (k = 5) of the pool3 features.
+    Dc,
 }
 
 #[derive(Args, Debug, Clone, PartialEq)]
@@ -65,6 +69,8 @@ impl EvalMetric {
             EvalMetric::Fid => "fid",
             EvalMetric::Kid => "kid",
             EvalMetric::Is => "is",
+            EvalMetric::Pr => "pr",
+            EvalMetric::Dc => "dc",
         }
     }
 }

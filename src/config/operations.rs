@@ -161,8 +161,8 @@ config_enum! {
     }
 }
 
-/// Evaluation during training: G_ema's FID (and KID, IS) with pytorch-fid's Inception, every
-/// `every_kimg`, each rank generating its share.
+/// Evaluation during training: G_ema's FID (and KID, IS, precision/recall, density/coverage)
+/// with pytorch-fid's Inception, every `every_kimg`, each rank generating its share.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct EvalSection {
@@ -206,5 +206,9 @@ config_enum! {
         Fid => "fid",
         Kid => "kid",
         Is => "is",
+        /// Improved precision and recall (k = 3).
+        Pr => "pr",
+        /// Density and coverage (k = 5).
+        Dc => "dc",
     }
 }

@@ -373,7 +373,7 @@ fn validate_eval(cfg: &RunConfig) -> Result<()> {
     }
     positive("eval.batch", e.batch)?;
     if e.metrics.is_empty() {
-        return Err(Error::config("eval.metrics", "[]", "one or more of fid, kid, is"));
+        return Err(Error::config("eval.metrics", "[]", "one or more of fid, kid, is, pr, dc"));
     }
     let world = u64::from(world_size(cfg));
     if e.num < 2 * world || !e.num.is_multiple_of(world) {

@@ -1,12 +1,15 @@
-//! `gan-train eval fid|kid|is CHECKPOINT`: a metric of a checkpoint's G_ema against the run's
-//! dataset (what `gan-launch eval` runs after resolving and verifying the checkpoint); and
-//! `eval fid|kid FOLDER --against FOLDER`: between two folders of images, as pytorch-fid's CLI.
+//! `gan-train eval fid|kid|is|pr|dc CHECKPOINT`: a metric of a checkpoint's G_ema against the
+//! run's dataset (what `gan-launch eval` runs after resolving and verifying the checkpoint); and
+//! `eval fid|kid|pr|dc FOLDER --against FOLDER`: between two folders of images, as pytorch-fid's
+//! CLI, the second folder taking the place of the real images.
 use std::path::PathBuf;
 
 use clap::Args;
 use tch::{nn, Device};
 
 use super::inception::FidInception;
+use super::extract::Extracted;
+use super::manifold::{density_coverage, precision_recall, DC_K, PR_K};
 use super::stats::{frechet_distance, inception_score, kernel_inception_distance};
 use super::weights::{self, FeatureNet};
 use super::{extract, folders};
@@ -66,31 +69,56 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     let share = extract::Share { first: 0, n: opts.num, batch: opts.batch, seed: opts.seed };
     let fake = extract::generated(&net, g_ema.as_ref(), labels.as_ref(), share, device, &mut || Ok(()))?;
     let fake_secs = started.elapsed().as_secs_f64();
-    let value = match args.metric {
-        EvalMetric::Is => {
-            let (mean, std) = inception_score(&fake.logits, 10.min(opts.num as i64));
-            format!("{mean:.4} ± {std:.4}")
-        }
-        EvalMetric::Fid | EvalMetric::Kid => {
-            let n_real = extract::real_count(&cfg, opts.num_real)?;
-            let real = extract::real(&net, &label, &cfg, n_real, opts.batch, device)?;
-            if args.metric == EvalMetric::Fid {
-                let (mu1, cov1) = fake.stats.mean_cov();
-                let (mu2, cov2) = real.stats.mean_cov();
-                format!("{:.4}", frechet_distance(&mu1, &cov1, &mu2, &cov2))
-            } else {
-                format!("{:.6}", kernel_inception_distance(&real.rows, &fake.rows, 100, 1000, opts.seed))
-            }
-        }
+    let values = if args.metric == EvalMetric::Is {
+        let (mean, std) = inception_score(&fake.logits, 10.min(opts.num as i64));
+        vec![("is", format!("{mean:.4} ± {std:.4}"))]
+    } else {
+        let n_real = extract::real_count(&cfg, opts.num_real)?;
+        let real = extract::real(&net, &label, &cfg, n_real, opts.batch, device)?;
+        between(args.metric, &real, &fake, opts.seed, device)?.expect("IS is scored above")
     };
-    println!(
-        "{} = {value}  [{} generated images, feature network {label}{}, {:.1} imgs/s]",
-        args.metric.as_str(),
-        opts.num,
-        standard_note(&net_id),
-        opts.num as f64 / fake_secs
-    );
+    for (name, value) in values {
+        println!(
+            "{name} = {value}  [{} generated images, feature network {label}{}, {:.1} imgs/s]",
+            opts.num,
+            standard_note(&net_id),
+            opts.num as f64 / fake_secs
+        );
+    }
     Ok(())
+}
+
+/// A metric between a reference (real) set and a generated one, formatted by name; None for IS,
+/// which scores one set. KID, precision/recall and density/coverage use the rows kept (up to
+/// `extract::REAL_ROWS` of a dataset, every image of a folder or of a generated set).
+fn between(
+    metric: EvalMetric,
+    real: &Extracted,
+    fake: &Extracted,
+    seed: u64,
+    device: Device,
+) -> gan_core::error::Result<Option<Vec<(&'static str, String)>>> {
+    let rows = || (real.rows.to_device(device), fake.rows.to_device(device));
+    Ok(Some(match metric {
+        EvalMetric::Fid => {
+            let ((mu1, cov1), (mu2, cov2)) = (fake.stats.mean_cov(), real.stats.mean_cov());
+            vec![("fid", format!("{:.4}", frechet_distance(&mu1, &cov1, &mu2, &cov2)))]
+        }
+        EvalMetric::Kid => {
+            vec![("kid", format!("{:.6}", kernel_inception_distance(&real.rows, &fake.rows, 100, 1000, seed)))]
+        }
+        EvalMetric::Pr => {
+            let (real, fake) = rows();
+            let pr = precision_recall(&real, &fake, PR_K)?;
+            vec![("precision", format!("{:.4}", pr.precision)), ("recall", format!("{:.4}", pr.recall))]
+        }
+        EvalMetric::Dc => {
+            let (real, fake) = rows();
+            let dc = density_coverage(&real, &fake, DC_K)?;
+            vec![("density", format!("{:.4}", dc.density)), ("coverage", format!("{:.4}", dc.coverage))]
+        }
+        EvalMetric::Is => return Ok(None),
+    }))
 }
 
 fn standard_note(net_id: &FeatureNet) -> &'static str {
@@ -101,7 +129,7 @@ fn standard_note(net_id: &FeatureNet) -> &'static str {
     }
 }
 
-/// FID or KID between the images of two folders.
+/// A metric between the images of two folders (`other` as the reference set).
 fn between_folders(
     args: &EvalArgs,
     other: &std::path::Path,
@@ -110,29 +138,19 @@ fn between_folders(
     device: Device,
 ) -> anyhow::Result<()> {
     let batch = args.options.batch;
-    let a = folders::extract(net, &args.checkpoint, batch, device)?;
-    let b = folders::extract(net, other, batch, device)?;
-    let value = match args.metric {
-        EvalMetric::Fid => {
-            let ((mu1, cov1), (mu2, cov2)) = (a.stats.mean_cov(), b.stats.mean_cov());
-            format!("{:.4}", frechet_distance(&mu1, &cov1, &mu2, &cov2))
-        }
-        EvalMetric::Kid => {
-            format!("{:.6}", kernel_inception_distance(&a.rows, &b.rows, 100, 1000, args.options.seed))
-        }
-        EvalMetric::Is => {
-            return Err(
-                Error::config("--against", other.display(), "no second folder: IS scores one set").into()
-            );
-        }
+    let fake = folders::extract(net, &args.checkpoint, batch, device)?;
+    let real = folders::extract(net, other, batch, device)?;
+    let Some(values) = between(args.metric, &real, &fake, args.options.seed, device)? else {
+        return Err(Error::config("--against", other.display(), "no second folder: IS scores one set").into());
     };
-    println!(
-        "{} = {value}  [{} vs {} images, feature network {}{}]",
-        args.metric.as_str(),
-        a.stats.count,
-        b.stats.count,
-        net_id.label(),
-        standard_note(net_id)
-    );
+    for (name, value) in values {
+        println!(
+            "{name} = {value}  [{} vs {} images, feature network {}{}]",
+            fake.stats.count,
+            real.stats.count,
+            net_id.label(),
+            standard_note(net_id)
+        );
+    }
     Ok(())
 }

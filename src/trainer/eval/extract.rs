@@ -13,8 +13,10 @@ use gan_core::data::{self, classes::ClassDistribution};
 use gan_core::error::{Error, Result};
 use gan_core::rng::SplitMix64;
 
-/// Real features kept (besides the moments) for KID, which needs the rows themselves.
-const KID_REAL_ROWS: u64 = 10_000;
+/// Real features kept as rows (besides the moments) for KID, precision/recall and
+/// density/coverage, which need the samples themselves: those of the dataset's first images, so
+/// they do not depend on how many ranks computed them.
+pub const REAL_ROWS: u64 = 10_000;
 
 /// What the metrics need of one side: moments of the pool3 features, up to `rows` pool3
 /// features, and all unbiased logits (for IS).
@@ -179,8 +181,15 @@ pub fn real(
     Ok(out)
 }
 
+/// The indices of rank `rank`'s contiguous share of the first `n` real images.
+pub fn real_range(n: u64, (rank, world): (u32, u32)) -> std::ops::Range<u64> {
+    let (rank, world) = (u64::from(rank), u64::from(world));
+    rank * n / world..(rank + 1) * n / world
+}
+
 /// Features of one rank's contiguous share of the first `n` real images (with batches that line
-/// up with a single process's whenever `batch` divides the share, so the features are the same).
+/// up with a single process's whenever `batch` divides the share, so the features are the same);
+/// the rows of those among the first `REAL_ROWS`.
 pub fn real_share(
     net: &FidInception,
     cfg: &RunConfig,
@@ -192,11 +201,10 @@ pub fn real_share(
 ) -> Result<Extracted> {
     let source = data::open(&cfg.data, cfg.run.seed, false)?;
     tracing::info!(images = n, "computing real statistics (cached afterwards)");
-    let mut acc = Accumulator::new(KID_REAL_ROWS);
+    let indices: Vec<u64> = real_range(n, (rank, world)).collect();
+    let mut acc = Accumulator::new(REAL_ROWS.saturating_sub(indices.first().copied().unwrap_or(0)));
     let (res, ch) = (i64::from(source.resolution()), i64::from(source.channels()));
     let mut pixels = vec![0u8; source.image_bytes()];
-    let (rank, world) = (u64::from(rank), u64::from(world));
-    let indices: Vec<u64> = (rank * n / world..(rank + 1) * n / world).collect();
     for chunk in indices.chunks(batch.max(1) as usize) {
         let mut buf = Vec::with_capacity(source.image_bytes() * chunk.len());
         for &i in chunk {
@@ -229,7 +237,7 @@ pub fn cache_path(cfg: &RunConfig, net_label: &str, n: u64) -> Result<PathBuf> {
     };
     let mut hasher = blake3::Hasher::new();
     hasher.update(&identity);
-    hasher.update(format!("|{net_label}|pytorch-fid bilinear-299 [-1,1]|{n}").as_bytes());
+    hasher.update(format!("|{net_label}|pytorch-fid bilinear-299 [-1,1]|{n}|rows 0..{REAL_ROWS}").as_bytes());
     let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
     Ok(home
         .join(".cache/gan-launch/fid-stats")

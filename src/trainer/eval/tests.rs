@@ -84,3 +84,46 @@ fn the_loader_names_missing_and_misshapen_tensors() {
     assert!(err.contains("fc.weight: file [1000, 2048], network [1008, 2048]"), "{err}");
     assert!(err.contains("bad.pth"), "{err}");
 }
+
+/// Precision, recall, density and coverage against Naeem et al.'s `prdc` package (numpy and
+/// scikit-learn distances) on the same features; float64, where ties (the one place the two
+/// differ: `<=` against `<`) do not occur.
+#[test]
+fn manifold_metrics_equal_the_prdc_package() {
+    use super::manifold::{density_coverage, precision_recall, DC_K, PR_K};
+    let _lock = crate::train::tests_lock();
+    let dir = tempfile::tempdir().unwrap();
+    tch::manual_seed(21);
+    let opts = (tch::Kind::Double, Device::Cpu);
+    let real = Tensor::randn([300, 32], opts);
+    let fake = Tensor::randn([250, 32], opts) * 0.8 + 0.3;
+    let features = dir.path().join("features.safetensors");
+    Tensor::write_safetensors(&[("real", &real), ("fake", &fake)], &features).unwrap();
+    let out = dir.path().join("prdc.json");
+    let script = format!(
+        "import json; from safetensors.numpy import load_file; from prdc import compute_prdc; \
+         f = load_file({:?}); \
+         r = {{k: {{m: float(v) for m, v in compute_prdc(f['real'], f['fake'], nearest_k=k).items()}} \
+         for k in ({PR_K}, {DC_K})}}; json.dump(r, open({:?}, 'w'))",
+        features.display().to_string(),
+        out.display().to_string()
+    );
+    python(&["-c", &script]);
+    let theirs: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let pr = precision_recall(&real, &fake, PR_K).unwrap();
+    let dc = density_coverage(&real, &fake, DC_K).unwrap();
+    let (t_pr, t_dc) = (&theirs[PR_K.to_string()], &theirs[DC_K.to_string()]);
+    let ours_theirs = [
+        (pr.precision, &t_pr["precision"]),
+        (pr.recall, &t_pr["recall"]),
+        (dc.density, &t_dc["density"]),
+        (dc.coverage, &t_dc["coverage"]),
+    ];
+    eprintln!("ours vs prdc: {ours_theirs:?}");
+    for (ours, theirs) in ours_theirs {
+        let theirs = theirs.as_f64().unwrap();
+        assert!((ours - theirs).abs() < 1e-12, "ours {ours}, prdc {theirs}");
+    }
+    // Not a degenerate case where everything is 0 or 1.
+    assert!(pr.precision < 1.0 && pr.recall > 0.0 && dc.coverage < 1.0 && dc.density > 0.0);
+}

@@ -1,7 +1,8 @@
 //! Scoring one G_ema: every rank generates its equal share of `eval.num` images and extracts
 //! pytorch-fid Inception features; the float64 moments (N, Σx, Σxxᵀ) are summed over the group,
-//! and pool3 rows or logits are gathered only for KID or IS. Rank 0 holds the real side and
-//! computes the metrics. The same code runs on the training thread (training waits) or on the
+//! and pool3 rows or logits are gathered only for the metrics that need them (KID,
+//! precision/recall and density/coverage; IS). Rank 0 holds the real side and computes the
+//! metrics. The same code runs on the training thread (training waits) or on the
 //! background evaluator's thread with its own group.
 use std::collections::BTreeMap;
 
@@ -9,6 +10,7 @@ use tch::{nn, Device, Kind, Tensor};
 
 use crate::eval::extract::{self, Extracted, Share};
 use crate::eval::inception::FidInception;
+use crate::eval::manifold::{density_coverage, precision_recall, DC_K, PR_K};
 use crate::eval::stats::FeatureStats;
 use crate::eval::stats::{frechet_distance, inception_score, kernel_inception_distance};
 use crate::eval::weights::{self, FeatureNet};
@@ -23,7 +25,8 @@ use gan_core::error::{Error, Result};
 /// come from it too.
 pub const EVAL_SEED: u64 = 0x4649_445F_4556_414C; // "FID_EVAL"
 
-/// Rank 0's results: by metric name (`fid`, `kid`, `is`, `is_std`).
+/// Rank 0's results: by metric name (`fid`, `kid`, `is`, `is_std`, `precision`, `recall`,
+/// `density`, `coverage`).
 pub type Scores = BTreeMap<String, f64>;
 
 /// The feature network and the real statistics of a run's evaluations.
@@ -118,9 +121,9 @@ impl Scorer {
             let share = (pg.rank(), pg.world_size());
             let mine = extract::real_share(&self.net, &self.cfg, n, e.batch, share, self.device, beat)?;
             let stats = reduce_moments(pg, &mine.stats)?;
+            let rows = first_rows(pg, &mine.rows, extract::real_range(n, share).start, n)?;
             if rank0 {
-                // KID's real rows: rank 0's share of the real images.
-                let out = Extracted { stats, rows: mine.rows, logits: mine.logits };
+                let out = Extracted { stats, rows, logits: mine.logits };
                 extract::write_cache(&cache, &out)?;
                 self.real = Some(out);
             }
@@ -144,7 +147,8 @@ impl Scorer {
         let fake = extract::generated(&self.net, g, self.labels.as_ref(), share, self.device, beat)?;
         let stats = reduce_moments(pg, &fake.stats)?;
         let wants = |m: EvalMetricName| e.metrics.contains(&m);
-        let rows = if wants(EvalMetricName::Kid) { Some(gather_rows(pg, &fake.rows)?) } else { None };
+        let per_sample = [EvalMetricName::Kid, EvalMetricName::Pr, EvalMetricName::Dc];
+        let rows = if per_sample.into_iter().any(wants) { Some(gather_rows(pg, &fake.rows)?) } else { None };
         let logits = if wants(EvalMetricName::Is) { Some(gather_rows(pg, &fake.logits)?) } else { None };
         let Some(real) = &self.real else { return Ok(None) };
         let mut scores = Scores::new();
@@ -153,7 +157,10 @@ impl Scorer {
             scores.insert("fid".into(), frechet_distance(&mu1, &cov1, &mu2, &cov2));
         }
         if let Some(rows) = rows {
-            scores.insert("kid".into(), kernel_inception_distance(&real.rows, &rows, 100, 1000, EVAL_SEED));
+            if wants(EvalMetricName::Kid) {
+                scores.insert("kid".into(), kernel_inception_distance(&real.rows, &rows, 100, 1000, EVAL_SEED));
+            }
+            manifold_scores(&mut scores, &real.rows, &rows, self.device, wants)?;
         }
         if let Some(logits) = logits {
             let (mean, std) = inception_score(&logits, 10.min(logits.size()[0]));
@@ -162,6 +169,28 @@ impl Scorer {
         }
         Ok(Some(scores))
     }
+}
+
+/// Precision/recall and density/coverage, as wanted, computed on the device.
+fn manifold_scores(
+    scores: &mut Scores,
+    real: &Tensor,
+    fake: &Tensor,
+    device: Device,
+    wants: impl Fn(EvalMetricName) -> bool,
+) -> Result<()> {
+    let (real, fake) = (real.to_device(device), fake.to_device(device));
+    if wants(EvalMetricName::Pr) {
+        let pr = precision_recall(&real, &fake, PR_K)?;
+        scores.insert("precision".into(), pr.precision);
+        scores.insert("recall".into(), pr.recall);
+    }
+    if wants(EvalMetricName::Dc) {
+        let dc = density_coverage(&real, &fake, DC_K)?;
+        scores.insert("density".into(), dc.density);
+        scores.insert("coverage".into(), dc.coverage);
+    }
+    Ok(())
 }
 
 /// Sums N, Σx and Σxxᵀ over ranks (float64, so the order of the sum does not matter beyond
@@ -185,6 +214,26 @@ fn reduce_moments(pg: &mut dyn ProcessGroup, stats: &FeatureStats) -> Result<Fea
         sum: all.narrow(0, 1, dim),
         sum_outer: all.narrow(0, 1 + dim, dim * dim).view([dim, dim]),
     })
+}
+
+/// The real rows of images `0..min(n, REAL_ROWS)`, of which each rank holds those of its share
+/// (`rows`, from image `first` on): every rank adds its own into a zeroed buffer at their place, so
+/// a sum over ranks assembles them exactly.
+fn first_rows(pg: &mut dyn ProcessGroup, rows: &Tensor, first: u64, n: u64) -> Result<Tensor> {
+    if pg.world_size() == 1 {
+        return Ok(rows.shallow_clone());
+    }
+    let cols = 2048usize;
+    let total = n.min(extract::REAL_ROWS) as usize;
+    let mut all = vec![0f32; total * cols];
+    let mine: Vec<f32> = Vec::try_from(&rows.to_kind(Kind::Float).reshape([-1]))
+        .map_err(|e: tch::TchError| Error::Tensor(e.to_string()))?;
+    if !mine.is_empty() {
+        let at = first as usize * cols;
+        all[at..at + mine.len()].copy_from_slice(&mine);
+    }
+    pg.all_reduce_f32(&mut all, ReduceOp::Sum)?;
+    Ok(Tensor::from_slice(&all).view([total as i64, cols as i64]))
 }
 
 /// Every rank's rows [n, cols] (equal n everywhere), concatenated in rank order.
