@@ -28,7 +28,8 @@ pub enum Command {
     Data(crate::data::Data),
     /// Write an image grid from a checkpoint's G_ema (--truncation psi, --class k).
     Sample(crate::ckpt::SampleArgs),
-    /// FID, KID or IS of a checkpoint's G_ema against the run's dataset (pytorch-fid's Inception).
+    /// FID, KID, IS, precision/recall or density/coverage of a checkpoint's G_ema against the run's
+    /// dataset (pytorch-fid's Inception).
     Eval(crate::ckpt::EvalArgs),
     /// Inspect, verify and export checkpoints.
     #[command(subcommand)]

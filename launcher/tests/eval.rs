@@ -1,4 +1,4 @@
-//! `gan-launch eval fid|kid|is` end to end with the real binaries: a short run, then its
+//! `gan-launch eval fid|kid|is|pr|dc` end to end with the real binaries: a short run, then its
 //! checkpoint scored with pytorch-fid's Inception architecture. The standard weights cannot be
 //! downloaded here, so the scoring runs on seeded random weights passed with --weights (and is
 //! labelled as not standard), and the missing-weights error is checked for saying where the
@@ -60,6 +60,24 @@ fn fid_kid_and_is_of_a_checkpoint() {
     assert!(is.status.success(), "{}", stderr(&is));
     let score = value(&is, "is");
     assert!((1.0..=1008.0).contains(&score), "{score}");
+    // Precision/recall and density/coverage: one line per number. Precision is a share of the 20
+    // fakes, recall and coverage shares of the 40 reals.
+    let share_of = |v: f64, n: f64| (0.0..=1.0).contains(&v) && ((v * n).round() - v * n).abs() < 1e-9;
+    let pr = eval(&home, &[&["pr", &run_arg][..], &common].concat());
+    assert!(pr.status.success(), "{}", stderr(&pr));
+    assert!(
+        share_of(value(&pr, "precision"), 20.0) && share_of(value(&pr, "recall"), 40.0),
+        "{}",
+        stdout(&pr)
+    );
+    let dc = eval(&home, &[&["dc", &run_arg][..], &common].concat());
+    assert!(dc.status.success(), "{}", stderr(&dc));
+    assert!(value(&dc, "density") >= 0.0 && share_of(value(&dc, "coverage"), 40.0), "{}", stdout(&dc));
+    // Too few generated images for a 5th neighbour: a user error that says why.
+    let few = ["--num", "4", "--num-real", "40", "--batch", "4", "--weights", &weights];
+    let out = eval(&home, &[&["dc", &run_arg][..], &few].concat());
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("number of generated images") && stderr(&out).contains("more than k = 5"));
 }
 
 /// Seeded random weights in pytorch-fid's layout, from the reference script, under `dir`.
@@ -79,13 +97,14 @@ fn eval_lines(run_dir: &Path) -> Vec<serde_json::Value> {
     text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
-/// Evaluation during a 2-rank run: every 0.25 kimg and at the end, FID, KID and IS land in
-/// eval.jsonl labelled with the (non-standard) feature network, scored in the background. The
-/// checkpoint of the first evaluation's step was held until its score arrived, which then sits
-/// beside it (eval.json) and ranks it for keep_best. Then the final G_ema is scored again by
-/// resuming the finished run with 1 rank (real statistics recomputed, no cache), with 2 ranks,
-/// and with 2 ranks and training waiting (eval.background=false): the FID is the same, whatever
-/// the split of images between ranks and whichever thread scores.
+/// Evaluation during a 2-rank run: every 0.25 kimg and at the end, FID, KID, IS, precision/recall
+/// and density/coverage land in eval.jsonl labelled with the (non-standard) feature network,
+/// scored in the background. The checkpoint of the first evaluation's step was held until its
+/// score arrived, which then sits beside it (eval.json) and ranks it for keep_best. Then the final
+/// G_ema is scored again by resuming the finished run with 1 rank (real statistics recomputed, no
+/// cache), with 2 ranks, and with 2 ranks and training waiting (eval.background=false): the FID
+/// (and every other metric) is the same, whatever the split of images between ranks and whichever
+/// thread scores.
 #[test]
 fn evaluation_during_training_is_the_same_with_one_and_two_ranks() {
     gan_train_path();
@@ -97,7 +116,7 @@ fn evaluation_during_training_is_the_same_with_one_and_two_ranks() {
         "eval.num=20".into(),
         "eval.num_real=40".into(),
         "eval.batch=10".into(),
-        "eval.metrics=[fid, kid, is]".into(),
+        "eval.metrics=[fid, kid, is, pr, dc]".into(),
         format!("eval.weights={weights}"),
         // One thread per rank in both layouts: libtorch's CPU convolutions sum in a different
         // order with another thread count, which the singular 20-image covariances amplify.
@@ -131,6 +150,9 @@ fn evaluation_during_training_is_the_same_with_one_and_two_ranks() {
             line["fid"].as_f64().unwrap().is_finite() && line["kid"].is_f64() && line["is"].is_f64(),
             "{line}"
         );
+        for name in ["precision", "recall", "density", "coverage"] {
+            assert!(line[name].as_f64().is_some_and(|v| v >= 0.0), "{name}: {line}");
+        }
         assert!(line["feature_network"].as_str().unwrap().starts_with("custom-inception-"), "{line}");
         assert!(line["pause_secs"].as_f64().unwrap() > 0.0);
         assert_eq!(line["background"], true, "{line}");
@@ -168,6 +190,13 @@ fn evaluation_during_training_is_the_same_with_one_and_two_ranks() {
         (one_rank - two_ranks).abs() <= 1e-9 * two_ranks.abs().max(1.0),
         "1 rank {one_rank} vs 2 ranks {two_ranks}"
     );
+    // The real rows are the dataset's first images whichever ranks computed them: the real
+    // statistics of home b came from 1 rank, those of home a from 2.
+    for name in ["recall", "coverage", "precision", "density"] {
+        assert_eq!(lines[2][name], lines[3][name], "{name}: 1 rank {} vs 2 ranks {}", lines[2], lines[3]);
+    }
+    let kid = |i: usize| lines[i]["kid"].as_f64().unwrap();
+    assert!((kid(2) - kid(3)).abs() <= 1e-6 * kid(3).abs().max(1e-3), "KID {} vs {}", kid(2), kid(3));
 }
 
 /// Without the standard weights (and no download possible here), eval stops with exit code 2
@@ -271,7 +300,8 @@ fn write_images(dir: &Path, n: u32, size: u32, odd: u32, seed: u64) {
 }
 
 /// FID between two folders, as pytorch-fid's command line: zero for a folder against itself,
-/// positive and symmetric between two; too few images and an undecodable file are named.
+/// positive and symmetric between two; too few images and an undecodable file are named. Precision
+/// and recall of a folder against itself are 1.
 #[test]
 fn fid_between_two_folders() {
     gan_train_path();
@@ -306,6 +336,11 @@ fn fid_between_two_folders() {
     assert!(ab > 1.0, "{ab}");
     assert!(same.abs() < 1e-4 * ab, "FID of a folder with itself: {same} (vs {ab} between two)");
     assert!((ab - ba).abs() <= 1e-6 * ab, "symmetric: {ab} vs {ba}");
+    // Precision and recall of a folder against itself: every image lies in its own neighbourhood.
+    let (a_str, four) = (a.to_str().unwrap(), "4");
+    let pr = eval(&home, &["pr", a_str, "--against", a_str, "--batch", four, "--weights", &weights]);
+    assert!(pr.status.success(), "{}", stderr(&pr));
+    assert_eq!((value(&pr, "precision"), value(&pr, "recall")), (1.0, 1.0), "{}", stdout(&pr));
 
     let few = dir.path().join("few");
     write_images(&few, 1, 32, 0, 3);

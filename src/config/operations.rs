@@ -212,3 +212,19 @@ config_enum! {
         Dc => "dc",
     }
 }
+
+/// Neighbourhood size of precision and recall (StyleGAN2-ADA's `pr50k3`).
+pub const PR_K: i64 = 3;
+/// Neighbourhood size of density and coverage (Naeem et al. 2020's recommendation).
+pub const DC_K: i64 = 5;
+
+impl EvalMetricName {
+    /// The k of a nearest-neighbour metric: each set needs more than k images.
+    pub fn neighbours(self) -> Option<i64> {
+        match self {
+            EvalMetricName::Pr => Some(PR_K),
+            EvalMetricName::Dc => Some(DC_K),
+            _ => None,
+        }
+    }
+}

@@ -123,7 +123,17 @@ fn invalid_combinations_are_refused() {
             "eval.num",
             "multiple of the world size 1, at least 2 per rank",
         ),
-        (&["eval.every_kimg=1", "eval.metrics=[fid, lpips]"], "eval.metrics[1]", "kid"),
+        (&["eval.every_kimg=1", "eval.metrics=[fid, lpips]"], "eval.metrics[1]", "`pr`, `dc`"),
+        (
+            &["eval.every_kimg=1", "eval.metrics=[pr, dc]", "eval.num=4"],
+            "eval.num",
+            "more than 5 images for dc",
+        ),
+        (
+            &["eval.every_kimg=1", "eval.metrics=[pr]", "eval.num_real=3"],
+            "eval.num_real",
+            "more than 3 images",
+        ),
     ];
     for (set, want_key, want_text) in cases {
         let (key, msg) = config_error(BASE, set, &[]);

@@ -385,6 +385,21 @@ fn validate_eval(cfg: &RunConfig) -> Result<()> {
             ),
         ));
     }
+    // Nearest-neighbour metrics need a k-th neighbour besides the image itself in either set.
+    let Some((metric, k)) =
+        e.metrics.iter().filter_map(|m| Some((m, m.neighbours()?))).max_by_key(|(_, k)| *k)
+    else {
+        return Ok(());
+    };
+    for (key, n) in [("eval.num", Some(e.num)), ("eval.num_real", e.num_real)] {
+        if n.is_some_and(|n| n <= k as u64) {
+            return Err(Error::config(
+                key,
+                n.unwrap_or(0),
+                format!("more than {k} images for {metric} (k = {k})"),
+            ));
+        }
+    }
     Ok(())
 }
 

@@ -47,10 +47,15 @@ pub struct RankMetrics {
     pub rollbacks: Gauge,
     pub resident_memory_bytes: Gauge,
     pub cuda_memory_used_bytes: Gauge,
-    /// Reserved for evaluation: FID, KID and IS by feature network and sample count.
+    /// Evaluation: FID, KID, IS, precision/recall and density/coverage by feature network and
+    /// sample count.
     pub fid: GaugeVec,
     pub kid: GaugeVec,
     pub inception_score: GaugeVec,
+    pub precision: GaugeVec,
+    pub recall: GaugeVec,
+    pub density: GaugeVec,
+    pub coverage: GaugeVec,
     /// Consecutive evaluations whose FID was worse than the best so far.
     pub fid_worse_evaluations: Gauge,
     pub checkpoint: Option<CheckpointMetrics>,
@@ -159,6 +164,26 @@ impl RankMetrics {
             inception_score: b.gauge_vec(
                 "gan_inception_score",
                 "Inception Score of G_ema.",
+                &["feature_network", "num_images"],
+            ),
+            precision: b.gauge_vec(
+                "gan_precision_ratio",
+                "Improved precision of G_ema (share of fakes within the real manifold, k = 3).",
+                &["feature_network", "num_images"],
+            ),
+            recall: b.gauge_vec(
+                "gan_recall_ratio",
+                "Improved recall of G_ema (share of reals within the fake manifold, k = 3).",
+                &["feature_network", "num_images"],
+            ),
+            density: b.gauge_vec(
+                "gan_density",
+                "Density of G_ema's samples in the real manifold (k = 5; about 1 when matched).",
+                &["feature_network", "num_images"],
+            ),
+            coverage: b.gauge_vec(
+                "gan_coverage_ratio",
+                "Share of real samples whose neighbourhood holds a fake (k = 5).",
                 &["feature_network", "num_images"],
             ),
             fid_worse_evaluations: b.gauge(

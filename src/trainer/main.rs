@@ -50,7 +50,7 @@ struct Args {
 enum Command {
     /// Write an image grid from a checkpoint's G_ema.
     Sample(sample::SampleArgs),
-    /// FID, KID or IS of a checkpoint's G_ema.
+    /// FID, KID, IS, precision/recall or density/coverage of a checkpoint's G_ema.
     Eval(eval::command::EvalArgs),
     /// GPU checks for scripts/gpu-check.sh (NCCL; a CPU step next to a GPU step).
     #[command(subcommand)]

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use clap::Args;
 use tch::{nn, Device};
 
-use super::inception::FidInception;
 use super::extract::Extracted;
+use super::inception::FidInception;
 use super::manifold::{density_coverage, precision_recall, DC_K, PR_K};
 use super::stats::{frechet_distance, inception_score, kernel_inception_distance};
 use super::weights::{self, FeatureNet};
@@ -105,7 +105,10 @@ fn between(
             vec![("fid", format!("{:.4}", frechet_distance(&mu1, &cov1, &mu2, &cov2)))]
         }
         EvalMetric::Kid => {
-            vec![("kid", format!("{:.6}", kernel_inception_distance(&real.rows, &fake.rows, 100, 1000, seed)))]
+            vec![(
+                "kid",
+                format!("{:.6}", kernel_inception_distance(&real.rows, &fake.rows, 100, 1000, seed)),
+            )]
         }
         EvalMetric::Pr => {
             let (real, fake) = rows();

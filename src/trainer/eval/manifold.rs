@@ -14,12 +14,8 @@
 //! differs only on exact ties). Distances are computed in blocks of rows on the features' device.
 use tch::{Device, Kind, Tensor};
 
+pub use gan_core::config::{DC_K, PR_K};
 use gan_core::error::{Error, Result};
-
-/// Neighbourhood size of precision and recall (`pr50k3`).
-pub const PR_K: i64 = 3;
-/// Neighbourhood size of density and coverage (Naeem et al.'s recommendation).
-pub const DC_K: i64 = 5;
 
 /// Distance entries held at once (256 MiB in float32): bounds the memory of a block of rows
 /// against a whole set (10,000 x 50,000 would take 2 GB).

@@ -1,5 +1,6 @@
-//! Evaluation during training (`eval.every_kimg`): G_ema's FID, KID and IS with pytorch-fid's
-//! Inception, scored by all ranks together (`scoring`), and reported by rank 0 (`report`).
+//! Evaluation during training (`eval.every_kimg`): G_ema's FID, KID, IS, precision/recall and
+//! density/coverage with pytorch-fid's Inception, scored by all ranks together (`scoring`), and
+//! reported by rank 0 (`report`).
 //!
 //! By default (`eval.background`) training does not wait: at an evaluation tick each rank copies
 //! G_ema on its device and hands the copy to its evaluator thread (`background`), which scores

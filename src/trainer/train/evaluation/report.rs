@@ -67,9 +67,17 @@ impl Reporter {
         }
         if let Some(t) = &s.telemetry {
             let labels = [label.as_str(), num.as_str()];
-            for (name, gauge) in
-                [("fid", &t.metrics.fid), ("kid", &t.metrics.kid), ("is", &t.metrics.inception_score)]
-            {
+            let m = &t.metrics;
+            let gauges = [
+                ("fid", &m.fid),
+                ("kid", &m.kid),
+                ("is", &m.inception_score),
+                ("precision", &m.precision),
+                ("recall", &m.recall),
+                ("density", &m.density),
+                ("coverage", &m.coverage),
+            ];
+            for (name, gauge) in gauges {
                 if let Some(v) = scores.get(name) {
                     gauge.with_label_values(&labels).set(*v);
                 }
@@ -101,8 +109,8 @@ impl Reporter {
     }
 }
 
-/// `eval at 4.0 kimg: FID 12.345, KID 0.01234 (2000 images, <net>); training paused 0.02 s
-/// (scored in the background in 226.1 s)`.
+/// `eval at 4.0 kimg: FID 12.345, KID 0.01234, recall 0.412 (2000 images, <net>); training
+/// paused 0.02 s (scored in the background in 226.1 s)`.
 fn summary(scores: &Scores, label: &str, num: u64, at: &Timing, net_id: &FeatureNet) -> String {
     let mut shown = Vec::new();
     if let Some(fid) = scores.get("fid") {
@@ -113,6 +121,11 @@ fn summary(scores: &Scores, label: &str, num: u64, at: &Timing, net_id: &Feature
     }
     if let (Some(is), Some(std)) = (scores.get("is"), scores.get("is_std")) {
         shown.push(format!("IS {is:.3} ± {std:.3}"));
+    }
+    for name in ["precision", "recall", "density", "coverage"] {
+        if let Some(value) = scores.get(name) {
+            shown.push(format!("{name} {value:.3}"));
+        }
     }
     let standard = if *net_id == FeatureNet::Standard { "" } else { ", NOT the standard FID network" };
     let how = if at.background {

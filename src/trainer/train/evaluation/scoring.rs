@@ -158,7 +158,8 @@ impl Scorer {
         }
         if let Some(rows) = rows {
             if wants(EvalMetricName::Kid) {
-                scores.insert("kid".into(), kernel_inception_distance(&real.rows, &rows, 100, 1000, EVAL_SEED));
+                scores
+                    .insert("kid".into(), kernel_inception_distance(&real.rows, &rows, 100, 1000, EVAL_SEED));
             }
             manifold_scores(&mut scores, &real.rows, &rows, self.device, wants)?;
         }
