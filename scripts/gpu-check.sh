@@ -5,8 +5,9 @@
 #   2. 1-rank training of biggan-cifar and stylegan2-cifar at their batch, fp32 and bf16:
 #      imgs/s, sec/kimg, peak GPU memory;
 #   3. stylegan2.yaml (256x256) at its per-GPU batch (64 / 8 GPUs = 8): sec/kimg;
-#   4. FID feature extraction imgs/s (batch 50), and StyleGAN2's seeded metric noise at 256x256
-#      drawn on the device next to the host loop it replaced (ms per image, and equality);
+#   4. FID feature extraction imgs/s (batch 50), StyleGAN2's seeded metric noise at 256x256
+#      drawn on the device next to the host loop it replaced (ms per image, and equality), and
+#      precision/recall and density/coverage of 50,000 fakes against 10,000 reals (seconds);
 #   5. the same biggan-cifar step on the CPU and on the GPU from the same weights and batch:
 #      relative difference of the updated weights and of the updates (fp32, TF32 off);
 # and prints one table at the end. Every command's full output stays in the log directory.
@@ -163,6 +164,19 @@ if want 4; then
       END {printf "host loop %s, on %s %s; largest difference %s", h, "'"$DEVICE"'", d, g}' "$OUT/noise.txt")"
   else
     row "4. StyleGAN2 metric noise 256x256 (ms/image)" "FAILED: $(tail -n1 "$OUT/noise.txt")"
+  fi
+fi
+
+if want 4; then
+  step "4. precision/recall and density/coverage"
+  manifold_args=(--device "$DEVICE")
+  [ "$CPU" = 1 ] && manifold_args+=(--reals 500 --fakes 1000)
+  if "$TRAIN" gpu-check manifold "${manifold_args[@]}" >"$OUT/manifold.txt" 2>&1; then
+    row "4. precision/recall, density/coverage" "$(awk '/reals vs/ {n=$3" vs "$6}
+      /precision\/recall/ {p=$5} /density\/coverage/ {d=$5}
+      END {printf "%s reals/fakes: pr %s s, dc %s s", n, p, d}' "$OUT/manifold.txt")"
+  else
+    row "4. precision/recall, density/coverage" "FAILED: $(tail -n1 "$OUT/manifold.txt")"
   fi
 fi
 

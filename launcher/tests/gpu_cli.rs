@@ -103,5 +103,7 @@ fn gpu_check_script_runs_in_cpu_mode() {
     assert!(row("4. FID").contains("imgs/s"), "{table}");
     let noise = row("4. StyleGAN2 metric noise");
     assert!(noise.contains("host loop") && noise.contains("largest difference"), "{table}");
+    let manifold = row("4. precision/recall");
+    assert!(manifold.contains("500 vs 1000 reals/fakes: pr ") && manifold.contains(" s, dc "), "{table}");
     assert!(!table.contains("FAILED"), "{table}");
 }

@@ -1,10 +1,11 @@
-//! `gan-train gpu-check nccl|step|noise`: the parts of `scripts/gpu-check.sh` that need libtorch and a
-//! GPU. `nccl` joins NCCL with world size 1 (the unique id through a real store, as a job does),
-//! checks every collective returns its input, and times host-staged all-reduces, the path
-//! training uses. `step` builds the same run on the CPU and on the GPU from the same weights,
+//! `gan-train gpu-check nccl|step|noise|manifold`: the parts of `scripts/gpu-check.sh` that need
+//! libtorch and a GPU. `nccl` joins NCCL with world size 1 (the unique id through a real store, as
+//! a job does), checks every collective returns its input, and times host-staged all-reduces, the
+//! path training uses. `step` builds the same run on the CPU and on the GPU from the same weights,
 //! takes the same steps on the same batches and latents, and prints how far the updated weights
 //! (and the updates themselves) are apart. `noise` times StyleGAN2's seeded metric noise drawn on
-//! the device against the host loop it replaced, and checks the two agree.
+//! the device against the host loop it replaced, and checks the two agree. `manifold` times
+//! precision/recall and density/coverage at an evaluation's sizes.
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -34,6 +35,20 @@ pub enum GpuCheck {
     /// StyleGAN2's seeded metric noise: the host stream next to the tensor form on a device, in
     /// ms per image, and the largest difference between the two.
     Noise(NoiseArgs),
+    /// Precision/recall and density/coverage on random 2048-d features: seconds per evaluation.
+    Manifold(ManifoldArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ManifoldArgs {
+    /// Real feature rows (evaluation keeps up to 10,000).
+    #[arg(long, default_value_t = 10_000)]
+    reals: i64,
+    /// Generated feature rows (eval.num; the paper recipes use 50,000).
+    #[arg(long, default_value_t = 50_000)]
+    fakes: i64,
+    #[arg(long, default_value = "cuda", value_parser = ["cpu", "cuda"])]
+    device: String,
 }
 
 #[derive(clap::Args, Debug)]
@@ -86,6 +101,11 @@ pub fn run(check: &GpuCheck) -> anyhow::Result<()> {
             return noise(args, Device::Cpu);
         }
     }
+    if let GpuCheck::Manifold(args) = check {
+        if args.device == "cpu" {
+            return manifold(args, Device::Cpu);
+        }
+    }
     if !tch::Cuda::is_available() {
         return Err(Error::Env(
             "gpu-check: libtorch sees no CUDA device (no GPU, no driver, or a CPU-only libtorch)".into(),
@@ -96,6 +116,7 @@ pub fn run(check: &GpuCheck) -> anyhow::Result<()> {
         GpuCheck::Nccl(args) => nccl(args),
         GpuCheck::Step(args) => step(args),
         GpuCheck::Noise(args) => noise(args, Device::Cuda(0)),
+        GpuCheck::Manifold(args) => manifold(args, Device::Cuda(0)),
         GpuCheck::RandomInception { .. } => unreachable!("handled above"),
     }
 }
@@ -280,6 +301,40 @@ fn noise(args: &NoiseArgs, device: Device) -> anyhow::Result<()> {
     println!("  tensor form on {device:?}:       {:.3} ms/image", ms_per_image[1]);
     println!("  largest difference: {gap:.2e}");
     ensure!(gap < 1e-5, "the tensor form differs from the host stream by {gap}");
+    Ok(())
+}
+
+/// Times both nearest-neighbour metrics on random features shaped like pool3's (non-negative,
+/// 2048-d). Half the fakes are reals moved a little, half are drawn afresh, so that neither
+/// metric is trivially 0 or 1.
+fn manifold(args: &ManifoldArgs, device: Device) -> anyhow::Result<()> {
+    use crate::eval::manifold::{density_coverage, precision_recall, DC_K, PR_K};
+    ensure!(args.reals > DC_K && args.fakes > DC_K, "--reals and --fakes must be above {DC_K}");
+    tch::manual_seed(0);
+    let opts = (Kind::Float, device);
+    let real = Tensor::randn([args.reals, 2048], opts).abs();
+    let near = Tensor::arange(args.fakes / 2, (Kind::Int64, device)).remainder(args.reals);
+    let moved = real.index_select(0, &near) + Tensor::randn([args.fakes / 2, 2048], opts) * 0.3;
+    let fresh = Tensor::randn([args.fakes - args.fakes / 2, 2048], opts).abs();
+    let fake = Tensor::cat(&[moved, fresh], 0);
+    let sync = || {
+        if let Device::Cuda(i) = device {
+            tch::Cuda::synchronize(i as i64);
+        }
+    };
+    sync();
+    let started = Instant::now();
+    let pr = precision_recall(&real, &fake, PR_K)?;
+    let pr_secs = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let dc = density_coverage(&real, &fake, DC_K)?;
+    let dc_secs = started.elapsed().as_secs_f64();
+    println!(
+        "nearest-neighbour metrics, {} reals vs {} fakes, 2048-d, on {device:?}",
+        args.reals, args.fakes
+    );
+    println!("  precision/recall (k = {PR_K}): {pr_secs:.2} s ({:.3} / {:.3})", pr.precision, pr.recall);
+    println!("  density/coverage (k = {DC_K}): {dc_secs:.2} s ({:.3} / {:.3})", dc.density, dc.coverage);
     Ok(())
 }
 
