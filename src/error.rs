@@ -67,6 +67,11 @@ pub enum Error {
     /// Training produced a non-finite loss; continuing would only spread NaNs into G_ema.
     #[error("non-finite {what} at step {step}")]
     NonFinite { what: String, step: u64 },
+
+    /// An evaluation found G dropping modes of the data (`eval.rollback_on_mode_dropping`); the
+    /// ranks agreed to go back to the checkpoint of `to_step`, the one with the best FID.
+    #[error("mode dropping found at step {step}: rolling back to the best-FID checkpoint of step {to_step}")]
+    ModeDropping { step: u64, to_step: u64 },
 }
 
 impl Error {

@@ -118,6 +118,25 @@ impl Checkpoints {
         Ok(None)
     }
 
+    /// Moves every committed checkpoint newer than `step` into `dest` and points `latest` at
+    /// `step`, so that its checkpoint is the newest again; returns where they went. Nothing is
+    /// deleted.
+    pub fn set_aside_after(&self, step: u64, dest: &Path) -> Result<Vec<PathBuf>> {
+        let newer: Vec<PathBuf> =
+            self.list()?.into_iter().filter(|(s, _)| *s > step).map(|(_, dir)| dir).collect();
+        let mut moved = Vec::new();
+        for dir in newer {
+            crate::fsutil::create_dir_all(dest)?;
+            let to = dest.join(dir.file_name().expect("a step directory has a name"));
+            std::fs::rename(&dir, &to).map_err(Error::io("move", &dir))?;
+            moved.push(to);
+        }
+        if !moved.is_empty() {
+            self.set_latest(step)?;
+        }
+        Ok(moved)
+    }
+
     /// Deletes committed checkpoints that are neither among the newest `keep_last` nor among the
     /// `keep_best` with the lowest FID (manifest or `eval.json`); never `protect` (the one just
     /// committed) nor `retention.hold`. Called only after a commit, so a crash here never leaves fewer than k.

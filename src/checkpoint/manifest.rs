@@ -72,10 +72,11 @@ pub struct TrainState {
     /// Running values of regularisers (e.g. `pl_mean`), by name.
     #[serde(default)]
     pub regularisers: BTreeMap<String, f64>,
-    /// Evaluation history: best values by metric (e.g. `fid50k_full`), for best-k retention.
+    /// Evaluation history: best values by metric (the lowest `fid`; the highest `recall` and
+    /// `coverage`, which mode dropping is measured against).
     #[serde(default)]
     pub best_metrics: BTreeMap<String, f64>,
-    /// Rollbacks after a non-finite loss in this run's history so far: they key the ranks'
+    /// Rollbacks (non-finite loss, mode dropping) in this run's history so far: they key the ranks'
     /// random streams (`rng::rollback_seed`), so a resume continues on the same streams.
     #[serde(default)]
     pub rollbacks: u32,

@@ -30,6 +30,16 @@ impl Checkpoints {
     }
 }
 
+impl Checkpoints {
+    /// The committed checkpoint with the lowest finite `metric` (e.g. `fid`), by step; the
+    /// earliest of equals.
+    pub fn lowest(&self, metric: &str) -> Result<Option<(u64, f64)>> {
+        let scored =
+            self.list()?.into_iter().filter_map(|(step, dir)| Some((step, metric_of(&dir, metric)?)));
+        Ok(scored.filter(|(_, v)| v.is_finite()).min_by(|a, b| a.1.total_cmp(&b.1)))
+    }
+}
+
 /// A checkpoint's `metric` (e.g. `fid`): from its verified manifest, else from `eval.json`.
 /// None when it has neither, or either cannot be read.
 pub fn metric_of(dir: &Path, metric: &str) -> Option<f64> {

@@ -217,6 +217,18 @@ fn retention_keeps_the_newest_and_the_best_by_fid() {
     // Newest two (6, 7) and the two best FIDs (2: 20, 5: 25).
     assert_eq!(steps, vec![2, 5, 6, 7]);
     assert_eq!(verify(&ckpts.step_dir(2)).unwrap().manifest.metrics["fid"], 20.0);
+
+    // A rollback to the best FID: the newer checkpoints move aside, untouched, and the best is
+    // the newest again (also for `latest`).
+    assert_eq!(ckpts.lowest("fid").unwrap(), Some((2, 20.0)));
+    assert_eq!(ckpts.lowest("kid").unwrap(), None, "no checkpoint has a KID");
+    let aside = dir.path().join("collapsed/checkpoints");
+    let moved = ckpts.set_aside_after(2, &aside).unwrap();
+    assert_eq!(moved, [5, 6, 7].map(|s| aside.join(step_dir_name(s))));
+    assert!(moved.iter().all(|dir| verify(dir).is_ok()));
+    assert_eq!(ckpts.list().unwrap().into_iter().map(|(s, _)| s).collect::<Vec<_>>(), [2]);
+    assert_eq!(ckpts.latest_name().as_deref(), Some("step-00000002"));
+    assert!(ckpts.set_aside_after(2, &aside).unwrap().is_empty(), "nothing newer left");
 }
 
 /// A background evaluation: its checkpoint is held while the score is pending, then the score

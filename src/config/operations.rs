@@ -185,6 +185,11 @@ pub struct EvalSection {
     /// result is reported a few ticks later. false: training waits for each evaluation. The
     /// evaluation at the end of a run is always waited for.
     pub background: bool,
+    /// When recall or coverage falls under half its best (once that best is above 0.2), go back
+    /// to the checkpoint with the best FID and train on with fresh random streams (counted in
+    /// `train.max_rollbacks`; newer checkpoints are moved to `collapsed-<time>/`). Needs `fid` and
+    /// `pr` or `dc` in `metrics`, and `checkpoint.keep_best` >= 1.
+    pub rollback_on_mode_dropping: bool,
 }
 
 impl Default for EvalSection {
@@ -197,6 +202,7 @@ impl Default for EvalSection {
             batch: 50,
             weights: None,
             background: true,
+            rollback_on_mode_dropping: false,
         }
     }
 }

@@ -129,6 +129,28 @@ fn invalid_combinations_are_refused() {
             "eval.num",
             "more than 5 images for dc",
         ),
+        (&["eval.rollback_on_mode_dropping=true"], "eval.rollback_on_mode_dropping", "eval.every_kimg > 0"),
+        (
+            &["eval.every_kimg=1", "eval.metrics=[fid, is]", "eval.rollback_on_mode_dropping=true"],
+            "eval.rollback_on_mode_dropping",
+            "fid and pr or dc",
+        ),
+        (
+            &["eval.every_kimg=1", "eval.metrics=[fid, dc]", "eval.rollback_on_mode_dropping=true"],
+            "eval.rollback_on_mode_dropping",
+            "checkpoint.keep_best >= 1",
+        ),
+        (
+            &[
+                "eval.every_kimg=1",
+                "eval.metrics=[fid, pr]",
+                "eval.rollback_on_mode_dropping=true",
+                "checkpoint.keep_best=1",
+                "train.max_rollbacks=0",
+            ],
+            "eval.rollback_on_mode_dropping",
+            "train.max_rollbacks >= 1",
+        ),
         (
             &["eval.every_kimg=1", "eval.metrics=[pr]", "eval.num_real=3"],
             "eval.num_real",

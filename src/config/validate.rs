@@ -1,7 +1,7 @@
 //! Checks that span keys or sections, run once after loading. Each failure names the key whose
 //! value has to change and says what would be accepted.
 use super::model::Arch;
-use super::operations::ResumeFrom;
+use super::operations::{EvalMetricName, ResumeFrom};
 use super::plan::{batch_per_rank, world_size};
 use super::schema::{Backend, DataSource, RunConfig};
 use super::train::Device;
@@ -368,6 +368,9 @@ fn validate_eval(cfg: &RunConfig) -> Result<()> {
             "a finite number >= 0 (0 = no evaluation)",
         ));
     }
+    if e.rollback_on_mode_dropping {
+        validate_mode_dropping_rollback(cfg)?;
+    }
     if e.every_kimg == 0.0 {
         return Ok(());
     }
@@ -399,6 +402,32 @@ fn validate_eval(cfg: &RunConfig) -> Result<()> {
                 format!("more than {k} images for {metric} (k = {k})"),
             ));
         }
+    }
+    Ok(())
+}
+
+/// A rollback on mode dropping needs the signal (recall or coverage), a checkpoint to go back to
+/// (the best FID, kept by keep_best) and a rollback budget.
+fn validate_mode_dropping_rollback(cfg: &RunConfig) -> Result<()> {
+    let key = "eval.rollback_on_mode_dropping";
+    if cfg.eval.every_kimg == 0.0 {
+        return Err(Error::config(key, true, "false unless evaluations run (eval.every_kimg > 0)"));
+    }
+    let m = &cfg.eval.metrics;
+    if !m.contains(&EvalMetricName::Fid)
+        || !(m.contains(&EvalMetricName::Pr) || m.contains(&EvalMetricName::Dc))
+    {
+        return Err(Error::config(key, true, "false unless eval.metrics holds fid and pr or dc"));
+    }
+    if cfg.checkpoint.keep_best == 0 || cfg.checkpoint.every_ticks == 0 {
+        return Err(Error::config(
+            key,
+            true,
+            "false unless checkpoints are taken (checkpoint.every_ticks) and the best kept (checkpoint.keep_best >= 1)",
+        ));
+    }
+    if cfg.train.max_rollbacks == 0 {
+        return Err(Error::config(key, true, "false unless train.max_rollbacks >= 1"));
     }
     Ok(())
 }

@@ -145,7 +145,7 @@ impl RankMetrics {
             ),
             rollbacks: b.gauge(
                 "gan_train_rollbacks",
-                "Rollbacks to the latest checkpoint after a non-finite loss in this run's history.",
+                "Rollbacks to an earlier checkpoint (non-finite loss, mode dropping) in this run's history.",
             ),
             resident_memory_bytes: b
                 .gauge("gan_process_resident_memory_bytes", "Resident memory of this rank."),

@@ -1,14 +1,21 @@
-//! Recovery from divergence. A non-finite loss shows in the tick's statistics, which every rank
-//! reduces to the same values, so all ranks see it at the same tick and can go back together:
-//! each rebuilds its state from the latest checkpoint (or the start) with fresh random streams
-//! (`rng::rollback_seed`), because the same streams would only retrace the same steps (a rank's
-//! randomness is a function of its seed and the step). The count is saved in checkpoints, so a
-//! later resume keeps the streams the run went on with.
+//! Recovery from divergence and from mode collapse. A non-finite loss shows in the tick's
+//! statistics, which every rank reduces to the same values, so all ranks see it at the same tick
+//! and can go back together: each rebuilds its state from the latest checkpoint (or the start)
+//! with fresh random streams (`rng::rollback_seed`), because the same streams would only retrace
+//! the same steps (a rank's randomness is a function of its seed and the step). The count is
+//! saved in checkpoints, so a later resume keeps the streams the run went on with.
+//!
+//! Mode dropping (`eval.rollback_on_mode_dropping`) is found by rank 0's evaluation report and
+//! agreed at a tick (`Error::ModeDropping`). The latest checkpoint may already hold the collapsed
+//! G, so the run goes back to the one with the best FID instead: rank 0 moves the newer ones to
+//! `collapsed-<time>/checkpoints/`, which makes it the latest, and the ranks rebuild from it as
+//! above.
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
 use super::setup::{Carried, Setup};
 use super::trainer::{train, TrainOutcome};
+use gan_core::checkpoint::Checkpoints;
 use gan_core::comm::{ProcessGroup, SingleRank};
 use gan_core::config;
 use gan_core::error::{Error, Result};
@@ -38,9 +45,39 @@ pub fn train_with_rollbacks(
                 setup = rebuild(setup, rollbacks)?;
                 setup.eval_pg = rejoin_eval(rollbacks)?;
             }
+            // Rank 0 asks only while rollbacks are left, and every rank holds the same count.
+            Err(Error::ModeDropping { step, to_step }) => {
+                let rollbacks = setup.rollbacks + 1;
+                // The newest checkpoints may still be being written: let them commit first, so
+                // that they are moved aside too.
+                setup.ckpt_writer.finish()?;
+                if setup.is_rank0() {
+                    set_aside_collapsed(&setup, to_step)?;
+                }
+                tracing::warn!(
+                    step,
+                    rollbacks,
+                    "G dropped modes by step {step}: rolling back to step {to_step} with fresh random streams \
+                     (rollback {rollbacks} of at most {})",
+                    setup.cfg.train.max_rollbacks
+                );
+                setup = rebuild(setup, rollbacks)?;
+                setup.eval_pg = rejoin_eval(rollbacks)?;
+            }
             result => return result,
         }
     }
+}
+
+/// Moves the checkpoints after `to_step` to `collapsed-<time>/checkpoints/` in the run directory.
+fn set_aside_collapsed(setup: &Setup, to_step: u64) -> Result<()> {
+    let run_dir = setup.cfg.run_dir();
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+    let aside = run_dir.join(format!("collapsed-{stamp}")).join("checkpoints");
+    for dir in Checkpoints::of_run(&run_dir).set_aside_after(to_step, &aside)? {
+        tracing::warn!(path = %dir.display(), "moved a checkpoint taken after step {to_step} aside");
+    }
+    Ok(())
 }
 
 /// The state a rank trains on after rollback number `rollbacks`: `old`'s process group and
@@ -70,18 +107,19 @@ mod tests {
     use std::sync::atomic::Ordering;
 
     use super::*;
+    use crate::train::evaluation::report::INJECTED;
     use crate::train::step::POISON_STEP;
     use crate::train::tests::{test_config, TORCH_LOCK};
-    use gan_core::checkpoint::{Checkpoints, Verified};
+    use gan_core::checkpoint::Verified;
     use gan_core::config::{HostFacts, RunConfig};
     use gan_core::rng::rollback_seed;
 
     /// Ticks every 8 steps (of 32) with a checkpoint at each; step 12's D loss is made non-finite,
     /// which the tick at step 16 reports.
-    fn config(dir: &std::path::Path, max_rollbacks: u32) -> RunConfig {
+    fn config(dir: &std::path::Path, max_rollbacks: u32, extra: &[&str]) -> RunConfig {
         let sets = ["checkpoint.every_ticks=1", "train.kimg_per_tick=0.256", "train.sample_ticks=0"];
         let max = format!("train.max_rollbacks={max_rollbacks}");
-        test_config(dir, &[&sets[..], &[max.as_str()]].concat())
+        test_config(dir, &[&sets[..], &[max.as_str()], extra].concat())
     }
 
     fn setup(cfg: &RunConfig, restarted: bool) -> Setup {
@@ -104,8 +142,8 @@ mod tests {
     fn a_non_finite_loss_rolls_back_to_the_latest_checkpoint_with_fresh_streams() {
         let _lock = TORCH_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-        let straight = run(&config(dirs[0].path(), 1), u64::MAX).unwrap();
-        let cfg = config(dirs[1].path(), 1);
+        let straight = run(&config(dirs[0].path(), 1, &[]), u64::MAX).unwrap();
+        let cfg = config(dirs[1].path(), 1, &[]);
         let rolled = run(&cfg, 12).unwrap();
         assert_eq!(rolled.step, 32, "training reached its end after the rollback");
         // The last start resumed at step 8 (the checkpoint before the bad tick); its ticks are
@@ -127,11 +165,84 @@ mod tests {
         assert_eq!((restarted.rollbacks, restarted.plan.seed), (1, rollback_seed(rank_seed, 1)));
 
         // With no rollbacks allowed, the run stops with the error, as before.
-        let cfg = config(dirs[2].path(), 0);
+        let cfg = config(dirs[2].path(), 0, &[]);
         match run(&cfg, 12) {
             Err(Error::NonFinite { what, step }) => assert_eq!((what.as_str(), step), ("Loss/D", 16)),
             other => panic!("expected a non-finite loss error, got {other:?}"),
         }
         assert_eq!(latest(&cfg).state.step, 8, "nothing saved past the bad tick");
+    }
+
+    /// Evaluations at every tick (training waits for them; seeded random Inception weights) with
+    /// FID and precision/recall, checkpoints at every tick, one rollback allowed.
+    fn evaluating(dir: &std::path::Path, rollback: bool) -> RunConfig {
+        let weights = dir.join("inception.safetensors");
+        tch::manual_seed(0);
+        let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+        let _net = crate::eval::inception::FidInception::new(&vs.root());
+        vs.save(&weights).unwrap();
+        let sets = [
+            "eval.every_kimg=0.256".to_string(),
+            "eval.background=false".into(),
+            "eval.metrics=[fid, pr]".into(),
+            "eval.num=8".into(),
+            "eval.num_real=16".into(),
+            "eval.batch=8".into(),
+            format!("eval.weights={}", weights.display()),
+            format!("eval.rollback_on_mode_dropping={rollback}"),
+            "checkpoint.keep_best=1".into(),
+        ];
+        config(dir, 1, &sets.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    /// Recall rises to 0.6 at step 8 (FID 30, the best) and 0.5 at step 16 (FID 40), then falls to
+    /// 0.2 at step 24: G is dropping modes. The run goes back to step 8, the best FID, not to the
+    /// latest checkpoint (16); 16 is moved aside, and training ends at 32 on fresh streams. Without
+    /// the option, the same evaluations only warn.
+    #[test]
+    fn mode_dropping_rolls_back_to_the_best_fid_checkpoint() {
+        let _lock = TORCH_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let inject = || {
+            *INJECTED.lock().unwrap() = vec![
+                (8, "fid", 30.0),
+                (8, "recall", 0.6),
+                (16, "fid", 40.0),
+                (16, "recall", 0.5),
+                (24, "fid", 45.0),
+                (24, "recall", 0.2),
+            ];
+        };
+        let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+        let cfg = evaluating(dirs[0].path(), true);
+        inject();
+        let outcome = run(&cfg, u64::MAX).unwrap();
+        assert!(INJECTED.lock().unwrap().is_empty(), "every injected score was reported");
+        let steps: Vec<u64> = outcome.ticks.iter().map(|t| t.step).collect();
+        assert_eq!(steps, [16, 24, 32], "the last start resumed at step 8");
+        let state = latest(&cfg).state;
+        assert_eq!((state.step, state.rollbacks), (32, 1));
+        assert_eq!(state.ranks[0].seed, rollback_seed(config::rank_seed(cfg.run.seed, 0), 1));
+        assert!(state.best_metrics["recall"] >= 0.6, "the best recall of step 8 carried on: {state:?}");
+        let collapsed: Vec<_> = std::fs::read_dir(cfg.run_dir())
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("collapsed-"))
+            .collect();
+        assert_eq!(collapsed.len(), 1, "{collapsed:?}");
+        assert!(collapsed[0].join("checkpoints/step-00000016/manifest.json").is_file());
+        // eval.jsonl: step 8's line, then the evaluations trained again (16's FID is no longer
+        // the injected 40).
+        let text = std::fs::read_to_string(cfg.run_dir().join("eval.jsonl")).unwrap();
+        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let evaluated: Vec<u64> = lines.iter().map(|l| l["step"].as_u64().unwrap()).collect();
+        assert_eq!(evaluated, [8, 16, 24, 32]);
+        assert_eq!((lines[0]["fid"].as_f64(), lines[0]["recall"].as_f64()), (Some(30.0), Some(0.6)));
+        assert_ne!(lines[1]["fid"].as_f64(), Some(40.0));
+
+        let cfg = evaluating(dirs[1].path(), false);
+        inject();
+        let outcome = run(&cfg, u64::MAX).unwrap();
+        assert_eq!(outcome.ticks.iter().map(|t| t.step).collect::<Vec<_>>(), [8, 16, 24, 32]);
+        assert_eq!(latest(&cfg).state.rollbacks, 0, "only a warning without the option");
     }
 }

@@ -79,8 +79,12 @@ pub struct Setup {
     pub ada_signs: Vec<Tensor>,
     /// The latest evaluation: its step and results by metric (for the checkpoint of that step).
     pub last_eval: Option<(u64, std::collections::BTreeMap<String, f64>)>,
-    /// Best evaluation results so far (`fid`), saved in checkpoints.
+    /// Best evaluation results so far (the lowest `fid`, the highest `recall` and `coverage`),
+    /// saved in checkpoints.
     pub best_metrics: std::collections::BTreeMap<String, f64>,
+    /// Rank 0: the step of the best-FID checkpoint to go back to, once an evaluation found G
+    /// dropping modes (`eval.rollback_on_mode_dropping`); the ranks agree on it at the tick.
+    pub mode_dropping_rollback: Option<u64>,
     /// Arithmetic of the forward passes (train.precision on this device).
     pub precision: ForwardPrecision,
     /// StyleGAN2: running mean of the path lengths (a device scalar; 0 before the first).
@@ -95,7 +99,7 @@ pub struct Setup {
     pub resumed: Option<Resumed>,
     /// Where training starts: zero, or the resumed checkpoint's position.
     pub start: Position,
-    /// Rollbacks after a non-finite loss so far in the run; `plan.seed` is keyed by it.
+    /// Rollbacks (non-finite loss, mode dropping) so far in the run; `plan.seed` is keyed by it.
     pub rollbacks: u32,
     /// Prometheus series and endpoint (metrics.enabled).
     pub telemetry: Option<Telemetry>,
@@ -250,6 +254,7 @@ impl Setup {
             pl_mean,
             last_eval: None,
             best_metrics: resumed.as_ref().map(|r| r.state.best_metrics.clone()).unwrap_or_default(),
+            mode_dropping_rollback: None,
             precision: ForwardPrecision::for_run(cfg_precision, device),
             stats: TickStats::default(),
             heartbeat: Heartbeat::from_env(),

@@ -70,6 +70,10 @@ pub fn train(s: &mut Setup, stop: &AtomicUsize) -> Result<TrainOutcome> {
                     ev.run(s, outcome.step, outcome.cur_nimg, done)?;
                 }
             }
+            // Before this tick's checkpoint, which would save the collapsed state.
+            if let Some(to_step) = agree_on_mode_dropping_rollback(s)? {
+                return Err(Error::ModeDropping { step: outcome.step, to_step });
+            }
             let every = u64::from(s.cfg.checkpoint.every_ticks);
             let due = done || (every > 0 && next_tick.is_multiple_of(every));
             if due && last_checkpoint != Some(outcome.step) {
@@ -158,6 +162,19 @@ fn agree_on_stop(pg: &mut dyn gan_core::comm::ProcessGroup, local: usize) -> Res
     let mut flag = [local as f32];
     pg.all_reduce_f32(&mut flag, gan_core::comm::ReduceOp::Max)?;
     Ok(flag[0] as usize)
+}
+
+/// Rank 0's decision to go back to an earlier checkpoint after an evaluation found G dropping
+/// modes, agreed by all ranks at this tick (only when `eval.rollback_on_mode_dropping`, so other
+/// runs pay no collective for it).
+fn agree_on_mode_dropping_rollback(s: &mut Setup) -> Result<Option<u64>> {
+    if !s.cfg.eval.rollback_on_mode_dropping {
+        return Ok(None);
+    }
+    // The step + 1, 0 for none; f64 holds every step exactly.
+    let mut target = [s.mode_dropping_rollback.take().map_or(0.0, |step| step as f64 + 1.0)];
+    s.pg.all_reduce_f64(&mut target, gan_core::comm::ReduceOp::Max)?;
+    Ok((target[0] > 0.0).then(|| target[0] as u64 - 1))
 }
 
 fn tick_report(

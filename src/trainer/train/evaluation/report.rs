@@ -7,6 +7,7 @@ use std::path::Path;
 use super::scoring::Scores;
 use crate::eval::weights::FeatureNet;
 use crate::train::Setup;
+use gan_core::checkpoint::Checkpoints;
 use gan_core::error::{Error, Result};
 
 /// Trims a run's `eval.jsonl` as a start at `resumed_step` (None: from scratch) sees it: only
@@ -52,6 +53,8 @@ impl Reporter {
     }
 
     pub fn report(&mut self, s: &mut Setup, scores: &Scores, at: Timing) -> Result<()> {
+        #[cfg(test)]
+        let scores = &inject(scores, at.step);
         let label = self.net_id.label();
         let num = s.cfg.eval.num.to_string();
         let mut line = serde_json::json!({
@@ -64,6 +67,9 @@ impl Reporter {
         }
         if let Some(&fid) = scores.get("fid") {
             self.track_best(s, fid);
+        }
+        if let Some(why) = watch_modes(s, scores) {
+            respond_to_mode_dropping(s, at.step, &why)?;
         }
         if let Some(t) = &s.telemetry {
             let labels = [label.as_str(), num.as_str()];
@@ -107,6 +113,72 @@ impl Reporter {
             self.worse_in_a_row += 1;
         }
     }
+}
+
+/// Tests: scores that replace an evaluation's own, by step, each used once (a test cannot steer
+/// a real G into collapse in a few CPU steps, but can make its evaluation say so).
+#[cfg(test)]
+pub static INJECTED: std::sync::Mutex<Vec<(u64, &str, f64)>> = std::sync::Mutex::new(Vec::new());
+
+#[cfg(test)]
+fn inject(scores: &Scores, step: u64) -> Scores {
+    let mut scores = scores.clone();
+    let mut used = Vec::new();
+    INJECTED.lock().unwrap().retain(|&(at, name, value)| {
+        let now = at == step && !used.contains(&name);
+        if now {
+            scores.insert(name.to_string(), value);
+            used.push(name);
+        }
+        !now
+    });
+    scores
+}
+
+/// Recall or coverage under this share of its best means G drops modes of the data (the same
+/// rule as the `GanModeDropping` alert)...
+const DROPPED_SHARE: f64 = 0.5;
+/// ...once that best is above this: early in training both are small and noisy.
+const MEANINGFUL_BEST: f64 = 0.2;
+
+/// Records the best recall and coverage; says why G is dropping modes, if it is.
+fn watch_modes(s: &mut Setup, scores: &Scores) -> Option<String> {
+    let mut dropping = None;
+    for name in ["recall", "coverage"] {
+        let Some(&value) = scores.get(name) else { continue };
+        let best = s.best_metrics.entry(name.to_string()).or_insert(value);
+        *best = best.max(value);
+        if *best > MEANINGFUL_BEST && value < DROPPED_SHARE * *best {
+            dropping.get_or_insert(format!("{name} {value:.3} is under half its best {best:.3}"));
+        }
+    }
+    dropping
+}
+
+/// Warns, and with `eval.rollback_on_mode_dropping` (and rollbacks left) names the checkpoint
+/// with the best FID to go back to, which the ranks then agree on.
+fn respond_to_mode_dropping(s: &mut Setup, step: u64, why: &str) -> Result<()> {
+    let (max, done) = (s.cfg.train.max_rollbacks, s.rollbacks);
+    let target = if !s.cfg.eval.rollback_on_mode_dropping {
+        Err("eval.rollback_on_mode_dropping is off".to_string())
+    } else if done >= max {
+        Err(format!("no rollbacks left ({done} of train.max_rollbacks {max} taken)"))
+    } else {
+        match Checkpoints::of_run(&s.cfg.run_dir()).lowest("fid")? {
+            Some((best, fid)) => Ok((best, fid)),
+            None => Err("no checkpoint has an FID yet".to_string()),
+        }
+    };
+    match target {
+        Ok((best, fid)) => {
+            tracing::warn!(step, "G is dropping modes at step {step}: {why}; going back to the checkpoint of step {best} (the best FID, {fid:.3})");
+            s.mode_dropping_rollback = Some(best);
+        }
+        Err(reason) => {
+            tracing::warn!(step, "G is dropping modes at step {step}: {why}; training goes on ({reason})")
+        }
+    }
+    Ok(())
 }
 
 /// `eval at 4.0 kimg: FID 12.345, KID 0.01234, recall 0.412 (2000 images, <net>); training
