@@ -245,4 +245,46 @@ mod tests {
         assert_eq!(outcome.ticks.iter().map(|t| t.step).collect::<Vec<_>>(), [8, 16, 24, 32]);
         assert_eq!(latest(&cfg).state.rollbacks, 0, "only a warning without the option");
     }
+
+    /// Two ranks (threads on a loopback ring): only rank 0 sees the scores, and rank 1 goes back
+    /// with it, to the same checkpoint, at the same tick.
+    #[test]
+    fn every_rank_follows_rank_0_back_after_mode_dropping() {
+        use gan_core::comm::RingGroup;
+        use gan_core::rendezvous::{StoreClient, StoreServer};
+        let _lock = TORCH_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = evaluating(dir.path(), true);
+        cfg.dist.gpus = 2;
+        *INJECTED.lock().unwrap() =
+            vec![(8, "fid", 30.0), (8, "recall", 0.6), (16, "fid", 40.0), (16, "recall", 0.25)];
+        let server = StoreServer::bind("127.0.0.1:0", "t").unwrap();
+        let addr = server.local_addr().to_string();
+        let timeout = std::time::Duration::from_secs(60);
+        let ranks: Vec<_> = (0..2u32)
+            .map(|rank| {
+                let (addr, cfg) = (addr.clone(), cfg.clone());
+                std::thread::spawn(move || {
+                    let mut store =
+                        StoreClient::connect(&addr, "t", "dp", &format!("rank {rank}"), timeout).unwrap();
+                    let ring =
+                        RingGroup::connect(&mut store, rank, 2, "127.0.0.1", "127.0.0.1", timeout).unwrap();
+                    let plan = config::plan(&cfg, HostFacts { gpus: 0, cpus: 2 }).remove(rank as usize);
+                    let setup = Setup::new(cfg, plan, Box::new(ring), 0, false).unwrap();
+                    train_with_rollbacks(setup, &AtomicUsize::new(0), &mut |_| Ok(None)).unwrap()
+                })
+            })
+            .collect();
+        let outcomes: Vec<TrainOutcome> = ranks.into_iter().map(|r| r.join().unwrap()).collect();
+        for outcome in &outcomes {
+            let steps: Vec<u64> = outcome.ticks.iter().map(|t| t.step).collect();
+            assert_eq!(steps, [16, 24, 32], "each rank resumed at step 8 and trained to the end");
+        }
+        let state = latest(&cfg).state;
+        assert_eq!((state.step, state.rollbacks), (32, 1));
+        assert_eq!(state.ranks.len(), 2);
+        for (rank, saved) in state.ranks.iter().enumerate() {
+            assert_eq!(saved.seed, rollback_seed(config::rank_seed(cfg.run.seed, rank as u32), 1));
+        }
+    }
 }
