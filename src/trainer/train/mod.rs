@@ -4,6 +4,7 @@
 pub mod checkpointing;
 pub mod ema;
 pub mod evaluation;
+pub mod labels;
 pub mod losses;
 pub mod optim;
 pub mod progress;

@@ -7,6 +7,7 @@ use tch::{nn, Device, Kind, Tensor};
 
 use super::checkpointing::{report_resume, Position};
 use super::ema::{Buffers, Ema};
+use super::labels::FakeLabels;
 use super::optim::Adam;
 use super::samples::{write_reals_grid, SampleGrid};
 use super::stats::TickStats;
@@ -61,8 +62,8 @@ pub struct Setup {
     pub eval_pg: Option<Box<dyn ProcessGroup>>,
     /// The dataset's class mix, when the run is conditional (metrics draw fake labels from it).
     pub class_mix: Option<ClassDistribution>,
-    /// When training fakes' labels follow that mix: its cumulative class counts on the device.
-    label_cumulative: Option<Tensor>,
+    /// How training draws its fakes' labels.
+    fake_labels: FakeLabels,
     pub g_vs: nn::VarStore,
     pub d_vs: nn::VarStore,
     pub g_ema_vs: nn::VarStore,
@@ -192,7 +193,7 @@ impl Setup {
         };
         let sampler = Sampler::resume(cfg.run.seed, source.len(), data_consumed);
         let loader = Loader::start(Arc::clone(&source), sampler, loader_spec);
-        let label_cumulative = fake_label_cumulative(&cfg, class_mix.as_ref(), device);
+        let fake_labels = FakeLabels::new(&cfg, class_mix.as_ref(), device);
         let grid =
             SampleGrid::new(spec.z_dim, cfg.data.num_classes.min(spec.c_dim as u32), cfg.run.seed, device);
         let run_dir = RunDir::new(cfg.run_dir());
@@ -238,7 +239,7 @@ impl Setup {
             eval_pg: None,
             host_latents: false,
             class_mix,
-            label_cumulative,
+            fake_labels,
             g_vs,
             d_vs,
             g_ema_vs,
@@ -314,23 +315,13 @@ impl Setup {
         batch_to_tensors(batch, self.device)
     }
 
-    /// Latents and labels for `n` fakes. Conditional labels are the label of a random training
-    /// image with StyleGAN2, uniform over the classes otherwise (`fake_label_cumulative`).
+    /// Latents and labels for `n` fakes (labels as `FakeLabels` says).
     pub fn latents(&self, n: i64) -> (Tensor, Tensor) {
         // CPU and CUDA generators give different numbers from one seed; drawing on the host
         // makes a GPU step comparable with a CPU step (`gan-train gpu-check step`).
         let draw_on = if self.host_latents { Device::Cpu } else { self.device };
         let z = Tensor::randn([n, self.g.z_dim()], (Kind::Float, draw_on));
-        let num_classes = i64::from(self.cfg.data.num_classes);
-        let c = match (&self.label_cumulative, &self.class_mix) {
-            (Some(cumulative), Some(mix)) => {
-                let image = Tensor::randint(mix.num_images() as i64, [n], (Kind::Int64, draw_on));
-                class_of_images(cumulative, &image.to_device(self.device))
-            }
-            _ if self.cfg.model.conditional => Tensor::randint(num_classes, [n], (Kind::Int64, draw_on)),
-            _ => Tensor::zeros([n], (Kind::Int64, draw_on)),
-        };
-        (z.to_device(self.device), c.to_device(self.device))
+        (z.to_device(self.device), self.fake_labels.draw(n, draw_on, self.device))
     }
 
     /// Rank 0 writes the resolved config, the manifest, the reals grid and the initial fakes.
@@ -396,32 +387,4 @@ fn parse_device(name: &str) -> Result<Device> {
         )));
     }
     Ok(Device::Cuda(index))
-}
-
-/// StyleGAN2-ADA's training loop labels each fake with the label of a random training image
-/// (`all_gen_c` in `training_loop.py`); BigGAN-PyTorch draws labels uniformly (SPECS.md 3.4).
-/// The two agree on balanced data; on an imbalanced dataset each architecture trains as its
-/// reference does. Returns the mix's cumulative counts on the device when they are used.
-fn fake_label_cumulative(cfg: &RunConfig, mix: Option<&ClassDistribution>, device: Device) -> Option<Tensor> {
-    let mix = mix.filter(|_| cfg.model.arch == Arch::Stylegan2)?;
-    let cumulative: Vec<i64> = mix.cumulative().iter().map(|&c| c as i64).collect();
-    Some(Tensor::from_slice(&cumulative).to_device(device))
-}
-
-/// The labels of images of the dataset sorted by label: class k for cumulative[k - 1] <= image <
-/// cumulative[k].
-fn class_of_images(cumulative: &Tensor, images: &Tensor) -> Tensor {
-    images.searchsorted(cumulative, false, true, "right", None::<Tensor>)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fake_labels_are_those_of_random_images() {
-        let cumulative = Tensor::from_slice(&[2i64, 2, 5]); // class 1 has no images
-        let classes = class_of_images(&cumulative, &Tensor::arange(5, (Kind::Int64, Device::Cpu)));
-        assert_eq!(Vec::<i64>::try_from(&classes).unwrap(), [0, 0, 2, 2, 2]);
-    }
 }
