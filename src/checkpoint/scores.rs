@@ -31,11 +31,11 @@ impl Checkpoints {
 }
 
 impl Checkpoints {
-    /// The committed checkpoint with the lowest finite `metric` (e.g. `fid`), by step; the
-    /// earliest of equals.
-    pub fn lowest(&self, metric: &str) -> Result<Option<(u64, f64)>> {
-        let scored =
-            self.list()?.into_iter().filter_map(|(step, dir)| Some((step, metric_of(&dir, metric)?)));
+    /// Of the committed checkpoints before step `before`, the one with the lowest finite
+    /// `metric` (e.g. `fid`), by step; the earliest of equals.
+    pub fn lowest_before(&self, metric: &str, before: u64) -> Result<Option<(u64, f64)>> {
+        let earlier = self.list()?.into_iter().filter(|(step, _)| *step < before);
+        let scored = earlier.filter_map(|(step, dir)| Some((step, metric_of(&dir, metric)?)));
         Ok(scored.filter(|(_, v)| v.is_finite()).min_by(|a, b| a.1.total_cmp(&b.1)))
     }
 }

@@ -220,8 +220,9 @@ fn retention_keeps_the_newest_and_the_best_by_fid() {
 
     // A rollback to the best FID: the newer checkpoints move aside, untouched, and the best is
     // the newest again (also for `latest`).
-    assert_eq!(ckpts.lowest("fid").unwrap(), Some((2, 20.0)));
-    assert_eq!(ckpts.lowest("kid").unwrap(), None, "no checkpoint has a KID");
+    assert_eq!(ckpts.lowest_before("fid", 8).unwrap(), Some((2, 20.0)));
+    assert_eq!(ckpts.lowest_before("fid", 2).unwrap(), None, "none before step 2 is left");
+    assert_eq!(ckpts.lowest_before("kid", 8).unwrap(), None, "no checkpoint has a KID");
     let aside = dir.path().join("collapsed/checkpoints");
     let moved = ckpts.set_aside_after(2, &aside).unwrap();
     assert_eq!(moved, [5, 6, 7].map(|s| aside.join(step_dir_name(s))));

@@ -186,9 +186,10 @@ pub struct EvalSection {
     /// evaluation at the end of a run is always waited for.
     pub background: bool,
     /// When recall or coverage falls under half its best (once that best is above 0.2), go back
-    /// to the checkpoint with the best FID and train on with fresh random streams (counted in
-    /// `train.max_rollbacks`; newer checkpoints are moved to `collapsed-<time>/`). Needs `fid` and
-    /// `pr` or `dc` in `metrics`, and `checkpoint.keep_best` >= 1.
+    /// to the checkpoint with the best FID from before that evaluation's step and train on with
+    /// fresh random streams (counted in `train.max_rollbacks`; newer checkpoints are moved to
+    /// `collapsed-<time>/`). Needs `fid` and `pr` or `dc` in `metrics`, and
+    /// `checkpoint.keep_best` >= 1.
     pub rollback_on_mode_dropping: bool,
 }
 

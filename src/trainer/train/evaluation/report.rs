@@ -156,7 +156,8 @@ fn watch_modes(s: &mut Setup, scores: &Scores) -> Option<String> {
 }
 
 /// Warns, and with `eval.rollback_on_mode_dropping` (and rollbacks left) names the checkpoint
-/// with the best FID to go back to, which the ranks then agree on.
+/// to go back to, which the ranks then agree on: the best FID from before the evaluated `step`
+/// (the FID can still improve while G drops modes, so that step's own checkpoint is no refuge).
 fn respond_to_mode_dropping(s: &mut Setup, step: u64, why: &str) -> Result<()> {
     let (max, done) = (s.cfg.train.max_rollbacks, s.rollbacks);
     let target = if !s.cfg.eval.rollback_on_mode_dropping {
@@ -164,14 +165,18 @@ fn respond_to_mode_dropping(s: &mut Setup, step: u64, why: &str) -> Result<()> {
     } else if done >= max {
         Err(format!("no rollbacks left ({done} of train.max_rollbacks {max} taken)"))
     } else {
-        match Checkpoints::of_run(&s.cfg.run_dir()).lowest("fid")? {
+        match Checkpoints::of_run(&s.cfg.run_dir()).lowest_before("fid", step)? {
             Some((best, fid)) => Ok((best, fid)),
-            None => Err("no checkpoint has an FID yet".to_string()),
+            None => Err(format!("no checkpoint before step {step} has an FID")),
         }
     };
     match target {
         Ok((best, fid)) => {
-            tracing::warn!(step, "G is dropping modes at step {step}: {why}; going back to the checkpoint of step {best} (the best FID, {fid:.3})");
+            tracing::warn!(
+                step,
+                "G is dropping modes at step {step}: {why}; going back to the checkpoint of step {best} \
+                 (the best FID before it, {fid:.3})"
+            );
             s.mode_dropping_rollback = Some(best);
         }
         Err(reason) => {
