@@ -71,7 +71,7 @@ pub fn train(s: &mut Setup, stop: &AtomicUsize) -> Result<TrainOutcome> {
                 }
             }
             // Before this tick's checkpoint, which would save the collapsed state.
-            if let Some(to_step) = agree_on_mode_dropping_rollback(s)? {
+            if let Some(to_step) = agree_on_mode_dropping_rollback(s, signal != 0)? {
                 return Err(Error::ModeDropping { step: outcome.step, to_step });
             }
             let every = u64::from(s.cfg.checkpoint.every_ticks);
@@ -166,9 +166,12 @@ fn agree_on_stop(pg: &mut dyn gan_core::comm::ProcessGroup, local: usize) -> Res
 
 /// Rank 0's decision to go back to an earlier checkpoint after an evaluation found G dropping
 /// modes, agreed by all ranks at this tick (only when `eval.rollback_on_mode_dropping`, so other
-/// runs pay no collective for it).
-fn agree_on_mode_dropping_rollback(s: &mut Setup) -> Result<Option<u64>> {
-    if !s.cfg.eval.rollback_on_mode_dropping {
+/// runs pay no collective for it). A run that a signal stops (agreed, so on every rank) saves
+/// and exits instead: preemption leaves no time to train again, and a resume finds the collapse
+/// again at its next evaluation.
+fn agree_on_mode_dropping_rollback(s: &mut Setup, stopping: bool) -> Result<Option<u64>> {
+    if !s.cfg.eval.rollback_on_mode_dropping || stopping {
+        s.mode_dropping_rollback = None;
         return Ok(None);
     }
     // The step + 1, 0 for none; f64 holds every step exactly.
