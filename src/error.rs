@@ -8,6 +8,12 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Exit code for bad input: config, dataset or checkpoint (DESIGN.md, "Exit codes mean something").
 pub const EXIT_USER_ERROR: i32 = 2;
 
+/// Exit code of a run that diverged (a non-finite loss) with no rollbacks left. A rank's
+/// randomness is a function of its seed and the step, so a restart from the same checkpoint
+/// would only replay the divergence: the launcher, the sbatch script and the Kubernetes failure
+/// policy do not retry it.
+pub const EXIT_DIVERGED: i32 = 3;
+
 /// Exit code of a run that stopped on a preemption signal after checkpointing: "requeue me".
 /// 75 is EX_TEMPFAIL of sysexits.h (temporary failure, try again later); the sbatch script
 /// requeues on it and the Kubernetes pod failure policy retries on it.
@@ -101,10 +107,10 @@ impl Error {
 
     /// The process exit code this error should produce.
     pub fn exit_code(&self) -> i32 {
-        if self.is_user_error() {
-            EXIT_USER_ERROR
-        } else {
-            1
+        match self {
+            _ if self.is_user_error() => EXIT_USER_ERROR,
+            Error::NonFinite { .. } => EXIT_DIVERGED,
+            _ => 1,
         }
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use gan_core::cluster::Placement;
 use gan_core::config::{self, Backend, ConsoleRanks, HostFacts, RankPlan, RunConfig};
-use gan_core::error::EXIT_USER_ERROR;
+use gan_core::error::{EXIT_DIVERGED, EXIT_USER_ERROR};
 use gan_core::launch_env::RankEnv;
 use gan_core::rendezvous::{self, StoreServer, TOKEN_ENV};
 use gan_core::Error;
@@ -149,8 +149,15 @@ pub fn run(args: &JobArgs, cfg: &RunConfig, node: &NodeSetup) -> anyhow::Result<
                 if let Some(group) = group.as_mut() {
                     let _ = group.report_failure(attempt, &reason);
                 }
-                // Bad input does not get better by trying again.
-                if i32::from(code) == EXIT_USER_ERROR || attempt == args.max_restarts {
+                // Bad input does not get better by trying again, and a divergence would replay.
+                let retryable = ![EXIT_USER_ERROR, EXIT_DIVERGED].contains(&i32::from(code));
+                if i32::from(code) == EXIT_DIVERGED && attempt < args.max_restarts {
+                    tracing::error!(
+                        "not restarting: the run diverged with no rollbacks left (train.max_rollbacks), and a \
+                         restart from the same checkpoint would replay it"
+                    );
+                }
+                if !retryable || attempt == args.max_restarts {
                     if args.max_restarts > 0 && attempt == args.max_restarts {
                         tracing::error!(
                             "giving up: the job failed again after {attempt} restart(s) (--max-restarts {})",

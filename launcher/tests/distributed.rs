@@ -156,7 +156,8 @@ fn mismatched_world_size_is_a_clear_error() {
 /// A recipe that diverges for real (Adam at lr 1e6 overflows within a few steps): every rank
 /// sees the non-finite loss at the same tick, all roll back together on the same ring (and join
 /// a new background-evaluation ring), diverge again on the fresh streams, and with the one
-/// rollback allowed spent the job stops, named.
+/// rollback allowed spent the job stops with exit code 3, named, and is not restarted although
+/// restarts are allowed.
 #[test]
 fn a_diverging_run_rolls_back_on_every_rank_then_stops() {
     gan_train_path();
@@ -168,11 +169,16 @@ fn a_diverging_run_rolls_back_on_every_rank_then_stops() {
         .args(["--set", &format!("train.g_opt={huge_lr}"), "--set", &format!("train.d_opt={huge_lr}")])
         .args(["--set", "train.max_rollbacks=1", "--set", "checkpoint.every_ticks=1"])
         .args(["--set", "eval.every_kimg=0.25", "--set", &format!("eval.weights={}", weights.display())])
+        .args(["--max-restarts", "2"])
         .output()
         .unwrap();
     let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("failed (exit status: 1)"), "{err}");
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("failed (exit status: 3)"), "{err}");
+    assert!(
+        err.contains("not restarting: the run diverged") && !err.contains("restarting every rank"),
+        "{err}"
+    );
     for rank in 0..2 {
         let log = std::fs::read_to_string(dir.path().join(format!("ci-tiny/logs/rank-{rank}.log"))).unwrap();
         let rollbacks =
