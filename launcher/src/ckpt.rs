@@ -121,27 +121,35 @@ fn ls(run: &Path) -> anyhow::Result<()> {
     }
     let latest = ckpts.latest_name();
     println!(
-        "{:<16} {:>10} {:>10} {:>10} {:>5}  {:<24} status",
-        "checkpoint", "step", "kimg", "MB", "ranks", "created"
+        "{:<16} {:>10} {:>10} {:>10} {:>5} {:>10} {:>7}  {:<24} status",
+        "checkpoint", "step", "kimg", "MB", "ranks", "FID", "recall", "created"
     );
     for (step, dir) in list {
         let name = step_dir_name(step);
         let marker = if latest.as_deref() == Some(name.as_str()) { " (latest)" } else { "" };
         match verify(&dir) {
             Ok(v) => println!(
-                "{name:<16} {step:>10} {:>10.1} {:>10.1} {:>5}  {:<24} ok{marker}",
+                "{name:<16} {step:>10} {:>10.1} {:>10.1} {:>5} {:>10} {:>7}  {:<24} ok{marker}",
                 v.manifest.kimg(),
                 v.manifest.total_bytes() as f64 / 1e6,
                 v.manifest.world_size,
+                evaluated(&dir, "fid", 3),
+                evaluated(&dir, "recall", 3),
                 v.manifest.created
             ),
             Err(why) => println!(
-                "{name:<16} {step:>10} {:>10} {:>10} {:>5}  {:<24} CORRUPT: {why}{marker}",
-                "-", "-", "-", "-"
+                "{name:<16} {step:>10} {:>10} {:>10} {:>5} {:>10} {:>7}  {:<24} CORRUPT: {why}{marker}",
+                "-", "-", "-", "-", "-", "-"
             ),
         }
     }
     Ok(())
+}
+
+/// A checkpoint's evaluation result (its manifest or `eval.json`), or "-" when none ran at its
+/// step.
+fn evaluated(dir: &Path, metric: &str, decimals: usize) -> String {
+    checkpoint::metric_of(dir, metric).map_or("-".into(), |v| format!("{v:.decimals$}"))
 }
 
 fn verify_cmd(path: &Path) -> anyhow::Result<()> {

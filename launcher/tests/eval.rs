@@ -175,6 +175,11 @@ fn evaluation_during_training_is_the_same_with_one_and_two_ranks() {
     )
     .unwrap();
     assert_eq!(manifest["metrics"]["fid"], lines[1]["fid"], "{manifest}");
+    // ckpt ls shows each checkpoint's FID and recall.
+    let ls = stdout(&gan_launch().args(["ckpt", "ls"]).arg(&run_dir).output().unwrap());
+    let row = ls.lines().find(|l| l.starts_with("step-00000016")).unwrap_or_else(|| panic!("{ls}"));
+    let shown = |name: &str| format!("{:.3}", lines[1][name].as_f64().unwrap());
+    assert!(row.contains(&shown("fid")) && row.contains(&shown("recall")), "{ls}");
     launch("1", &home_b, &[]);
     launch("2", &home_a, &[]);
     launch("2", &home_a, &["eval.background=false"]);
