@@ -15,6 +15,7 @@ use crate::eval::stats::FeatureStats;
 use crate::eval::stats::{frechet_distance, inception_score, kernel_inception_distance};
 use crate::eval::weights::{self, FeatureNet};
 use crate::models::Generator;
+use crate::train::sync::flatten;
 use gan_core::comm::{broadcast_bytes, ProcessGroup, ReduceOp};
 use gan_core::config::{EvalMetricName, RunConfig};
 use gan_core::data::classes::ClassDistribution;
@@ -227,8 +228,7 @@ fn first_rows(pg: &mut dyn ProcessGroup, rows: &Tensor, first: u64, n: u64) -> R
     let cols = 2048usize;
     let total = n.min(extract::REAL_ROWS) as usize;
     let mut all = vec![0f32; total * cols];
-    let mine: Vec<f32> = Vec::try_from(&rows.to_kind(Kind::Float).reshape([-1]))
-        .map_err(|e: tch::TchError| Error::Tensor(e.to_string()))?;
+    let mine = flatten(&[rows.shallow_clone()]);
     if !mine.is_empty() {
         let at = first as usize * cols;
         all[at..at + mine.len()].copy_from_slice(&mine);
@@ -240,8 +240,7 @@ fn first_rows(pg: &mut dyn ProcessGroup, rows: &Tensor, first: u64, n: u64) -> R
 /// Every rank's rows [n, cols] (equal n everywhere), concatenated in rank order.
 fn gather_rows(pg: &mut dyn ProcessGroup, rows: &Tensor) -> Result<Tensor> {
     let cols = rows.size()[1];
-    let mine: Vec<f32> = Vec::try_from(&rows.to_kind(Kind::Float).reshape([-1]))
-        .map_err(|e: tch::TchError| Error::Tensor(e.to_string()))?;
+    let mine = flatten(&[rows.shallow_clone()]);
     let mut all = vec![0f32; mine.len() * pg.world_size() as usize];
     pg.all_gather_f32(&mine, &mut all)?;
     Ok(Tensor::from_slice(&all).view([-1, cols]))
