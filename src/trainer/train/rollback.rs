@@ -110,7 +110,7 @@ mod tests {
     use crate::train::evaluation::report::INJECTED;
     use crate::train::step::POISON_STEP;
     use crate::train::tests::{test_config, TORCH_LOCK};
-    use gan_core::checkpoint::Verified;
+    use gan_core::checkpoint::{verify, Verified};
     use gan_core::config::{HostFacts, RunConfig};
     use gan_core::rng::rollback_seed;
 
@@ -173,9 +173,9 @@ mod tests {
         assert_eq!(latest(&cfg).state.step, 8, "nothing saved past the bad tick");
     }
 
-    /// Evaluations at every tick (training waits for them; seeded random Inception weights) with
-    /// FID and precision/recall, checkpoints at every tick, one rollback allowed.
-    fn evaluating(dir: &std::path::Path, rollback: bool) -> RunConfig {
+    /// Evaluations at every tick (seeded random Inception weights; training waits for them unless
+    /// `background`) with FID and precision/recall, checkpoints at every tick, one rollback allowed.
+    fn evaluating(dir: &std::path::Path, rollback: bool, background: bool) -> RunConfig {
         let weights = dir.join("inception.safetensors");
         tch::manual_seed(0);
         let vs = tch::nn::VarStore::new(tch::Device::Cpu);
@@ -183,7 +183,7 @@ mod tests {
         vs.save(&weights).unwrap();
         let sets = [
             "eval.every_kimg=0.256".to_string(),
-            "eval.background=false".into(),
+            format!("eval.background={background}"),
             "eval.metrics=[fid, pr]".into(),
             "eval.num=8".into(),
             "eval.num_real=16".into(),
@@ -196,25 +196,45 @@ mod tests {
     }
 
     /// Recall rises to 0.6 at step 8 (FID 30, the best) and 0.5 at step 16 (FID 40), then falls to
+    /// 0.2 at step 24.
+    fn inject_collapse_at_24() {
+        *INJECTED.lock().unwrap() = vec![
+            (8, "fid", 30.0),
+            (8, "recall", 0.6),
+            (16, "fid", 40.0),
+            (16, "recall", 0.5),
+            (24, "fid", 45.0),
+            (24, "recall", 0.2),
+        ];
+    }
+
+    /// The checkpoints moved to the run's one `collapsed-*` directory.
+    fn set_aside(cfg: &RunConfig) -> Vec<String> {
+        let collapsed: Vec<_> = std::fs::read_dir(cfg.run_dir())
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("collapsed-"))
+            .collect();
+        assert_eq!(collapsed.len(), 1, "{collapsed:?}");
+        let mut moved: Vec<String> = std::fs::read_dir(collapsed[0].join("checkpoints"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        moved.sort();
+        assert!(moved.iter().all(|name| verify(&collapsed[0].join("checkpoints").join(name)).is_ok()));
+        moved
+    }
+
+    /// Recall rises to 0.6 at step 8 (FID 30, the best) and 0.5 at step 16 (FID 40), then falls to
     /// 0.2 at step 24: G is dropping modes. The run goes back to step 8, the best FID, not to the
     /// latest checkpoint (16); 16 is moved aside, and training ends at 32 on fresh streams. Without
     /// the option, the same evaluations only warn.
     #[test]
     fn mode_dropping_rolls_back_to_the_best_fid_checkpoint() {
         let _lock = TORCH_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-        let inject = || {
-            *INJECTED.lock().unwrap() = vec![
-                (8, "fid", 30.0),
-                (8, "recall", 0.6),
-                (16, "fid", 40.0),
-                (16, "recall", 0.5),
-                (24, "fid", 45.0),
-                (24, "recall", 0.2),
-            ];
-        };
         let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
-        let cfg = evaluating(dirs[0].path(), true);
-        inject();
+        let cfg = evaluating(dirs[0].path(), true, false);
+        inject_collapse_at_24();
         let outcome = run(&cfg, u64::MAX).unwrap();
         assert!(INJECTED.lock().unwrap().is_empty(), "every injected score was reported");
         let steps: Vec<u64> = outcome.ticks.iter().map(|t| t.step).collect();
@@ -223,13 +243,7 @@ mod tests {
         assert_eq!((state.step, state.rollbacks), (32, 1));
         assert_eq!(state.ranks[0].seed, rollback_seed(config::rank_seed(cfg.run.seed, 0), 1));
         assert!(state.best_metrics["recall"] >= 0.6, "the best recall of step 8 carried on: {state:?}");
-        let collapsed: Vec<_> = std::fs::read_dir(cfg.run_dir())
-            .unwrap()
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("collapsed-"))
-            .collect();
-        assert_eq!(collapsed.len(), 1, "{collapsed:?}");
-        assert!(collapsed[0].join("checkpoints/step-00000016/manifest.json").is_file());
+        assert_eq!(set_aside(&cfg), ["step-00000016"]);
         // eval.jsonl: step 8's line, then the evaluations trained again (16's FID is no longer
         // the injected 40).
         let text = std::fs::read_to_string(cfg.run_dir().join("eval.jsonl")).unwrap();
@@ -239,11 +253,27 @@ mod tests {
         assert_eq!((lines[0]["fid"].as_f64(), lines[0]["recall"].as_f64()), (Some(30.0), Some(0.6)));
         assert_ne!(lines[1]["fid"].as_f64(), Some(40.0));
 
-        let cfg = evaluating(dirs[1].path(), false);
-        inject();
+        let cfg = evaluating(dirs[1].path(), false, false);
+        inject_collapse_at_24();
         let outcome = run(&cfg, u64::MAX).unwrap();
         assert_eq!(outcome.ticks.iter().map(|t| t.step).collect::<Vec<_>>(), [8, 16, 24, 32]);
         assert_eq!(latest(&cfg).state.rollbacks, 0, "only a warning without the option");
+    }
+
+    /// In the background (the default) the evaluation of step 24 reports at a later tick, by the
+    /// end at the latest, after the checkpoint of step 24 was taken: the run still goes back to
+    /// step 8, the best FID before 24, and both newer checkpoints move aside.
+    #[test]
+    fn mode_dropping_found_in_the_background_rolls_back_too() {
+        let _lock = TORCH_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = evaluating(dir.path(), true, true);
+        inject_collapse_at_24();
+        let outcome = run(&cfg, u64::MAX).unwrap();
+        assert!(INJECTED.lock().unwrap().is_empty(), "every injected score was reported");
+        assert_eq!(outcome.ticks.iter().map(|t| t.step).collect::<Vec<_>>(), [16, 24, 32]);
+        assert_eq!((latest(&cfg).state.step, latest(&cfg).state.rollbacks), (32, 1));
+        assert_eq!(set_aside(&cfg), ["step-00000016", "step-00000024"]);
     }
 
     /// Two ranks (threads on a loopback ring): only rank 0 sees the scores, and rank 1 goes back
@@ -254,7 +284,7 @@ mod tests {
         use gan_core::rendezvous::{StoreClient, StoreServer};
         let _lock = TORCH_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         let dir = tempfile::tempdir().unwrap();
-        let mut cfg = evaluating(dir.path(), true);
+        let mut cfg = evaluating(dir.path(), true, false);
         cfg.dist.gpus = 2;
         *INJECTED.lock().unwrap() =
             vec![(8, "fid", 30.0), (8, "recall", 0.6), (16, "fid", 40.0), (16, "recall", 0.25)];
