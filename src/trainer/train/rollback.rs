@@ -24,8 +24,8 @@ use gan_core::error::{Error, Result};
 /// an evaluation in flight); its argument is the rollback count, to name the group apart.
 pub type RejoinEval<'a> = dyn FnMut(u32) -> Result<Option<Box<dyn ProcessGroup>>> + 'a;
 
-/// Trains `setup` to the end; on a non-finite loss, rolls back and trains on, at most
-/// `train.max_rollbacks` times in the run.
+/// Trains `setup` to the end; on a non-finite loss or agreed mode dropping, rolls back and trains
+/// on, at most `train.max_rollbacks` times in the run.
 pub fn train_with_rollbacks(
     mut setup: Setup,
     stop: &AtomicUsize,
