@@ -7,6 +7,7 @@
 //! - [`rendezvous`]: the TCP key-value store ranks meet through (hosted by the node-0 launcher).
 //! - [`comm`]: the `ProcessGroup` collectives the trainer reduces gradients and stats through.
 //! - [`checkpoint`]: checkpoint files, manifests, the commit protocol, verification, retention.
+//! - [`heartbeat`], [`flight`]: a rank's progress and whereabouts, for the launcher's watchdog.
 //! - [`metrics`]: Prometheus series of ranks and launchers, the `/metrics` server, Pushgateway.
 //! - [`rundir`], [`images`], [`logging`], [`devices`]: run directory and manifest, PNG grids,
 //!   rank-tagged logs, torch-free device discovery.
@@ -27,6 +28,7 @@ pub mod data;
 pub mod devices;
 pub mod error;
 pub mod eval_options;
+pub mod flight;
 pub mod fsutil;
 pub mod heartbeat;
 pub mod images;

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use gan_core::config::RankPlan;
 use gan_core::error::EXIT_REQUEUE;
-use gan_core::heartbeat;
 use gan_core::launch_env::RankEnv;
 use gan_core::Error;
+use gan_core::{flight, heartbeat};
 
 use crate::console::Console;
 use crate::nodes::RemoteEvent;
@@ -273,7 +273,7 @@ fn supervise(
         // Heartbeats are not judged while ranks shut down on a signal (writing a checkpoint).
         if watch_due && !stopping {
             if let Some((i, why)) = most_stuck(ranks, watchdog) {
-                return Ok(GroupExit::Failed { code: 1, reason: fail_stuck(ranks, i, &why) });
+                return Ok(GroupExit::Failed { code: 1, reason: fail_stuck(ranks, i, why, watchdog) });
             }
         }
         std::thread::sleep(POLL_INTERVAL);
@@ -333,17 +333,47 @@ fn forward(ranks: &[Rank], signal: i32) {
     }
 }
 
-/// Stops the job because rank `i` is stuck: it is killed outright (a stopped or hung process
-/// would not act on SIGTERM), the others are stopped as usual.
-fn fail_stuck(ranks: &mut [Rank], i: usize, why: &str) -> String {
+/// Stops the job because rank `i` is stuck. The flight records of the node's ranks may show
+/// that another rank holds it up (it waits in a collective that rank has not reached); then that
+/// one is blamed. The blamed rank is killed outright (a stopped or hung process would not act on
+/// SIGTERM), the others are stopped as usual; where each rank was, and the blamed rank's last log
+/// lines, are logged.
+fn fail_stuck(ranks: &mut [Rank], i: usize, why: String, watchdog: Watchdog) -> String {
+    let diagnosis = flight::diagnose(&flight_views(ranks));
+    let (i, why) = match diagnosis.culprit.filter(|&c| c != i) {
+        Some(c) => {
+            (c, ranks[c].stuck(watchdog).map_or_else(|| "holds up the other ranks".to_string(), |s| s.0))
+        }
+        None => (i, why),
+    };
     let host = gethostname::gethostname().to_string_lossy().into_owned();
     let rank = ranks[i].rank;
-    let reason = format!("rank {rank} on {host} {why}");
-    tracing::error!(rank, host = %host, "{reason}; stopping the job");
+    let reason = format!("rank {rank} on {host} {why}; {}", diagnosis.finding);
     let _ = ranks[i].child.kill();
     ranks[i].exited = ranks[i].child.wait().ok();
+    ranks[i].log.finish();
+    let last_lines = ranks[i].log.tail();
+    tracing::error!(
+        rank,
+        host = %host,
+        "{reason}; stopping the job. Where each rank of this node was:\n  {}\nRank {rank}'s last log lines:\n{}",
+        diagnosis.table.join("\n  "),
+        if last_lines.is_empty() { "  (none)".to_string() } else { last_lines.join("\n") }
+    );
     stop_all(ranks, SIGTERM);
     reason
+}
+
+/// What the launcher knows of each rank's whereabouts.
+fn flight_views(ranks: &[Rank]) -> Vec<flight::RankView> {
+    ranks
+        .iter()
+        .map(|r| flight::RankView {
+            rank: r.rank,
+            record: flight::read(&flight::path_beside(&r.heartbeat_path)),
+            stopped: r.is_stopped(),
+        })
+        .collect()
 }
 
 fn spawn(trainer: &Path, config: &Path, spec: &RankSpec) -> anyhow::Result<Rank> {
@@ -352,8 +382,9 @@ fn spawn(trainer: &Path, config: &Path, spec: &RankSpec) -> anyhow::Result<Rank>
     // One libtorch thread pool per rank, sized to its share of the cores (no oversubscription).
     command.env("OMP_NUM_THREADS", spec.plan.threads.to_string());
     command.env(heartbeat::HEARTBEAT_ENV, &spec.heartbeat_path);
-    // A heartbeat left by an earlier attempt must not count for this one.
+    // A heartbeat (or flight record) left by an earlier attempt must not count for this one.
     let _ = std::fs::remove_file(&spec.heartbeat_path);
+    let _ = std::fs::remove_file(flight::path_beside(&spec.heartbeat_path));
     // Ranks get their own process group, so a terminal's Ctrl-C reaches only the launcher, which
     // forwards it once; and they die with the launcher rather than outlive it as orphans.
     command.process_group(0);

@@ -120,6 +120,40 @@ fn a_stopped_rank_is_detected_and_named() {
     assert!(stopped_at.elapsed() < Duration::from_secs(20), "took {:?}", stopped_at.elapsed());
     assert_ne!(out.status.code(), Some(0), "{err}");
     assert!(err.contains("rank 1 on") && err.contains("made no progress"), "{err}");
+    assert!(err.contains("rank 1 is stopped (SIGSTOP?); the others wait for it"), "{err}");
+    // Where each rank was: rank 0 inside a collective of the training group, rank 1 stopped.
+    assert!(err.contains("Where each rank of this node was:\n  rank 0 (pid "), "{err}");
+    assert!(err.contains("train: in collective #"), "rank 0 waits in a collective: {err}");
+    assert!(err.contains("[process stopped]"), "{err}");
+}
+
+/// A rank whose training thread hangs inside a step (the test hook stops it as it enters G main,
+/// its other threads running on, as a rank stuck in a driver call would) is the one named, not
+/// rank 0, which waits for it in G's gradient all-reduce with the same heartbeat step, and the
+/// message says what each was doing.
+#[test]
+fn a_rank_hung_inside_a_step_is_named_with_what_it_was_doing() {
+    gan_train_path();
+    let dir = tempfile::tempdir().unwrap();
+    let out = gan_launch()
+        .args(launch_args(dir.path(), 2))
+        .args(["--set", "train.total_kimg=1000", "--set", "dist.heartbeat_timeout_secs=3"])
+        .env("GANLAUNCH_HANG", "1:g_main:3")
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("rank 1 on") && err.contains("made no progress"), "rank 1 is blamed: {err}");
+    assert!(
+        err.contains("rank 1 has not reached train collective #")
+            && err.contains(", which rank(s) 0 wait in; it is in G main for "),
+        "{err}"
+    );
+    let table = err.split("Where each rank of this node was:\n").nth(1).unwrap_or_else(|| panic!("{err}"));
+    let row = |rank: u32| table.lines().find(|l| l.starts_with(&format!("  rank {rank} (pid "))).unwrap();
+    assert!(row(0).contains(": step 3, in G main for ") && row(0).contains("(all_reduce of "), "{table}");
+    assert!(row(1).contains(": step 3, in G main for ") && row(1).contains(" collectives done"), "{table}");
+    assert!(err.contains("GANLAUNCH_HANG: rank 1 hangs in G main at step 3"), "its last log lines: {err}");
 }
 
 #[test]

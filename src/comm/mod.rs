@@ -1,7 +1,9 @@
 //! Collectives between ranks. Every rank makes the same calls in the same order. This module owns
 //! the `ProcessGroup` trait the trainer talks to; backends plug in behind it: `ring` (CPU, TCP)
-//! and a world of one rank, whose collectives are identities.
+//! and a world of one rank, whose collectives are identities; `Recorded` wraps any of them to log
+//! each collective in the rank's flight recorder.
 mod connect;
+mod recorded;
 pub mod ring;
 
 #[cfg(test)]
@@ -10,6 +12,7 @@ mod tests;
 use crate::error::Result;
 
 pub use connect::{connect_store, join_ring, resolve_backend};
+pub use recorded::Recorded;
 pub use ring::RingGroup;
 
 /// Reduction applied by `all_reduce`.

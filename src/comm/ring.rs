@@ -356,12 +356,14 @@ fn accept_from(listener: &TcpListener, prev_rank: u32, rank: u32, timeout: Durat
 }
 
 fn peer_error(rank: u32, op: &str, peer: &str, e: std::io::Error) -> Error {
-    let what = match e.kind() {
-        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => "timed out waiting for".to_string(),
+    let (what, hint) = match e.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+            ("timed out waiting for".to_string(), "")
+        }
         std::io::ErrorKind::UnexpectedEof
         | std::io::ErrorKind::ConnectionReset
-        | std::io::ErrorKind::BrokenPipe => "lost the connection to (did it exit?)".to_string(),
-        _ => format!("failed ({e}) talking to"),
+        | std::io::ErrorKind::BrokenPipe => ("lost the connection to".to_string(), " (did it exit?)"),
+        _ => (format!("failed ({e}) talking to"), ""),
     };
-    Error::Collective(format!("rank {rank}: {op} {what} {peer}"))
+    Error::Collective(format!("rank {rank}: {op} {what} {peer}{hint}"))
 }

@@ -137,3 +137,20 @@ fn broadcast_bytes_reaches_every_rank() {
     });
     assert!(got.iter().all(|b| b == b"runs/x/checkpoints/step-00000008"), "{got:?}");
 }
+
+#[test]
+fn a_recorded_group_counts_every_collective_and_describes_the_last() {
+    let recorder = crate::flight::Recorder::new(0);
+    let mut pg = Recorded::new(Box::new(SingleRank), recorder.track("train"));
+    let mut grads = vec![1.0f32; 8];
+    pg.all_reduce_f32(&mut grads, ReduceOp::Avg).unwrap();
+    pg.broadcast_f64(&mut [2.0, 3.0], 0).unwrap();
+    let mut out = vec![0.0f32; 3];
+    pg.all_gather_f32(&[1.0, 2.0, 3.0], &mut out).unwrap();
+    pg.barrier().unwrap();
+    assert_eq!((pg.rank(), pg.world_size(), out), (0, 1, vec![1.0, 2.0, 3.0]), "passed on unchanged");
+    let track = &recorder.snapshot().tracks[0];
+    assert_eq!((track.started, track.finished), (4, 4));
+    assert!(!track.in_flight());
+    assert_eq!(track.last.as_ref().unwrap().call(), "barrier");
+}

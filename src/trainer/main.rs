@@ -20,10 +20,12 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use gan_core::comm::{self as host_comm, ProcessGroup, SingleRank};
+use gan_core::comm::{self as host_comm, ProcessGroup, Recorded, SingleRank};
 use gan_core::config::{self, HostFacts, SetOverride};
 use gan_core::config::{Backend, RankPlan, RunConfig};
 use gan_core::error::EXIT_REQUEUE;
+use gan_core::flight::{self, Recorder};
+use gan_core::heartbeat::HEARTBEAT_ENV;
 use gan_core::launch_env::RankEnv;
 use gan_core::logging::{self, Role};
 use gan_core::rendezvous::StoreClient;
@@ -125,7 +127,14 @@ fn run() -> anyhow::Result<ExitCode> {
         signal_hook::flag::register_usize(signal, Arc::clone(&stop), signal as usize)
             .context("installing signal handlers")?;
     }
+    // Where this rank is, rewritten beside its heartbeat every second: what the launcher reads
+    // to name the rank that holds the others up when the job gets stuck.
+    let flight = Arc::new(Recorder::from_env(env.rank)?);
+    if let Some(heartbeat) = std::env::var_os(HEARTBEAT_ENV) {
+        flight::start_writer(Arc::clone(&flight), flight::path_beside(std::path::Path::new(&heartbeat)));
+    }
     let (group, mut store) = join_group(&cfg, &env, &plan)?;
+    let group: Box<dyn ProcessGroup> = Box::new(Recorded::new(group, flight.track("train")));
     // Background evaluation runs its collectives on a ring of its own (a new one after each
     // rollback: the old one may have been shut with an evaluation in flight).
     let background_eval = cfg.eval.every_kimg > 0.0 && cfg.eval.background;
@@ -133,7 +142,8 @@ fn run() -> anyhow::Result<ExitCode> {
         match store.as_mut() {
             Some(store) if background_eval => {
                 let name = if rollbacks == 0 { "eval".to_string() } else { format!("eval-{rollbacks}") };
-                Ok(Some(Box::new(host_comm::join_ring(store, &cfg, &env, &name)?)))
+                let ring = Box::new(host_comm::join_ring(store, &cfg, &env, &name)?);
+                Ok(Some(Box::new(Recorded::new(ring, flight.track("eval")))))
             }
             _ => Ok(None),
         }
@@ -143,6 +153,7 @@ fn run() -> anyhow::Result<ExitCode> {
     let preempt: Vec<i32> = cfg.checkpoint.preempt_signals.iter().map(|s| s.number()).collect();
     let mut setup = Setup::new(cfg.clone(), plan, group, env.restart_count, restarted)?;
     setup.eval_pg = eval_group;
+    setup.flight = Arc::clone(&flight);
     let outcome = train::train_with_rollbacks(setup, &stop, &mut join_eval)?;
     match outcome.stopped_by_signal {
         Some(signal) if preempt.contains(&signal) => {

@@ -19,6 +19,7 @@ use gan_core::checkpoint::Checkpoints;
 use gan_core::comm::{ProcessGroup, SingleRank};
 use gan_core::config;
 use gan_core::error::{Error, Result};
+use gan_core::flight::Activity;
 
 /// Joins a fresh evaluator group for the rebuilt state (the old one may have been shut down with
 /// an evaluation in flight); its argument is the rollback count, to name the group apart.
@@ -83,6 +84,8 @@ fn set_aside_collapsed(setup: &Setup, to_step: u64) -> Result<()> {
 /// The state a rank trains on after rollback number `rollbacks`: `old`'s process group and
 /// configuration, everything else loaded again as a restart would.
 fn rebuild(mut old: Setup, rollbacks: u32) -> Result<Setup> {
+    old.flight.continue_with(Activity::RollingBack);
+    let flight = Arc::clone(&old.flight);
     // The newest checkpoint may still be being written in the background: let it commit, so
     // every rank's choice of "latest" sees it.
     old.ckpt_writer.finish()?;
@@ -93,7 +96,8 @@ fn rebuild(mut old: Setup, rollbacks: u32) -> Result<Setup> {
     // The old state goes first: its loader thread, evaluator and metrics endpoint (whose port
     // the new one binds) stop with it.
     drop(old);
-    let setup = Setup::build(cfg, plan, pg, (restart_count, true), Some(carried))?;
+    let mut setup = Setup::build(cfg, plan, pg, (restart_count, true), Some(carried))?;
+    setup.flight = flight;
     if setup.is_rank0() {
         let from =
             setup.resumed.as_ref().map_or("the start".to_string(), |r| format!("step {}", r.state.step));

@@ -24,6 +24,7 @@ use gan_core::config::{Arch, RankPlan, RunConfig};
 use gan_core::data::loader::{Loader, LoaderSpec};
 use gan_core::data::{self, classes::ClassDistribution, sampler::Sampler, Batch, ImageSource};
 use gan_core::error::{Error, Result};
+use gan_core::flight::Recorder;
 use gan_core::heartbeat::Heartbeat;
 use gan_core::rng::SplitMix64;
 use gan_core::rundir::{RunDir, RunManifest};
@@ -60,6 +61,9 @@ pub struct Setup {
     pub host_latents: bool,
     /// The background evaluator's own group (a second ring), joined by `main` when it is used.
     pub eval_pg: Option<Box<dyn ProcessGroup>>,
+    /// Where this rank is, for the launcher when the job is stuck (`main` shares its recorder,
+    /// which the process groups record into; tests get one of their own).
+    pub flight: Arc<Recorder>,
     /// The dataset's class mix, when the run is conditional (metrics draw fake labels from it).
     pub class_mix: Option<ClassDistribution>,
     /// How training draws its fakes' labels.
@@ -231,12 +235,14 @@ impl Setup {
             ctrl.restore(&r.state.augment);
         }
         let cfg_precision = cfg.train.precision;
+        let flight = Arc::new(Recorder::new(plan.rank));
         let setup = Setup {
             cfg,
             plan,
             device,
             pg,
             eval_pg: None,
+            flight,
             host_latents: false,
             class_mix,
             fake_labels,

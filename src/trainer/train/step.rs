@@ -11,6 +11,7 @@ use super::setup::Setup;
 use super::sync::{all_reduce_gradients, average_running_means};
 use gan_core::data::Batch;
 use gan_core::error::Result;
+use gan_core::flight::Activity;
 use gan_core::metrics::StepParts;
 
 /// What a phase trains and how often it runs.
@@ -41,6 +42,16 @@ impl Phase {
         }
     }
 
+    /// How the flight record names the phase.
+    fn activity(self) -> Activity {
+        match self {
+            Phase::DMain => Activity::DMain,
+            Phase::DReg { .. } => Activity::DReg,
+            Phase::GMain { .. } => Activity::GMain,
+            Phase::GReg { .. } => Activity::GReg,
+        }
+    }
+
     /// Index of the phase's timing statistic in [`PHASE_TIMING`].
     fn timing_slot(self) -> usize {
         match self {
@@ -65,6 +76,7 @@ pub fn run_step(s: &mut Setup, step: u64) -> Result<bool> {
     let started = Instant::now();
     // The rank's random state is a function of (seed, step): what a checkpoint can restore.
     tch::manual_seed(gan_core::rng::step_seed(s.plan.seed, step) as i64);
+    s.flight.enter(Activity::Data, step);
     let batch = s.next_batch();
     let data_wait = started.elapsed().as_secs_f64();
     s.stats.report_host("Timing/data_secs", data_wait);
@@ -79,6 +91,7 @@ pub fn run_step(s: &mut Setup, step: u64) -> Result<bool> {
             continue;
         }
         let phase_started = Instant::now();
+        s.flight.enter(phase.activity(), step);
         g_stepped |= matches!(phase, Phase::GMain { .. });
         begin_phase(s, phase);
         for round in 0..rounds {

@@ -14,6 +14,7 @@ use super::step::run_step;
 use super::sync::check_parameters_agree;
 use super::telemetry::TickRates;
 use gan_core::error::{Error, Result};
+use gan_core::flight::Activity;
 
 /// How a run ended.
 #[derive(Clone, Debug, PartialEq)]
@@ -48,9 +49,11 @@ pub fn train(s: &mut Setup, stop: &AtomicUsize) -> Result<TrainOutcome> {
     s.heartbeat.beat(start.step, start.cur_nimg)?;
     tracing::info!(device = %s.device_name(), world = s.pg.world_size(), "training {} kimg", s.cfg.train.total_kimg);
     loop {
+        s.flight.enter(Activity::StepBoundary, outcome.step);
         let signal = agree_on_stop(s.pg.as_mut(), stop.load(Ordering::SeqCst))?;
         let done = outcome.cur_nimg >= total_nimg || signal != 0;
         if done || outcome.cur_nimg >= tick_start.1 + tick_nimg {
+            s.flight.enter(Activity::Tick, outcome.step);
             let report = tick_report(s, &outcome, next_tick, tick_start)?;
             next_tick += 1;
             progress.tick(&report);
@@ -65,11 +68,13 @@ pub fn train(s: &mut Setup, stop: &AtomicUsize) -> Result<TrainOutcome> {
             }
             maintenance(s, &report, done)?;
             if let Some(ev) = evaluator.as_mut() {
+                s.flight.enter(Activity::Evaluating, outcome.step);
                 ev.poll(s)?;
                 if ev.due(outcome.cur_nimg, done, signal != 0) {
                     ev.run(s, outcome.step, outcome.cur_nimg, done)?;
                 }
             }
+            s.flight.enter(Activity::Checkpointing, outcome.step);
             // Before this tick's checkpoint, which would save the collapsed state.
             if let Some(to_step) = agree_on_mode_dropping_rollback(s, signal != 0)? {
                 return Err(Error::ModeDropping { step: outcome.step, to_step });
@@ -106,6 +111,7 @@ pub fn train(s: &mut Setup, stop: &AtomicUsize) -> Result<TrainOutcome> {
         }
     }
     progress.finish();
+    s.flight.enter(Activity::Finishing, outcome.step);
     s.ckpt_writer.finish()?;
     s.write_final_files()?;
     push_final_results(s, &outcome, started.elapsed().as_secs_f64());

@@ -1,0 +1,183 @@
+//! The launcher side: when a rank stops making progress, the flight records of every rank on the
+//! node say who holds up whom. Ranks make the same collectives in the same order, so a rank
+//! waiting in collective #k is waiting for one that has not started #k; that rank, and what it is
+//! doing instead, is the finding. Ranks waiting in #k with different calls disagree on the order
+//! of collectives, which is a bug worth its own message.
+use std::time::Duration;
+
+use super::record::{FlightRecord, TrackRecord, WRITE_INTERVAL};
+
+/// The process group of the training thread, whose collectives every step makes.
+const TRAIN_TRACK: &str = "train";
+
+/// A record this much older than the write interval means the writer thread, and so the whole
+/// process, is not running.
+const STALE_AFTER: Duration = Duration::from_secs(5 * WRITE_INTERVAL.as_secs());
+
+/// What the launcher knows about one of its ranks.
+#[derive(Clone, Debug)]
+pub struct RankView {
+    pub rank: u32,
+    /// The last flight record and its age; None before the rank wrote one.
+    pub record: Option<(FlightRecord, Duration)>,
+    /// The process is stopped by a signal.
+    pub stopped: bool,
+}
+
+impl RankView {
+    fn fresh(&self) -> Option<&FlightRecord> {
+        self.record.as_ref().filter(|(_, age)| *age <= STALE_AFTER && !self.stopped).map(|(r, _)| r)
+    }
+
+    fn train(&self) -> Option<&TrackRecord> {
+        self.fresh()?.tracks.iter().find(|t| t.name == TRAIN_TRACK)
+    }
+}
+
+/// The verdict on a stuck node.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Diagnosis {
+    /// Index (into the views) of the rank that holds up the others, when the records show one.
+    pub culprit: Option<usize>,
+    /// What the records show, as one sentence.
+    pub finding: String,
+    /// One line per rank: where it is.
+    pub table: Vec<String>,
+}
+
+/// Reads the records of a node's ranks.
+pub fn diagnose(views: &[RankView]) -> Diagnosis {
+    let (culprit, finding) = find_culprit(views);
+    Diagnosis { culprit, finding, table: views.iter().map(describe).collect() }
+}
+
+fn find_culprit(views: &[RankView]) -> (Option<usize>, String) {
+    if let Some(i) = views.iter().position(|v| v.stopped) {
+        return (Some(i), format!("rank {} is stopped (SIGSTOP?); the others wait for it", views[i].rank));
+    }
+    if let Some(i) = views.iter().position(|v| v.record.as_ref().is_some_and(|(_, age)| *age > STALE_AFTER)) {
+        let age = views[i].record.as_ref().expect("checked").1;
+        return (
+            Some(i),
+            format!(
+                "rank {}'s whole process has not run for {age:.0?} (its flight record stopped; frozen, or swapping)",
+                views[i].rank
+            ),
+        );
+    }
+    let trains: Vec<(usize, &TrackRecord)> =
+        views.iter().enumerate().filter_map(|(i, v)| v.train().map(|t| (i, t))).collect();
+    let waiting: Vec<(usize, &TrackRecord)> = trains.iter().copied().filter(|(_, t)| t.in_flight()).collect();
+    let Some(seq) = waiting.iter().map(|(_, t)| t.started).max() else {
+        return (None, no_rank_waits(views, &trains));
+    };
+    let waiters: Vec<u32> =
+        waiting.iter().filter(|(_, t)| t.started == seq).map(|(i, _)| views[*i].rank).collect();
+    if let Some(mismatch) = mismatch(views, &waiting, seq) {
+        return (None, mismatch);
+    }
+    let behind =
+        trains.iter().filter(|(_, t)| t.started < seq).min_by_key(|(_, t)| (t.in_flight(), t.started));
+    match behind {
+        Some(&(i, t)) => {
+            let doing = views[i].fresh().map_or_else(String::new, |r| {
+                format!("{} for {:.1} s", r.activity.describe(), r.activity_secs)
+            });
+            let state = if t.in_flight() {
+                format!("waits in train collective #{} instead", t.started)
+            } else {
+                format!("is {doing}")
+            };
+            (
+                Some(i),
+                format!(
+                    "rank {} has not reached train collective #{seq}, which rank(s) {} wait in; it {state}",
+                    views[i].rank,
+                    list(&waiters)
+                ),
+            )
+        }
+        None => {
+            let call = waiting[0].1.last.as_ref().map_or_else(String::new, |c| format!(" ({})", c.call()));
+            (
+                None,
+                format!(
+                    "every rank of this node with a record waits in train collective #{seq}{call}: the rank \
+                     holding them up is on another node, or the connection between ranks is stuck"
+                ),
+            )
+        }
+    }
+}
+
+/// Ranks waiting in the same collective with different calls: they disagree on the order of
+/// collectives.
+fn mismatch(views: &[RankView], waiting: &[(usize, &TrackRecord)], seq: u64) -> Option<String> {
+    let calls: Vec<(u32, String)> = waiting
+        .iter()
+        .filter(|(_, t)| t.started == seq)
+        .filter_map(|(i, t)| t.last.as_ref().map(|c| (views[*i].rank, c.call())))
+        .collect();
+    if calls.iter().all(|(_, c)| *c == calls[0].1) {
+        return None;
+    }
+    let each: Vec<String> = calls.iter().map(|(rank, call)| format!("rank {rank} {call}")).collect();
+    Some(format!(
+        "the ranks called different collectives as train collective #{seq} ({}): they disagree on the order \
+         of collectives, which is a bug in gan-launch; please report it with these lines",
+        each.join(", ")
+    ))
+}
+
+/// No rank is inside a host collective: each is stuck in its own work. With NCCL, a collective
+/// only queues work on the GPU, and the wait shows up later, in whatever synchronises with it.
+fn no_rank_waits(views: &[RankView], trains: &[(usize, &TrackRecord)]) -> String {
+    let on_device = trains.iter().any(|(_, t)| t.last.as_ref().is_some_and(|c| c.on_device));
+    if on_device {
+        "no rank waits in a host collective; with NCCL a rank blocked in the GPU may be waiting for a \
+         collective another rank has not joined (compare the collective counts below)"
+            .into()
+    } else if views.iter().all(|v| v.record.is_none()) {
+        "no rank has written a flight record yet".into()
+    } else {
+        "no rank waits in a collective: the stuck rank is stuck in its own work (see its activity below)"
+            .into()
+    }
+}
+
+/// One rank's line of the table.
+fn describe(v: &RankView) -> String {
+    let Some((r, age)) = &v.record else {
+        return format!("rank {}: no flight record (it had not started yet)", v.rank);
+    };
+    let mut line = format!(
+        "rank {} (pid {}): step {}, {} for {:.1} s",
+        r.rank,
+        r.pid,
+        r.step,
+        r.activity.describe(),
+        r.activity_secs
+    );
+    for t in &r.tracks {
+        line.push_str(&format!("; {}: ", t.name));
+        match (&t.last, t.in_flight()) {
+            (Some(c), true) => line.push_str(&format!(
+                "in collective #{} ({}) for {:.1} s",
+                t.started,
+                c.call(),
+                c.secs_since_start
+            )),
+            _ => line.push_str(&format!("{} collectives done", t.finished)),
+        }
+    }
+    if v.stopped {
+        line.push_str(" [process stopped]");
+    } else if *age > STALE_AFTER {
+        line.push_str(&format!(" [record {age:.0?} old: the process is not running]"));
+    }
+    line
+}
+
+fn list(ranks: &[u32]) -> String {
+    ranks.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+}

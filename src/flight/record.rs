@@ -1,0 +1,150 @@
+//! The flight record file: one JSON object per rank, beside its heartbeat, rewritten every second
+//! by a thread of its own. That thread keeps writing while the training thread is stuck, so the
+//! record says where it is stuck; a record that stops changing means the whole process stopped.
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use super::recorder::{Activity, Collective, CollectiveOp, Recorder};
+use crate::fsutil;
+
+/// How often the writer rewrites the record.
+pub const WRITE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A rank's state as of one write.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FlightRecord {
+    pub rank: u32,
+    pub pid: u32,
+    /// The step the training thread works on (the next one to complete).
+    pub step: u64,
+    pub activity: Activity,
+    /// How long it has been in that activity.
+    pub activity_secs: f64,
+    /// One per process group ("train", and "eval" for background evaluation).
+    pub tracks: Vec<TrackRecord>,
+}
+
+/// The collectives of one process group.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrackRecord {
+    pub name: String,
+    /// Collectives started; the one in flight (if any) has this sequence number.
+    pub started: u64,
+    pub finished: u64,
+    /// The collective started last, and how long ago.
+    pub last: Option<CollectiveRecord>,
+    pub secs_since_finished: Option<f64>,
+}
+
+impl TrackRecord {
+    /// Whether the rank is inside a collective call of this group.
+    pub fn in_flight(&self) -> bool {
+        self.started > self.finished
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CollectiveRecord {
+    pub op: CollectiveOp,
+    pub dtype: String,
+    pub elems: u64,
+    pub on_device: bool,
+    pub secs_since_start: f64,
+}
+
+impl CollectiveRecord {
+    pub fn new(c: Collective, secs_since_start: f64) -> Self {
+        CollectiveRecord {
+            op: c.op,
+            dtype: c.dtype.to_string(),
+            elems: c.elems,
+            on_device: c.on_device,
+            secs_since_start,
+        }
+    }
+
+    /// What was called, e.g. "all_reduce of 1024 f32"; two ranks' calls with the same sequence
+    /// number must describe the same.
+    pub fn call(&self) -> String {
+        let op = match self.op {
+            CollectiveOp::AllReduce => "all_reduce",
+            CollectiveOp::Broadcast => "broadcast",
+            CollectiveOp::AllGather => "all_gather",
+            CollectiveOp::Barrier => return "barrier".into(),
+        };
+        let place = if self.on_device { " on the device" } else { "" };
+        format!("{op} of {} {}{place}", self.elems, self.dtype)
+    }
+}
+
+/// Where a rank whose heartbeat is `heartbeat` keeps its flight record.
+pub fn path_beside(heartbeat: &Path) -> PathBuf {
+    let mut name = heartbeat.file_name().unwrap_or_default().to_os_string();
+    name.push(".flight.json");
+    heartbeat.with_file_name(name)
+}
+
+/// Starts the thread that rewrites `path` from `recorder` every [`WRITE_INTERVAL`] for as long as
+/// the process lives. A failed write is logged once and retried.
+pub fn start_writer(recorder: Arc<Recorder>, path: PathBuf) {
+    let spawned = std::thread::Builder::new().name("flight-record".into()).spawn(move || {
+        let mut warned = false;
+        loop {
+            let json = serde_json::to_vec(&recorder.snapshot()).expect("a record serialises");
+            if let Err(e) = fsutil::write_replace(&path, &json) {
+                if !std::mem::replace(&mut warned, true) {
+                    tracing::warn!("cannot write the flight record: {e}");
+                }
+            }
+            std::thread::sleep(WRITE_INTERVAL);
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::warn!("cannot start the flight record writer: {e}");
+    }
+}
+
+/// A rank's last record and how long ago it was written; None before the first write or when the
+/// file cannot be read.
+pub fn read(path: &Path) -> Option<(FlightRecord, Duration)> {
+    let modified = std::fs::metadata(path).ok()?.modified().ok()?;
+    let age = SystemTime::now().duration_since(modified).unwrap_or_default();
+    let record = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    Some((record, age))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_writer_keeps_rewriting_while_the_activity_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = path_beside(&dir.path().join("heartbeat/rank-2"));
+        assert!(path.ends_with("heartbeat/rank-2.flight.json"));
+        let recorder = Arc::new(Recorder::new(2));
+        recorder.enter(Activity::Checkpointing, 40);
+        start_writer(Arc::clone(&recorder), path.clone());
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let record = loop {
+            match read(&path) {
+                Some((record, _)) if record.activity_secs >= 1.0 => break record,
+                _ if std::time::Instant::now() > deadline => panic!("no second write within 20 s"),
+                _ => std::thread::sleep(Duration::from_millis(100)),
+            }
+        };
+        assert_eq!((record.rank, record.step, record.activity), (2, 40, Activity::Checkpointing));
+        assert_eq!(record.pid, std::process::id());
+    }
+
+    #[test]
+    fn a_call_is_described_for_comparison() {
+        let c = Collective { op: CollectiveOp::Broadcast, dtype: "f64", elems: 3, on_device: false };
+        assert_eq!(CollectiveRecord::new(c, 0.0).call(), "broadcast of 3 f64");
+        let c = Collective { op: CollectiveOp::AllReduce, dtype: "f32", elems: 9, on_device: true };
+        assert_eq!(CollectiveRecord::new(c, 0.0).call(), "all_reduce of 9 f32 on the device");
+    }
+}

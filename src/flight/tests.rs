@@ -1,0 +1,108 @@
+//! The launcher's reading of a node's records, on records as ranks write them.
+use std::time::Duration;
+
+use super::*;
+
+const GRADS: Collective =
+    Collective { op: CollectiveOp::AllReduce, dtype: "f32", elems: 4096, on_device: false };
+
+/// A rank that has made `done` train collectives, in `activity`, and is in one more when `waiting`.
+fn rank(r: u32, activity: Activity, done: u64, waiting: Option<Collective>) -> RankView {
+    let rec = Recorder::new(r);
+    let train = rec.track("train");
+    rec.enter(activity, 12);
+    for _ in 0..done {
+        train.begin(GRADS);
+        train.end();
+    }
+    if let Some(c) = waiting {
+        train.begin(c);
+    }
+    RankView { rank: r, record: Some((rec.snapshot(), Duration::from_millis(500))), stopped: false }
+}
+
+#[test]
+fn the_rank_that_has_not_reached_the_collective_is_named_with_its_activity() {
+    let views = [
+        rank(0, Activity::GMain, 56, Some(GRADS)),
+        rank(1, Activity::GMain, 56, None),
+        rank(2, Activity::GMain, 56, Some(GRADS)),
+    ];
+    let d = diagnose(&views);
+    assert_eq!(d.culprit, Some(1));
+    assert!(
+        d.finding.contains("rank 1 has not reached train collective #57, which rank(s) 0, 2 wait in")
+            && d.finding.contains("it is in G main for"),
+        "{}",
+        d.finding
+    );
+    assert!(d.table[0].contains("train: in collective #57 (all_reduce of 4096 f32)"), "{}", d.table[0]);
+    assert!(d.table[1].contains("step 12, in G main") && d.table[1].contains("train: 56 collectives done"));
+}
+
+#[test]
+fn the_rank_furthest_behind_is_named_when_several_are() {
+    let views = [
+        rank(0, Activity::DMain, 80, Some(GRADS)),
+        rank(1, Activity::Data, 79, None),
+        rank(2, Activity::Checkpointing, 70, None),
+    ];
+    let d = diagnose(&views);
+    assert_eq!(d.culprit, Some(2), "{}", d.finding);
+    assert!(d.finding.contains("it is checkpointing for"), "{}", d.finding);
+}
+
+#[test]
+fn different_calls_in_the_same_collective_are_a_mismatch() {
+    let bcast = Collective { op: CollectiveOp::Broadcast, dtype: "f64", elems: 3, on_device: false };
+    let views = [rank(0, Activity::Tick, 9, Some(GRADS)), rank(1, Activity::Tick, 9, Some(bcast))];
+    let d = diagnose(&views);
+    assert_eq!(d.culprit, None);
+    assert!(
+        d.finding.contains("rank 0 all_reduce of 4096 f32, rank 1 broadcast of 3 f64")
+            && d.finding.contains("a bug"),
+        "{}",
+        d.finding
+    );
+}
+
+#[test]
+fn all_waiting_in_the_same_collective_points_off_the_node() {
+    let views = [rank(0, Activity::DMain, 5, Some(GRADS)), rank(1, Activity::DMain, 5, Some(GRADS))];
+    let d = diagnose(&views);
+    assert_eq!(d.culprit, None);
+    assert!(d.finding.contains("waits in train collective #6 (all_reduce of 4096 f32)"), "{}", d.finding);
+    assert!(d.finding.contains("on another node"), "{}", d.finding);
+}
+
+#[test]
+fn a_stopped_or_frozen_process_comes_first() {
+    let mut views = [rank(0, Activity::DMain, 5, Some(GRADS)), rank(1, Activity::DMain, 5, None)];
+    views[1].record.as_mut().unwrap().1 = Duration::from_secs(40);
+    let d = diagnose(&views);
+    assert_eq!(d.culprit, Some(1));
+    assert!(d.finding.contains("whole process has not run for 40s"), "{}", d.finding);
+    assert!(d.table[1].ends_with("[record 40s old: the process is not running]"), "{}", d.table[1]);
+    views[0].stopped = true;
+    let d = diagnose(&views);
+    assert_eq!(d.culprit, Some(0));
+    assert!(d.finding.contains("rank 0 is stopped"), "{}", d.finding);
+}
+
+#[test]
+fn no_waiting_rank_says_so_and_names_nobody() {
+    let views = [rank(0, Activity::Data, 5, None), rank(1, Activity::Evaluating, 5, None)];
+    let d = diagnose(&views);
+    assert_eq!(d.culprit, None);
+    assert!(d.finding.contains("stuck in its own work"), "{}", d.finding);
+    let on_gpu = Collective { on_device: true, ..GRADS };
+    let mut with_nccl = [rank(0, Activity::DMain, 5, None), rank(1, Activity::DMain, 4, None)];
+    for v in &mut with_nccl {
+        let track = &mut v.record.as_mut().unwrap().0.tracks[0];
+        track.last = Some(CollectiveRecord::new(on_gpu, 1.0));
+    }
+    assert!(diagnose(&with_nccl).finding.contains("with NCCL"), "{}", diagnose(&with_nccl).finding);
+    let none = [RankView { rank: 0, record: None, stopped: false }];
+    let d = diagnose(&none);
+    assert!(d.table[0].contains("no flight record"), "{:?}", d.table);
+}
