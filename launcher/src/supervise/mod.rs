@@ -14,6 +14,8 @@ use gan_core::launch_env::RankEnv;
 use gan_core::Error;
 use gan_core::{flight, heartbeat};
 
+mod stuck;
+
 use crate::console::Console;
 use crate::nodes::RemoteEvent;
 use crate::rank_logs::RankLog;
@@ -32,6 +34,9 @@ const GRACE_PERIOD: Duration = Duration::from_secs(10);
 /// Name of the trainer binary installed beside `gan-launch`.
 const TRAINER_NAME: &str = "gan-train";
 
+pub use stuck::Watchdog;
+use stuck::{fail_stuck, most_stuck};
+
 /// What to start for one rank.
 pub struct RankSpec {
     pub plan: RankPlan,
@@ -44,15 +49,6 @@ pub struct RankSpec {
     pub echo: Option<Console>,
     /// Where the rank beats its heartbeat.
     pub heartbeat_path: PathBuf,
-}
-
-/// How long a rank may go without progress before it counts as stuck.
-#[derive(Clone, Copy, Debug)]
-pub struct Watchdog {
-    /// Between heartbeats once training runs.
-    pub heartbeat_timeout: Duration,
-    /// Until the first heartbeat (libtorch start-up, rendezvous, model building).
-    pub startup_timeout: Duration,
 }
 
 /// How a group of ranks ended.
@@ -91,43 +87,6 @@ impl Rank {
     fn failed(&self) -> bool {
         self.exited.is_some_and(|s| exit_code(s) != 0)
     }
-
-    /// Why this rank counts as stuck, if it does, with its last step (for picking the culprit).
-    fn stuck(&self, watchdog: Watchdog) -> Option<(String, u64)> {
-        match heartbeat::read(&self.heartbeat_path).map(|b| (b.step, b.age)) {
-            Some((step, age)) if age > watchdog.heartbeat_timeout => {
-                // A large model on a CPU can legitimately take longer than the timeout per step.
-                let state = if self.is_stopped() {
-                    "stopped (SIGSTOP?)"
-                } else {
-                    "hung, or waiting in a collective (if one step really takes this long, raise dist.heartbeat_timeout_secs)"
-                };
-                Some((format!("made no progress for {age:.0?} (last at step {step}): {state}"), step))
-            }
-            None if self.started.elapsed() > watchdog.startup_timeout => {
-                Some((format!("did not start training within {:.0?}", watchdog.startup_timeout), 0))
-            }
-            _ => None,
-        }
-    }
-
-    /// Whether the process is stopped by a signal (state T in /proc/<pid>/stat).
-    fn is_stopped(&self) -> bool {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        // The state follows the parenthesised command name, which may itself contain spaces.
-        stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('T') || rest.starts_with('t'))
-    }
-}
-
-/// The stuck rank to blame. When one rank stalls its peers stall too, waiting for it in a
-/// collective; the culprit is a stopped process if there is one, else the rank furthest behind.
-fn most_stuck(ranks: &[Rank], watchdog: Watchdog) -> Option<(usize, String)> {
-    let stuck: Vec<(usize, String, u64)> = ranks
-        .iter()
-        .enumerate()
-        .filter_map(|(i, r)| r.stuck(watchdog).map(|(why, step)| (i, why, step)))
-        .collect();
-    stuck.into_iter().min_by_key(|(i, _, step)| (!ranks[*i].is_stopped(), *step)).map(|(i, why, _)| (i, why))
 }
 
 /// The trainer binary: an explicit path, or `gan-train` next to this executable.
@@ -331,49 +290,6 @@ fn forward(ranks: &[Rank], signal: i32) {
     for rank in ranks.iter().filter(|r| r.exited.is_none()) {
         send(&rank.child, signal);
     }
-}
-
-/// Stops the job because rank `i` is stuck. The flight records of the node's ranks may show
-/// that another rank holds it up (it waits in a collective that rank has not reached); then that
-/// one is blamed. The blamed rank is killed outright (a stopped or hung process would not act on
-/// SIGTERM), the others are stopped as usual; where each rank was, and the blamed rank's last log
-/// lines, are logged.
-fn fail_stuck(ranks: &mut [Rank], i: usize, why: String, watchdog: Watchdog) -> String {
-    let diagnosis = flight::diagnose(&flight_views(ranks));
-    let (i, why) = match diagnosis.culprit.filter(|&c| c != i) {
-        Some(c) => {
-            (c, ranks[c].stuck(watchdog).map_or_else(|| "holds up the other ranks".to_string(), |s| s.0))
-        }
-        None => (i, why),
-    };
-    let host = gethostname::gethostname().to_string_lossy().into_owned();
-    let rank = ranks[i].rank;
-    let reason = format!("rank {rank} on {host} {why}; {}", diagnosis.finding);
-    let _ = ranks[i].child.kill();
-    ranks[i].exited = ranks[i].child.wait().ok();
-    ranks[i].log.finish();
-    let last_lines = ranks[i].log.tail();
-    tracing::error!(
-        rank,
-        host = %host,
-        "{reason}; stopping the job. Where each rank of this node was:\n  {}\nRank {rank}'s last log lines:\n{}",
-        diagnosis.table.join("\n  "),
-        if last_lines.is_empty() { "  (none)".to_string() } else { last_lines.join("\n") }
-    );
-    stop_all(ranks, SIGTERM);
-    reason
-}
-
-/// What the launcher knows of each rank's whereabouts.
-fn flight_views(ranks: &[Rank]) -> Vec<flight::RankView> {
-    ranks
-        .iter()
-        .map(|r| flight::RankView {
-            rank: r.rank,
-            record: flight::read(&flight::path_beside(&r.heartbeat_path)),
-            stopped: r.is_stopped(),
-        })
-        .collect()
 }
 
 fn spawn(trainer: &Path, config: &Path, spec: &RankSpec) -> anyhow::Result<Rank> {
