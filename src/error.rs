@@ -50,6 +50,10 @@ pub enum Error {
     #[error("checkpoint {path}: {message}")]
     Checkpoint { path: PathBuf, message: String },
 
+    /// A path given as a run directory (runs/<name>) is not one.
+    #[error("run directory {path}: {message}")]
+    RunDir { path: PathBuf, message: String },
+
     /// The launch environment (RANK, WORLD_SIZE, ...) is missing or inconsistent.
     #[error("launch environment: {0}")]
     Env(String),
@@ -102,6 +106,7 @@ impl Error {
                 | Error::Env(_)
                 | Error::Dataset { .. }
                 | Error::Checkpoint { .. }
+                | Error::RunDir { .. }
         )
     }
 

@@ -31,6 +31,8 @@ pub enum Command {
     /// FID, KID, IS, precision/recall or density/coverage of a checkpoint's G_ema against the run's
     /// dataset (pytorch-fid's Inception).
     Eval(crate::ckpt::EvalArgs),
+    /// Where each rank of a running job is, and which rank holds the others up.
+    Status(crate::status::StatusArgs),
     /// Inspect, verify and export checkpoints.
     #[command(subcommand)]
     Ckpt(crate::ckpt::Ckpt),

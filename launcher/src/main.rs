@@ -10,6 +10,7 @@ mod job;
 mod nccl_lib;
 mod nodes;
 mod rank_logs;
+mod status;
 mod supervise;
 mod telemetry;
 
@@ -33,6 +34,7 @@ fn main() -> ExitCode {
         Some(Command::Ckpt(cmd)) => ckpt::run(&cmd).map(|_| ExitCode::SUCCESS),
         Some(Command::Sample(args)) => ckpt::sample(&args),
         Some(Command::Eval(args)) => ckpt::eval(&args),
+        Some(Command::Status(args)) => status::run(&args),
         None => launch(&cli.job),
     };
     match result {

@@ -156,6 +156,58 @@ fn a_rank_hung_inside_a_step_is_named_with_what_it_was_doing() {
     assert!(err.contains("GANLAUNCH_HANG: rank 1 hangs in G main at step 3"), "its last log lines: {err}");
 }
 
+/// `gan-launch status` while a job is held up, long before its watchdog would act: where each
+/// rank is and which one holds the other up; once the job is gone, that it is not running; and a
+/// directory that is no run directory is a user error.
+#[test]
+fn status_shows_where_each_rank_is_and_who_holds_the_others_up() {
+    gan_train_path();
+    let dir = tempfile::tempdir().unwrap();
+    let mut job = gan_launch()
+        .args(launch_args(dir.path(), 2))
+        .args(["--set", "train.total_kimg=1000"])
+        .env("GANLAUNCH_HANG", "1:g_main:3")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let run_dir = dir.path().join("ci-tiny");
+    let status_until = |wanted: &str| {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let out =
+                gan_launch().arg("status").arg(&run_dir).args(["--waiting-secs", "1"]).output().unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            if out.status.success() && text.contains(wanted) {
+                return text;
+            }
+            assert!(Instant::now() < deadline, "no {wanted:?} within 120 s: {text}{}", stderr(&out));
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    };
+    let text = status_until("held up:");
+    assert!(text.contains(": 2 rank(s)\n"), "{text}");
+    assert!(
+        text.contains("held up: rank 1 has not reached train collective #")
+            && text.contains("which rank(s) 0 wait in; it is in G main for"),
+        "{text}"
+    );
+    let row = |text: &str, rank: u32| {
+        text.lines().find(|l| l.starts_with(&format!("  rank {rank} (pid "))).unwrap().to_string()
+    };
+    assert!(
+        row(&text, 0).contains("train: in collective #") && row(&text, 0).contains("; heartbeat "),
+        "{text}"
+    );
+    assert!(row(&text, 1).contains("in G main for") && row(&text, 1).contains("collectives done"), "{text}");
+    job.kill().unwrap(); // the ranks die with their launcher
+    job.wait().unwrap();
+    let text = status_until("the job is not running");
+    assert!(row(&text, 0).contains("train: in collective #"), "the last records stay readable: {text}");
+    let out = gan_launch().arg("status").arg(dir.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no heartbeat/ inside"), "{}", stderr(&out));
+}
+
 #[test]
 fn max_restarts_restarts_once_then_gives_up() {
     gan_train_path();

@@ -12,7 +12,7 @@ const TRAIN_TRACK: &str = "train";
 
 /// A record this much older than the write interval means the writer thread, and so the whole
 /// process, is not running.
-const STALE_AFTER: Duration = Duration::from_secs(5 * WRITE_INTERVAL.as_secs());
+pub const STALE_AFTER: Duration = Duration::from_secs(5 * WRITE_INTERVAL.as_secs());
 
 /// What the launcher knows about one of its ranks.
 #[derive(Clone, Debug)]
@@ -151,9 +151,10 @@ fn describe(v: &RankView) -> String {
         return format!("rank {}: no flight record (it had not started yet)", v.rank);
     };
     let mut line = format!(
-        "rank {} (pid {}): step {}, {} for {:.1} s",
+        "rank {} (pid {} on {}): step {}, {} for {:.1} s",
         r.rank,
         r.pid,
+        r.host,
         r.step,
         r.activity.describe(),
         r.activity_secs

@@ -17,6 +17,7 @@ pub const WRITE_INTERVAL: Duration = Duration::from_secs(1);
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FlightRecord {
     pub rank: u32,
+    pub host: String,
     pub pid: u32,
     /// The step the training thread works on (the next one to complete).
     pub step: u64,

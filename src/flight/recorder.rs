@@ -134,6 +134,7 @@ struct HangAt {
 /// One rank's recorder; shared by the training thread, its process groups and the writer.
 pub struct Recorder {
     rank: u32,
+    host: String,
     epoch: Instant,
     state: Mutex<RankState>,
     tracks: Mutex<Vec<Arc<Track>>>,
@@ -150,6 +151,7 @@ impl Recorder {
     pub fn new(rank: u32) -> Self {
         Recorder {
             rank,
+            host: gethostname::gethostname().to_string_lossy().into_owned(),
             epoch: Instant::now(),
             state: Mutex::new(RankState { step: 0, activity: Activity::Starting, since: Duration::ZERO }),
             tracks: Mutex::new(Vec::new()),
@@ -213,6 +215,7 @@ impl Recorder {
         let tracks = lock(&self.tracks).iter().map(|t| t.snapshot(now)).collect();
         FlightRecord {
             rank: self.rank,
+            host: self.host.clone(),
             pid: std::process::id(),
             step,
             activity,

@@ -1,0 +1,84 @@
+//! `gan-launch status RUN_DIR`: where each rank of a job is right now, from the heartbeats and
+//! flight records the ranks keep under the run directory. Every node's ranks write there (the run
+//! directory is shared), so one command on any machine sees the whole job, which the watchdog of
+//! one node cannot: for a job that is slow rather than stopped, or stuck on another node.
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use gan_core::{flight, heartbeat, Error};
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// The run directory, runs/<name>.
+    pub run_dir: PathBuf,
+    /// Say who holds the others up once a rank has waited in a collective this long.
+    #[arg(long, default_value_t = 10.0)]
+    pub waiting_secs: f64,
+}
+
+pub fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
+    let dir = args.run_dir.join("heartbeat");
+    let ranks = rank_numbers(&dir)?;
+    let views: Vec<flight::RankView> = ranks
+        .iter()
+        .map(|&rank| flight::RankView {
+            rank,
+            record: flight::read(&flight::path_beside(&dir.join(format!("rank-{rank}")))),
+            stopped: false,
+        })
+        .collect();
+    let diagnosis = flight::diagnose(&views);
+    println!("{}: {} rank(s)", args.run_dir.display(), ranks.len());
+    for (rank, line) in ranks.iter().zip(&diagnosis.table) {
+        let beat = heartbeat::read(&dir.join(format!("rank-{rank}"))).map_or_else(
+            || "no heartbeat yet".to_string(),
+            |b| format!("heartbeat {:.1} s ago", b.age.as_secs_f64()),
+        );
+        println!("  {line}; {beat}");
+    }
+    println!("{}", verdict(&views, &diagnosis, Duration::from_secs_f64(args.waiting_secs.max(0.0))));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The one-line summary: not running, someone held up, or all moving.
+fn verdict(views: &[flight::RankView], diagnosis: &flight::Diagnosis, waiting: Duration) -> String {
+    let ages: Vec<Duration> = views.iter().filter_map(|v| v.record.as_ref().map(|(_, age)| *age)).collect();
+    match ages.iter().min() {
+        None => {
+            return "no rank has written a flight record yet (starting, or a job from before records)".into()
+        }
+        Some(newest) if *newest > flight::STALE_AFTER => {
+            return format!("the job is not running: the newest record is {newest:.0?} old")
+        }
+        _ => {}
+    }
+    let longest_wait = views
+        .iter()
+        .filter_map(|v| v.record.as_ref())
+        .flat_map(|(r, _)| r.tracks.iter())
+        .filter(|t| t.in_flight())
+        .filter_map(|t| t.last.as_ref().map(|c| c.secs_since_start))
+        .fold(0.0f64, f64::max);
+    let stale = ages.iter().any(|age| *age > flight::STALE_AFTER);
+    if stale || longest_wait >= waiting.as_secs_f64() {
+        format!("held up: {}", diagnosis.finding)
+    } else {
+        format!("moving: no rank has waited in a collective for {:.0} s or more", waiting.as_secs_f64())
+    }
+}
+
+/// The ranks that beat under `dir`, in order.
+fn rank_numbers(dir: &Path) -> anyhow::Result<Vec<u32>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::RunDir {
+        path: dir.parent().unwrap_or(dir).to_path_buf(),
+        message: format!("no heartbeat/ inside ({e}): status needs runs/<name> of a job gan-launch started"),
+    })?;
+    let mut ranks: Vec<u32> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.strip_prefix("rank-")?.parse().ok())
+        .collect();
+    ranks.sort_unstable();
+    Ok(ranks)
+}
