@@ -146,6 +146,8 @@ pub fn run(args: &JobArgs, cfg: &RunConfig, node: &NodeSetup) -> anyhow::Result<
             }
             GroupExit::Stopped(code) => return Ok(ExitCode::from(code)),
             GroupExit::Failed { code, reason } => {
+                // Supervision reported a rank's failure already; this covers the rest (the first
+                // report of an attempt is the one every node sees).
                 if let Some(group) = group.as_mut() {
                     let _ = group.report_failure(attempt, &reason);
                 }
@@ -228,6 +230,12 @@ impl Peers for AttemptPeers<'_> {
     fn signalled(&mut self, signal: i32) {
         if let Some(group) = self.group.as_mut() {
             let _ = group.report_signal(self.attempt, signal);
+        }
+    }
+
+    fn failed(&mut self, reason: &str) {
+        if let Some(group) = self.group.as_mut() {
+            let _ = group.report_failure(self.attempt, reason);
         }
     }
 }

@@ -122,7 +122,7 @@ fn a_stopped_rank_is_detected_and_named() {
     assert!(err.contains("rank 1 on") && err.contains("made no progress"), "{err}");
     assert!(err.contains("rank 1 is stopped (SIGSTOP?); the others wait for it"), "{err}");
     // Where each rank was: rank 0 inside a collective of the training group, rank 1 stopped.
-    assert!(err.contains("Where each rank of this node was:\n  rank 0 (pid "), "{err}");
+    assert!(err.contains("Where each rank was:\n  rank 0 (pid "), "{err}");
     assert!(err.contains("train: in collective #"), "rank 0 waits in a collective: {err}");
     assert!(err.contains("[process stopped]"), "{err}");
 }
@@ -149,7 +149,7 @@ fn a_rank_hung_inside_a_step_is_named_with_what_it_was_doing() {
             && err.contains(", which rank(s) 0 wait in; it is in G main for "),
         "{err}"
     );
-    let table = err.split("Where each rank of this node was:\n").nth(1).unwrap_or_else(|| panic!("{err}"));
+    let table = err.split("Where each rank was:\n").nth(1).unwrap_or_else(|| panic!("{err}"));
     let row = |rank: u32| table.lines().find(|l| l.starts_with(&format!("  rank {rank} (pid "))).unwrap();
     assert!(row(0).contains(": step 3, in G main for ") && row(0).contains("(all_reduce of "), "{table}");
     assert!(row(1).contains(": step 3, in G main for ") && row(1).contains(" collectives done"), "{table}");

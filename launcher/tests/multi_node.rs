@@ -3,7 +3,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -14,16 +14,21 @@ fn free_port() -> u16 {
 
 /// Starts the launcher of `node` of `nodes`, each with `gpus` ranks, in its own run directory.
 fn start_node(dir: &Path, node: u32, nodes: u32, gpus: u32, port: u16, extra: &[&str]) -> Child {
-    gan_launch()
+    node_command(dir, node, nodes, gpus, port, extra).spawn().unwrap()
+}
+
+/// The command [`start_node`] runs.
+fn node_command(dir: &Path, node: u32, nodes: u32, gpus: u32, port: u16, extra: &[&str]) -> Command {
+    let mut command = gan_launch();
+    command
         .env("GANLAUNCH_STORE_TOKEN", "shared-secret")
         .args(["--nodes", &nodes.to_string(), "--node-rank", &node.to_string(), "--gpus", &gpus.to_string()])
         .args(["--master-addr", "127.0.0.1", "--master-port", &port.to_string()])
         .arg(shipped_config("ci-tiny.yaml"))
         .args(["--set", &format!("run.dir={}", dir.join(format!("node{node}")).display())])
         .args(extra)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+        .stderr(Stdio::piped());
+    command
 }
 
 /// Waits until a rank's heartbeat file exists (it trains).
@@ -87,6 +92,37 @@ fn a_rank_killed_on_one_node_stops_every_node() {
         assert_ne!(out.status.code(), Some(0), "node {node} must fail: {}", stderr(out));
     }
     assert!(stderr(&outputs[1]).contains("rank 1 on"), "{}", stderr(&outputs[1]));
+}
+
+/// Rank 1, node 1's only rank, hangs inside a step; rank 0 on node 0 waits for it in a
+/// collective. The run directory is shared, as multi-node runs need, so whichever launcher's
+/// watchdog fires first reads both records and blames rank 1 with what it is doing, and every
+/// node stops.
+#[test]
+fn a_rank_hung_on_another_node_is_named_by_every_node() {
+    gan_train_path();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let shared = format!("run.dir={}", dir.path().join("shared").display());
+    let extra =
+        ["--set", "train.total_kimg=1000", "--set", "dist.heartbeat_timeout_secs=3", "--set", &shared];
+    let nodes: Vec<Child> = (0..2)
+        .map(|n| {
+            node_command(dir.path(), n, 2, 1, port, &extra)
+                .env("GANLAUNCH_HANG", "1:g_main:3")
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for (node, out) in nodes.into_iter().map(|c| c.wait_with_output().unwrap()).enumerate() {
+        let err = stderr(&out);
+        assert_ne!(out.status.code(), Some(0), "node {node}: {err}");
+        assert!(
+            err.contains("rank 1 has not reached train collective #")
+                && err.contains("which rank(s) 0 wait in"),
+            "node {node} names rank 1 and why: {err}"
+        );
+    }
 }
 
 #[test]

@@ -102,8 +102,8 @@ fn find_culprit(views: &[RankView]) -> (Option<usize>, String) {
             (
                 None,
                 format!(
-                    "every rank of this node with a record waits in train collective #{seq}{call}: the rank \
-                     holding them up is on another node, or the connection between ranks is stuck"
+                    "every rank with a fresh record waits in train collective #{seq}{call}: the rank holding \
+                     them up is one without (on another node), or the connection between ranks is stuck"
                 ),
             )
         }

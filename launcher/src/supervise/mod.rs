@@ -67,6 +67,7 @@ pub enum GroupExit {
 /// A running rank.
 struct Rank {
     rank: u32,
+    world_size: u32,
     child: Child,
     log: RankLog,
     exited: Option<ExitStatus>,
@@ -116,6 +117,9 @@ pub trait Peers {
     fn poll(&mut self) -> Option<RemoteEvent>;
     /// This launcher received `signal`; the other nodes should pass it to their ranks too.
     fn signalled(&mut self, signal: i32);
+    /// This node's ranks failed for `reason`; told before they are stopped, so the other nodes,
+    /// whose ranks fail in turn when their peers go, learn the cause before their own failure.
+    fn failed(&mut self, reason: &str);
 }
 
 /// Starts every rank, supervises them, and says how the group ended.
@@ -192,6 +196,13 @@ fn supervise(
                 final_code = code;
             } else {
                 let (code, reason) = fail_job(ranks, i);
+                // A rank whose peer on another node was stopped fails too; when that node told its
+                // failure first, that is the cause.
+                if let Some(RemoteEvent::Failed(why)) = peers.poll() {
+                    tracing::error!("another node failed first: {why}");
+                    return Ok(GroupExit::Failed { code, reason: why });
+                }
+                peers.failed(&reason);
                 return Ok(GroupExit::Failed { code, reason });
             }
         }
@@ -232,7 +243,7 @@ fn supervise(
         // Heartbeats are not judged while ranks shut down on a signal (writing a checkpoint).
         if watch_due && !stopping {
             if let Some((i, why)) = most_stuck(ranks, watchdog) {
-                return Ok(GroupExit::Failed { code: 1, reason: fail_stuck(ranks, i, why, watchdog) });
+                return Ok(GroupExit::Failed { code: 1, reason: fail_stuck(ranks, i, why, watchdog, peers) });
             }
         }
         std::thread::sleep(POLL_INTERVAL);
@@ -320,6 +331,7 @@ fn spawn(trainer: &Path, config: &Path, spec: &RankSpec) -> anyhow::Result<Rank>
     let log = RankLog::capture(stderr, &spec.log_path, spec.echo.clone())?;
     Ok(Rank {
         rank: spec.plan.rank,
+        world_size: spec.env.world_size,
         child,
         log,
         exited: None,

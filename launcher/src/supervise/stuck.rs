@@ -7,7 +7,7 @@ use std::time::Duration;
 use gan_core::{flight, heartbeat};
 use signal_hook::consts::SIGTERM;
 
-use super::{stop_all, Rank};
+use super::{stop_all, Peers, Rank};
 
 /// How long a rank may go without progress before it counts as stuck.
 #[derive(Clone, Copy, Debug)]
@@ -57,22 +57,41 @@ pub(super) fn most_stuck(ranks: &[Rank], watchdog: Watchdog) -> Option<(usize, S
     stuck.into_iter().min_by_key(|(i, _, step)| (!ranks[*i].is_stopped(), *step)).map(|(i, why, _)| (i, why))
 }
 
-/// Stops the job because rank `i` is stuck. The flight records of the node's ranks may show
-/// that another rank holds it up (it waits in a collective that rank has not reached); then that
-/// one is blamed. The blamed rank is killed outright (a stopped or hung process would not act on
-/// SIGTERM), the others are stopped as usual; where each rank was, and the blamed rank's last log
-/// lines, are logged.
-pub(super) fn fail_stuck(ranks: &mut [Rank], i: usize, why: String, watchdog: Watchdog) -> String {
-    let diagnosis = flight::diagnose(&flight_views(ranks));
-    let (i, why) = match diagnosis.culprit.filter(|&c| c != i) {
-        Some(c) => {
+/// Stops the job because rank `i` is stuck. The flight records may show that another rank holds
+/// it up (it waits in a collective that rank has not reached); then that one is blamed, also when
+/// it runs on another node (that node's launcher stops it when this failure reaches it). The
+/// blamed local rank is killed outright (a stopped or hung process would not act on SIGTERM), the
+/// others are stopped as usual; where each rank was, and the blamed rank's last log lines, are
+/// logged.
+pub(super) fn fail_stuck(
+    ranks: &mut [Rank],
+    i: usize,
+    why: String,
+    watchdog: Watchdog,
+    peers: &mut dyn Peers,
+) -> String {
+    let views = flight_views(ranks);
+    let diagnosis = flight::diagnose(&views);
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    let blamed = diagnosis.culprit.map(|c| views[c].rank).filter(|&r| r != ranks[i].rank);
+    let (i, why) = match blamed.map(|r| ranks.iter().position(|local| local.rank == r)) {
+        Some(Some(c)) => {
             (c, ranks[c].stuck(watchdog).map_or_else(|| "holds up the other ranks".to_string(), |s| s.0))
+        }
+        Some(None) => {
+            let remote = blamed.expect("matched");
+            let reason =
+                format!("rank {remote} on another node holds up the ranks of {host}; {}", diagnosis.finding);
+            tracing::error!(host = %host, "{reason}; stopping the job. Where each rank was:\n  {}", diagnosis.table.join("\n  "));
+            peers.failed(&reason);
+            stop_all(ranks, SIGTERM);
+            return reason;
         }
         None => (i, why),
     };
-    let host = gethostname::gethostname().to_string_lossy().into_owned();
     let rank = ranks[i].rank;
     let reason = format!("rank {rank} on {host} {why}; {}", diagnosis.finding);
+    peers.failed(&reason);
     let _ = ranks[i].child.kill();
     ranks[i].exited = ranks[i].child.wait().ok();
     ranks[i].log.finish();
@@ -80,7 +99,7 @@ pub(super) fn fail_stuck(ranks: &mut [Rank], i: usize, why: String, watchdog: Wa
     tracing::error!(
         rank,
         host = %host,
-        "{reason}; stopping the job. Where each rank of this node was:\n  {}\nRank {rank}'s last log lines:\n{}",
+        "{reason}; stopping the job. Where each rank was:\n  {}\nRank {rank}'s last log lines:\n{}",
         diagnosis.table.join("\n  "),
         if last_lines.is_empty() { "  (none)".to_string() } else { last_lines.join("\n") }
     );
@@ -88,14 +107,26 @@ pub(super) fn fail_stuck(ranks: &mut [Rank], i: usize, why: String, watchdog: Wa
     reason
 }
 
-/// What the launcher knows of each rank's whereabouts.
+/// What the launcher knows of each rank's whereabouts: its own ranks' records, and those of the
+/// other nodes' ranks that it can read fresh. (Multi-node runs share the run directory. A record
+/// of another node that is missing or old says nothing here: that node may not share the
+/// directory, or its clock may differ; its own launcher judges its ranks.)
 fn flight_views(ranks: &[Rank]) -> Vec<flight::RankView> {
-    ranks
+    let mut views: Vec<flight::RankView> = ranks
         .iter()
         .map(|r| flight::RankView {
             rank: r.rank,
             record: flight::read(&flight::path_beside(&r.heartbeat_path)),
             stopped: r.is_stopped(),
         })
-        .collect()
+        .collect();
+    let Some(first) = ranks.first() else { return views };
+    for rank in (0..first.world_size).filter(|r| ranks.iter().all(|local| local.rank != *r)) {
+        let path = flight::path_beside(&first.heartbeat_path.with_file_name(format!("rank-{rank}")));
+        if let Some(record) = flight::read(&path).filter(|(_, age)| *age <= flight::STALE_AFTER) {
+            views.push(flight::RankView { rank, record: Some(record), stopped: false });
+        }
+    }
+    views.sort_by_key(|v| v.rank);
+    views
 }
