@@ -154,6 +154,10 @@ fn a_rank_hung_inside_a_step_is_named_with_what_it_was_doing() {
     assert!(row(0).contains(": step 3, in G main for ") && row(0).contains("(all_reduce of "), "{table}");
     assert!(row(1).contains(": step 3, in G main for ") && row(1).contains(" collectives done"), "{table}");
     assert!(err.contains("GANLAUNCH_HANG: rank 1 hangs in G main at step 3"), "its last log lines: {err}");
+    // The kernel's view of its threads: the record writer runs on (asleep between writes).
+    let threads =
+        err.split("Rank 1's threads (state, kernel wait): ").nth(1).unwrap_or_else(|| panic!("{err}"));
+    assert!(threads.lines().next().unwrap().contains("flight-record S "), "{threads}");
 }
 
 /// `gan-launch status` while a job is held up, long before its watchdog would act: where each

@@ -92,6 +92,7 @@ pub(super) fn fail_stuck(
     let rank = ranks[i].rank;
     let reason = format!("rank {rank} on {host} {why}; {}", diagnosis.finding);
     peers.failed(&reason);
+    let threads = thread_states(ranks[i].child.id());
     let _ = ranks[i].child.kill();
     ranks[i].exited = ranks[i].child.wait().ok();
     ranks[i].log.finish();
@@ -99,7 +100,7 @@ pub(super) fn fail_stuck(
     tracing::error!(
         rank,
         host = %host,
-        "{reason}; stopping the job. Where each rank was:\n  {}\nRank {rank}'s last log lines:\n{}",
+        "{reason}; stopping the job. Where each rank was:\n  {}\nRank {rank}'s threads (state, kernel wait): {threads}\nRank {rank}'s last log lines:\n{}",
         diagnosis.table.join("\n  "),
         if last_lines.is_empty() { "  (none)".to_string() } else { last_lines.join("\n") }
     );
@@ -129,4 +130,50 @@ fn flight_views(ranks: &[Rank]) -> Vec<flight::RankView> {
     }
     views.sort_by_key(|v| v.rank);
     views
+}
+
+/// The kernel's view of a process's threads, grouped: name, state and wait channel, e.g.
+/// "gan-train S hrtimer_nanosleep, 2x gan-train S futex_wait_queue". The wait channel is the
+/// innermost kernel frame, which tells a thread blocked on a socket, a lock, a disk or a driver
+/// call apart when no user-space stack can be had.
+fn thread_states(pid: u32) -> String {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return "(unreadable)".into() };
+    let mut groups: Vec<(String, usize)> = Vec::new();
+    for task in tasks.filter_map(|t| t.ok()) {
+        let read = |name: &str| std::fs::read_to_string(task.path().join(name)).unwrap_or_default();
+        let stat = read("stat");
+        let state = stat.rsplit_once(") ").and_then(|(_, rest)| rest.get(..1)).unwrap_or("?").to_string();
+        let wchan = match read("wchan").trim() {
+            "" | "0" => "-".to_string(),
+            w => w.to_string(),
+        };
+        let key = format!("{} {state} {wchan}", read("comm").trim());
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, n)) => *n += 1,
+            None => groups.push((key, 1)),
+        }
+    }
+    let each: Vec<String> =
+        groups.into_iter().map(|(k, n)| if n == 1 { k } else { format!("{n}x {k}") }).collect();
+    each.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn threads_show_their_state_and_kernel_wait() {
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let states = loop {
+            let states = super::thread_states(child.id());
+            if states.starts_with("sleep S") || std::time::Instant::now() > deadline {
+                break states;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(states.starts_with("sleep S "), "one sleeping thread: {states}");
+        assert_eq!(super::thread_states(u32::MAX), "(unreadable)");
+    }
 }
