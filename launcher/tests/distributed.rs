@@ -278,3 +278,17 @@ fn a_diverging_run_rolls_back_on_every_rank_then_stops() {
         assert!(log.lines().last().is_some_and(|l| l.contains("non-finite Loss/")), "rank {rank}: {log}");
     }
 }
+
+/// The recording benchmark runs and prints its figures (no timing is asserted).
+#[test]
+fn bench_flight_prints_the_recording_cost() {
+    let out = gan_launch().args(["bench", "flight", "--iters", "1000"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for row in ["recording cost per collective", "change of activity", "snapshot + JSON of the record"] {
+        assert!(
+            text.lines().any(|l| l.starts_with(row) && l.contains(" ns") || l.contains(" us")),
+            "{row}: {text}"
+        );
+    }
+}

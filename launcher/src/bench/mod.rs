@@ -7,7 +7,9 @@
 //! - `loader`, `prepare`: data pipeline throughput.
 //! - `ckpt`: checkpoint write / verify / load throughput next to `dd` (in `ckpt.rs`).
 //! - `train`: training throughput of recipes on CPU or a GPU with the phase split (in `train.rs`).
+//! - `flight`: the cost of flight recording per collective and activity change (in `flight.rs`).
 mod ckpt;
+mod flight;
 mod gpu_memory;
 mod train;
 
@@ -33,6 +35,8 @@ pub enum Bench {
     /// Training throughput (imgs/s, sec/kimg) of recipes on CPU or a GPU, with the D / G /
     /// regularisation split (and peak GPU memory).
     Train(train::TrainArgs),
+    /// What flight recording (the stuck-job diagnosis) costs per collective and activity change.
+    Flight(flight::FlightArgs),
 }
 
 #[derive(Args, Debug)]
@@ -92,6 +96,7 @@ pub fn run(bench: &Bench) -> anyhow::Result<()> {
         Bench::Prepare(args) => prepare_bench(args),
         Bench::Ckpt(args) => ckpt::run(args),
         Bench::Train(args) => train::run(args),
+        Bench::Flight(args) => flight::run(args),
     }
 }
 
