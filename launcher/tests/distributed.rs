@@ -287,7 +287,7 @@ fn bench_flight_prints_the_recording_cost() {
     let text = String::from_utf8_lossy(&out.stdout);
     for row in ["recording cost per collective", "change of activity", "snapshot + JSON of the record"] {
         assert!(
-            text.lines().any(|l| l.starts_with(row) && l.contains(" ns") || l.contains(" us")),
+            text.lines().any(|l| l.starts_with(row) && (l.contains(" ns") || l.contains(" us"))),
             "{row}: {text}"
         );
     }
