@@ -69,7 +69,7 @@ fn find_culprit(views: &[RankView]) -> (Option<usize>, String) {
         views.iter().enumerate().filter_map(|(i, v)| v.train().map(|t| (i, t))).collect();
     let waiting: Vec<(usize, &TrackRecord)> = trains.iter().copied().filter(|(_, t)| t.in_flight()).collect();
     let Some(seq) = waiting.iter().map(|(_, t)| t.started).max() else {
-        return (None, no_rank_waits(views, &trains));
+        return no_rank_waits(views, &trains);
     };
     let waiters: Vec<u32> =
         waiting.iter().filter(|(_, t)| t.started == seq).map(|(i, _)| views[*i].rank).collect();
@@ -80,13 +80,10 @@ fn find_culprit(views: &[RankView]) -> (Option<usize>, String) {
         trains.iter().filter(|(_, t)| t.started < seq).min_by_key(|(_, t)| (t.in_flight(), t.started));
     match behind {
         Some(&(i, t)) => {
-            let doing = views[i].fresh().map_or_else(String::new, |r| {
-                format!("{} for {:.1} s", r.activity.describe(), r.activity_secs)
-            });
             let state = if t.in_flight() {
                 format!("waits in train collective #{} instead", t.started)
             } else {
-                format!("is {doing}")
+                format!("is {}", doing(&views[i]))
             };
             (
                 Some(i),
@@ -129,20 +126,39 @@ fn mismatch(views: &[RankView], waiting: &[(usize, &TrackRecord)], seq: u64) -> 
     ))
 }
 
-/// No rank is inside a host collective: each is stuck in its own work. With NCCL, a collective
-/// only queues work on the GPU, and the wait shows up later, in whatever synchronises with it.
-fn no_rank_waits(views: &[RankView], trains: &[(usize, &TrackRecord)]) -> String {
-    let on_device = trains.iter().any(|(_, t)| t.last.as_ref().is_some_and(|c| c.on_device));
-    if on_device {
-        "no rank waits in a host collective; with NCCL a rank blocked in the GPU may be waiting for a \
-         collective another rank has not joined (compare the collective counts below)"
-            .into()
-    } else if views.iter().all(|v| v.record.is_none()) {
-        "no rank has written a flight record yet".into()
-    } else {
-        "no rank waits in a collective: the stuck rank is stuck in its own work (see its activity below)"
-            .into()
+/// No rank is inside a host collective. With NCCL a collective only queues work on the GPU, and
+/// a rank waiting for a peer blocks later, in whatever synchronises with the GPU: then the rank
+/// that has started fewer collectives than the others is the one they wait for. With equal
+/// counts each rank is stuck in its own work.
+fn no_rank_waits(views: &[RankView], trains: &[(usize, &TrackRecord)]) -> (Option<usize>, String) {
+    let most = trains.iter().map(|(_, t)| t.started).max().unwrap_or(0);
+    if let Some(&(i, t)) = trains.iter().min_by_key(|(_, t)| t.started).filter(|(_, t)| t.started < most) {
+        let ahead: Vec<u32> =
+            trains.iter().filter(|(_, t)| t.started == most).map(|(j, _)| views[*j].rank).collect();
+        let finding = format!(
+            "no rank waits in a host collective, but rank {} has started {} train collectives and rank(s) {} \
+             {most}: those queued #{most} (with NCCL, on the GPU) and wait for it wherever they next synchronise; \
+             rank {} is {}",
+            views[i].rank,
+            t.started,
+            list(&ahead),
+            views[i].rank,
+            doing(&views[i])
+        );
+        return (Some(i), finding);
     }
+    let finding = if views.iter().all(|v| v.record.is_none()) {
+        "no rank has written a flight record yet"
+    } else {
+        "no rank waits in a collective, and all have started as many: the stuck rank is stuck in its own work \
+         (see its activity below)"
+    };
+    (None, finding.into())
+}
+
+/// What a rank's training thread is doing, e.g. "in G main for 3.2 s".
+fn doing(v: &RankView) -> String {
+    v.fresh().map_or_else(String::new, |r| format!("{} for {:.1} s", r.activity.describe(), r.activity_secs))
 }
 
 /// One rank's line of the table.

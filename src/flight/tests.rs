@@ -95,14 +95,31 @@ fn no_waiting_rank_says_so_and_names_nobody() {
     let d = diagnose(&views);
     assert_eq!(d.culprit, None);
     assert!(d.finding.contains("stuck in its own work"), "{}", d.finding);
-    let on_gpu = Collective { on_device: true, ..GRADS };
-    let mut with_nccl = [rank(0, Activity::DMain, 5, None), rank(1, Activity::DMain, 4, None)];
-    for v in &mut with_nccl {
-        let track = &mut v.record.as_mut().unwrap().0.tracks[0];
-        track.last = Some(CollectiveRecord::new(on_gpu, 1.0));
-    }
-    assert!(diagnose(&with_nccl).finding.contains("with NCCL"), "{}", diagnose(&with_nccl).finding);
     let none = [RankView { rank: 0, record: None, stopped: false }];
     let d = diagnose(&none);
     assert!(d.table[0].contains("no flight record"), "{:?}", d.table);
+}
+
+/// With NCCL the ranks that are ahead queued the collective on the GPU and block later, outside
+/// any host collective: the rank that started fewer collectives is the one they wait for.
+#[test]
+fn with_device_collectives_the_rank_with_fewer_started_is_named() {
+    let on_gpu = Collective { on_device: true, ..GRADS };
+    let mut views = [
+        rank(0, Activity::DMain, 57, None),
+        rank(1, Activity::Data, 56, None),
+        rank(2, Activity::DMain, 57, None),
+    ];
+    for v in &mut views {
+        v.record.as_mut().unwrap().0.tracks[0].last = Some(CollectiveRecord::new(on_gpu, 1.0));
+    }
+    let d = diagnose(&views);
+    assert_eq!(d.culprit, Some(1), "{}", d.finding);
+    assert!(
+        d.finding.contains("rank 1 has started 56 train collectives and rank(s) 0, 2 57")
+            && d.finding.contains("rank 1 is waiting for data for"),
+        "{}",
+        d.finding
+    );
+    assert!(d.table[0].contains("train: 57 collectives done"), "{}", d.table[0]);
 }
