@@ -26,7 +26,7 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
         .map(|&rank| flight::RankView {
             rank,
             record: flight::read(&flight::path_beside(&dir.join(format!("rank-{rank}")))),
-            stopped: false,
+            process: flight::Process::Live,
         })
         .collect();
     let diagnosis = flight::diagnose(&views);

@@ -20,13 +20,24 @@ pub struct RankView {
     pub rank: u32,
     /// The last flight record and its age; None before the rank wrote one.
     pub record: Option<(FlightRecord, Duration)>,
-    /// The process is stopped by a signal.
-    pub stopped: bool,
+    pub process: Process,
+}
+
+/// What the launcher can see of a rank's process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Process {
+    /// Running, or not visible from here (another node's rank): its record's age decides.
+    Live,
+    /// Stopped by a signal (SIGSTOP, a debugger).
+    Stopped,
+    /// Exited (a rank that finished, say): its record is old, and rightly so.
+    Exited,
 }
 
 impl RankView {
     fn fresh(&self) -> Option<&FlightRecord> {
-        self.record.as_ref().filter(|(_, age)| *age <= STALE_AFTER && !self.stopped).map(|(r, _)| r)
+        let live = self.process == Process::Live;
+        self.record.as_ref().filter(|(_, age)| *age <= STALE_AFTER && live).map(|(r, _)| r)
     }
 
     fn train(&self) -> Option<&TrackRecord> {
@@ -52,10 +63,12 @@ pub fn diagnose(views: &[RankView]) -> Diagnosis {
 }
 
 fn find_culprit(views: &[RankView]) -> (Option<usize>, String) {
-    if let Some(i) = views.iter().position(|v| v.stopped) {
+    if let Some(i) = views.iter().position(|v| v.process == Process::Stopped) {
         return (Some(i), format!("rank {} is stopped (SIGSTOP?); the others wait for it", views[i].rank));
     }
-    if let Some(i) = views.iter().position(|v| v.record.as_ref().is_some_and(|(_, age)| *age > STALE_AFTER)) {
+    let stale =
+        |v: &RankView| v.process == Process::Live && v.record.as_ref().is_some_and(|(_, a)| *a > STALE_AFTER);
+    if let Some(i) = views.iter().position(stale) {
         let age = views[i].record.as_ref().expect("checked").1;
         return (
             Some(i),
@@ -187,8 +200,10 @@ fn describe(v: &RankView) -> String {
             _ => line.push_str(&format!("{} collectives done", t.finished)),
         }
     }
-    if v.stopped {
+    if v.process == Process::Stopped {
         line.push_str(" [process stopped]");
+    } else if v.process == Process::Exited {
+        line.push_str(" [exited]");
     } else if *age > STALE_AFTER {
         line.push_str(&format!(" [record {age:.0?} old: the process is not running]"));
     }

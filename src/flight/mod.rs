@@ -15,7 +15,7 @@ mod recorder;
 #[cfg(test)]
 mod tests;
 
-pub use diagnose::{diagnose, Diagnosis, RankView, STALE_AFTER};
+pub use diagnose::{diagnose, Diagnosis, Process, RankView, STALE_AFTER};
 pub use record::{
     path_beside, read, start_writer, CollectiveRecord, FlightRecord, TrackRecord, WRITE_INTERVAL,
 };

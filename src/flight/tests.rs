@@ -18,7 +18,7 @@ fn rank(r: u32, activity: Activity, done: u64, waiting: Option<Collective>) -> R
     if let Some(c) = waiting {
         train.begin(c);
     }
-    RankView { rank: r, record: Some((rec.snapshot(), Duration::from_millis(500))), stopped: false }
+    RankView { rank: r, record: Some((rec.snapshot(), Duration::from_millis(500))), process: Process::Live }
 }
 
 #[test]
@@ -79,11 +79,16 @@ fn all_waiting_in_the_same_collective_points_off_the_node() {
 fn a_stopped_or_frozen_process_comes_first() {
     let mut views = [rank(0, Activity::DMain, 5, Some(GRADS)), rank(1, Activity::DMain, 5, None)];
     views[1].record.as_mut().unwrap().1 = Duration::from_secs(40);
+    views[1].process = Process::Exited;
+    let d = diagnose(&views);
+    assert_eq!(d.culprit, None, "a rank that exited is not frozen: {}", d.finding);
+    assert!(d.table[1].ends_with("[exited]"), "{}", d.table[1]);
+    views[1].process = Process::Live;
     let d = diagnose(&views);
     assert_eq!(d.culprit, Some(1));
     assert!(d.finding.contains("whole process has not run for 40s"), "{}", d.finding);
     assert!(d.table[1].ends_with("[record 40s old: the process is not running]"), "{}", d.table[1]);
-    views[0].stopped = true;
+    views[0].process = Process::Stopped;
     let d = diagnose(&views);
     assert_eq!(d.culprit, Some(0));
     assert!(d.finding.contains("rank 0 is stopped"), "{}", d.finding);
@@ -95,7 +100,7 @@ fn no_waiting_rank_says_so_and_names_nobody() {
     let d = diagnose(&views);
     assert_eq!(d.culprit, None);
     assert!(d.finding.contains("stuck in its own work"), "{}", d.finding);
-    let none = [RankView { rank: 0, record: None, stopped: false }];
+    let none = [RankView { rank: 0, record: None, process: Process::Live }];
     let d = diagnose(&none);
     assert!(d.table[0].contains("no flight record"), "{:?}", d.table);
 }

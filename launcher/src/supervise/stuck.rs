@@ -118,14 +118,18 @@ fn flight_views(ranks: &[Rank]) -> Vec<flight::RankView> {
         .map(|r| flight::RankView {
             rank: r.rank,
             record: flight::read(&flight::path_beside(&r.heartbeat_path)),
-            stopped: r.is_stopped(),
+            process: match r.exited {
+                Some(_) => flight::Process::Exited,
+                None if r.is_stopped() => flight::Process::Stopped,
+                None => flight::Process::Live,
+            },
         })
         .collect();
     let Some(first) = ranks.first() else { return views };
     for rank in (0..first.world_size).filter(|r| ranks.iter().all(|local| local.rank != *r)) {
         let path = flight::path_beside(&first.heartbeat_path.with_file_name(format!("rank-{rank}")));
         if let Some(record) = flight::read(&path).filter(|(_, age)| *age <= flight::STALE_AFTER) {
-            views.push(flight::RankView { rank, record: Some(record), stopped: false });
+            views.push(flight::RankView { rank, record: Some(record), process: flight::Process::Live });
         }
     }
     views.sort_by_key(|v| v.rank);
