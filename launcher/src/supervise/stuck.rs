@@ -22,14 +22,17 @@ impl Rank {
     /// Why this rank counts as stuck, if it does, with its last step (for picking the culprit).
     fn stuck(&self, watchdog: Watchdog) -> Option<(String, u64)> {
         match heartbeat::read(&self.heartbeat_path).map(|b| (b.step, b.age)) {
-            Some((step, age)) if age > watchdog.heartbeat_timeout => {
+            Some((beat_step, age)) if age > watchdog.heartbeat_timeout => {
+                // Beats are throttled to one a second; the flight record has the step it is at.
+                let record = flight::read(&flight::path_beside(&self.heartbeat_path));
+                let step = record.map_or(beat_step, |(r, _)| r.step);
                 // A large model on a CPU can legitimately take longer than the timeout per step.
                 let state = if self.is_stopped() {
                     "stopped (SIGSTOP?)"
                 } else {
                     "hung, or waiting in a collective (if one step really takes this long, raise dist.heartbeat_timeout_secs)"
                 };
-                Some((format!("made no progress for {age:.0?} (last at step {step}): {state}"), step))
+                Some((format!("made no progress for {age:.0?} (at step {step}): {state}"), step))
             }
             None if self.started.elapsed() > watchdog.startup_timeout => {
                 Some((format!("did not start training within {:.0?}", watchdog.startup_timeout), 0))
