@@ -63,9 +63,34 @@ fn verdict(views: &[flight::RankView], diagnosis: &flight::Diagnosis, waiting: D
         .fold(0.0f64, f64::max);
     let stale = ages.iter().any(|age| *age > flight::STALE_AFTER);
     if stale || longest_wait >= waiting.as_secs_f64() {
-        format!("held up: {}", diagnosis.finding)
-    } else {
-        format!("moving: no rank has waited in a collective for {:.0} s or more", waiting.as_secs_f64())
+        return format!("held up: {}", diagnosis.finding);
+    }
+    format!(
+        "moving: no rank has waited in a collective for {:.0} s or more{}",
+        waiting.as_secs_f64(),
+        straggler(views)
+    )
+}
+
+/// The rank that has spent the least time inside training collectives, next to the one that has
+/// spent the most: every rank waits there for the slowest, so the slowest spends the least.
+fn straggler(views: &[flight::RankView]) -> String {
+    let inside: Vec<(u32, f64)> = views
+        .iter()
+        .filter_map(|v| {
+            let train = v.record.as_ref()?.0.tracks.iter().find(|t| t.name == "train")?;
+            Some((v.rank, train.secs_inside))
+        })
+        .collect();
+    let least = inside.iter().min_by(|a, b| a.1.total_cmp(&b.1));
+    let most = inside.iter().max_by(|a, b| a.1.total_cmp(&b.1));
+    match (least, most) {
+        (Some(least), Some(most)) if inside.len() > 1 => format!(
+            "; least time inside training collectives: rank {} ({:.1} s; the most: rank {}, {:.1} s): the others \
+             wait there for the slowest rank, so the slowest spends the least",
+            least.0, least.1, most.0, most.1
+        ),
+        _ => String::new(),
     }
 }
 

@@ -160,8 +160,9 @@ fn a_rank_hung_inside_a_step_is_named_with_what_it_was_doing() {
     assert!(threads.lines().next().unwrap().contains("flight-record S "), "{threads}");
 }
 
-/// `gan-launch status` while a job is held up, long before its watchdog would act: where each
-/// rank is and which one holds the other up; once the job is gone, that it is not running; and a
+/// `gan-launch status` while a job trains (moving, with the time each rank spent inside
+/// collectives), then while it is held up, long before its watchdog would act: where each rank is
+/// and which one holds the other up; once the job is gone, that it is not running; and a
 /// directory that is no run directory is a user error.
 #[test]
 fn status_shows_where_each_rank_is_and_who_holds_the_others_up() {
@@ -170,7 +171,7 @@ fn status_shows_where_each_rank_is_and_who_holds_the_others_up() {
     let mut job = gan_launch()
         .args(launch_args(dir.path(), 2))
         .args(["--set", "train.total_kimg=1000"])
-        .env("GANLAUNCH_HANG", "1:g_main:3")
+        .env("GANLAUNCH_HANG", "1:g_main:100")
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
@@ -188,6 +189,10 @@ fn status_shows_where_each_rank_is_and_who_holds_the_others_up() {
             std::thread::sleep(Duration::from_millis(500));
         }
     };
+    // Once both ranks have joined the group and run collectives.
+    let text = status_until("; least time inside training collectives: rank ");
+    assert!(text.contains("moving: no rank has waited in a collective for 1 s or more"), "{text}");
+    assert!(text.contains(" s inside finished ones)"), "{text}");
     let text = status_until("held up:");
     assert!(text.contains(": 2 rank(s)\n"), "{text}");
     assert!(

@@ -199,6 +199,9 @@ fn describe(v: &RankView) -> String {
             )),
             _ => line.push_str(&format!("{} collectives done", t.finished)),
         }
+        if t.finished > 0 {
+            line.push_str(&format!(" ({:.1} s inside finished ones)", t.secs_inside));
+        }
     }
     if v.process == Process::Stopped {
         line.push_str(" [process stopped]");

@@ -38,6 +38,10 @@ pub struct TrackRecord {
     /// The collective started last, and how long ago.
     pub last: Option<CollectiveRecord>,
     pub secs_since_finished: Option<f64>,
+    /// Seconds spent inside this group's finished collectives: waiting for the slowest rank
+    /// included, so the slowest rank has the least.
+    #[serde(default)]
+    pub secs_inside: f64,
 }
 
 impl TrackRecord {

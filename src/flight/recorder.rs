@@ -90,6 +90,8 @@ struct TrackState {
     finished: u64,
     last: Option<(Collective, Duration)>,
     last_finished_at: Option<Duration>,
+    /// Time spent inside collectives so far: a straggler's peers wait for it, so it spends the least.
+    inside: Duration,
 }
 
 impl Track {
@@ -102,9 +104,13 @@ impl Track {
 
     /// Records that the collective begun last returned (with a result or an error).
     pub fn end(&self) {
+        let now = self.epoch.elapsed();
         let mut st = lock(&self.state);
         st.finished = st.started;
-        st.last_finished_at = Some(self.epoch.elapsed());
+        st.last_finished_at = Some(now);
+        if let Some((_, started_at)) = st.last {
+            st.inside += now.saturating_sub(started_at);
+        }
     }
 
     fn snapshot(&self, now: Duration) -> TrackRecord {
@@ -115,6 +121,7 @@ impl Track {
             finished: st.finished,
             last: st.last.map(|(c, at)| CollectiveRecord::new(c, secs_between(at, now))),
             secs_since_finished: st.last_finished_at.map(|at| secs_between(at, now)),
+            secs_inside: st.inside.as_secs_f64(),
         }
     }
 }
@@ -269,6 +276,26 @@ mod tests {
         let last = t.last.as_ref().unwrap();
         assert_eq!((last.op, last.elems, last.dtype.as_str()), (CollectiveOp::AllReduce, 2, "f64"));
         assert!(t.in_flight());
+    }
+
+    #[test]
+    fn the_time_inside_finished_collectives_adds_up() {
+        let rec = Recorder::new(0);
+        let train = rec.track("train");
+        let started = Instant::now();
+        for _ in 0..2 {
+            train.begin(GRADS);
+            std::thread::sleep(Duration::from_millis(60));
+            train.end();
+        }
+        std::thread::sleep(Duration::from_millis(60));
+        let inside = rec.snapshot().tracks[0].secs_inside;
+        assert!(inside >= 0.12, "two collectives of 60 ms: {inside}");
+        let outside_after = 0.06;
+        assert!(
+            inside <= started.elapsed().as_secs_f64() - outside_after,
+            "only the time inside counts: {inside}"
+        );
     }
 
     #[test]
