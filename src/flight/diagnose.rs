@@ -40,8 +40,8 @@ impl RankView {
         self.record.as_ref().filter(|(_, age)| *age <= STALE_AFTER && live).map(|(r, _)| r)
     }
 
-    fn train(&self) -> Option<&TrackRecord> {
-        self.fresh()?.tracks.iter().find(|t| t.name == TRAIN_TRACK)
+    fn track(&self, name: &str) -> Option<&TrackRecord> {
+        self.fresh()?.tracks.iter().find(|t| t.name == name)
     }
 }
 
@@ -78,51 +78,69 @@ fn find_culprit(views: &[RankView]) -> (Option<usize>, String) {
             ),
         );
     }
-    let trains: Vec<(usize, &TrackRecord)> =
-        views.iter().enumerate().filter_map(|(i, v)| v.train().map(|t| (i, t))).collect();
-    let waiting: Vec<(usize, &TrackRecord)> = trains.iter().copied().filter(|(_, t)| t.in_flight()).collect();
-    let Some(seq) = waiting.iter().map(|(_, t)| t.started).max() else {
-        return no_rank_waits(views, &trains);
-    };
+    // The training group first: every step uses it. Then the others (background evaluation's),
+    // whose threads can hold up the training thread where it waits for them.
+    let mut names: Vec<&str> = views
+        .iter()
+        .filter_map(|v| v.fresh())
+        .flat_map(|r| r.tracks.iter())
+        .map(|t| t.name.as_str())
+        .collect();
+    names.sort_by_key(|name| (*name != TRAIN_TRACK, *name));
+    names.dedup();
+    names
+        .iter()
+        .find_map(|name| waiting_in(views, name))
+        .unwrap_or_else(|| no_rank_waits(views, &members(views, TRAIN_TRACK)))
+}
+
+/// Each rank with a fresh record of group `name`, with that record.
+fn members<'a>(views: &'a [RankView], name: &str) -> Vec<(usize, &'a TrackRecord)> {
+    views.iter().enumerate().filter_map(|(i, v)| v.track(name).map(|t| (i, t))).collect()
+}
+
+/// The finding when some rank waits inside a collective of group `name`: the rank that has not
+/// reached it, or a mismatch, or that the rank holding them up has no record here. None when no
+/// rank waits in this group.
+fn waiting_in(views: &[RankView], name: &str) -> Option<(Option<usize>, String)> {
+    let members = members(views, name);
+    let waiting: Vec<(usize, &TrackRecord)> =
+        members.iter().copied().filter(|(_, t)| t.in_flight()).collect();
+    let seq = waiting.iter().map(|(_, t)| t.started).max()?;
     let waiters: Vec<u32> =
         waiting.iter().filter(|(_, t)| t.started == seq).map(|(i, _)| views[*i].rank).collect();
-    if let Some(mismatch) = mismatch(views, &waiting, seq) {
-        return (None, mismatch);
+    if let Some(mismatch) = mismatch(views, &waiting, name, seq) {
+        return Some((None, mismatch));
     }
     let behind =
-        trains.iter().filter(|(_, t)| t.started < seq).min_by_key(|(_, t)| (t.in_flight(), t.started));
-    match behind {
+        members.iter().filter(|(_, t)| t.started < seq).min_by_key(|(_, t)| (t.in_flight(), t.started));
+    Some(match behind {
         Some(&(i, t)) => {
             let state = if t.in_flight() {
-                format!("waits in train collective #{} instead", t.started)
+                format!("waits in {name} collective #{} instead", t.started)
             } else {
                 format!("is {}", doing(&views[i]))
             };
-            (
-                Some(i),
-                format!(
-                    "rank {} has not reached train collective #{seq}, which rank(s) {} wait in; it {state}",
-                    views[i].rank,
-                    list(&waiters)
-                ),
-            )
+            let rank = views[i].rank;
+            let waiters = list(&waiters);
+            (Some(i), format!("rank {rank} has not reached {name} collective #{seq}, which rank(s) {waiters} wait in; it {state}"))
         }
         None => {
             let call = waiting[0].1.last.as_ref().map_or_else(String::new, |c| format!(" ({})", c.call()));
             (
                 None,
                 format!(
-                    "every rank with a fresh record waits in train collective #{seq}{call}: the rank holding \
+                    "every rank with a fresh record waits in {name} collective #{seq}{call}: the rank holding \
                      them up is one without (on another node), or the connection between ranks is stuck"
                 ),
             )
         }
-    }
+    })
 }
 
 /// Ranks waiting in the same collective with different calls: they disagree on the order of
 /// collectives.
-fn mismatch(views: &[RankView], waiting: &[(usize, &TrackRecord)], seq: u64) -> Option<String> {
+fn mismatch(views: &[RankView], waiting: &[(usize, &TrackRecord)], name: &str, seq: u64) -> Option<String> {
     let calls: Vec<(u32, String)> = waiting
         .iter()
         .filter(|(_, t)| t.started == seq)
@@ -133,7 +151,7 @@ fn mismatch(views: &[RankView], waiting: &[(usize, &TrackRecord)], seq: u64) -> 
     }
     let each: Vec<String> = calls.iter().map(|(rank, call)| format!("rank {rank} {call}")).collect();
     Some(format!(
-        "the ranks called different collectives as train collective #{seq} ({}): they disagree on the order \
+        "the ranks called different collectives as {name} collective #{seq} ({}): they disagree on the order \
          of collectives, which is a bug in gan-launch; please report it with these lines",
         each.join(", ")
     ))

@@ -128,3 +128,43 @@ fn with_device_collectives_the_rank_with_fewer_started_is_named() {
     );
     assert!(d.table[0].contains("train: 57 collectives done"), "{}", d.table[0]);
 }
+
+/// Background evaluation runs its collectives on a group of its own, in a thread of its own:
+/// when no rank waits in a training collective, a rank waiting in an evaluation collective that
+/// another has not reached is what the finding names.
+#[test]
+fn a_wait_in_the_evaluation_group_is_diagnosed_like_training() {
+    let feats = Collective { op: CollectiveOp::AllReduce, dtype: "f64", elems: 2048, on_device: false };
+    let views: Vec<RankView> = [(0u32, Some(feats)), (1, None)]
+        .into_iter()
+        .map(|(r, waiting)| {
+            let rec = Recorder::new(r);
+            let (train, eval) = (rec.track("train"), rec.track("eval"));
+            rec.enter(Activity::Finishing, 40);
+            train.begin(GRADS);
+            train.end();
+            for _ in 0..4 {
+                eval.begin(feats);
+                eval.end();
+            }
+            if let Some(c) = waiting {
+                eval.begin(c);
+            }
+            RankView {
+                rank: r,
+                record: Some((rec.snapshot(), Duration::from_millis(300))),
+                process: Process::Live,
+            }
+        })
+        .collect();
+    let d = diagnose(&views);
+    assert_eq!(d.culprit, Some(1), "{}", d.finding);
+    assert!(
+        d.finding.contains(
+            "rank 1 has not reached eval collective #5, which rank(s) 0 wait in; it is finishing for"
+        ),
+        "{}",
+        d.finding
+    );
+    assert!(d.table[0].contains("; eval: in collective #5 (all_reduce of 2048 f64)"), "{}", d.table[0]);
+}
