@@ -1,8 +1,9 @@
-//! The launcher side: when a rank stops making progress, the flight records of every rank on the
-//! node say who holds up whom. Ranks make the same collectives in the same order, so a rank
-//! waiting in collective #k is waiting for one that has not started #k; that rank, and what it is
-//! doing instead, is the finding. Ranks waiting in #k with different calls disagree on the order
-//! of collectives, which is a bug worth its own message.
+//! The launcher side: when a rank stops making progress, the flight records of the ranks it can
+//! read say who holds up whom. Ranks make the same collectives in the same order within a
+//! process group, so a rank waiting in collective #k is waiting for one that has not started #k;
+//! that rank, and what it is doing instead, is the finding (the training group is looked at
+//! first, then background evaluation's). Ranks waiting in #k with different calls disagree on the
+//! order of collectives, which is a bug worth its own message.
 use std::time::Duration;
 
 use super::record::{FlightRecord, TrackRecord, WRITE_INTERVAL};
