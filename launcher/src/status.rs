@@ -44,15 +44,14 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
 
 /// The one-line summary: not running, someone held up, or all moving.
 fn verdict(views: &[flight::RankView], diagnosis: &flight::Diagnosis, waiting: Duration) -> String {
-    let ages: Vec<Duration> = views.iter().filter_map(|v| v.record.as_ref().map(|(_, age)| *age)).collect();
-    match ages.iter().min() {
-        None => {
-            return "no rank has written a flight record yet (starting, or a job from before records)".into()
-        }
-        Some(newest) if *newest > flight::STALE_AFTER => {
-            return format!("the job is not running: the newest record is {newest:.0?} old")
-        }
-        _ => {}
+    let records: Vec<&(flight::FlightRecord, Duration)> =
+        views.iter().filter_map(|v| v.record.as_ref()).collect();
+    let Some(newest) = records.iter().map(|(_, age)| *age).min() else {
+        return "no rank has written a flight record yet (starting, records off, or a job from before them)"
+            .into();
+    };
+    if records.iter().all(|(r, age)| r.is_stale(*age)) {
+        return format!("the job is not running: the newest record is {newest:.0?} old");
     }
     let longest_wait = views
         .iter()
@@ -61,7 +60,7 @@ fn verdict(views: &[flight::RankView], diagnosis: &flight::Diagnosis, waiting: D
         .filter(|t| t.in_flight())
         .filter_map(|t| t.last.as_ref().map(|c| c.secs_since_start))
         .fold(0.0f64, f64::max);
-    let stale = ages.iter().any(|age| *age > flight::STALE_AFTER);
+    let stale = records.iter().any(|(r, age)| r.is_stale(*age));
     if stale || longest_wait >= waiting.as_secs_f64() {
         return format!("held up: {}", diagnosis.finding);
     }

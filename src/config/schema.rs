@@ -70,6 +70,10 @@ pub struct DistSection {
     /// A rank that makes no progress for this long (stopped, hung in a collective) is named and
     /// the job stopped. Start-up gets `connect_timeout_secs` on top.
     pub heartbeat_timeout_secs: u64,
+    /// How often each rank rewrites its flight record (what it is doing, its collectives) beside
+    /// its heartbeat, for naming the rank that holds a stuck job up; 0 turns the records off. A
+    /// slower rate eases a shared file system under thousands of ranks.
+    pub flight_record_secs: f64,
 }
 
 impl Default for DistSection {
@@ -84,6 +88,7 @@ impl Default for DistSection {
             param_check_ticks: 1,
             bucket_mb: 25.0,
             heartbeat_timeout_secs: 60,
+            flight_record_secs: 1.0,
         }
     }
 }

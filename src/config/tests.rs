@@ -221,3 +221,15 @@ fn plan_splits_batch_threads_and_seeds() {
     assert_eq!(gpu[1].device, "cuda:1");
     assert!(format_plan(&plans).contains("cpu"));
 }
+
+#[test]
+fn flight_record_interval_is_seconds_or_off() {
+    for bad in ["-1", "1e20"] {
+        let (key, msg) = config_error(BASE, &[&format!("dist.flight_record_secs={bad}")], &[]);
+        assert_eq!(key, "dist.flight_record_secs");
+        assert!(msg.contains("0 turns flight records off"), "{msg}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = load_with_env(&write(&dir, BASE), &sets(&["dist.flight_record_secs=0"]), env(&[])).unwrap();
+    assert_eq!(cfg.dist.flight_record_secs, 0.0);
+}

@@ -47,6 +47,11 @@ fn validate_dist(cfg: &RunConfig) -> Result<()> {
             "a fixed port when dist.nodes > 1 (other nodes must know it)",
         ));
     }
+    let flight = cfg.dist.flight_record_secs;
+    if !(0.0..=3600.0).contains(&flight) {
+        let allowed = "seconds from 0 to 3600 (0 turns flight records off)";
+        return Err(Error::config("dist.flight_record_secs", flight, allowed));
+    }
     for (key, secs) in [
         ("dist.connect_timeout_secs", cfg.dist.connect_timeout_secs),
         ("dist.collective_timeout_secs", cfg.dist.collective_timeout_secs),

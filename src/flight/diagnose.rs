@@ -6,14 +6,10 @@
 //! order of collectives, which is a bug worth its own message.
 use std::time::Duration;
 
-use super::record::{FlightRecord, TrackRecord, WRITE_INTERVAL};
+use super::record::{FlightRecord, TrackRecord};
 
 /// The process group of the training thread, whose collectives every step makes.
 const TRAIN_TRACK: &str = "train";
-
-/// A record this much older than the write interval means the writer thread, and so the whole
-/// process, is not running.
-pub const STALE_AFTER: Duration = Duration::from_secs(5 * WRITE_INTERVAL.as_secs());
 
 /// What the launcher knows about one of its ranks.
 #[derive(Clone, Debug)]
@@ -38,7 +34,7 @@ pub enum Process {
 impl RankView {
     fn fresh(&self) -> Option<&FlightRecord> {
         let live = self.process == Process::Live;
-        self.record.as_ref().filter(|(_, age)| *age <= STALE_AFTER && live).map(|(r, _)| r)
+        self.record.as_ref().filter(|(r, age)| !r.is_stale(*age) && live).map(|(r, _)| r)
     }
 
     fn track(&self, name: &str) -> Option<&TrackRecord> {
@@ -68,7 +64,7 @@ fn find_culprit(views: &[RankView]) -> (Option<usize>, String) {
         return (Some(i), format!("rank {} is stopped (SIGSTOP?); the others wait for it", views[i].rank));
     }
     let stale =
-        |v: &RankView| v.process == Process::Live && v.record.as_ref().is_some_and(|(_, a)| *a > STALE_AFTER);
+        |v: &RankView| v.process == Process::Live && v.record.as_ref().is_some_and(|(r, a)| r.is_stale(*a));
     if let Some(i) = views.iter().position(stale) {
         let age = views[i].record.as_ref().expect("checked").1;
         return (
@@ -226,7 +222,7 @@ fn describe(v: &RankView) -> String {
         line.push_str(" [process stopped]");
     } else if v.process == Process::Exited {
         line.push_str(" [exited]");
-    } else if *age > STALE_AFTER {
+    } else if r.is_stale(*age) {
         line.push_str(&format!(" [record {age:.0?} old: the process is not running]"));
     }
     line

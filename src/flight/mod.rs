@@ -15,8 +15,6 @@ mod recorder;
 #[cfg(test)]
 mod tests;
 
-pub use diagnose::{diagnose, Diagnosis, Process, RankView, STALE_AFTER};
-pub use record::{
-    path_beside, read, start_writer, CollectiveRecord, FlightRecord, TrackRecord, WRITE_INTERVAL,
-};
+pub use diagnose::{diagnose, Diagnosis, Process, RankView};
+pub use record::{path_beside, read, start_writer, CollectiveRecord, FlightRecord, TrackRecord};
 pub use recorder::{Activity, Collective, CollectiveOp, Recorder, Track, HANG_ENV};

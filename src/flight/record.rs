@@ -10,8 +10,10 @@ use serde::{Deserialize, Serialize};
 use super::recorder::{Activity, Collective, CollectiveOp, Recorder};
 use crate::fsutil;
 
-/// How often the writer rewrites the record.
-pub const WRITE_INTERVAL: Duration = Duration::from_secs(1);
+/// A record not rewritten for this many write intervals (and at least [`MIN_STALE`]) means the
+/// writer thread, and so the whole process, is not running.
+const STALE_INTERVALS: u32 = 5;
+const MIN_STALE: Duration = Duration::from_secs(5);
 
 /// A rank's state as of one write.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -19,6 +21,9 @@ pub struct FlightRecord {
     pub rank: u32,
     pub host: String,
     pub pid: u32,
+    /// How often the writer rewrites the record (`dist.flight_record_secs`).
+    #[serde(default = "one_second")]
+    pub interval_secs: f64,
     /// The step the training thread works on (the next one to complete).
     pub step: u64,
     pub activity: Activity,
@@ -26,6 +31,22 @@ pub struct FlightRecord {
     pub activity_secs: f64,
     /// One per process group ("train", and "eval" for background evaluation).
     pub tracks: Vec<TrackRecord>,
+}
+
+impl FlightRecord {
+    /// Whether a record this old means its writer, and so its whole process, has stopped.
+    pub fn is_stale(&self, age: Duration) -> bool {
+        age > stale_after(self.interval_secs)
+    }
+}
+
+/// How old a record written every `interval_secs` may get while its process runs.
+pub fn stale_after(interval_secs: f64) -> Duration {
+    Duration::from_secs_f64(interval_secs.max(0.0) * f64::from(STALE_INTERVALS)).max(MIN_STALE)
+}
+
+fn one_second() -> f64 {
+    1.0
 }
 
 /// The collectives of one process group.
@@ -92,19 +113,21 @@ pub fn path_beside(heartbeat: &Path) -> PathBuf {
     heartbeat.with_file_name(name)
 }
 
-/// Starts the thread that rewrites `path` from `recorder` every [`WRITE_INTERVAL`] for as long as
-/// the process lives. A failed write is logged once and retried.
-pub fn start_writer(recorder: Arc<Recorder>, path: PathBuf) {
+/// Starts the thread that rewrites `path` from `recorder` every `interval` for as long as the
+/// process lives. A failed write is logged once and retried.
+pub fn start_writer(recorder: Arc<Recorder>, path: PathBuf, interval: Duration) {
     let spawned = std::thread::Builder::new().name("flight-record".into()).spawn(move || {
         let mut warned = false;
         loop {
-            let json = serde_json::to_vec(&recorder.snapshot()).expect("a record serialises");
+            let mut record = recorder.snapshot();
+            record.interval_secs = interval.as_secs_f64();
+            let json = serde_json::to_vec(&record).expect("a record serialises");
             if let Err(e) = fsutil::write_replace(&path, &json) {
                 if !std::mem::replace(&mut warned, true) {
                     tracing::warn!("cannot write the flight record: {e}");
                 }
             }
-            std::thread::sleep(WRITE_INTERVAL);
+            std::thread::sleep(interval);
         }
     });
     if let Err(e) = spawned {
@@ -132,7 +155,7 @@ mod tests {
         assert!(path.ends_with("heartbeat/rank-2.flight.json"));
         let recorder = Arc::new(Recorder::new(2));
         recorder.enter(Activity::Checkpointing, 40);
-        start_writer(Arc::clone(&recorder), path.clone());
+        start_writer(Arc::clone(&recorder), path.clone(), Duration::from_secs(1));
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         let record = loop {
             match read(&path) {
@@ -143,6 +166,14 @@ mod tests {
         };
         assert_eq!((record.rank, record.step, record.activity), (2, 40, Activity::Checkpointing));
         assert_eq!(record.pid, std::process::id());
+        assert!(!record.is_stale(Duration::from_secs(5)) && record.is_stale(Duration::from_secs(6)));
+    }
+
+    #[test]
+    fn a_slow_writer_gets_a_longer_grace() {
+        assert_eq!(stale_after(1.0), Duration::from_secs(5), "at least 5 s");
+        assert_eq!(stale_after(0.2), Duration::from_secs(5));
+        assert_eq!(stale_after(30.0), Duration::from_secs(150), "5 intervals");
     }
 
     #[test]

@@ -224,6 +224,7 @@ impl Recorder {
             rank: self.rank,
             host: self.host.clone(),
             pid: std::process::id(),
+            interval_secs: 1.0,
             step,
             activity,
             activity_secs: secs_between(since, now),

@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
@@ -130,8 +131,16 @@ fn run() -> anyhow::Result<ExitCode> {
     // Where this rank is, rewritten beside its heartbeat every second: what the launcher reads
     // to name the rank that holds the others up when the job gets stuck.
     let flight = Arc::new(Recorder::from_env(env.rank)?);
-    if let Some(heartbeat) = std::env::var_os(HEARTBEAT_ENV) {
-        flight::start_writer(Arc::clone(&flight), flight::path_beside(std::path::Path::new(&heartbeat)));
+    match std::env::var_os(HEARTBEAT_ENV) {
+        Some(heartbeat) if cfg.dist.flight_record_secs > 0.0 => {
+            let path = flight::path_beside(std::path::Path::new(&heartbeat));
+            flight::start_writer(
+                Arc::clone(&flight),
+                path,
+                Duration::from_secs_f64(cfg.dist.flight_record_secs),
+            );
+        }
+        _ => {}
     }
     let (group, mut store) = join_group(&cfg, &env, &plan)?;
     let group: Box<dyn ProcessGroup> = Box::new(Recorded::new(group, flight.track("train")));

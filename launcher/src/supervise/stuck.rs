@@ -131,7 +131,7 @@ fn flight_views(ranks: &[Rank]) -> Vec<flight::RankView> {
     let Some(first) = ranks.first() else { return views };
     for rank in (0..first.world_size).filter(|r| ranks.iter().all(|local| local.rank != *r)) {
         let path = flight::path_beside(&first.heartbeat_path.with_file_name(format!("rank-{rank}")));
-        if let Some(record) = flight::read(&path).filter(|(_, age)| *age <= flight::STALE_AFTER) {
+        if let Some(record) = flight::read(&path).filter(|(r, age)| !r.is_stale(*age)) {
             views.push(flight::RankView { rank, record: Some(record), process: flight::Process::Live });
         }
     }
