@@ -241,6 +241,44 @@ fn a_checkpoint_of_another_model_is_refused_with_exit_code_2() {
     assert_eq!(committed_steps(dir.path()), vec![4], "nothing lost");
 }
 
+/// A resume on another dataset than the checkpoint's is refused with both datasets named, and
+/// nothing is lost: one class fewer (the labels would name other shapes; this is found before
+/// the model's shapes are compared), or other images of the same classes.
+/// `checkpoint.allow_dataset_change` lets the second go on, with a warning.
+#[test]
+fn a_resume_on_another_dataset_is_refused_unless_allowed() {
+    gan_train_path();
+    let dir = tempfile::tempdir().unwrap();
+    let (out, err) = run(&mut job(dir.path(), 1, 0.128));
+    assert!(out.status.success(), "{err}");
+    let fewer_classes = ["--set", "data.num_classes=3"];
+    let (out, err) = run(job(dir.path(), 1, 0.256).args(fewer_classes));
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("it was trained on generated ")
+            && err.contains("4 classes (disc, square, triangle, ring)")
+            && err.contains("3 classes (disc, square, triangle)")
+            && err.contains("labels of a conditional model would mean other classes")
+            && err.contains("checkpoint.allow_dataset_change: true"),
+        "{err}"
+    );
+    assert_eq!(committed_steps(dir.path()), vec![4], "nothing lost");
+    let other_images = ["--set", "data.num_images=1024"];
+    let (out, err) = run(job(dir.path(), 1, 0.256).args(other_images));
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("2048 images of 16x16x3") && err.contains("1024 images of 16x16x3"), "{err}");
+    assert!(!err.contains("labels of a conditional model"), "the same classes: {err}");
+    let allow = ["--set", "checkpoint.allow_dataset_change=true"];
+    let (out, err) = run(job(dir.path(), 1, 0.256).args(other_images).args(allow));
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("on another dataset (checkpoint.allow_dataset_change)"), "{err}");
+    assert_eq!(resumed_step(&err), Some(4), "{err}");
+    // The new checkpoints record the new dataset: a plain resume on it passes.
+    let (out, err) = run(job(dir.path(), 1, 0.384).args(other_images));
+    assert!(out.status.success(), "{err}");
+    assert_eq!(resumed_step(&err), Some(8), "{err}");
+}
+
 #[test]
 fn resume_none_sets_old_checkpoints_aside_and_resume_path_starts_from_another_run() {
     gan_train_path();

@@ -80,6 +80,10 @@ pub struct TrainState {
     /// random streams (`rng::rollback_seed`), so a resume continues on the same streams.
     #[serde(default)]
     pub rollbacks: u32,
+    /// The dataset trained on, so a resume on another one is caught (None in checkpoints
+    /// written before it was recorded).
+    #[serde(default)]
+    pub dataset: Option<crate::data::identity::DatasetIdentity>,
 }
 
 /// A rank's random state. Torch's generators (CPU and CUDA) are reseeded at every step from the

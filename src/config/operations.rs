@@ -27,6 +27,10 @@ pub struct CheckpointSection {
     /// Write checkpoint files in a background thread while training continues (rank 0 pauses
     /// only to copy the state); false writes them before the next step.
     pub background: bool,
+    /// Resume from a checkpoint trained on another dataset (fine-tuning on purpose). Without it
+    /// such a resume is refused, naming both datasets: usually `data.path` points somewhere
+    /// unintended, and the run would look as if it collapsed.
+    pub allow_dataset_change: bool,
 }
 
 impl Default for CheckpointSection {
@@ -38,6 +42,7 @@ impl Default for CheckpointSection {
             resume: "latest".into(),
             preempt_signals: vec![StopSignal::Term, StopSignal::Usr1],
             background: true,
+            allow_dataset_change: false,
         }
     }
 }

@@ -4,6 +4,7 @@
 pub mod cifar;
 pub mod classes;
 pub mod generated;
+pub mod identity;
 pub mod loader;
 pub mod pickle;
 pub mod prepare;

@@ -6,6 +6,6 @@ mod restore;
 mod save;
 mod tensors;
 
-pub use restore::{load_generator, resolve_start, restore_into, RestoreTargets, Resumed};
+pub use restore::{check_dataset, load_generator, resolve_start, restore_into, RestoreTargets, Resumed};
 pub use save::{gather_rank_streams, CheckpointWriter, Snapshot};
 pub use tensors::{named_raw, varstore_raw};

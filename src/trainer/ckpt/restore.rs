@@ -10,6 +10,7 @@ use crate::train::optim::Adam;
 use gan_core::checkpoint::{self, Checkpoints, Verified};
 use gan_core::comm::{broadcast_bytes, ProcessGroup};
 use gan_core::config::{ResumeFrom, RunConfig};
+use gan_core::data::identity::DatasetIdentity;
 use gan_core::error::{Error, Result};
 
 /// The checkpoint a rank starts from.
@@ -100,6 +101,29 @@ pub struct RestoreTargets<'a> {
     pub g_ema: &'a nn::VarStore,
     pub g_opt: &'a mut Adam,
     pub d_opt: &'a mut Adam,
+}
+
+/// Refuses a checkpoint trained on another dataset than the one the config names, unless
+/// `checkpoint.allow_dataset_change` (then it warns). Checkpoints from before datasets were
+/// recorded pass.
+pub fn check_dataset(resumed: &Resumed, cfg: &RunConfig, now: &DatasetIdentity) -> Result<()> {
+    let Some(why) = resumed.state.dataset.as_ref().and_then(|saved| saved.differs_from(now)) else {
+        return Ok(());
+    };
+    if cfg.checkpoint.allow_dataset_change {
+        tracing::warn!(
+            "resuming {} on another dataset (checkpoint.allow_dataset_change): {why}",
+            resumed.dir.display()
+        );
+        return Ok(());
+    }
+    Err(Error::Checkpoint {
+        path: resumed.dir.clone(),
+        message: format!(
+            "{why} Check data.path (and run.seed for generated data); to go on training on the new dataset on \
+             purpose (fine-tuning), set checkpoint.allow_dataset_change: true"
+        ),
+    })
 }
 
 /// Loads weights and optimizer state; refuses a checkpoint of another model, naming what differs.

@@ -63,6 +63,7 @@ fn snapshot(s: &Setup, pos: Position, ranks: Vec<RankState>) -> Result<Snapshot>
         },
         best_metrics: s.best_metrics.clone(),
         rollbacks: s.rollbacks,
+        dataset: Some(s.dataset.clone()),
     };
     let manifest = Manifest {
         format: FORMAT.into(),

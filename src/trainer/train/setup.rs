@@ -21,6 +21,7 @@ use crate::precision::ForwardPrecision;
 use gan_core::checkpoint::{Checkpoints, Retention};
 use gan_core::comm::ProcessGroup;
 use gan_core::config::{Arch, RankPlan, RunConfig};
+use gan_core::data::identity::DatasetIdentity;
 use gan_core::data::loader::{Loader, LoaderSpec};
 use gan_core::data::{self, classes::ClassDistribution, sampler::Sampler, Batch, ImageSource};
 use gan_core::error::{Error, Result};
@@ -64,6 +65,8 @@ pub struct Setup {
     /// Where this rank is, for the launcher when the job is stuck (`main` shares its recorder,
     /// which the process groups record into; tests get one of their own).
     pub flight: Arc<Recorder>,
+    /// The dataset trained on, as checkpoints record it.
+    pub dataset: DatasetIdentity,
     /// The dataset's class mix, when the run is conditional (metrics draw fake labels from it).
     pub class_mix: Option<ClassDistribution>,
     /// How training draws its fakes' labels.
@@ -167,8 +170,10 @@ impl Setup {
             g_opt.adjust_for_lazy_regularisation(cfg.train.pl_interval);
         }
         let load_started = std::time::Instant::now();
+        let dataset = DatasetIdentity::of(&cfg.data, cfg.run.seed)?;
         let resumed = ckpt::resolve_start(pg.as_mut(), &cfg, restarted)?;
         if let Some(r) = &resumed {
+            ckpt::check_dataset(r, &cfg, &dataset)?;
             let targets =
                 RestoreTargets { g: &g_vs, d: &d_vs, g_ema: &g_ema_vs, g_opt: &mut g_opt, d_opt: &mut d_opt };
             ckpt::restore_into(r, &cfg, targets)?;
@@ -242,6 +247,7 @@ impl Setup {
             device,
             pg,
             eval_pg: None,
+            dataset,
             flight,
             host_latents: false,
             class_mix,
