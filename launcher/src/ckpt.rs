@@ -171,6 +171,9 @@ fn verify_cmd(path: &Path) -> anyhow::Result<()> {
         v.manifest.git_commit,
         v.manifest.libtorch_version
     );
+    if let Some(dataset) = &v.state.dataset {
+        println!("  trained on {}", dataset.describe());
+    }
     Ok(())
 }
 
@@ -189,6 +192,7 @@ fn export(path: &Path, out: &Path) -> anyhow::Result<()> {
         ("config", config),
     ]
     .into_iter()
+    .chain(v.state.dataset.as_ref().map(|d| ("dataset", d.describe())))
     .map(|(k, v)| (k.to_string(), v))
     .collect();
     let entry = write_tensors(out, &tensors, &metadata)?;

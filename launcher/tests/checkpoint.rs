@@ -321,6 +321,12 @@ fn ckpt_commands_list_verify_and_export() {
         .output()
         .unwrap();
     assert!(verify.status.success(), "{}", stderr(&verify));
+    assert!(
+        stdout(&verify).contains("\n  trained on generated ")
+            && stdout(&verify).contains(": 2048 images of 16x16x3, 4 classes (disc, square, triangle, ring)"),
+        "{}",
+        stdout(&verify)
+    );
     // A truncated file: verify fails with exit 2 and ls marks it.
     let file = ckpt_dir(dir.path()).join("step-00000004/d_opt.safetensors");
     let bytes = std::fs::read(&file).unwrap();
@@ -366,7 +372,7 @@ fn ckpt_commands_list_verify_and_export() {
     let script = "import sys\nfrom safetensors import safe_open\nfrom safetensors.torch import load_file\n\
                   with safe_open(sys.argv[1], 'pt') as f: meta = f.metadata()\n\
                   g = load_file(sys.argv[1]); opt = load_file(sys.argv[2])\n\
-                  print(meta['arch'], meta['step'], len(g), int(opt['step']))";
+                  print(meta['arch'], meta['step'], len(g), int(opt['step']), meta['dataset'].split()[0])";
     let py = std::process::Command::new(python)
         .args(["-c", script])
         .arg(&out_file)
@@ -376,6 +382,6 @@ fn ckpt_commands_list_verify_and_export() {
     assert!(py.status.success(), "{}", stderr(&py));
     let printed = stdout(&py);
     let fields: Vec<&str> = printed.split_whitespace().collect();
-    assert_eq!((fields[0], fields[1], fields[3]), ("dcgan", "8", "8"), "{printed}");
+    assert_eq!((fields[0], fields[1], fields[3], fields[4]), ("dcgan", "8", "8", "generated"), "{printed}");
     assert!(fields[2].parse::<u32>().unwrap() > 4, "{printed}");
 }
