@@ -359,3 +359,47 @@ fn fid_between_two_folders() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("zzz.png") && stderr(&out).contains("cannot decode"), "{}", stderr(&out));
 }
+
+/// `eval` of a checkpoint scores against the dataset its config names. When that path now holds
+/// other images (prepared again with --force), the score still comes, with a warning that names
+/// the dataset the checkpoint was trained on and the one it is scored against.
+#[test]
+fn eval_warns_when_the_dataset_changed_since_training() {
+    gan_train_path();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let prepare = |seed: &str| {
+        let out = gan_launch()
+            .args(["data", "prepare", "--from", "generated", "--resolution", "16", "--count", "256"])
+            .args(["--seed", seed, "--force", "--out"])
+            .arg(&data)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    };
+    prepare("1");
+    let run = gan_launch()
+        .arg(shipped_config("ci-tiny.yaml"))
+        .args(["--set", &format!("run.dir={}", dir.path().display())])
+        .args(["--set", "data.source=prepared", "--set", &format!("data.path={}", data.display())])
+        .args(["--set", "train.total_kimg=0.128"])
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", stderr(&run));
+    let run_arg = dir.path().join("ci-tiny").display().to_string();
+    let weights = random_weights(&dir.path().join("weights"));
+    let fid = ["fid", &run_arg, "--num", "10", "--num-real", "20", "--batch", "10", "--weights", &weights];
+    let home = dir.path().join("home");
+    let same = eval(&home, &fid);
+    assert!(same.status.success(), "{}", stderr(&same));
+    assert!(!stderr(&same).contains("not the checkpoint's training data"), "{}", stderr(&same));
+    prepare("2");
+    let other = eval(&home, &fid);
+    assert!(other.status.success(), "{}", stderr(&other));
+    let err = stderr(&other);
+    assert!(
+        err.contains("the reals are not the checkpoint's training data: it was trained on prepared "),
+        "{err}"
+    );
+    assert!(value(&other, "fid").is_finite());
+}

@@ -17,6 +17,7 @@ use crate::ckpt;
 use crate::models::{self, NetSpec};
 use gan_core::config;
 use gan_core::data::classes::ClassDistribution;
+use gan_core::data::identity::DatasetIdentity;
 use gan_core::eval_options::{EvalMetric, EvalOptions};
 use gan_core::Error;
 
@@ -73,6 +74,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         let (mean, std) = inception_score(&fake.logits, 10.min(opts.num as i64));
         vec![("is", format!("{mean:.4} ± {std:.4}"))]
     } else {
+        warn_if_other_dataset(args, &cfg);
         let n_real = extract::real_count(&cfg, opts.num_real)?;
         let real = extract::real(&net, &label, &cfg, n_real, opts.batch, device)?;
         between(args.metric, &real, &fake, opts.seed, device)?.expect("IS is scored above")
@@ -86,6 +88,22 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The reals come from the dataset the checkpoint's config names; when that is no longer the
+/// dataset it was trained on (`data.path` now holds other images), the score compares against
+/// other data, which is worth a loud warning.
+fn warn_if_other_dataset(args: &EvalArgs, cfg: &config::RunConfig) {
+    let state = std::fs::read(args.checkpoint.join(gan_core::checkpoint::STATE_FILE)).ok();
+    let state: Option<gan_core::checkpoint::TrainState> = state.and_then(|b| serde_json::from_slice(&b).ok());
+    let (Some(saved), Ok(now)) =
+        (state.and_then(|s| s.dataset), DatasetIdentity::of(&cfg.data, cfg.run.seed))
+    else {
+        return;
+    };
+    if let Some(why) = saved.differs_from(&now) {
+        tracing::warn!("the reals are not the checkpoint's training data: {why}");
+    }
 }
 
 /// A metric between a reference (real) set and a generated one, formatted by name; None for IS,
