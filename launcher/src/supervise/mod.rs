@@ -279,7 +279,7 @@ fn fail_job(ranks: &mut [Rank], first: usize) -> (u8, String) {
     let killed = |i: &usize| ranks[*i].exited.is_some_and(|s| s.signal().is_some());
     let root = failed.iter().copied().find(killed).unwrap_or(first);
     let status = ranks[root].exited.expect("the root rank has exited");
-    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    let host = stuck::hostname();
     let rank = ranks[root].rank;
     let others: Vec<u32> = failed.iter().filter(|&&i| i != root).map(|&i| ranks[i].rank).collect();
     stop_all(ranks, SIGTERM);

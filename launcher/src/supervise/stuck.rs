@@ -75,24 +75,15 @@ pub(super) fn fail_stuck(
 ) -> String {
     let views = flight_views(ranks);
     let diagnosis = flight::diagnose(&views);
-    let host = gethostname::gethostname().to_string_lossy().into_owned();
     let blamed = diagnosis.culprit.map(|c| views[c].rank).filter(|&r| r != ranks[i].rank);
     let (i, why) = match blamed.map(|r| ranks.iter().position(|local| local.rank == r)) {
         Some(Some(c)) => {
             (c, ranks[c].stuck(watchdog).map_or_else(|| "holds up the other ranks".to_string(), |s| s.0))
         }
-        Some(None) => {
-            let remote = blamed.expect("matched");
-            let reason =
-                format!("rank {remote} on another node holds up the ranks of {host}; {}", diagnosis.finding);
-            tracing::error!(host = %host, "{reason}; stopping the job. Where each rank was:\n  {}", diagnosis.table.join("\n  "));
-            peers.failed(&reason);
-            stop_all(ranks, SIGTERM);
-            return reason;
-        }
+        Some(None) => return fail_remote(ranks, blamed.expect("matched"), &diagnosis, peers),
         None => (i, why),
     };
-    let rank = ranks[i].rank;
+    let (rank, host) = (ranks[i].rank, hostname());
     let reason = format!("rank {rank} on {host} {why}; {}", diagnosis.finding);
     peers.failed(&reason);
     let threads = thread_states(ranks[i].child.id());
@@ -103,12 +94,33 @@ pub(super) fn fail_stuck(
     tracing::error!(
         rank,
         host = %host,
-        "{reason}; stopping the job. Where each rank was:\n  {}\nRank {rank}'s threads (state, kernel wait): {threads}\nRank {rank}'s last log lines:\n{}",
+        "{reason}; stopping the job. Where each rank was:\n  {}\n\
+         Rank {rank}'s threads (state, kernel wait): {threads}\nRank {rank}'s last log lines:\n{}",
         diagnosis.table.join("\n  "),
         if last_lines.is_empty() { "  (none)".to_string() } else { last_lines.join("\n") }
     );
     stop_all(ranks, SIGTERM);
     reason
+}
+
+/// The rank holding this node's ranks up runs on another node: this node stops its own ranks and
+/// tells the others why; that node's launcher stops the blamed rank.
+fn fail_remote(
+    ranks: &mut [Rank],
+    remote: u32,
+    diagnosis: &flight::Diagnosis,
+    peers: &mut dyn Peers,
+) -> String {
+    let host = hostname();
+    let reason = format!("rank {remote} on another node holds up the ranks of {host}; {}", diagnosis.finding);
+    tracing::error!(host = %host, "{reason}; stopping the job. Where each rank was:\n  {}", diagnosis.table.join("\n  "));
+    peers.failed(&reason);
+    stop_all(ranks, SIGTERM);
+    reason
+}
+
+pub(super) fn hostname() -> String {
+    gethostname::gethostname().to_string_lossy().into_owned()
 }
 
 /// What the launcher knows of each rank's whereabouts: its own ranks' records, and those of the
