@@ -19,6 +19,8 @@ pub struct StatusArgs {
 }
 
 pub fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
+    let waiting = Duration::try_from_secs_f64(args.waiting_secs)
+        .map_err(|_| Error::config("--waiting-secs", args.waiting_secs, "seconds >= 0"))?;
     let dir = args.run_dir.join("heartbeat");
     let ranks = rank_numbers(&dir)?;
     let views: Vec<flight::RankView> = ranks
@@ -38,7 +40,7 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
         );
         println!("  {line}; {beat}");
     }
-    println!("{}", verdict(&views, &diagnosis, Duration::from_secs_f64(args.waiting_secs.max(0.0))));
+    println!("{}", verdict(&views, &diagnosis, waiting));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -93,7 +95,7 @@ fn straggler(views: &[flight::RankView]) -> String {
     }
 }
 
-/// The ranks that beat under `dir`, in order.
+/// The ranks with a heartbeat or a flight record under `dir`, in order.
 fn rank_numbers(dir: &Path) -> anyhow::Result<Vec<u32>> {
     let entries = std::fs::read_dir(dir).map_err(|e| Error::RunDir {
         path: dir.parent().unwrap_or(dir).to_path_buf(),
@@ -101,8 +103,9 @@ fn rank_numbers(dir: &Path) -> anyhow::Result<Vec<u32>> {
     })?;
     let mut ranks: Vec<u32> = entries
         .filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().to_str()?.strip_prefix("rank-")?.parse().ok())
+        .filter_map(|e| e.file_name().to_str()?.strip_prefix("rank-")?.split('.').next()?.parse().ok())
         .collect();
     ranks.sort_unstable();
+    ranks.dedup();
     Ok(ranks)
 }
