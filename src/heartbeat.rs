@@ -12,6 +12,11 @@ use crate::fsutil;
 /// Environment variable through which the launcher tells a rank where to beat.
 pub const HEARTBEAT_ENV: &str = "GANLAUNCH_HEARTBEAT_FILE";
 
+/// Rank `rank`'s heartbeat file in the run's heartbeat directory (its flight record sits beside).
+pub fn rank_file(dir: &Path, rank: u32) -> PathBuf {
+    dir.join(format!("rank-{rank}"))
+}
+
 /// Shortest time between two writes.
 const MIN_INTERVAL: Duration = Duration::from_secs(1);
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use gan_core::cluster::Placement;
 use gan_core::config::{self, Backend, ConsoleRanks, HostFacts, RankPlan, RunConfig};
 use gan_core::error::{EXIT_DIVERGED, EXIT_USER_ERROR};
+use gan_core::heartbeat;
 use gan_core::launch_env::RankEnv;
 use gan_core::rendezvous::{self, StoreServer, TOKEN_ENV};
 use gan_core::Error;
@@ -130,7 +131,7 @@ pub fn run(args: &JobArgs, cfg: &RunConfig, node: &NodeSetup) -> anyhow::Result<
                 extra_env: extra_env.clone(),
                 log_path: run_dir.join("logs").join(format!("rank-{}.log", plan.rank)),
                 echo: (plan.rank == 0 || cfg.log.console == ConsoleRanks::All).then(|| console.clone()),
-                heartbeat_path: run_dir.join("heartbeat").join(format!("rank-{}", plan.rank)),
+                heartbeat_path: heartbeat::rank_file(&run_dir.join("heartbeat"), plan.rank),
             })
             .collect();
         let mut peers = AttemptPeers { group: group.as_mut(), attempt };

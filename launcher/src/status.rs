@@ -27,14 +27,14 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|&rank| flight::RankView {
             rank,
-            record: flight::read(&flight::path_beside(&dir.join(format!("rank-{rank}")))),
+            record: flight::read(&flight::path_beside(&heartbeat::rank_file(&dir, rank))),
             process: flight::Process::Live,
         })
         .collect();
     let diagnosis = flight::diagnose(&views);
     println!("{}: {} rank(s)", args.run_dir.display(), ranks.len());
     for (rank, line) in ranks.iter().zip(&diagnosis.table) {
-        let beat = heartbeat::read(&dir.join(format!("rank-{rank}"))).map_or_else(
+        let beat = heartbeat::read(&heartbeat::rank_file(&dir, *rank)).map_or_else(
             || "no heartbeat yet".to_string(),
             |b| format!("heartbeat {:.1} s ago", b.age.as_secs_f64()),
         );

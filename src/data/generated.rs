@@ -23,6 +23,11 @@ pub const SHAPES: [Shape; 8] = [
 /// Most classes the generated source can draw.
 pub const MAX_CLASSES: u32 = SHAPES.len() as u32;
 
+/// The names of the first `num_classes` classes ("disc", "square", ...), in label order.
+pub fn class_names(num_classes: u32) -> Vec<String> {
+    SHAPES.iter().take(num_classes as usize).map(|s| format!("{s:?}").to_lowercase()).collect()
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Shape {
     Disc,

@@ -5,8 +5,8 @@
 //! or the generator's parameters; no image is read) and survives moving a dataset.
 use serde::{Deserialize, Serialize};
 
-use super::generated::SHAPES;
-use super::shards::PreparedDataset;
+use super::generated;
+use super::shards;
 use crate::config::{DataSection, DataSource};
 use crate::error::Result;
 
@@ -29,7 +29,7 @@ impl DatasetIdentity {
     pub fn of(data: &DataSection, seed: u64) -> Result<Self> {
         match (data.source, data.path.as_deref()) {
             (DataSource::Prepared, Some(dir)) => {
-                let index = PreparedDataset::open(dir, false)?.index;
+                let index = shards::read_index(dir)?;
                 Ok(DatasetIdentity {
                     id: format!("prepared {}", short(&index.content_hash)),
                     images: index.count,
@@ -44,13 +44,12 @@ impl DatasetIdentity {
                     "generated {} {} {} {} seed {seed}",
                     data.resolution, data.channels, data.num_classes, data.num_images
                 );
-                let classes = SHAPES.iter().take(data.num_classes as usize);
                 Ok(DatasetIdentity {
                     id: format!("generated {}", short(&blake3::hash(params.as_bytes()).to_hex())),
                     images: data.num_images,
                     resolution: data.resolution,
                     channels: data.channels,
-                    classes: classes.map(|s| format!("{s:?}").to_lowercase()).collect(),
+                    classes: generated::class_names(data.num_classes),
                     path: None,
                 })
             }

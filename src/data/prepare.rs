@@ -74,9 +74,7 @@ pub fn prepare(
                     progress(i + 1, *count);
                 }
             }
-            let names = (0..*num_classes)
-                .map(|c| format!("{:?}", super::generated::SHAPES[c as usize]).to_lowercase())
-                .collect();
+            let names = super::generated::class_names(*num_classes);
             Ok(PrepareReport { index: writer.finish(names)?, skipped: Vec::new() })
         }
         PrepareSource::ImageFolder(dir) => prepare_folder(dir, out, opts, progress),

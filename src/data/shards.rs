@@ -173,28 +173,33 @@ pub struct PreparedDataset {
     starts: Vec<u64>,
 }
 
+/// Reads and checks `dir`'s index alone (format, content hash, counts), without touching a shard.
+pub fn read_index(dir: &Path) -> Result<DatasetIndex> {
+    let index_path = dir.join(INDEX_FILE);
+    let bad = |message: String| Error::Dataset { path: index_path.clone(), message };
+    let text = std::fs::read(&index_path).map_err(|e| bad(format!("cannot read the index: {e}")))?;
+    let index: DatasetIndex =
+        serde_json::from_slice(&text).map_err(|e| bad(format!("not a valid index: {e}")))?;
+    if index.format != FORMAT || index.version != FORMAT_VERSION {
+        let found =
+            format!("format {} v{}, expected {FORMAT} v{FORMAT_VERSION}", index.format, index.version);
+        return Err(bad(found));
+    }
+    if content_hash(&index) != index.content_hash {
+        return Err(bad("the content hash does not match the shard list".into()));
+    }
+    if index.shards.iter().map(|s| s.count).sum::<u64>() != index.count {
+        return Err(bad("the shard counts do not add up to the image count".into()));
+    }
+    Ok(index)
+}
+
 impl PreparedDataset {
     /// Opens `dir`, checking the index, every shard's size and, when `verify_checksums`, its
     /// BLAKE3 checksum. Every problem names the file.
     pub fn open(dir: &Path, verify_checksums: bool) -> Result<Self> {
-        let index_path = dir.join(INDEX_FILE);
         let bad = |path: &Path, message: String| Error::Dataset { path: path.to_path_buf(), message };
-        let text = std::fs::read(&index_path)
-            .map_err(|e| bad(&index_path, format!("cannot read the index: {e}")))?;
-        let index: DatasetIndex =
-            serde_json::from_slice(&text).map_err(|e| bad(&index_path, format!("not a valid index: {e}")))?;
-        if index.format != FORMAT || index.version != FORMAT_VERSION {
-            return Err(bad(
-                &index_path,
-                format!("format {} v{}, expected {FORMAT} v{FORMAT_VERSION}", index.format, index.version),
-            ));
-        }
-        if content_hash(&index) != index.content_hash {
-            return Err(bad(&index_path, "the content hash does not match the shard list".into()));
-        }
-        if index.shards.iter().map(|s| s.count).sum::<u64>() != index.count {
-            return Err(bad(&index_path, "the shard counts do not add up to the image count".into()));
-        }
+        let index = read_index(dir)?;
         let mut shards = Vec::with_capacity(index.shards.len());
         let mut starts = Vec::with_capacity(index.shards.len());
         let mut start = 0;

@@ -140,9 +140,11 @@ fn flight_views(ranks: &[Rank]) -> Vec<flight::RankView> {
             },
         })
         .collect();
-    let Some(first) = ranks.first() else { return views };
+    let Some((first, dir)) = ranks.first().and_then(|r| Some((r, r.heartbeat_path.parent()?))) else {
+        return views;
+    };
     for rank in (0..first.world_size).filter(|r| ranks.iter().all(|local| local.rank != *r)) {
-        let path = flight::path_beside(&first.heartbeat_path.with_file_name(format!("rank-{rank}")));
+        let path = flight::path_beside(&heartbeat::rank_file(dir, rank));
         if let Some(record) = flight::read(&path).filter(|(r, age)| !r.is_stale(*age)) {
             views.push(flight::RankView { rank, record: Some(record), process: flight::Process::Live });
         }
