@@ -24,7 +24,15 @@ impl Recorded {
         elems: usize,
         f: impl FnOnce(&mut dyn ProcessGroup) -> Result<T>,
     ) -> Result<T> {
-        self.track.begin(Collective { op, dtype, elems: elems as u64, on_device: false });
+        self.run_collective(Collective { op, dtype, elems: elems as u64, on_device: false }, f)
+    }
+
+    fn run_collective<T>(
+        &mut self,
+        collective: Collective,
+        f: impl FnOnce(&mut dyn ProcessGroup) -> Result<T>,
+    ) -> Result<T> {
+        self.track.begin(collective);
         let result = f(self.inner.as_mut());
         self.track.end();
         result
@@ -60,16 +68,10 @@ impl ProcessGroup for Recorded {
         self.run(CollectiveOp::Barrier, "", 0, |pg| pg.barrier())
     }
     unsafe fn all_reduce_device_f32(&mut self, device_ptr: u64, len: usize, op: ReduceOp) -> Result<bool> {
-        self.track.begin(Collective {
-            op: CollectiveOp::AllReduce,
-            dtype: "f32",
-            elems: len as u64,
-            on_device: true,
-        });
+        let collective =
+            Collective { op: CollectiveOp::AllReduce, dtype: "f32", elems: len as u64, on_device: true };
         // SAFETY: the caller's guarantee for `device_ptr` and `len` is passed on unchanged.
-        let result = unsafe { self.inner.all_reduce_device_f32(device_ptr, len, op) };
-        self.track.end();
-        result
+        self.run_collective(collective, |pg| unsafe { pg.all_reduce_device_f32(device_ptr, len, op) })
     }
     fn abort_handle(&self) -> Option<Box<dyn FnOnce() + Send>> {
         self.inner.abort_handle()

@@ -58,7 +58,6 @@ pub struct TrackRecord {
     pub finished: u64,
     /// The collective started last, and how long ago.
     pub last: Option<CollectiveRecord>,
-    pub secs_since_finished: Option<f64>,
     /// Seconds spent inside this group's finished collectives: waiting for the slowest rank
     /// included, so the slowest rank has the least.
     #[serde(default)]

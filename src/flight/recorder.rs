@@ -89,7 +89,6 @@ struct TrackState {
     started: u64,
     finished: u64,
     last: Option<(Collective, Duration)>,
-    last_finished_at: Option<Duration>,
     /// Time spent inside collectives so far: a straggler's peers wait for it, so it spends the least.
     inside: Duration,
 }
@@ -107,7 +106,6 @@ impl Track {
         let now = self.epoch.elapsed();
         let mut st = lock(&self.state);
         st.finished = st.started;
-        st.last_finished_at = Some(now);
         if let Some((_, started_at)) = st.last {
             st.inside += now.saturating_sub(started_at);
         }
@@ -120,7 +118,6 @@ impl Track {
             started: st.started,
             finished: st.finished,
             last: st.last.map(|(c, at)| CollectiveRecord::new(c, secs_between(at, now))),
-            secs_since_finished: st.last_finished_at.map(|at| secs_between(at, now)),
             secs_inside: st.inside.as_secs_f64(),
         }
     }
@@ -174,10 +171,6 @@ impl Recorder {
             recorder.hang = parse_hang(&value, rank)?;
         }
         Ok(recorder)
-    }
-
-    pub fn rank(&self) -> u32 {
-        self.rank
     }
 
     /// The collectives of the process group called `name` ("train", "eval"); a group joined
