@@ -111,7 +111,7 @@ fn kill_9_of_one_rank_stops_the_job_and_names_it() {
 fn a_stopped_rank_is_detected_and_named() {
     gan_train_path();
     let dir = tempfile::tempdir().unwrap();
-    let child = start_long_job(dir.path(), &["--set", "dist.heartbeat_timeout_secs=3"]);
+    let child = start_long_job(dir.path(), &["--set", "dist.heartbeat_timeout_secs=5"]);
     let rank1 = pid_of_rank(&children_of(child.id()), 1);
     let stopped_at = Instant::now();
     unsafe { libc::kill(rank1 as i32, libc::SIGSTOP) };
@@ -137,7 +137,7 @@ fn a_rank_hung_inside_a_step_is_named_with_what_it_was_doing() {
     let dir = tempfile::tempdir().unwrap();
     let out = gan_launch()
         .args(launch_args(dir.path(), 2))
-        .args(["--set", "train.total_kimg=1000", "--set", "dist.heartbeat_timeout_secs=3"])
+        .args(["--set", "train.total_kimg=1000", "--set", "dist.heartbeat_timeout_secs=5"])
         .env("GANLAUNCH_HANG", "1:g_main:3")
         .output()
         .unwrap();

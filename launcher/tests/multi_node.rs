@@ -105,7 +105,7 @@ fn a_rank_hung_on_another_node_is_named_by_every_node() {
     let port = free_port();
     let shared = format!("run.dir={}", dir.path().join("shared").display());
     let extra =
-        ["--set", "train.total_kimg=1000", "--set", "dist.heartbeat_timeout_secs=3", "--set", &shared];
+        ["--set", "train.total_kimg=1000", "--set", "dist.heartbeat_timeout_secs=5", "--set", &shared];
     let nodes: Vec<Child> = (0..2)
         .map(|n| {
             node_command(dir.path(), n, 2, 1, port, &extra)

@@ -6,10 +6,7 @@
 //! order of collectives, which is a bug worth its own message.
 use std::time::Duration;
 
-use super::record::{FlightRecord, TrackRecord};
-
-/// The process group of the training thread, whose collectives every step makes.
-const TRAIN_TRACK: &str = "train";
+use super::record::{FlightRecord, TrackRecord, TRAIN_TRACK};
 
 /// What the launcher knows about one of its ranks.
 #[derive(Clone, Debug)]

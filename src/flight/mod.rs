@@ -16,5 +16,5 @@ mod recorder;
 mod tests;
 
 pub use diagnose::{diagnose, Diagnosis, Process, RankView};
-pub use record::{path_beside, read, start_writer, CollectiveRecord, FlightRecord, TrackRecord};
+pub use record::{path_beside, read, start_writer, CollectiveRecord, FlightRecord, TrackRecord, TRAIN_TRACK};
 pub use recorder::{Activity, Collective, CollectiveOp, Recorder, Track, HANG_ENV};

@@ -38,7 +38,25 @@ impl FlightRecord {
     pub fn is_stale(&self, age: Duration) -> bool {
         age > stale_after(self.interval_secs)
     }
+
+    /// How long before now (the record being `age` old) the training thread last moved on: it
+    /// changed activity or started a training collective. Finer than the heartbeat, which is
+    /// written at the end of a step and at most once a second, so a slow step that still moves
+    /// is not taken for a hang. The evaluation group does not count: its collectives run on
+    /// another thread and say nothing of the training thread.
+    pub fn since_progress(&self, age: Duration) -> Duration {
+        let collective = self
+            .tracks
+            .iter()
+            .filter(|t| t.name == TRAIN_TRACK)
+            .filter_map(|t| t.last.as_ref().map(|c| c.secs_since_start));
+        let secs = collective.fold(self.activity_secs, f64::min).max(0.0);
+        age + Duration::from_secs_f64(secs)
+    }
 }
+
+/// The track of the training thread's process group, whose collectives every step makes.
+pub const TRAIN_TRACK: &str = "train";
 
 /// How old a record written every `interval_secs` may get while its process runs.
 pub fn stale_after(interval_secs: f64) -> Duration {

@@ -143,7 +143,7 @@ fn run() -> anyhow::Result<ExitCode> {
         _ => {}
     }
     let (group, mut store) = join_group(&cfg, &env, &plan)?;
-    let group: Box<dyn ProcessGroup> = Box::new(Recorded::new(group, flight.track("train")));
+    let group: Box<dyn ProcessGroup> = Box::new(Recorded::new(group, flight.track(flight::TRAIN_TRACK)));
     // Background evaluation runs its collectives on a ring of its own (a new one after each
     // rollback: the old one may have been shut with an evaluation in flight).
     let background_eval = cfg.eval.every_kimg > 0.0 && cfg.eval.background;

@@ -22,10 +22,16 @@ impl Rank {
     /// Why this rank counts as stuck, if it does, with its last step (for picking the culprit).
     fn stuck(&self, watchdog: Watchdog) -> Option<(String, u64)> {
         match heartbeat::read(&self.heartbeat_path).map(|b| (b.step, b.age)) {
-            Some((beat_step, age)) if age > watchdog.heartbeat_timeout => {
-                // Beats are throttled to one a second; the flight record has the step it is at.
+            Some((beat_step, beat_age)) if beat_age > watchdog.heartbeat_timeout => {
+                // Beats come at step ends, at most one a second, so they lag; the flight record
+                // has the step the rank is at and when it last moved on within it.
                 let record = flight::read(&flight::path_beside(&self.heartbeat_path));
-                let step = record.map_or(beat_step, |(r, _)| r.step);
+                let (step, age) = record.map_or((beat_step, beat_age), |(r, record_age)| {
+                    (r.step, r.since_progress(record_age).min(beat_age))
+                });
+                if age <= watchdog.heartbeat_timeout {
+                    return None;
+                }
                 // A large model on a CPU can legitimately take longer than the timeout per step.
                 let state = if self.is_stopped() {
                     "stopped (SIGSTOP?)"
