@@ -3,7 +3,7 @@
 # binaries built elsewhere (no Rust needed here). In under 10 minutes it runs:
 #   1. NCCL with world size 1: collectives correct, host-staged all-reduce bandwidth;
 #   2. 1-rank training of biggan-cifar and stylegan2-cifar at their batch, fp32 and bf16:
-#      imgs/s, sec/kimg, peak GPU memory;
+#      imgs/s, sec/kimg, peak GPU memory (and, in fp32, plan --memory's estimate next to it);
 #   3. stylegan2.yaml (256x256) at its per-GPU batch (64 / 8 GPUs = 8): sec/kimg;
 #   4. FID feature extraction imgs/s (batch 50), StyleGAN2's seeded metric noise at 256x256
 #      drawn on the device next to the host loop it replaced (ms per image, and equality), and
@@ -113,7 +113,8 @@ bench() { # bench LABEL CONFIG BATCH PRECISION [extra bench args]
   step "$label"
   if "$LAUNCH" bench train "$config" --device "$DEVICE" --precision "$precision" --batch "$batch" \
       --steps "$STEPS" "$@" >"$log" 2>&1; then
-    awk -v c="$config" '$1 == c {printf "%s imgs/s, %s sec/kimg, data wait %s%%, peak %s MiB", $2, $3, $8, $10}' "$log" >"$log.row"
+    awk -v c="$config" '$1 == c {printf "%s imgs/s, %s sec/kimg, data wait %s%%, peak %s MiB", $2, $3, $8, $10;
+      if ($11 != "-") printf " (plan --memory estimate %s MiB)", $11}' "$log" >"$log.row"
     row "$label" "$(cat "$log.row")"
   else
     row "$label" "FAILED: $(grep -m1 -i error "$log" || tail -n1 "$log")"
@@ -123,8 +124,12 @@ cpu_args=()
 [ "$CPU" = 1 ] && cpu_args=(--threads 2)
 if want 2; then
   for precision in fp32 bf16; do
-    bench "2. biggan-cifar $precision (batch 50)" configs/biggan-cifar.yaml 50 "$precision" "${cpu_args[@]}"
-    bench "2. stylegan2-cifar $precision (batch 64)" configs/stylegan2-cifar.yaml 64 "$precision" "${cpu_args[@]}"
+    # The fp32 runs also check plan --memory's estimate (measured in fp32 on the CPU) against
+    # the peak the GPU run held.
+    estimate=()
+    [ "$precision" = fp32 ] && estimate=(--estimate-memory)
+    bench "2. biggan-cifar $precision (batch 50)" configs/biggan-cifar.yaml 50 "$precision" "${cpu_args[@]}" "${estimate[@]}"
+    bench "2. stylegan2-cifar $precision (batch 64)" configs/stylegan2-cifar.yaml 64 "$precision" "${cpu_args[@]}" "${estimate[@]}"
   done
 fi
 if ! want 3; then

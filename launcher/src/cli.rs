@@ -18,8 +18,9 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Validate CONFIG and print the resolved config and the per-rank plan, without training.
-    Plan(JobArgs),
+    /// Validate CONFIG and print the resolved config and the per-rank plan, without training
+    /// (--memory: and one rank's memory, and whether it fits the GPU).
+    Plan(PlanArgs),
     /// Measure the distributed runtime on this machine (prints figures).
     #[command(subcommand)]
     Bench(crate::bench::Bench),
@@ -36,6 +37,28 @@ pub enum Command {
     /// Inspect, verify and export checkpoints.
     #[command(subcommand)]
     Ckpt(crate::ckpt::Ckpt),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub job: JobArgs,
+    /// Also estimate one rank's memory: weights, gradients and Adam moments counted, each phase's
+    /// working memory measured on the CPU at small batches (a minute for a large model) and
+    /// extrapolated; says whether it fits the GPU, else the batch per round that does.
+    #[arg(long)]
+    pub memory: bool,
+    /// Check the fit against a GPU of this many GiB (e.g. 80 for an 80 GB card) instead of this
+    /// node's GPU 0: for planning on a login node.
+    #[arg(long, value_name = "GIB", value_parser = positive_gib, requires = "memory")]
+    pub gpu_memory_gib: Option<f64>,
+}
+
+fn positive_gib(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(gib) if gib.is_finite() && gib > 0.0 => Ok(gib),
+        _ => Err(format!("a positive number of GiB, not {text:?}")),
+    }
 }
 
 #[derive(Args, Debug, Clone)]

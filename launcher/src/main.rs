@@ -7,6 +7,7 @@ mod cli;
 mod console;
 mod data;
 mod job;
+mod memory;
 mod nccl_lib;
 mod nodes;
 mod rank_logs;
@@ -23,7 +24,7 @@ use gan_core::config::{self, HostFacts, RunConfig};
 use gan_core::logging::{self, Role};
 use gan_core::Error;
 
-use cli::{Cli, Command, JobArgs};
+use cli::{Cli, Command, JobArgs, PlanArgs};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -56,14 +57,22 @@ fn load(args: &JobArgs, placement: Option<&Placement>) -> anyhow::Result<RunConf
     Ok(cfg)
 }
 
-/// `gan-launch plan`: the resolved config and every rank's plan, without training.
-fn plan(args: &JobArgs) -> anyhow::Result<ExitCode> {
+/// `gan-launch plan`: the resolved config and every rank's plan, without training; with
+/// `--memory`, one rank's memory and whether it fits.
+fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
     let placement = cluster::detect_from_process()?;
-    let cfg = load(args, placement.as_ref())?;
+    let cfg = load(&args.job, placement.as_ref())?;
     let plans = config::plan(&cfg, HostFacts::detect());
     println!("# resolved config\n{}", config::to_yaml(&cfg));
     println!("# plan: {} node(s) x {} rank(s) = world size {}", cfg.dist.nodes, cfg.dist.gpus, plans.len());
     print!("{}", config::format_plan(&plans));
+    if args.memory {
+        // Every rank has the same networks and batch; rank 0 stands for all.
+        let trainer = supervise::trainer_path(args.job.trainer.as_deref())?;
+        let measured = memory::measure(&trainer, &cfg)?;
+        let target = memory::Target::resolve(args.gpu_memory_gib, &plans[0]);
+        memory::report(&measured, &cfg, &plans[0], target.as_ref())?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,6 +1,6 @@
 //! The GPU tooling on a machine without a GPU (CI): the checks of scripts/gpu-check.sh that need
 //! CUDA say so and exit with the user-error code, and `bench train` prints its GPU columns
-//! (sec/kimg; peak memory only on a GPU) for a CPU run; the noise check runs on the CPU as well.
+//! (sec/kimg; peak memory only on a GPU; the memory estimate) for a CPU run; the noise check runs on the CPU as well.
 mod common;
 
 use common::*;
@@ -24,11 +24,12 @@ fn bench_train_reports_sec_per_kimg() {
     let config = shipped_config("ci-tiny.yaml");
     let out = gan_launch()
         .args(["bench", "train", &config.display().to_string(), "--steps", "2", "--threads", "1"])
+        .arg("--estimate-memory")
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
-    assert!(text.contains("sec/kimg") && text.contains("peak MiB"), "{text}");
+    assert!(text.contains("sec/kimg") && text.contains("peak MiB") && text.contains("est. MiB"), "{text}");
     let row = text
         .lines()
         .find(|l| l.starts_with(&config.display().to_string()))
@@ -37,6 +38,9 @@ fn bench_train_reports_sec_per_kimg() {
     let (imgs_per_sec, sec_per_kimg): (f64, f64) = (cols[1].parse().unwrap(), cols[2].parse().unwrap());
     assert!((imgs_per_sec * sec_per_kimg / 1000.0 - 1.0).abs() < 0.01, "{row}");
     assert_eq!(cols[9], "-", "no GPU, no peak memory: {row}");
+    // ci-tiny's 0.4 MiB networks at the benchmark's batch of 32 need some MiB, not GiB.
+    let estimate_mib: u64 = cols[10].parse().unwrap_or_else(|_| panic!("an estimate: {row}"));
+    assert!((1..1024).contains(&estimate_mib), "{row}");
 }
 
 /// Part 4 of scripts/gpu-check.sh without the standard file: random Inception weights written

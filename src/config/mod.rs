@@ -3,6 +3,7 @@
 //! validates a config in milliseconds before any rank starts.
 mod enums;
 mod load;
+pub mod memory;
 mod model;
 mod operations;
 mod plan;

@@ -9,6 +9,7 @@ mod ckpt;
 mod comm;
 mod eval;
 mod gpu_check;
+mod memory;
 mod models;
 mod precision;
 mod sample;
@@ -55,6 +56,9 @@ enum Command {
     Sample(sample::SampleArgs),
     /// FID, KID, IS, precision/recall or density/coverage of a checkpoint's G_ema.
     Eval(eval::command::EvalArgs),
+    /// One rank's memory: sizes counted, each phase's working memory measured on the CPU at
+    /// small batches (JSON, for `gan-launch plan --memory`).
+    Memory(memory::MemoryArgs),
     /// GPU checks for scripts/gpu-check.sh (NCCL; a CPU step next to a GPU step).
     #[command(subcommand)]
     GpuCheck(gpu_check::GpuCheck),
@@ -82,6 +86,10 @@ fn run() -> anyhow::Result<ExitCode> {
         Some(Command::Eval(eval_args)) => {
             logging::init(Role::Tool, gan_core::config::LogFormat::Text, "info");
             return eval::command::run(eval_args).map(|_| ExitCode::SUCCESS);
+        }
+        Some(Command::Memory(memory_args)) => {
+            logging::init(Role::Tool, gan_core::config::LogFormat::Text, "warn");
+            return memory::run(memory_args).map(|_| ExitCode::SUCCESS);
         }
         Some(Command::GpuCheck(check)) => {
             logging::init(Role::Tool, gan_core::config::LogFormat::Text, "warn");

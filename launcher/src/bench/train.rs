@@ -33,6 +33,10 @@ pub struct TrainArgs {
     /// Forward arithmetic: fp32 or bf16 (autocast; CUDA only, a CPU run warns and uses fp32).
     #[arg(long, default_value = "fp32", value_parser = ["fp32", "bf16"])]
     precision: String,
+    /// Also print `plan --memory`'s estimate of the rank's memory (measured on the CPU), next to
+    /// the peak a GPU run held: the check of the estimate.
+    #[arg(long)]
+    estimate_memory: bool,
 }
 
 pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
@@ -47,20 +51,32 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         args.precision, args.batch, args.steps
     );
     println!(
-        "{:<28} {:>8} {:>9} {:>10} {:>7} {:>7} {:>7} {:>7} {:>7} {:>9}",
-        "recipe", "imgs/s", "sec/kimg", "step (s)", "D %", "G %", "reg %", "data %", "other %", "peak MiB"
+        "{:<28} {:>8} {:>9} {:>10} {:>7} {:>7} {:>7} {:>7} {:>7} {:>9} {:>9}",
+        "recipe",
+        "imgs/s",
+        "sec/kimg",
+        "step (s)",
+        "D %",
+        "G %",
+        "reg %",
+        "data %",
+        "other %",
+        "peak MiB",
+        "est. MiB"
     );
     for config in &configs {
         let scratch = super::tempfile_dir()?.join(config.file_stem().unwrap_or_default());
         let cfg = gan_core::config::load(config, &[])?;
-        let (ticks, peak_mib) = measure(config, &cfg, &scratch, args)?;
+        let sets = bench_sets(&cfg, &scratch, args);
+        let estimate_mib = if args.estimate_memory { Some(estimate_mib(config, &sets)?) } else { None };
+        let (ticks, peak_mib) = measure(config, &cfg, (&scratch, &sets), args)?;
         let _ = std::fs::remove_dir_all(&scratch);
         let split = Split::from_ticks(&ticks, &cfg.train);
         let step = split.step_secs();
         let pct = |secs: f64| 100.0 * secs / step;
         let imgs_per_sec = f64::from(args.batch) / step;
         println!(
-            "{:<28} {:>8.2} {:>9.2} {:>10.3} {:>7.1} {:>7.1} {:>7.1} {:>7.1} {:>7.1} {:>9}",
+            "{:<28} {:>8.2} {:>9.2} {:>10.3} {:>7.1} {:>7.1} {:>7.1} {:>7.1} {:>7.1} {:>9} {:>9}",
             config.display(),
             imgs_per_sec,
             1000.0 / imgs_per_sec,
@@ -70,15 +86,28 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             pct(split.reg),
             pct(split.data),
             pct(split.other),
-            peak_mib.map_or("-".into(), |m| m.to_string())
+            peak_mib.map_or("-".into(), |m| m.to_string()),
+            estimate_mib.map_or("-".into(), |m| m.to_string())
         );
     }
     println!(
         "D: D's main phase; G: G's main phase (after every d_steps-th D step); reg: lazy R1 and path length \
          amortised over their intervals; data: waiting for the loader's batch; other: host-to-device copies, \
-         bookkeeping"
+         bookkeeping; peak: what nvidia-smi saw the rank hold (CUDA context included); est.: plan --memory's \
+         estimate (--estimate-memory), before the CUDA context and allocator slack"
     );
     Ok(())
+}
+
+/// `plan --memory`'s estimate of the benchmark rank's memory, in MiB.
+fn estimate_mib(config: &Path, sets: &[String]) -> anyhow::Result<u64> {
+    let sets: Vec<gan_core::config::SetOverride> =
+        sets.iter().map(|s| s.parse()).collect::<Result<_, _>>()?;
+    let cfg = gan_core::config::load(config, &sets)?;
+    let trainer = crate::supervise::trainer_path(None)?;
+    let measured = crate::memory::measure(&trainer, &cfg)?;
+    let batch = gan_core::config::batch_per_rank(&cfg);
+    Ok(gan_core::config::memory::estimate(&measured, &cfg, batch).total_bytes >> 20)
 }
 
 /// Mean seconds per step by part.
@@ -116,18 +145,18 @@ impl Split {
     }
 }
 
-/// Trains `config` for 1 + steps one-step ticks and returns every tick's stats line, and on a
-/// GPU the peak memory nvidia-smi saw in use by the job's processes.
-fn measure(
-    config: &Path,
-    cfg: &gan_core::config::RunConfig,
-    scratch: &Path,
-    args: &TrainArgs,
-) -> anyhow::Result<(Vec<Value>, Option<u64>)> {
+/// Steps after step 0, rounded up to whole D/G cycles.
+fn measured_steps(cfg: &gan_core::config::RunConfig, args: &TrainArgs) -> u32 {
+    args.steps.max(1).div_ceil(cfg.train.d_steps) * cfg.train.d_steps
+}
+
+/// The recipe as the benchmark runs it: one rank on generated images, `args.batch` a step, one
+/// step per tick, nothing written or evaluated.
+fn bench_sets(cfg: &gan_core::config::RunConfig, scratch: &Path, args: &TrainArgs) -> Vec<String> {
     let tick_kimg = f64::from(args.batch) / 1000.0;
-    let steps = args.steps.max(1).div_ceil(cfg.train.d_steps) * cfg.train.d_steps;
+    let steps = measured_steps(cfg, args);
     let classes = cfg.data.num_classes.min(gan_core::data::generated::MAX_CLASSES);
-    let sets = [
+    vec![
         format!("run.dir={}", scratch.display()),
         "run.name=bench".into(),
         "data.source=generated".into(),
@@ -147,10 +176,21 @@ fn measure(
         "log.progress=false".into(),
         // A full-size model on a CPU can take minutes per step; that is not a hang here.
         "dist.heartbeat_timeout_secs=3600".into(),
-    ];
+    ]
+}
+
+/// Trains `config` for 1 + steps one-step ticks and returns every tick's stats line, and on a
+/// GPU the peak memory nvidia-smi saw in use by the job's processes.
+fn measure(
+    config: &Path,
+    cfg: &gan_core::config::RunConfig,
+    (scratch, sets): (&Path, &[String]),
+    args: &TrainArgs,
+) -> anyhow::Result<(Vec<Value>, Option<u64>)> {
+    let steps = measured_steps(cfg, args);
     let mut cmd = Command::new(std::env::current_exe()?);
     cmd.arg(config).args(["--gpus", "1", "--master-port", "0"]);
-    for set in &sets {
+    for set in sets {
         cmd.args(["--set", set]);
     }
     let sampler = (args.device == "cuda").then(super::gpu_memory::PeakSampler::start);

@@ -52,6 +52,16 @@ impl Phase {
         }
     }
 
+    /// The phase as reports name it: "D main", "D reg", "G main", "G reg".
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::DMain => "D main",
+            Phase::DReg { .. } => "D reg",
+            Phase::GMain { .. } => "G main",
+            Phase::GReg { .. } => "G reg",
+        }
+    }
+
     /// Index of the phase's timing statistic in [`PHASE_TIMING`].
     fn timing_slot(self) -> usize {
         match self {
@@ -93,21 +103,7 @@ pub fn run_step(s: &mut Setup, step: u64) -> Result<bool> {
         let phase_started = Instant::now();
         s.flight.enter(phase.activity(), step);
         g_stepped |= matches!(phase, Phase::GMain { .. });
-        begin_phase(s, phase);
-        for round in 0..rounds {
-            let real = reals.narrow(0, round * per_round, per_round);
-            let c = labels.narrow(0, round * per_round, per_round);
-            // Forward passes (and the gradients R1 and path length take of them) under the run's
-            // precision; backward outside autocast, as torch.autocast prescribes.
-            let loss = s.precision.run(|| phase_loss(s, phase, &real, &c))??;
-            (loss / rounds as f64).backward();
-        }
-        let (sync_secs, opt_secs) = end_phase(s, phase)?;
-        // A GPU runs the phase's kernels after the host has queued them: wait, so phase times
-        // (and the benchmark's D/G split) measure the GPU's work, not the queueing.
-        if let tch::Device::Cuda(index) = s.device {
-            tch::Cuda::synchronize(index as i64);
-        }
+        let (sync_secs, opt_secs) = run_phase(s, phase, &reals, &labels, rounds, per_round)?;
         allreduce += sync_secs;
         optimizer += opt_secs;
         phase_secs[phase.timing_slot()] += phase_started.elapsed().as_secs_f64();
@@ -129,6 +125,35 @@ pub fn run_step(s: &mut Setup, step: u64) -> Result<bool> {
         t.metrics.observe_step(parts, (s.plan.batch_per_rank * s.plan.accumulation).into());
     }
     Ok(g_stepped)
+}
+
+/// One phase over the step's batch in `rounds` rounds of `per_round` images: forward and
+/// backward per round, then the gradient synchronisation and the optimizer step. Returns the
+/// seconds spent synchronising and in the optimizer.
+pub fn run_phase(
+    s: &mut Setup,
+    phase: Phase,
+    reals: &Tensor,
+    labels: &Tensor,
+    rounds: i64,
+    per_round: i64,
+) -> Result<(f64, f64)> {
+    begin_phase(s, phase);
+    for round in 0..rounds {
+        let real = reals.narrow(0, round * per_round, per_round);
+        let c = labels.narrow(0, round * per_round, per_round);
+        // Forward passes (and the gradients R1 and path length take of them) under the run's
+        // precision; backward outside autocast, as torch.autocast prescribes.
+        let loss = s.precision.run(|| phase_loss(s, phase, &real, &c))??;
+        (loss / rounds as f64).backward();
+    }
+    let times = end_phase(s, phase)?;
+    // A GPU runs the phase's kernels after the host has queued them: wait, so phase times (and
+    // the benchmark's D/G split) measure the GPU's work, not the queueing.
+    if let tch::Device::Cuda(index) = s.device {
+        tch::Cuda::synchronize(index as i64);
+    }
+    Ok(times)
 }
 
 /// Freezes the network the phase does not train, so backward computes no gradients for it.

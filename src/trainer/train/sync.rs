@@ -55,7 +55,7 @@ fn all_reduce_on_device(pg: &mut dyn ProcessGroup, bucket: &[Tensor]) -> Result<
 }
 
 /// Splits tensors into runs of at most `bucket_bytes` (a tensor larger than that is a bucket alone).
-fn buckets(tensors: &[Tensor], bucket_bytes: usize) -> Vec<&[Tensor]> {
+pub fn buckets(tensors: &[Tensor], bucket_bytes: usize) -> Vec<&[Tensor]> {
     let mut out = Vec::new();
     let (mut start, mut bytes) = (0, 0usize);
     for (i, t) in tensors.iter().enumerate() {
