@@ -28,20 +28,11 @@ impl Target {
         if !plan.device.starts_with("cuda") {
             return None;
         }
-        gpu0_total_mib().map(|mib| Target {
+        crate::bench::gpu_memory::gpu0_mib("memory.total").map(|mib| Target {
             gpu_bytes: mib << 20,
             described: format!("the {} of GPU 0 (nvidia-smi)", memory::format_bytes(mib << 20)),
         })
     }
-}
-
-/// GPU 0's memory in MiB, if nvidia-smi answers.
-fn gpu0_total_mib() -> Option<u64> {
-    let out = Command::new("nvidia-smi")
-        .args(["--query-gpu=memory.total", "--format=csv,noheader,nounits", "--id=0"])
-        .output()
-        .ok()?;
-    String::from_utf8_lossy(&out.stdout).trim().lines().next()?.trim().parse().ok()
 }
 
 /// Runs `gan-train memory` on the resolved config and reads its report.

@@ -1,20 +1,25 @@
 //! Peak GPU memory of a benchmark's ranks, read from `nvidia-smi` (the launcher has no CUDA of
 //! its own): the memory used on GPU 0, sampled every 100 ms while the job runs, minus what was in
 //! use before it started. It counts what the processes hold (libtorch's cached blocks included),
-//! as nvidia-smi and users' dashboards see it, not only live tensors.
+//! as nvidia-smi and users' dashboards see it, not only live tensors. `plan --memory` reads GPU 0's
+//! total here too.
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-/// GPU 0's used memory in MiB, if nvidia-smi answers.
-fn used_mib() -> Option<u64> {
+/// A memory field of GPU 0 in MiB ("memory.used", "memory.total"), if nvidia-smi answers.
+pub fn gpu0_mib(field: &str) -> Option<u64> {
     let out = Command::new("nvidia-smi")
-        .args(["--query-gpu=memory.used", "--format=csv,noheader,nounits", "--id=0"])
+        .args([&format!("--query-gpu={field}"), "--format=csv,noheader,nounits", "--id=0"])
         .output()
         .ok()?;
     String::from_utf8_lossy(&out.stdout).trim().lines().next()?.trim().parse().ok()
+}
+
+fn used_mib() -> Option<u64> {
+    gpu0_mib("memory.used")
 }
 
 pub struct PeakSampler {

@@ -10,7 +10,7 @@
 //! - `flight`: the cost of flight recording per collective and activity change (in `flight.rs`).
 mod ckpt;
 mod flight;
-mod gpu_memory;
+pub mod gpu_memory;
 mod train;
 
 use std::sync::{Arc, Barrier};
