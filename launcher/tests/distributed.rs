@@ -208,6 +208,22 @@ fn status_shows_where_each_rank_is_and_who_holds_the_others_up() {
         "{text}"
     );
     assert!(row(&text, 1).contains("in G main for") && row(&text, 1).contains("collectives done"), "{text}");
+    // The launcher's gauges say the same: rank 0 inside a training collective, rank 1 not.
+    let (code, metrics) = http_get(&endpoint(&run_dir, "launcher-node-0"), "/metrics");
+    assert_eq!(code, 200);
+    let wait = |rank: u32| -> f64 {
+        let series = format!("rank=\"{rank}\"");
+        metrics
+            .lines()
+            .find(|l| {
+                l.starts_with("gan_launcher_rank_collective_wait_seconds{")
+                    && l.contains(&series)
+                    && l.contains("group=\"train\"")
+            })
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("rank {rank}: {metrics}"))
+    };
+    assert!(wait(0) >= 1.0 && wait(1) == 0.0, "{metrics}");
     job.kill().unwrap(); // the ranks die with their launcher
     job.wait().unwrap();
     let text = status_until("the job is not running");

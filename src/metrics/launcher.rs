@@ -1,5 +1,5 @@
-//! The series a node's launcher exports: its ranks (alive, heartbeat age, last step), restarts
-//! and the job's state.
+//! The series a node's launcher exports: its ranks (alive, progress age, last step, time inside
+//! the current collective), restarts and the job's state.
 use prometheus::{Gauge, GaugeVec, IntCounter, Registry};
 
 use super::builder::{labels, Builder};
@@ -37,6 +37,7 @@ pub struct LauncherMetrics {
     pub restarts_total: IntCounter,
     pub heartbeat_age_seconds: GaugeVec,
     pub rank_step: GaugeVec,
+    pub collective_wait_seconds: GaugeVec,
     job_state: GaugeVec,
 }
 
@@ -52,13 +53,19 @@ impl LauncherMetrics {
                 .counter("gan_launcher_restarts_total", "Times this launcher restarted its ranks."),
             heartbeat_age_seconds: b.gauge_vec(
                 "gan_launcher_heartbeat_age_seconds",
-                "Seconds since the rank last reported progress.",
+                "Seconds since the rank last made progress (a step, a phase or a training collective started).",
                 &["rank"],
             ),
             rank_step: b.gauge_vec(
                 "gan_launcher_rank_step",
                 "Last training step the rank reported.",
                 &["rank"],
+            ),
+            collective_wait_seconds: b.gauge_vec(
+                "gan_launcher_rank_collective_wait_seconds",
+                "Seconds the rank has been inside its current collective of the process group (0 outside one): \
+                 ranks waiting for a held-up rank grow together while it stays at 0.",
+                &["rank", "group"],
             ),
             job_state: b.gauge_vec(
                 "gan_launcher_job_state",

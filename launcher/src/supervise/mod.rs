@@ -250,15 +250,26 @@ fn supervise(
     }
 }
 
-/// Ranks alive, and each rank's heartbeat age and last step.
+/// Ranks alive; each rank's progress (what the watchdog judges), and from its flight record how
+/// long it has been inside a collective of each process group.
 fn update_metrics(m: &LauncherMetrics, ranks: &mut [Rank]) {
     let alive = ranks.iter_mut().map(|r| !r.poll()).filter(|&running| running).count();
     m.ranks_alive.set(alive as f64);
     for rank in ranks.iter() {
-        if let Some(beat) = heartbeat::read(&rank.heartbeat_path) {
-            let label = rank.rank.to_string();
-            m.heartbeat_age_seconds.with_label_values(&[&label]).set(beat.age.as_secs_f64());
-            m.rank_step.with_label_values(&[&label]).set(beat.step as f64);
+        let label = rank.rank.to_string();
+        if let Some((step, age)) = rank.progress() {
+            m.heartbeat_age_seconds.with_label_values(&[&label]).set(age.as_secs_f64());
+            m.rank_step.with_label_values(&[&label]).set(step as f64);
+        }
+        let record = flight::read(&flight::path_beside(&rank.heartbeat_path));
+        if let Some((record, age)) = record.filter(|(r, age)| !r.is_stale(*age)) {
+            for track in &record.tracks {
+                let waiting = match &track.last {
+                    Some(call) if track.in_flight() => call.secs_since_start + age.as_secs_f64(),
+                    _ => 0.0,
+                };
+                m.collective_wait_seconds.with_label_values(&[&label, &track.name]).set(waiting);
+            }
         }
     }
 }

@@ -19,19 +19,21 @@ pub struct Watchdog {
 }
 
 impl Rank {
+    /// The step the rank is at and how long ago it last moved on, if it has started training.
+    /// Beats come at step ends, at most one a second, so they lag; the flight record has the step
+    /// the rank is at and when it last changed activity or started a training collective.
+    pub(super) fn progress(&self) -> Option<(u64, Duration)> {
+        let beat = heartbeat::read(&self.heartbeat_path)?;
+        let record = flight::read(&flight::path_beside(&self.heartbeat_path));
+        Some(record.map_or((beat.step, beat.age), |(r, record_age)| {
+            (r.step, r.since_progress(record_age).min(beat.age))
+        }))
+    }
+
     /// Why this rank counts as stuck, if it does, with its last step (for picking the culprit).
     fn stuck(&self, watchdog: Watchdog) -> Option<(String, u64)> {
-        match heartbeat::read(&self.heartbeat_path).map(|b| (b.step, b.age)) {
-            Some((beat_step, beat_age)) if beat_age > watchdog.heartbeat_timeout => {
-                // Beats come at step ends, at most one a second, so they lag; the flight record
-                // has the step the rank is at and when it last moved on within it.
-                let record = flight::read(&flight::path_beside(&self.heartbeat_path));
-                let (step, age) = record.map_or((beat_step, beat_age), |(r, record_age)| {
-                    (r.step, r.since_progress(record_age).min(beat_age))
-                });
-                if age <= watchdog.heartbeat_timeout {
-                    return None;
-                }
+        match self.progress() {
+            Some((step, age)) if age > watchdog.heartbeat_timeout => {
                 // A large model on a CPU can legitimately take longer than the timeout per step.
                 let state = if self.is_stopped() {
                     "stopped (SIGSTOP?)"

@@ -1,6 +1,8 @@
 //! Helpers for tests that run the real binaries as a user would.
 #![allow(dead_code)]
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -118,4 +120,45 @@ pub fn pid_of_rank(ranks: &[u32], rank: u32) -> u32 {
 /// Waits until the launcher has two ranks that both beat (optionally: with this restart count).
 pub fn wait_for_ranks(launcher: u32, restart_count: Option<u32>) -> Vec<u32> {
     wait_for_n_ranks(launcher, 2, restart_count)
+}
+
+/// GET http://addr/path -> (status code, body).
+pub fn http_get(addr: &str, path: &str) -> (u32, String) {
+    let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("{addr}: {e}"));
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    // Prometheus answers chunked; our endpoints do not. Strip chunk sizes when present.
+    (status, if response.contains("Transfer-Encoding: chunked") { dechunk(&body) } else { body })
+}
+
+pub fn dechunk(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, tail)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&tail[..n]);
+        rest = &tail[n + 2..];
+    }
+    out
+}
+
+/// The address a process of the run serves its metrics at (from `metrics/<name>.addr`), for
+/// connecting from this host.
+pub fn endpoint(run_dir: &Path, name: &str) -> String {
+    let file = run_dir.join("metrics").join(format!("{name}.addr"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&file) {
+            return text.trim().replace("0.0.0.0", "127.0.0.1");
+        }
+        assert!(Instant::now() < deadline, "no {}", file.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
