@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use anyhow::{ensure, Context};
 use tch::{nn, Kind, Tensor};
 
+use crate::eval::extract;
 use crate::train::step::run_phase;
 use crate::train::{sync, Setup};
 use gan_core::comm::SingleRank;
@@ -144,11 +145,11 @@ fn evaluation(s: &Setup, cfg: &RunConfig, batches: &[u32]) -> anyhow::Result<(Ph
     let mut points = Vec::new();
     for &b in batches.iter().take(1).chain(batches) {
         let peak = peak_above_now(|| {
-            tch::no_grad(|| {
-                let (z, c) = s.latents(i64::from(b));
-                let images01 = ((s.g_ema.forward(&z, &c) + 1.0) / 2.0).clamp(0.0, 1.0);
-                let _ = inception.features(&images01);
-            });
+            // As the evaluator does it: G_ema's metric images (seeded noise), as uint8, then
+            // their features.
+            let (z, c) = s.latents(i64::from(b));
+            let images = tch::no_grad(|| extract::quantise(&s.g_ema.forward_metric(&z, &c, 0, 0)));
+            let _ = extract::features_u8(&inception, &images, tch::Device::Cpu);
             Ok(())
         })?;
         points.push((b, peak));

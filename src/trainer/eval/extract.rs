@@ -27,7 +27,7 @@ pub struct Extracted {
 }
 
 /// Features of uint8 NCHW images.
-fn features_u8(net: &FidInception, images: &Tensor, device: Device) -> (Tensor, Tensor) {
+pub fn features_u8(net: &FidInception, images: &Tensor, device: Device) -> (Tensor, Tensor) {
     let x = images.to_device(device).to_kind(Kind::Float) / 255.0;
     let f = tch::no_grad(|| net.features(&x));
     (f.pool3.to_device(Device::Cpu), f.logits_unbiased.to_device(Device::Cpu))
