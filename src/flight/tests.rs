@@ -174,17 +174,18 @@ fn progress_is_the_last_activity_change_or_training_collective() {
     let rec = Recorder::new(0);
     let (train, eval) = (rec.track(TRAIN_TRACK), rec.track("eval"));
     rec.enter(Activity::GMain, 3);
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(Duration::from_millis(1000));
     let written = Duration::from_secs(2);
     let since = rec.snapshot().since_progress(written);
-    assert!(since >= Duration::from_millis(2300), "activity age plus record age: {since:?}");
+    assert!(since >= Duration::from_millis(3000), "activity age plus record age: {since:?}");
     // The evaluation thread's collectives say nothing of the training thread.
     eval.begin(GRADS);
-    assert!(rec.snapshot().since_progress(written) >= Duration::from_millis(2300));
+    assert!(rec.snapshot().since_progress(written) >= Duration::from_millis(3000));
+    // (The margins below allow for a loaded machine pausing this thread.)
     train.begin(GRADS);
     let since = rec.snapshot().since_progress(written);
-    assert!(since < Duration::from_millis(2250), "a training collective started just now: {since:?}");
+    assert!(since < Duration::from_millis(2900), "a training collective started just now: {since:?}");
     train.end();
     rec.enter(Activity::StepBoundary, 4);
-    assert!(rec.snapshot().since_progress(Duration::ZERO) < Duration::from_millis(250));
+    assert!(rec.snapshot().since_progress(Duration::ZERO) < Duration::from_millis(900));
 }
