@@ -13,11 +13,27 @@ pub enum WeightInit {
 }
 
 impl WeightInit {
+    /// For 2-D weights only (see [`WeightInit::var`]).
     fn init(self) -> nn::Init {
         match self {
             WeightInit::Orthogonal => nn::Init::Orthogonal { gain: 1.0 },
             WeightInit::Normal002 => nn::Init::Randn { mean: 0.0, stdev: 0.02 },
         }
+    }
+
+    /// A trainable weight `name` of shape `dims`. Orthogonal as `torch.nn.init.orthogonal_`: the
+    /// [dims[0], product of the rest] matrix made orthogonal, in the weight's own shape. (tch's
+    /// `Init::Orthogonal` returns that matrix without reshaping it, so a conv weight would come
+    /// out 2-D.)
+    pub fn var(self, p: &nn::Path, name: &str, dims: &[i64]) -> Tensor {
+        if self == WeightInit::Normal002 || dims.len() == 2 {
+            return p.var(name, dims, self.init());
+        }
+        let weight = p.zeros(name, dims);
+        let matrix = [dims[0], dims[1..].iter().product()];
+        let q = nn::init::init(self.init(), &matrix, weight.device());
+        tch::no_grad(|| weight.shallow_clone().copy_(&q.view(dims)));
+        weight
     }
 }
 
@@ -75,7 +91,7 @@ pub struct SnConv2d {
 
 impl SnConv2d {
     pub fn new(p: nn::Path, c_in: i64, c_out: i64, k: i64, bias: bool, init: WeightInit, eps: f64) -> Self {
-        let weight = p.var("weight", &[c_out, c_in, k, k], init.init());
+        let weight = init.var(&p, "weight", &[c_out, c_in, k, k]);
         let bias = bias.then(|| p.var("bias", &[c_out], default_bias(c_in * k * k)));
         SnConv2d { weight, bias, sn: SpectralNorm::new(&p, c_out, eps), padding: k / 2 }
     }
@@ -94,7 +110,7 @@ pub struct SnLinear {
 
 impl SnLinear {
     pub fn new(p: nn::Path, c_in: i64, c_out: i64, bias: bool, init: WeightInit, eps: f64) -> Self {
-        let weight = p.var("weight", &[c_out, c_in], init.init());
+        let weight = init.var(&p, "weight", &[c_out, c_in]);
         let bias = bias.then(|| p.var("bias", &[c_out], default_bias(c_in)));
         SnLinear { weight, bias, sn: SpectralNorm::new(&p, c_out, eps) }
     }
@@ -112,7 +128,7 @@ pub struct SnEmbedding {
 
 impl SnEmbedding {
     pub fn new(p: nn::Path, classes: i64, dim: i64, init: WeightInit, eps: f64) -> Self {
-        let weight = p.var("weight", &[classes, dim], init.init());
+        let weight = init.var(&p, "weight", &[classes, dim]);
         SnEmbedding { weight, sn: SpectralNorm::new(&p, classes, eps) }
     }
 

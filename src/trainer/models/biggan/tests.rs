@@ -135,3 +135,31 @@ fn spectral_norm_drives_the_top_singular_value_to_one() {
     assert!((top - 1.0).abs() < 1e-3, "top singular value {top} (raw {raw_top})");
     assert!((raw_top - 1.0).abs() > 0.1, "the raw weight was not normalised already: {raw_top}");
 }
+
+/// Orthogonal init (the ImageNet recipe's `--G_init ortho --D_init ortho`) keeps every weight's
+/// shape, as `torch.nn.init.orthogonal_` does: the weight viewed as [rows, rest] has orthonormal
+/// rows (or columns, when it has more rows than columns). The 128x128 model then runs forward.
+#[test]
+fn orthogonal_init_keeps_conv_weights_4d_and_orthogonal() {
+    let _lock = crate::train::tests_lock();
+    tch::manual_seed(0);
+    let vs = nn::VarStore::new(Device::Cpu);
+    for (name, dims) in [("wide", [16i64, 8, 3, 3]), ("tall", [100, 8, 1, 1])] {
+        let w = WeightInit::Orthogonal.var(&(vs.root() / name), "weight", &dims);
+        assert_eq!(w.size(), dims, "{name}");
+        let m = w.view([dims[0], -1]);
+        let gram = if dims[0] < 72 { m.matmul(&m.tr()) } else { m.tr().matmul(&m) };
+        let eye = Tensor::eye(gram.size()[0], (Kind::Float, Device::Cpu));
+        let off = (gram - eye).abs().max().double_value(&[]);
+        assert!(off < 1e-5, "{name}: {off}");
+    }
+    let spec = BigGanSpec { ch: 8, classes: 4, init: WeightInit::Orthogonal, ..imagenet128() };
+    let (g_vs, d_vs) = (nn::VarStore::new(Device::Cpu), nn::VarStore::new(Device::Cpu));
+    let (g, d) = (Generator::new(&spec, g_vs.root()), Discriminator::new(&spec, d_vs.root()));
+    let conv = &g_vs.variables()["blocks.0.0.conv1.weight"];
+    assert_eq!(conv.dim(), 4, "{:?}", conv.size());
+    let c = Tensor::from_slice(&[0i64, 3]);
+    let images = g.forward(&Tensor::randn([2, 120], (Kind::Float, Device::Cpu)), &c);
+    assert_eq!(images.size(), [2, 3, 128, 128]);
+    assert_eq!(d.forward(&images, &c).size()[0], 2);
+}
