@@ -257,11 +257,11 @@ fn update_metrics(m: &LauncherMetrics, ranks: &mut [Rank]) {
     m.ranks_alive.set(alive as f64);
     for rank in ranks.iter() {
         let label = rank.rank.to_string();
-        if let Some((step, age)) = rank.progress() {
+        let record = flight::read(&flight::path_beside(&rank.heartbeat_path));
+        if let Some((step, age)) = stuck::progress(heartbeat::read(&rank.heartbeat_path), record.as_ref()) {
             m.heartbeat_age_seconds.with_label_values(&[&label]).set(age.as_secs_f64());
             m.rank_step.with_label_values(&[&label]).set(step as f64);
         }
-        let record = flight::read(&flight::path_beside(&rank.heartbeat_path));
         if let Some((record, age)) = record.filter(|(r, age)| !r.is_stale(*age)) {
             for track in &record.tracks {
                 let waiting = match &track.last {

@@ -19,15 +19,10 @@ pub struct Watchdog {
 }
 
 impl Rank {
-    /// The step the rank is at and how long ago it last moved on, if it has started training.
-    /// Beats come at step ends, at most one a second, so they lag; the flight record has the step
-    /// the rank is at and when it last changed activity or started a training collective.
-    pub(super) fn progress(&self) -> Option<(u64, Duration)> {
-        let beat = heartbeat::read(&self.heartbeat_path)?;
+    /// See [`progress`].
+    fn progress(&self) -> Option<(u64, Duration)> {
         let record = flight::read(&flight::path_beside(&self.heartbeat_path));
-        Some(record.map_or((beat.step, beat.age), |(r, record_age)| {
-            (r.step, r.since_progress(record_age).min(beat.age))
-        }))
+        progress(heartbeat::read(&self.heartbeat_path), record.as_ref())
     }
 
     /// Why this rank counts as stuck, if it does, with its last step (for picking the culprit).
@@ -55,6 +50,20 @@ impl Rank {
         // The state follows the parenthesised command name, which may itself contain spaces.
         stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('T') || rest.starts_with('t'))
     }
+}
+
+/// The step a rank is at and how long ago it last moved on, once it has beaten its first
+/// heartbeat. Beats come at step ends, at most one a second, so they lag; its flight record (and
+/// how old the record is) has the step it is at and when it last changed activity or started a
+/// training collective.
+pub(super) fn progress(
+    beat: Option<heartbeat::Beat>,
+    record: Option<&(flight::FlightRecord, Duration)>,
+) -> Option<(u64, Duration)> {
+    let beat = beat?;
+    Some(record.map_or((beat.step, beat.age), |(r, record_age)| {
+        (r.step, r.since_progress(*record_age).min(beat.age))
+    }))
 }
 
 /// The stuck rank to blame. When one rank stalls its peers stall too, waiting for it in a
