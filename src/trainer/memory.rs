@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 
 use anyhow::{ensure, Context};
-use tch::{nn, Kind, Tensor};
+use tch::{nn, Tensor};
 
 use crate::eval::extract;
 use crate::train::step::run_phase;
@@ -187,11 +187,5 @@ fn net_size<'a>(name: &str, vs: &nn::VarStore, trained: impl Iterator<Item = &'a
 }
 
 fn bytes(t: &Tensor) -> u64 {
-    let size = match t.kind() {
-        Kind::Double | Kind::Int64 => 8,
-        Kind::Half | Kind::BFloat16 | Kind::Int16 => 2,
-        Kind::Uint8 | Kind::Int8 | Kind::Bool => 1,
-        _ => 4,
-    };
-    t.numel() as u64 * size
+    (t.numel() * t.kind().elt_size_in_bytes()) as u64
 }

@@ -3,7 +3,7 @@
 //! SN conv 3x3 -> tanh.
 use tch::{nn, Tensor};
 
-use super::layers::{Attention, BatchNorm, CondBatchNorm, SnConv2d, SnLinear, WeightInit};
+use super::layers::{Attention, BatchNorm, CondBatchNorm, SnConv2d, SnLinear};
 use super::{g_arch, BigGanSpec, BN_EPS};
 use crate::models::layers::upsample2;
 
@@ -56,7 +56,7 @@ impl Generator {
         let z_chunk = if spec.hier { spec.z_dim / (ins.len() as i64 + 1) } else { 0 };
         let cond_dim = if spec.shared_dim > 0 { spec.shared_dim + z_chunk } else { 0 };
         let shared = (spec.shared_dim > 0).then(|| {
-            let cfg = nn::EmbeddingConfig { ws_init: init_of(spec.init), ..Default::default() };
+            let cfg = nn::EmbeddingConfig { ws_init: spec.init.init(), ..Default::default() };
             nn::embedding(&p / "shared", spec.classes, spec.shared_dim, cfg)
         });
         let linear_in = if spec.hier { z_chunk } else { spec.z_dim };
@@ -114,13 +114,6 @@ impl Generator {
             }
         }
         self.out_conv.forward(&self.out_bn.forward(&h, train).relu(), train).tanh()
-    }
-}
-
-fn init_of(init: WeightInit) -> nn::Init {
-    match init {
-        WeightInit::Orthogonal => nn::Init::Orthogonal { gain: 1.0 },
-        WeightInit::Normal002 => nn::Init::Randn { mean: 0.0, stdev: 0.02 },
     }
 }
 

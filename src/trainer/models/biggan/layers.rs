@@ -14,7 +14,7 @@ pub enum WeightInit {
 
 impl WeightInit {
     /// For 2-D weights only (see [`WeightInit::var`]).
-    fn init(self) -> nn::Init {
+    pub fn init(self) -> nn::Init {
         match self {
             WeightInit::Orthogonal => nn::Init::Orthogonal { gain: 1.0 },
             WeightInit::Normal002 => nn::Init::Randn { mean: 0.0, stdev: 0.02 },
