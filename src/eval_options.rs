@@ -32,9 +32,14 @@ pub struct EvalOptions {
     /// Images per forward pass of the feature network.
     #[arg(long, default_value_t = 50)]
     pub batch: u32,
+    /// Images the generator makes per forward pass, at most --batch (default: the run's
+    /// eval.gen_batch, else --batch). Lower it when generating at high resolution runs out of
+    /// memory; the metric does not change.
+    #[arg(long)]
+    pub gen_batch: Option<u32>,
     /// Other Inception weights (same architecture). Results are then labelled with the file's
     /// hash, never as standard FID. Default: the standard pytorch-fid file from $GAN_FID_WEIGHTS
-    /// or ~/.cache/gan-launch/.
+    /// or the cache directory ($GAN_LAUNCH_CACHE, else ~/.cache/gan-launch/).
     #[arg(long)]
     pub weights: Option<PathBuf>,
     /// Seed of the latents.
@@ -53,6 +58,9 @@ impl EvalOptions {
             "--seed".into(),
             self.seed.to_string(),
         ];
+        if let Some(n) = self.gen_batch {
+            args.extend(["--gen-batch".to_string(), n.to_string()]);
+        }
         if let Some(n) = self.num_real {
             args.extend(["--num-real".to_string(), n.to_string()]);
         }

@@ -11,6 +11,7 @@
 //! - [`metrics`]: Prometheus series of ranks and launchers, the `/metrics` server, Pushgateway.
 //! - [`rundir`], [`images`], [`logging`], [`devices`]: run directory and manifest, PNG grids,
 //!   rank-tagged logs, torch-free device discovery.
+//! - [`cache`]: where the FID weights and real statistics shared between runs live.
 //!
 //! The torch side (networks, losses, optimizer, EMA, the training loop) is the `gan-train` binary
 //! under `src/trainer/`. This library never uses libtorch, so the launcher that links it does
@@ -20,6 +21,7 @@
 //! config -> plan -> rank env -> data source + sampler -> batches -> phases (D main, D reg, G main,
 //! G reg) -> gradient sync -> Adam -> G_ema -> per-tick stats, sample grids.
 //!
+pub mod cache;
 pub mod checkpoint;
 pub mod cluster;
 pub mod comm;

@@ -89,8 +89,15 @@ pub fn report(
         ),
         None => "not even one image per round fits: use a larger GPU or a smaller model".into(),
     };
+    let evaluation = match estimate.eval_bytes {
+        0 => String::new(),
+        bytes => format!(
+            " ({} of it evaluation's, which eval.gen_batch and eval.batch lower)",
+            memory::format_bytes(bytes)
+        ),
+    };
     let message = format!(
-        "one rank needs about {} with {batch} images a round, but {fill:.0}% of {} is {}; {advice}",
+        "one rank needs about {}{evaluation} with {batch} images a round, but {fill:.0}% of {} is {}; {advice}",
         memory::format_bytes(estimate.total_bytes),
         target.described,
         memory::format_bytes((target.gpu_bytes as f64 * memory::GPU_FILL) as u64)

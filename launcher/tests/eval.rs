@@ -52,6 +52,29 @@ fn fid_kid_and_is_of_a_checkpoint() {
     let second = eval(&home, &[&["fid", &run_arg][..], &common].concat());
     assert!(stderr(&second).contains("real statistics from the cache"), "{}", stderr(&second));
     assert_eq!(value(&second, "fid"), fid);
+    // Another user (or pod) whose GAN_LAUNCH_CACHE names the same directory finds them too.
+    let shared = home.join(".cache/gan-launch");
+    let stats: Vec<_> =
+        std::fs::read_dir(shared.join("fid-stats")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert!(stats.len() == 1 && stats[0].extension().unwrap() == "safetensors", "{stats:?}");
+    let other_home = dir.path().join("other-home");
+    let third = gan_launch()
+        .env("HOME", &other_home)
+        .env("GAN_LAUNCH_CACHE", &shared)
+        .args([&["eval", "fid", &run_arg][..], &common].concat())
+        .output()
+        .unwrap();
+    assert!(stderr(&third).contains("real statistics from the cache"), "{}", stderr(&third));
+    assert_eq!(value(&third, "fid"), fid);
+    assert!(!other_home.join(".cache").exists(), "nothing cached under the other home");
+    // G making 3 images a pass instead of 20: the same images (up to a rounding step), so the
+    // same FID; a generator batch above the feature batch is refused.
+    let chunked = eval(&home, &[&["fid", &run_arg, "--gen-batch", "3"][..], &common].concat());
+    assert!(chunked.status.success(), "{}", stderr(&chunked));
+    assert!((value(&chunked, "fid") - fid).abs() <= 1e-3 * fid, "{} vs {fid}", value(&chunked, "fid"));
+    let too_big = eval(&home, &[&["fid", &run_arg, "--gen-batch", "21"][..], &common].concat());
+    assert_eq!(too_big.status.code(), Some(2), "{}", stderr(&too_big));
+    assert!(stderr(&too_big).contains("`--gen-batch`") && stderr(&too_big).contains("from 1 to --batch (20)"));
 
     let kid = eval(&home, &[&["kid", &run_arg][..], &common].concat());
     assert!(kid.status.success(), "{}", stderr(&kid));
@@ -116,6 +139,8 @@ fn evaluation_during_training_is_the_same_with_one_and_two_ranks() {
         "eval.num=20".into(),
         "eval.num_real=40".into(),
         "eval.batch=10".into(),
+        // G_ema generates in passes of 4 (4, 4, 2 per feature batch).
+        "eval.gen_batch=4".into(),
         "eval.metrics=[fid, kid, is, pr, dc]".into(),
         format!("eval.weights={weights}"),
         // One thread per rank in both layouts: libtorch's CPU convolutions sum in a different
@@ -218,6 +243,17 @@ fn missing_standard_weights_say_where_the_file_goes() {
     let expected = home.join(".cache/gan-launch/pt_inception-2015-12-05-6726825d.pth");
     assert!(err.contains(&format!("put it at {}", expected.display())), "{err}");
     assert!(err.contains("GAN_FID_WEIGHTS") && err.contains("--weights"), "{err}");
+    // A cache directory named by GAN_LAUNCH_CACHE is where the file goes then.
+    let shared = dir.path().join("shared-cache");
+    let out = gan_launch()
+        .env("HOME", &home)
+        .env("GAN_LAUNCH_CACHE", &shared)
+        .args(["eval", "fid", &run_dir.display().to_string(), "--num", "4"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let expected = shared.join("pt_inception-2015-12-05-6726825d.pth");
+    assert!(stderr(&out).contains(&format!("put it at {}", expected.display())), "{}", stderr(&out));
 }
 
 /// Training with evaluation on but without the standard weights: evaluation is off with one

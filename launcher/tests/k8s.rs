@@ -129,6 +129,7 @@ fn two_launchers_with_the_indexed_jobs_pod_environment_train_together() {
     let pods: Vec<_> = (0..nodes as u32)
         .map(|index| {
             let mut env = pod_env(&job, index, "test-token");
+            assert!(env.iter().any(|(k, _)| k == "GAN_LAUNCH_CACHE"), "the pods share one cache: {env:?}");
             for (key, value) in env.iter_mut() {
                 match key.as_str() {
                     // The Service's DNS name resolves to node 0's pod: here, loopback.
@@ -140,6 +141,11 @@ fn two_launchers_with_the_indexed_jobs_pod_environment_train_together() {
                     "GAN_DIST__GPUS" => *value = "1".into(),
                     // A free port instead of 29500, so tests can run side by side.
                     "GAN_DIST__MASTER_PORT" => *value = port.to_string(),
+                    // The caches live on the shared run volume, as /runs does here.
+                    "GAN_LAUNCH_CACHE" => {
+                        assert!(value.starts_with("/runs/"), "{value}");
+                        *value = value.replacen("/runs", &format!("{}/runs", dir.path().display()), 1);
+                    }
                     _ => {}
                 }
             }

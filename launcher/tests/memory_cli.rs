@@ -44,6 +44,8 @@ fn plan_memory_counts_measures_and_says_whether_a_rank_fits() {
     assert!(
         section.contains("working memory at batch 16, peak in ")
             && section.contains("+ background evaluation")
+            && section.contains("\n    of which evaluation (eval.gen_batch, eval.batch) "),
+        "{section}"
     );
     assert!(
         section.contains("\n# fits a 80 GiB GPU (--gpu-memory-gib): 1% of it (plans keep within 80%"),
@@ -65,6 +67,10 @@ fn plan_memory_counts_measures_and_says_whether_a_rank_fits() {
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("config error at `train.batch_per_rank`: one rank needs about "), "{err}");
+    assert!(
+        err.contains("of it evaluation's, which eval.gen_batch and eval.batch lower) with 16 images"),
+        "{err}"
+    );
     assert!(err.contains("but 80% of a 0.5 GiB GPU (--gpu-memory-gib) is 409.6 MiB"), "{err}");
     let advised: u32 = err
         .split("set train.batch_per_rank=")

@@ -73,6 +73,8 @@ pub struct MemoryEstimate {
     /// The phase with the most working memory (with background evaluation beside it).
     pub peak_phase: String,
     pub working_bytes: u64,
+    /// The evaluator's share of `working_bytes` (0 when it is not part of the peak).
+    pub eval_bytes: u64,
     pub total_bytes: u64,
 }
 
@@ -98,28 +100,51 @@ pub fn estimate(m: &MemoryMeasurement, cfg: &RunConfig, batch_per_rank: u32) -> 
     let (mut peak_phase, mut working_bytes) = m
         .phases
         .iter()
-        .filter(|p| p.name != EVALUATION)
+        .filter(|p| !is_evaluation(&p.name))
         .map(|p| (p.name.clone(), p.at(batch_per_rank)))
         .max_by_key(|p| p.1)
         .unwrap_or_default();
     if world_size(cfg) > 1 && m.largest_bucket_bytes > working_bytes {
         (peak_phase, working_bytes) = ("gradient all-reduce".into(), m.largest_bucket_bytes);
     }
-    if let Some(eval) = m.phases.iter().find(|p| p.name == EVALUATION) {
-        let eval_bytes = eval.at(cfg.eval.batch);
-        if eval.concurrent {
+    let mut eval_share = 0;
+    if let Some((eval_bytes, concurrent)) = evaluation(m, cfg) {
+        if concurrent {
             peak_phase = format!("{peak_phase} + background evaluation");
             working_bytes += eval_bytes;
+            eval_share = eval_bytes;
         } else if eval_bytes > working_bytes {
-            (peak_phase, working_bytes) = (EVALUATION.into(), eval_bytes);
+            (peak_phase, working_bytes, eval_share) = ("evaluation".into(), eval_bytes, eval_bytes);
         }
     }
     let total_bytes = resident.iter().map(|r| r.1).sum::<u64>() + working_bytes;
-    MemoryEstimate { resident, peak_phase, working_bytes, total_bytes }
+    MemoryEstimate { resident, peak_phase, working_bytes, eval_bytes: eval_share, total_bytes }
 }
 
-/// The name of the evaluation's entry in [`MemoryMeasurement::phases`].
-pub const EVALUATION: &str = "evaluation";
+/// The names of the evaluation's entries in [`MemoryMeasurement::phases`]: G_ema generating
+/// (`eval.gen_batch` images at a time) and the feature network (`eval.batch` at a time).
+pub const EVAL_GENERATE: &str = "evaluation: G_ema";
+pub const EVAL_FEATURES: &str = "evaluation: Inception";
+
+fn is_evaluation(name: &str) -> bool {
+    name == EVAL_GENERATE || name == EVAL_FEATURES
+}
+
+/// The evaluator's working memory and whether it runs beside training. It generates, then
+/// extracts features, one after the other, so it needs the larger of the two.
+fn evaluation(m: &MemoryMeasurement, cfg: &RunConfig) -> Option<(u64, bool)> {
+    let parts: Vec<(u64, bool)> = m
+        .phases
+        .iter()
+        .filter_map(|p| match p.name.as_str() {
+            EVAL_GENERATE => Some((p.at(cfg.eval.gen_batch()), p.concurrent)),
+            EVAL_FEATURES => Some((p.at(cfg.eval.batch), p.concurrent)),
+            _ => None,
+        })
+        .collect();
+    let bytes = parts.iter().map(|p| p.0).max()?;
+    Some((bytes, parts.iter().any(|p| p.1)))
+}
 
 /// The largest batch per round that keeps a rank within [`GPU_FILL`] of `gpu_bytes`: a divisor
 /// of the rank's share of `train.batch_size` (the rest becomes accumulation rounds) that the
@@ -152,6 +177,9 @@ pub fn format_estimate(e: &MemoryEstimate, batch_per_rank: u32) -> String {
         format!("working memory at batch {batch_per_rank}, peak in {}", e.peak_phase),
         e.working_bytes,
     ));
+    if e.eval_bytes > 0 {
+        rows.push(("  of which evaluation (eval.gen_batch, eval.batch)".into(), e.eval_bytes));
+    }
     rows.push(("total".into(), e.total_bytes));
     let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
     rows.iter().map(|(what, bytes)| format!("  {what:<width$}  {:>10}\n", format_bytes(*bytes))).collect()
@@ -240,15 +268,27 @@ mod tests {
     fn background_evaluation_adds_to_training_and_inline_evaluation_does_not() {
         let mut m = measured();
         m.eval_weight_bytes = 3 * MIB;
-        m.phases.push(phase(EVALUATION, &[(1, 5 * MIB), (2, 9 * MIB)], true));
-        let cfg = config("eval: { every_kimg: 10, batch: 16 }");
+        // G_ema grows by 20 MiB an image, Inception by 4 MiB.
+        m.phases.push(phase(EVAL_GENERATE, &[(1, 20 * MIB), (2, 40 * MIB)], true));
+        m.phases.push(phase(EVAL_FEATURES, &[(1, 5 * MIB), (2, 9 * MIB)], true));
+        let cfg = config("eval: { every_kimg: 10, batch: 16, gen_batch: 2 }");
         let e = estimate(&m, &cfg, 8);
         assert_eq!(e.peak_phase, "D reg + background evaluation");
-        assert_eq!(e.working_bytes, (242 + 65) * MIB);
+        assert_eq!(e.working_bytes, (242 + 65) * MIB, "Inception's 65 MiB at 16 beats G_ema's 40 at 2");
+        assert_eq!(e.eval_bytes, 65 * MIB);
+        let text = format_estimate(&e, 8);
+        let row =
+            text.lines().find(|l| l.starts_with("    of which evaluation (eval.gen_batch, eval.batch) "));
+        assert!(row.is_some_and(|r| r.ends_with(" 65.0 MiB")), "{text}");
         assert_eq!(e.resident.last().unwrap(), &("evaluation weights".to_string(), 3 * MIB));
-        m.phases.last_mut().unwrap().concurrent = false;
-        assert_eq!(estimate(&m, &cfg, 8).working_bytes, 242 * MIB, "inline: one or the other");
-        assert_eq!(estimate(&m, &cfg, 1).peak_phase, EVALUATION, "65 MiB beats R1's 32");
+        let whole = config("eval: { every_kimg: 10, batch: 16 }");
+        assert_eq!(estimate(&m, &whole, 8).eval_bytes, 320 * MIB, "16 images at once: G_ema's 320 MiB");
+        for p in m.phases.iter_mut() {
+            p.concurrent = false;
+        }
+        let e = estimate(&m, &cfg, 8);
+        assert_eq!((e.working_bytes, e.eval_bytes), (242 * MIB, 0), "inline: one or the other");
+        assert_eq!(estimate(&m, &cfg, 1).peak_phase, "evaluation", "65 MiB beats R1's 32");
     }
 
     #[test]

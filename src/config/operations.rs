@@ -182,8 +182,14 @@ pub struct EvalSection {
     pub num_real: Option<u64>,
     /// Images per forward pass of the feature network.
     pub batch: u32,
+    /// Images G_ema generates per forward pass, at most `batch` (default: `batch`). At high
+    /// resolution G's activations, not Inception's, bound the evaluator's memory; StyleGAN2-ADA's
+    /// metrics generate 4 at a time. Image i is the same at any value (its latent, label and
+    /// noise come from i), so the metrics do not change with it.
+    pub gen_batch: Option<u32>,
     /// Other Inception weights; results are then labelled with the file's hash, never as
-    /// standard FID. Default: the standard file from $GAN_FID_WEIGHTS or ~/.cache/gan-launch/.
+    /// standard FID. Default: the standard file from $GAN_FID_WEIGHTS or the cache directory
+    /// ($GAN_LAUNCH_CACHE, else ~/.cache/gan-launch/).
     pub weights: Option<std::path::PathBuf>,
     /// Score in a background thread on a snapshot of G_ema while training goes on (each rank
     /// its share, reduced over a second ring), so training pauses only to copy G_ema; the
@@ -206,10 +212,18 @@ impl Default for EvalSection {
             num: 10_000,
             num_real: None,
             batch: 50,
+            gen_batch: None,
             weights: None,
             background: true,
             rollback_on_mode_dropping: false,
         }
+    }
+}
+
+impl EvalSection {
+    /// Images per forward pass of G_ema: `gen_batch`, else `batch`.
+    pub fn gen_batch(&self) -> u32 {
+        self.gen_batch.unwrap_or(self.batch)
     }
 }
 

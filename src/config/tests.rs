@@ -152,6 +152,12 @@ fn invalid_combinations_are_refused() {
             "train.max_rollbacks >= 1",
         ),
         (
+            &["eval.every_kimg=1", "eval.batch=8", "eval.gen_batch=16"],
+            "eval.gen_batch",
+            "from 1 to eval.batch (8)",
+        ),
+        (&["eval.every_kimg=1", "eval.gen_batch=0"], "eval.gen_batch", "from 1 to eval.batch (50)"),
+        (
             &["eval.every_kimg=1", "eval.metrics=[pr]", "eval.num_real=3"],
             "eval.num_real",
             "more than 3 images",

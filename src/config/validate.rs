@@ -380,6 +380,15 @@ fn validate_eval(cfg: &RunConfig) -> Result<()> {
         return Ok(());
     }
     positive("eval.batch", e.batch)?;
+    if let Some(gen_batch) = e.gen_batch {
+        if gen_batch == 0 || gen_batch > e.batch {
+            return Err(Error::config(
+                "eval.gen_batch",
+                gen_batch,
+                format!("an integer from 1 to eval.batch ({}), or unset for eval.batch", e.batch),
+            ));
+        }
+    }
     if e.metrics.is_empty() {
         return Err(Error::config("eval.metrics", "[]", "one or more of fid, kid, is, pr, dc"));
     }

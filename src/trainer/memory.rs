@@ -15,7 +15,7 @@ use crate::eval::extract;
 use crate::train::step::run_phase;
 use crate::train::{sync, Setup};
 use gan_core::comm::SingleRank;
-use gan_core::config::memory::{MemoryMeasurement, NetSize, PhasePeak};
+use gan_core::config::memory::{MemoryMeasurement, NetSize, PhasePeak, EVAL_FEATURES, EVAL_GENERATE};
 use gan_core::config::{self, Device, HostFacts, Precision, RunConfig, SetOverride};
 
 #[derive(clap::Args, Debug)]
@@ -96,8 +96,8 @@ fn measure(cfg: &RunConfig, batches: &[u32], scratch: &std::path::Path) -> anyho
     let mut phases = phase_peaks(&mut s, (&reals, &labels), batches)?;
     let mut eval_weight_bytes = 0;
     if cfg.eval.every_kimg > 0.0 {
-        let (phase, weights) = evaluation(&s, cfg, batches)?;
-        phases.push(phase);
+        let (evaluation_phases, weights) = evaluation(&s, cfg, batches)?;
+        phases.extend(evaluation_phases);
         eval_weight_bytes = weights;
     }
     Ok(MemoryMeasurement {
@@ -136,29 +136,40 @@ fn phase_peaks(
     Ok(phases)
 }
 
-/// The evaluator's forward passes (G_ema, then the Inception features of its images) at the
-/// measured batches, and the weights it holds: Inception's, plus a copy of G_ema when it runs in
-/// the background (it scores a snapshot while training moves on, on the same device).
-fn evaluation(s: &Setup, cfg: &RunConfig, batches: &[u32]) -> anyhow::Result<(PhasePeak, u64)> {
+/// The evaluator's forward passes at the measured batches, G_ema's metric images (seeded noise)
+/// and the Inception features of uint8 images apart, since they run at batches of their own
+/// (`eval.gen_batch`, `eval.batch`); and the weights it holds: Inception's, plus a copy of G_ema
+/// when it runs in the background (it scores a snapshot while training moves on, on the same
+/// device).
+fn evaluation(s: &Setup, cfg: &RunConfig, batches: &[u32]) -> anyhow::Result<(Vec<PhasePeak>, u64)> {
     let vs = nn::VarStore::new(tch::Device::Cpu);
     let inception = crate::eval::inception::FidInception::new(&vs.root());
-    let mut points = Vec::new();
+    let generate = |b: u32| {
+        let (z, c) = s.latents(i64::from(b));
+        tch::no_grad(|| extract::quantise(&s.g_ema.forward_metric(&z, &c, 0, 0)))
+    };
+    let (mut g_points, mut features_points) = (Vec::new(), Vec::new());
     for &b in batches.iter().take(1).chain(batches) {
-        let peak = peak_above_now(|| {
-            // As the evaluator does it: G_ema's metric images (seeded noise), as uint8, then
-            // their features.
-            let (z, c) = s.latents(i64::from(b));
-            let images = tch::no_grad(|| extract::quantise(&s.g_ema.forward_metric(&z, &c, 0, 0)));
+        let generated = peak_above_now(|| {
+            let _ = generate(b);
+            Ok(())
+        })?;
+        let images = generate(b);
+        let features = peak_above_now(|| {
             let _ = extract::features_u8(&inception, &images, tch::Device::Cpu);
             Ok(())
         })?;
-        points.push((b, peak));
+        g_points.push((b, generated));
+        features_points.push((b, features));
     }
-    points.remove(0); // the warm-up
+    // The first round is the warm-up.
+    g_points.remove(0);
+    features_points.remove(0);
     let store_bytes = |vs: &nn::VarStore| vs.variables().values().map(bytes).sum::<u64>();
     let snapshot = if cfg.eval.background { store_bytes(&s.g_ema_vs) } else { 0 };
-    let phase = PhasePeak { name: "evaluation".into(), points, concurrent: cfg.eval.background };
-    Ok((phase, store_bytes(&vs) + snapshot))
+    let phase = |name: &str, points| PhasePeak { name: name.into(), points, concurrent: cfg.eval.background };
+    let phases = vec![phase(EVAL_GENERATE, g_points), phase(EVAL_FEATURES, features_points)];
+    Ok((phases, store_bytes(&vs) + snapshot))
 }
 
 /// How far the process's resident size rose above its size before `f` while `f` ran.

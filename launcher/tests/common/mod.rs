@@ -16,7 +16,8 @@ pub fn gan_launch() -> Command {
             cmd.env_remove(name);
         }
     }
-    cmd.env_remove("RUST_LOG");
+    // Nor may the caller's cache directory: tests give each run a HOME of its own.
+    cmd.env_remove("RUST_LOG").env_remove("XDG_CACHE_HOME");
     cmd
 }
 

@@ -40,6 +40,11 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     if opts.num < 2 || opts.batch == 0 {
         return Err(Error::config("--num", opts.num, "at least 2 images, with --batch >= 1").into());
     }
+    if let Some(gen_batch) = opts.gen_batch.filter(|&g| g == 0 || g > opts.batch) {
+        return Err(
+            Error::config("--gen-batch", gen_batch, format!("from 1 to --batch ({})", opts.batch)).into()
+        );
+    }
     let (weights_path, net_id) = weights::resolve(opts.weights.as_deref(), true)?;
     let device = if tch::Cuda::is_available() { Device::Cuda(0) } else { Device::Cpu };
     let inception_vs = nn::VarStore::new(device);
@@ -67,7 +72,8 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         Err(e) => return Err(e.into()),
     };
     let started = std::time::Instant::now();
-    let share = extract::Share { first: 0, n: opts.num, batch: opts.batch, seed: opts.seed };
+    let gen_batch = opts.gen_batch.unwrap_or(cfg.eval.gen_batch().min(opts.batch));
+    let share = extract::Share { first: 0, n: opts.num, batch: opts.batch, gen_batch, seed: opts.seed };
     let fake = extract::generated(&net, g_ema.as_ref(), labels.as_ref(), share, device, &mut || Ok(()))?;
     let fake_secs = started.elapsed().as_secs_f64();
     let values = if args.metric == EvalMetric::Is {

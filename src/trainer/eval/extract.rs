@@ -8,8 +8,8 @@ use tch::{Device, Kind, Tensor};
 use super::inception::FidInception;
 use super::stats::FeatureStats;
 use crate::models::Generator;
-use gan_core::config::{DataSource, RunConfig};
-use gan_core::data::{self, classes::ClassDistribution};
+use gan_core::config::RunConfig;
+use gan_core::data::{self, classes::ClassDistribution, identity::DatasetIdentity};
 use gan_core::error::{Error, Result};
 use gan_core::rng::SplitMix64;
 
@@ -85,13 +85,15 @@ impl Accumulator {
 }
 
 /// Which images of a metric a process computes: `n` of them from `first` on, `batch` per
-/// forward. Image i's latent (and label) is drawn from (`seed`, i) alone, so the images, and the
-/// metric, do not depend on how the indices are split between ranks.
+/// forward of the feature network, generated `gen_batch` at a time. Image i's latent (and label,
+/// and noise) is drawn from (`seed`, i) alone, so the images, and the metric, do not depend on
+/// how the indices are split between ranks or forward passes.
 #[derive(Clone, Copy, Debug)]
 pub struct Share {
     pub first: u64,
     pub n: u64,
     pub batch: u32,
+    pub gen_batch: u32,
     pub seed: u64,
 }
 
@@ -109,15 +111,34 @@ pub fn generated(
     let mut acc = Accumulator::new(share.n);
     let mut done = 0u64;
     while done < share.n {
-        let b = (share.n - done).min(u64::from(share.batch)) as i64;
-        let z = latents(share.seed, share.first + done, b, g.z_dim()).to_device(device);
-        let first = share.first + done;
-        let c = fake_labels(labels, share.seed, first, b).to_device(device);
-        let images = tch::no_grad(|| quantise(&g.forward_metric(&z, &c, share.seed, first)));
+        let b = (share.n - done).min(u64::from(share.batch));
+        let images = metric_images(g, labels, share, share.first + done, b, device);
         acc.add(net, &images, device, on_batch)?;
-        done += b as u64;
+        done += b;
     }
     Ok(acc.finish())
+}
+
+/// Images `first..first + n` of a share as uint8, generated `share.gen_batch` at a time (only the
+/// uint8 images of the earlier chunks wait for the feature network's batch).
+pub fn metric_images(
+    g: &dyn Generator,
+    labels: Option<&ClassDistribution>,
+    share: Share,
+    first: u64,
+    n: u64,
+    device: Device,
+) -> Tensor {
+    let chunks: Vec<Tensor> = (first..first + n)
+        .step_by(share.gen_batch.max(1) as usize)
+        .map(|start| {
+            let b = (first + n - start).min(u64::from(share.gen_batch.max(1))) as i64;
+            let z = latents(share.seed, start, b, g.z_dim()).to_device(device);
+            let c = fake_labels(labels, share.seed, start, b).to_device(device);
+            tch::no_grad(|| quantise(&g.forward_metric(&z, &c, share.seed, start)))
+        })
+        .collect();
+    Tensor::cat(&chunks, 0)
 }
 
 /// Latents of images `first..first + n`, each from its own (seed, index) stream.
@@ -219,28 +240,17 @@ pub fn real_share(
     Ok(acc.finish())
 }
 
-/// `~/.cache/gan-launch/fid-stats/<key>.safetensors`, the key hashing the dataset's identity
-/// (a prepared dataset's index with every shard's BLAKE3; the generator's parameters), the
-/// feature network, the preprocessing and the count.
+/// `<cache>/fid-stats/<key>.safetensors` (see [`gan_core::cache`]), the key hashing the
+/// dataset's identity (a prepared dataset's content hash over every shard's BLAKE3, its size and
+/// classes; the generator's parameters), the feature network, the preprocessing and the count.
+/// Not the dataset's path, so a moved dataset or another node's copy of it finds the same file.
 pub fn cache_path(cfg: &RunConfig, net_label: &str, n: u64) -> Result<PathBuf> {
-    let d = &cfg.data;
-    let identity = match (&d.source, &d.path) {
-        (DataSource::Prepared, Some(path)) => {
-            let index = path.join("index.json");
-            std::fs::read(&index).map_err(Error::io("read", &index))?
-        }
-        _ => format!(
-            "generated {} {} {} {} seed {}",
-            d.resolution, d.channels, d.num_classes, d.num_images, cfg.run.seed
-        )
-        .into_bytes(),
-    };
+    let identity = DatasetIdentity { path: None, ..DatasetIdentity::of(&cfg.data, cfg.run.seed)? };
     let mut hasher = blake3::Hasher::new();
-    hasher.update(&identity);
+    hasher.update(&serde_json::to_vec(&identity).expect("a dataset identity serialises"));
     hasher.update(format!("|{net_label}|pytorch-fid bilinear-299 [-1,1]|{n}|rows 0..{REAL_ROWS}").as_bytes());
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
-    Ok(home
-        .join(".cache/gan-launch/fid-stats")
+    Ok(gan_core::cache::dir()
+        .join("fid-stats")
         .join(format!("{}.safetensors", &hasher.finalize().to_hex()[..32])))
 }
 
@@ -255,21 +265,77 @@ pub fn read_cache(path: &Path) -> Option<Extracted> {
     })
 }
 
+/// Writes the statistics through a temporary file of this writer's own and a rename: nodes
+/// sharing the cache may compute the same statistics at once, and each must publish a whole file
+/// (process ids alone repeat across containers, hence the host and the time in the name).
 pub fn write_cache(path: &Path, e: &Extracted) -> Result<()> {
     let dir = path.parent().expect("cache files live in a directory");
     std::fs::create_dir_all(dir).map_err(Error::io("create", dir))?;
     let count = Tensor::from(e.stats.count);
     let named =
         [("count", &count), ("sum", &e.stats.sum), ("sum_outer", &e.stats.sum_outer), ("rows", &e.rows)];
-    let tmp = path.with_extension("tmp");
-    Tensor::write_safetensors(&named, &tmp)
-        .map_err(|err| Error::Tensor(format!("writing {}: {err}", tmp.display())))?;
-    std::fs::rename(&tmp, path).map_err(Error::io("rename", &tmp))
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    let tmp = path.with_extension(format!("{host}.{}.{nanos}.tmp", std::process::id()));
+    let written = Tensor::write_safetensors(&named, &tmp)
+        .map_err(|err| Error::Tensor(format!("writing {}: {err}", tmp.display())))
+        .and_then(|()| std::fs::rename(&tmp, path).map_err(Error::io("rename", &tmp)));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::models::stylegan2::{Generator as StyleGan2, StyleGan2Spec};
+
+    /// Image i is the same however many images a generator pass makes (its latent, label and
+    /// per-pixel noise come from i), so `eval.gen_batch` saves memory without changing a metric.
+    #[test]
+    fn metric_images_do_not_depend_on_the_generation_batch() {
+        let _lock = crate::train::tests_lock();
+        tch::manual_seed(3);
+        let spec = StyleGan2Spec {
+            resolution: 16,
+            channel_base: 256,
+            channel_max: 32,
+            ..StyleGan2Spec::paper256(3)
+        };
+        let vs = tch::nn::VarStore::new(Device::Cpu);
+        let g = StyleGan2::new(&spec, vs.root());
+        let mix = ClassDistribution::from_counts(&[2, 1, 1]);
+        let images = |gen_batch| {
+            let share = Share { first: 0, n: 7, batch: 7, gen_batch, seed: 11 };
+            metric_images(&g, Some(&mix), share, 2, 5, Device::Cpu)
+        };
+        let whole = images(7);
+        assert_eq!(whole.size(), [5, 3, 16, 16]);
+        assert_eq!(whole.kind(), Kind::Uint8);
+        for gen_batch in [1, 2, 4] {
+            let chunked = images(gen_batch);
+            // Convolutions may sum in another order at another batch: at most a rounding step.
+            let diff = (chunked.to_kind(Kind::Int16) - whole.to_kind(Kind::Int16)).abs();
+            assert!(diff.max().int64_value(&[]) <= 1, "gen_batch {gen_batch}");
+            assert!(
+                diff.to_kind(Kind::Float).mean(Kind::Float).double_value(&[]) < 0.01,
+                "gen_batch {gen_batch}"
+            );
+        }
+        // Another share of the same indices gives the same images too.
+        let later = metric_images(
+            &g,
+            Some(&mix),
+            Share { first: 0, n: 7, batch: 7, gen_batch: 3, seed: 11 },
+            4,
+            3,
+            Device::Cpu,
+        );
+        let diff = (later.to_kind(Kind::Int16) - whole.narrow(0, 2, 3).to_kind(Kind::Int16)).abs();
+        assert!(diff.max().int64_value(&[]) <= 1);
+    }
 
     /// A metric's labels follow the dataset's mix, and image i's label is the same however the
     /// images are split.

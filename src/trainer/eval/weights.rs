@@ -109,17 +109,11 @@ fn summarise(items: &[String]) -> String {
     format!("{}{more}", shown.join(", "))
 }
 
-/// Where the standard weights are looked for: `$GAN_FID_WEIGHTS`, then the user cache
-/// (`~/.cache/gan-launch/`), in that order.
+/// Where the standard weights are looked for: `$GAN_FID_WEIGHTS`, then the cache directory
+/// ([`gan_core::cache::dir`], `~/.cache/gan-launch/` by default), in that order.
 pub fn standard_locations() -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Some(p) = std::env::var_os("GAN_FID_WEIGHTS") {
-        out.push(PathBuf::from(p));
-    }
-    if let Some(home) = std::env::var_os("HOME") {
-        out.push(PathBuf::from(home).join(".cache/gan-launch").join(STANDARD_FILE));
-    }
-    out
+    let explicit = std::env::var_os("GAN_FID_WEIGHTS").filter(|p| !p.is_empty()).map(PathBuf::from);
+    explicit.into_iter().chain([gan_core::cache::dir().join(STANDARD_FILE)]).collect()
 }
 
 /// The weights to use: `explicit` (any file of the right architecture, labelled by its hash), or

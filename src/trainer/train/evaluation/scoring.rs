@@ -144,7 +144,13 @@ impl Scorer {
         let e = &self.cfg.eval;
         let (rank, world) = (pg.rank(), pg.world_size());
         let per_rank = e.num / u64::from(world);
-        let share = Share { first: u64::from(rank) * per_rank, n: per_rank, batch: e.batch, seed: EVAL_SEED };
+        let share = Share {
+            first: u64::from(rank) * per_rank,
+            n: per_rank,
+            batch: e.batch,
+            gen_batch: e.gen_batch(),
+            seed: EVAL_SEED,
+        };
         let fake = extract::generated(&self.net, g, self.labels.as_ref(), share, self.device, beat)?;
         let stats = reduce_moments(pg, &fake.stats)?;
         let wants = |m: EvalMetricName| e.metrics.contains(&m);
