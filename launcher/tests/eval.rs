@@ -74,7 +74,9 @@ fn fid_kid_and_is_of_a_checkpoint() {
     assert!((value(&chunked, "fid") - fid).abs() <= 1e-3 * fid, "{} vs {fid}", value(&chunked, "fid"));
     let too_big = eval(&home, &[&["fid", &run_arg, "--gen-batch", "21"][..], &common].concat());
     assert_eq!(too_big.status.code(), Some(2), "{}", stderr(&too_big));
-    assert!(stderr(&too_big).contains("`--gen-batch`") && stderr(&too_big).contains("from 1 to --batch (20)"));
+    assert!(
+        stderr(&too_big).contains("`--gen-batch`") && stderr(&too_big).contains("from 1 to --batch (20)")
+    );
 
     let kid = eval(&home, &[&["kid", &run_arg][..], &common].concat());
     assert!(kid.status.success(), "{}", stderr(&kid));

@@ -9,7 +9,7 @@ use tch::{nn, Device};
 
 use super::extract::Extracted;
 use super::inception::FidInception;
-use super::manifold::{density_coverage, precision_recall, DC_K, PR_K};
+use super::manifold;
 use super::stats::{frechet_distance, inception_score, kernel_inception_distance};
 use super::weights::{self, FeatureNet};
 use super::{extract, folders};
@@ -122,7 +122,10 @@ fn between(
     seed: u64,
     device: Device,
 ) -> gan_core::error::Result<Option<Vec<(&'static str, String)>>> {
-    let rows = || (real.rows.to_device(device), fake.rows.to_device(device));
+    let manifold = |wanted| -> gan_core::error::Result<Vec<(&'static str, String)>> {
+        let scores = manifold::scores(&real.rows, &fake.rows, device, wanted)?;
+        Ok(scores.into_iter().map(|(name, value)| (name, format!("{value:.4}"))).collect())
+    };
     Ok(Some(match metric {
         EvalMetric::Fid => {
             let ((mu1, cov1), (mu2, cov2)) = (fake.stats.mean_cov(), real.stats.mean_cov());
@@ -134,16 +137,8 @@ fn between(
                 format!("{:.6}", kernel_inception_distance(&real.rows, &fake.rows, 100, 1000, seed)),
             )]
         }
-        EvalMetric::Pr => {
-            let (real, fake) = rows();
-            let pr = precision_recall(&real, &fake, PR_K)?;
-            vec![("precision", format!("{:.4}", pr.precision)), ("recall", format!("{:.4}", pr.recall))]
-        }
-        EvalMetric::Dc => {
-            let (real, fake) = rows();
-            let dc = density_coverage(&real, &fake, DC_K)?;
-            vec![("density", format!("{:.4}", dc.density)), ("coverage", format!("{:.4}", dc.coverage))]
-        }
+        EvalMetric::Pr => manifold((true, false))?,
+        EvalMetric::Dc => manifold((false, true))?,
         EvalMetric::Is => return Ok(None),
     }))
 }

@@ -46,6 +46,27 @@ pub fn density_coverage(real: &Tensor, fake: &Tensor, k: i64) -> Result<DensityC
     Ok(density_coverage_in_blocks(real, fake, k, BLOCK_ENTRIES))
 }
 
+/// The wanted nearest-neighbour metrics between `real` and `fake`, computed on `device`, by
+/// name: `precision` and `recall` (`pr`), `density` and `coverage` (`dc`).
+pub fn scores(
+    real: &Tensor,
+    fake: &Tensor,
+    device: Device,
+    (pr, dc): (bool, bool),
+) -> Result<Vec<(&'static str, f64)>> {
+    let (real, fake) = (real.to_device(device), fake.to_device(device));
+    let mut out = Vec::new();
+    if pr {
+        let pr = precision_recall(&real, &fake, PR_K)?;
+        out.extend([("precision", pr.precision), ("recall", pr.recall)]);
+    }
+    if dc {
+        let dc = density_coverage(&real, &fake, DC_K)?;
+        out.extend([("density", dc.density), ("coverage", dc.coverage)]);
+    }
+    Ok(out)
+}
+
 fn precision_recall_in_blocks(real: &Tensor, fake: &Tensor, k: i64, entries: i64) -> PrecisionRecall {
     let real_radii = radii(real, k, entries);
     let fake_radii = radii(fake, k, entries);

@@ -10,7 +10,7 @@ use tch::{nn, Device, Kind, Tensor};
 
 use crate::eval::extract::{self, Extracted, Share};
 use crate::eval::inception::FidInception;
-use crate::eval::manifold::{density_coverage, precision_recall, DC_K, PR_K};
+use crate::eval::manifold;
 use crate::eval::stats::FeatureStats;
 use crate::eval::stats::{frechet_distance, inception_score, kernel_inception_distance};
 use crate::eval::weights::{self, FeatureNet};
@@ -168,7 +168,10 @@ impl Scorer {
                 scores
                     .insert("kid".into(), kernel_inception_distance(&real.rows, &rows, 100, 1000, EVAL_SEED));
             }
-            manifold_scores(&mut scores, &real.rows, &rows, self.device, wants)?;
+            let wanted = (wants(EvalMetricName::Pr), wants(EvalMetricName::Dc));
+            for (name, value) in manifold::scores(&real.rows, &rows, self.device, wanted)? {
+                scores.insert(name.into(), value);
+            }
         }
         if let Some(logits) = logits {
             let (mean, std) = inception_score(&logits, 10.min(logits.size()[0]));
@@ -177,28 +180,6 @@ impl Scorer {
         }
         Ok(Some(scores))
     }
-}
-
-/// Precision/recall and density/coverage, as wanted, computed on the device.
-fn manifold_scores(
-    scores: &mut Scores,
-    real: &Tensor,
-    fake: &Tensor,
-    device: Device,
-    wants: impl Fn(EvalMetricName) -> bool,
-) -> Result<()> {
-    let (real, fake) = (real.to_device(device), fake.to_device(device));
-    if wants(EvalMetricName::Pr) {
-        let pr = precision_recall(&real, &fake, PR_K)?;
-        scores.insert("precision".into(), pr.precision);
-        scores.insert("recall".into(), pr.recall);
-    }
-    if wants(EvalMetricName::Dc) {
-        let dc = density_coverage(&real, &fake, DC_K)?;
-        scores.insert("density".into(), dc.density);
-        scores.insert("coverage".into(), dc.coverage);
-    }
-    Ok(())
 }
 
 /// Sums N, Σx and Σxxᵀ over ranks (float64, so the order of the sum does not matter beyond
