@@ -231,6 +231,67 @@ fn evaluation_during_training_is_the_same_with_one_and_two_ranks() {
     assert!((kid(2) - kid(3)).abs() <= 1e-6 * kid(3).abs().max(1e-3), "KID {} vs {}", kid(2), kid(3));
 }
 
+/// Quick evaluations (10 images every 0.125 kimg) between the full ones (20 images every 0.25
+/// kimg and at the end): in the log and eval.jsonl, marked quick, but they never judge the run.
+/// The checkpoint of a quick evaluation's step gets no metrics (nothing for keep_best to rank it
+/// by), and the best FID is the best of the full evaluations.
+#[test]
+fn quick_evaluations_go_between_the_full_ones_and_rank_nothing() {
+    gan_train_path();
+    let dir = tempfile::tempdir().unwrap();
+    let weights = random_weights(&dir.path().join("weights"));
+    let sets = [
+        format!("run.dir={}", dir.path().display()),
+        "train.kimg_per_tick=0.125".into(),
+        "eval.every_kimg=0.25".into(),
+        "eval.quick_every_kimg=0.125".into(),
+        "eval.num=20".into(),
+        "eval.quick_num=10".into(),
+        "eval.num_real=40".into(),
+        "eval.batch=10".into(),
+        "eval.metrics=[fid, pr]".into(),
+        format!("eval.weights={weights}"),
+        "checkpoint.every_ticks=1".into(),
+        "checkpoint.keep_last=2".into(),
+        "checkpoint.keep_best=1".into(),
+    ];
+    let mut cmd = gan_launch();
+    cmd.env("HOME", dir.path().join("home")).arg(shipped_config("ci-tiny.yaml")).args(["--master-port", "0"]);
+    for set in &sets {
+        cmd.args(["--set", set]);
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let run_dir = dir.path().join("ci-tiny");
+    let lines = eval_lines(&run_dir);
+    let seen: Vec<(f64, bool, u64)> = lines
+        .iter()
+        .map(|l| {
+            (l["kimg"].as_f64().unwrap(), l["quick"].as_bool().unwrap(), l["num_images"].as_u64().unwrap())
+        })
+        .collect();
+    assert_eq!(seen, [(0.128, true, 10), (0.256, false, 20), (0.384, true, 10), (0.512, false, 20)]);
+    assert!(lines.iter().all(|l| l["fid"].is_f64() && l["recall"].is_f64()), "{lines:?}");
+    let log = stderr(&out);
+    assert!(
+        log.contains("quick eval at 0.1 kimg: FID") && log.contains("(10 images, custom-inception-"),
+        "{log}"
+    );
+    assert!(log.contains("eval at 0.3 kimg: FID") && log.contains("(20 images, custom-inception-"), "{log}");
+    // keep_last 2: steps 12 (a quick evaluation's) and 16 (the final, full one) stay.
+    let step = |n: u64| run_dir.join(format!("checkpoints/step-{n:08}"));
+    let manifest = |n: u64| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(step(n).join("manifest.json")).unwrap()).unwrap()
+    };
+    assert!(manifest(12)["metrics"].as_object().is_none_or(|m| m.is_empty()), "{}", manifest(12));
+    assert!(!step(12).join("eval.json").exists(), "a quick evaluation ranks no checkpoint");
+    assert_eq!(manifest(16)["metrics"]["fid"], lines[3]["fid"]);
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(step(16).join("state.json")).unwrap()).unwrap();
+    let full_best = lines[1]["fid"].as_f64().unwrap().min(lines[3]["fid"].as_f64().unwrap());
+    assert_eq!(state["best_metrics"]["fid"].as_f64(), Some(full_best), "{state}");
+}
+
 /// Without the standard weights (and no download possible here), eval stops with exit code 2
 /// and says where to put the file.
 #[test]

@@ -178,6 +178,14 @@ pub struct EvalSection {
     pub metrics: Vec<EvalMetricName>,
     /// Generated images per evaluation (all ranks together; a multiple of the world size).
     pub num: u64,
+    /// Quick evaluations between the full ones, every this many kimg (0 = none): the same metrics
+    /// of `quick_num` images, for an early, frequent curve. They are logged, exported (their
+    /// gauges carry `num_images`) and appended to `eval.jsonl` with `"quick": true`, but they
+    /// never rank checkpoints, count toward the FID-worse alert or trigger a rollback: metrics
+    /// of fewer images are biased and only comparable among themselves.
+    pub quick_every_kimg: f64,
+    /// Generated images per quick evaluation (fewer than `num`).
+    pub quick_num: u64,
     /// Real images for the statistics (default: the whole dataset); cached per dataset content.
     pub num_real: Option<u64>,
     /// Images per forward pass of the feature network.
@@ -210,6 +218,8 @@ impl Default for EvalSection {
             every_kimg: 0.0,
             metrics: vec![EvalMetricName::Fid],
             num: 10_000,
+            quick_every_kimg: 0.0,
+            quick_num: 5_000,
             num_real: None,
             batch: 50,
             gen_batch: None,

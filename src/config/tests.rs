@@ -157,6 +157,24 @@ fn invalid_combinations_are_refused() {
             "from 1 to eval.batch (8)",
         ),
         (&["eval.every_kimg=1", "eval.gen_batch=0"], "eval.gen_batch", "from 1 to eval.batch (50)"),
+        (&["eval.quick_every_kimg=1"], "eval.quick_every_kimg", "less than eval.every_kimg (0)"),
+        (&["eval.every_kimg=1", "eval.quick_every_kimg=1"], "eval.quick_every_kimg", "between the full ones"),
+        (&["eval.every_kimg=1", "eval.quick_every_kimg=-1"], "eval.quick_every_kimg", "finite number >= 0"),
+        (
+            &["eval.every_kimg=1", "eval.quick_every_kimg=0.5", "eval.quick_num=10000"],
+            "eval.quick_num",
+            "fewer images than eval.num (10000)",
+        ),
+        (
+            &["eval.every_kimg=1", "eval.quick_every_kimg=0.5", "eval.quick_num=1"],
+            "eval.quick_num",
+            "at least 2 per rank",
+        ),
+        (
+            &["eval.every_kimg=1", "eval.metrics=[pr]", "eval.quick_every_kimg=0.5", "eval.quick_num=3"],
+            "eval.quick_num",
+            "more than 3 images for pr",
+        ),
         (
             &["eval.every_kimg=1", "eval.metrics=[pr]", "eval.num_real=3"],
             "eval.num_real",

@@ -1,7 +1,7 @@
 //! Checks that span keys or sections, run once after loading. Each failure names the key whose
 //! value has to change and says what would be accepted.
 use super::model::Arch;
-use super::operations::{EvalMetricName, ResumeFrom};
+use super::operations::{EvalMetricName, EvalSection, ResumeFrom};
 use super::plan::{batch_per_rank, world_size};
 use super::schema::{Backend, DataSource, RunConfig};
 use super::train::Device;
@@ -376,6 +376,7 @@ fn validate_eval(cfg: &RunConfig) -> Result<()> {
     if e.rollback_on_mode_dropping {
         validate_mode_dropping_rollback(cfg)?;
     }
+    validate_quick_eval(e)?;
     if e.every_kimg == 0.0 {
         return Ok(());
     }
@@ -392,15 +393,19 @@ fn validate_eval(cfg: &RunConfig) -> Result<()> {
     if e.metrics.is_empty() {
         return Err(Error::config("eval.metrics", "[]", "one or more of fid, kid, is, pr, dc"));
     }
-    let world = u64::from(world_size(cfg));
-    if e.num < 2 * world || !e.num.is_multiple_of(world) {
-        return Err(Error::config(
-            "eval.num",
-            e.num,
-            format!(
-                "a multiple of the world size {world}, at least 2 per rank (each rank draws an equal share)"
-            ),
-        ));
+    let quick = (e.quick_every_kimg > 0.0).then_some(e.quick_num);
+    for (key, num) in [("eval.num", Some(e.num)), ("eval.quick_num", quick)] {
+        let Some(num) = num else { continue };
+        let world = u64::from(world_size(cfg));
+        if num < 2 * world || !num.is_multiple_of(world) {
+            return Err(Error::config(
+                key,
+                num,
+                format!(
+                    "a multiple of the world size {world}, at least 2 per rank (each rank draws an equal share)"
+                ),
+            ));
+        }
     }
     // Nearest-neighbour metrics need a k-th neighbour besides the image itself in either set.
     let Some((metric, k)) =
@@ -408,7 +413,7 @@ fn validate_eval(cfg: &RunConfig) -> Result<()> {
     else {
         return Ok(());
     };
-    for (key, n) in [("eval.num", Some(e.num)), ("eval.num_real", e.num_real)] {
+    for (key, n) in [("eval.num", Some(e.num)), ("eval.quick_num", quick), ("eval.num_real", e.num_real)] {
         if n.is_some_and(|n| n <= k as u64) {
             return Err(Error::config(
                 key,
@@ -416,6 +421,39 @@ fn validate_eval(cfg: &RunConfig) -> Result<()> {
                 format!("more than {k} images for {metric} (k = {k})"),
             ));
         }
+    }
+    Ok(())
+}
+
+/// Quick evaluations go between the full ones: more often, with fewer images.
+fn validate_quick_eval(e: &EvalSection) -> Result<()> {
+    let key = "eval.quick_every_kimg";
+    if !(e.quick_every_kimg >= 0.0 && e.quick_every_kimg.is_finite()) {
+        return Err(Error::config(
+            key,
+            e.quick_every_kimg,
+            "a finite number >= 0 (0 = no quick evaluations)",
+        ));
+    }
+    if e.quick_every_kimg == 0.0 {
+        return Ok(());
+    }
+    if e.every_kimg == 0.0 || e.quick_every_kimg >= e.every_kimg {
+        return Err(Error::config(
+            key,
+            e.quick_every_kimg,
+            format!(
+                "0, or less than eval.every_kimg ({}): quick evaluations go between the full ones",
+                e.every_kimg
+            ),
+        ));
+    }
+    if e.quick_num >= e.num {
+        return Err(Error::config(
+            "eval.quick_num",
+            e.quick_num,
+            format!("fewer images than eval.num ({})", e.num),
+        ));
     }
     Ok(())
 }

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use tch::{nn, Tensor};
 
 use super::scoring::{Scorer, Scores};
+use super::Request;
 use crate::models::Generator;
 use gan_core::comm::ProcessGroup;
 use gan_core::error::{Error, Result};
@@ -23,6 +24,7 @@ use gan_core::error::{Error, Result};
 struct Job {
     step: u64,
     cur_nimg: u64,
+    request: Request,
     tensors: Vec<(String, Tensor)>,
 }
 
@@ -30,6 +32,7 @@ struct Job {
 pub struct Finished {
     pub step: u64,
     pub cur_nimg: u64,
+    pub request: Request,
     pub scores: Option<Scores>,
     /// Seconds from hand-over to result.
     pub secs: f64,
@@ -72,12 +75,14 @@ impl Background {
                 };
                 for job in inbox {
                     let started = Instant::now();
-                    let scored = load(&snapshot.vs, job.tensors)
-                        .and_then(|()| scorer.score(pg.as_mut(), snapshot.g.as_ref(), &mut keep_going));
+                    let scored = load(&snapshot.vs, job.tensors).and_then(|()| {
+                        scorer.score(pg.as_mut(), snapshot.g.as_ref(), job.request.num, &mut keep_going)
+                    });
                     let failed = scored.is_err();
                     let finished = scored.map(|scores| Finished {
                         step: job.step,
                         cur_nimg: job.cur_nimg,
+                        request: job.request,
                         scores,
                         secs: started.elapsed().as_secs_f64(),
                     });
@@ -97,10 +102,10 @@ impl Background {
     }
 
     /// Hands over a copy of G_ema's tensors (`vs`) at this step; call only when none is pending.
-    pub fn submit(&mut self, step: u64, cur_nimg: u64, vs: &nn::VarStore) -> Result<()> {
+    pub fn submit(&mut self, step: u64, cur_nimg: u64, request: Request, vs: &nn::VarStore) -> Result<()> {
         debug_assert!(self.pending.is_none());
         let tensors = tch::no_grad(|| vs.variables().into_iter().map(|(name, t)| (name, t.copy())).collect());
-        let sent = self.jobs.as_ref().map(|jobs| jobs.send(Job { step, cur_nimg, tensors }));
+        let sent = self.jobs.as_ref().map(|jobs| jobs.send(Job { step, cur_nimg, request, tensors }));
         if !matches!(sent, Some(Ok(()))) {
             return Err(Error::Tensor("the evaluator thread has stopped".into()));
         }

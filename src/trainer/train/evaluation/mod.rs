@@ -8,14 +8,20 @@
 //! the checkpoint of the evaluated step is held until then so `keep_best` can rank it. The
 //! evaluation at the end of a run is waited for; a preempted run does not evaluate.
 //! With `eval.background: false` training waits for each evaluation (the pause is logged).
+//!
+//! Quick evaluations (`eval.quick_every_kimg`) go between the full ones with fewer images: they
+//! are reported like the others but never rank checkpoints or trigger rollbacks.
 mod background;
 pub mod report;
+mod schedule;
 mod scoring;
 
 use std::time::Instant;
 
 use self::background::{Background, EmaCopy, Finished};
 use self::report::{Reporter, Timing};
+pub use self::schedule::Request;
+use self::schedule::Schedule;
 use self::scoring::Scorer;
 use super::setup::Setup;
 use crate::models::{self, NetSpec};
@@ -33,8 +39,7 @@ enum Mode {
 pub struct Evaluator {
     mode: Mode,
     reporter: Reporter,
-    every_nimg: u64,
-    next_nimg: u64,
+    schedule: Schedule,
 }
 
 impl Evaluator {
@@ -77,15 +82,14 @@ impl Evaluator {
                 Mode::Inline(Box::new(scorer))
             }
         };
-        let every_nimg = (e.every_kimg * 1000.0).round().max(1.0) as u64;
-        let next_nimg = (s.start.cur_nimg / every_nimg + 1) * every_nimg;
-        Ok(Some(Evaluator { mode, reporter, every_nimg, next_nimg }))
+        let schedule = Schedule::new(&e, s.start.cur_nimg);
+        Ok(Some(Evaluator { mode, reporter, schedule }))
     }
 
-    /// At the first tick past each multiple of `every_kimg`, and at the end, unless a signal
-    /// ended training (preemption leaves no time for it).
+    /// At the first tick past each multiple of `every_kimg` (or of `quick_every_kimg`), and at
+    /// the end, unless a signal ended training (preemption leaves no time for it).
     pub fn due(&self, cur_nimg: u64, done: bool, stopped_by_signal: bool) -> bool {
-        !stopped_by_signal && (done || cur_nimg >= self.next_nimg)
+        !stopped_by_signal && self.schedule.due(cur_nimg, done)
     }
 
     /// Reports a background evaluation that has finished (every rank calls this every tick).
@@ -104,21 +108,28 @@ impl Evaluator {
     /// end of training, waited for.
     pub fn run(&mut self, s: &mut Setup, step: u64, cur_nimg: u64, done: bool) -> Result<()> {
         let started = Instant::now();
-        self.next_nimg = (cur_nimg / self.every_nimg + 1) * self.every_nimg;
+        let request = self.schedule.next(cur_nimg, done);
         let reporter = &mut self.reporter;
         match &mut self.mode {
             Mode::Inline(scorer) => {
                 let heartbeat = &mut s.heartbeat;
                 let mut beat = || heartbeat.beat(step, cur_nimg).or(Ok(()));
-                let scores = scorer.score(s.pg.as_mut(), s.g_ema.as_ref(), &mut beat)?;
+                let scores = scorer.score(s.pg.as_mut(), s.g_ema.as_ref(), request.num, &mut beat)?;
                 let secs = started.elapsed().as_secs_f64();
                 if let Some(scores) = scores {
-                    let at = Timing { step, cur_nimg, pause_secs: secs, eval_secs: secs, background: false };
+                    let at = Timing {
+                        step,
+                        cur_nimg,
+                        request,
+                        pause_secs: secs,
+                        eval_secs: secs,
+                        background: false,
+                    };
                     reporter.report(s, &scores, at)?;
                 }
             }
             Mode::Background { worker, paused_secs } => {
-                hand_over(worker, paused_secs, reporter, s, (step, cur_nimg), done)?;
+                hand_over(worker, paused_secs, reporter, s, (step, cur_nimg, request), done)?;
             }
         }
         Ok(())
@@ -138,14 +149,15 @@ impl Evaluator {
 }
 
 /// Background: waits for the previous evaluation if it still runs, hands G_ema over, holds its
-/// checkpoint, and at the end of training waits for this one too. `paused_secs` accumulates what
+/// checkpoint (a full evaluation's, for `keep_best` to rank), and at the end of training waits
+/// for this one too. `paused_secs` accumulates what
 /// the evaluation in flight costs the training loop.
 fn hand_over(
     worker: &mut Background,
     paused_secs: &mut f64,
     reporter: &mut Reporter,
     s: &mut Setup,
-    (step, cur_nimg): (u64, u64),
+    (step, cur_nimg, request): (u64, u64, Request),
     done: bool,
 ) -> Result<()> {
     let started = Instant::now();
@@ -161,8 +173,10 @@ fn hand_over(
         report_finished(reporter, s, finished, paused)?;
     }
     let handed_over = Instant::now();
-    worker.submit(step, cur_nimg, &s.g_ema_vs)?;
-    s.ckpt_writer.hold(Some(step));
+    worker.submit(step, cur_nimg, request, &s.g_ema_vs)?;
+    if !request.quick {
+        s.ckpt_writer.hold(Some(step));
+    }
     *paused_secs = handed_over.elapsed().as_secs_f64();
     if s.is_rank0() {
         tracing::info!(
@@ -186,6 +200,7 @@ fn report_finished(reporter: &mut Reporter, s: &mut Setup, f: Finished, paused_s
     let at = Timing {
         step: f.step,
         cur_nimg: f.cur_nimg,
+        request: f.request,
         pause_secs: paused_secs,
         eval_secs: f.secs,
         background: true,

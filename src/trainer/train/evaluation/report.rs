@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use super::scoring::Scores;
+use super::Request;
 use crate::eval::weights::FeatureNet;
 use crate::train::Setup;
 use gan_core::checkpoint::Checkpoints;
@@ -33,6 +34,7 @@ pub fn keep_history_until(path: &Path, resumed_step: Option<u64>) -> Result<()> 
 pub struct Timing {
     pub step: u64,
     pub cur_nimg: u64,
+    pub request: Request,
     /// Seconds the training loop waited for it.
     pub pause_secs: f64,
     /// Seconds the evaluation took.
@@ -56,23 +58,28 @@ impl Reporter {
         #[cfg(test)]
         let scores = &inject(scores, at.step);
         let label = self.net_id.label();
-        let num = s.cfg.eval.num.to_string();
+        let Request { num, quick } = at.request;
         let mut line = serde_json::json!({
             "kimg": at.cur_nimg as f64 / 1000.0, "step": at.step, "feature_network": label,
-            "num_images": s.cfg.eval.num, "pause_secs": at.pause_secs, "eval_secs": at.eval_secs,
+            "num_images": num, "quick": quick, "pause_secs": at.pause_secs, "eval_secs": at.eval_secs,
             "background": at.background,
         });
         for (name, value) in scores {
             line[name] = (*value).into();
         }
-        if let Some(&fid) = scores.get("fid") {
-            self.track_best(s, fid);
+        // Only full evaluations judge the run: a quick one's metrics, from fewer images, are
+        // biased against theirs.
+        if !quick {
+            if let Some(&fid) = scores.get("fid") {
+                self.track_best(s, fid);
+            }
+            if let Some(why) = watch_modes(s, scores) {
+                respond_to_mode_dropping(s, at.step, &why)?;
+            }
         }
-        if let Some(why) = watch_modes(s, scores) {
-            respond_to_mode_dropping(s, at.step, &why)?;
-        }
+        let num_label = num.to_string();
         if let Some(t) = &s.telemetry {
-            let labels = [label.as_str(), num.as_str()];
+            let labels = [label.as_str(), num_label.as_str()];
             let m = &t.metrics;
             let gauges = [
                 ("fid", &m.fid),
@@ -90,14 +97,16 @@ impl Reporter {
             }
             t.metrics.fid_worse_evaluations.set(f64::from(self.worse_in_a_row));
         }
-        let results: Scores =
-            scores.iter().filter(|(k, _)| *k != "is_std").map(|(k, v)| (k.clone(), *v)).collect();
-        if at.background {
-            s.ckpt_writer.record_metrics(at.step, &results)?;
+        if !quick {
+            let results: Scores =
+                scores.iter().filter(|(k, _)| *k != "is_std").map(|(k, v)| (k.clone(), *v)).collect();
+            if at.background {
+                s.ckpt_writer.record_metrics(at.step, &results)?;
+            }
+            // A checkpoint taken at this step after now records them in its manifest.
+            s.last_eval = Some((at.step, results));
         }
-        // A checkpoint taken at this step after now records them in its manifest.
-        s.last_eval = Some((at.step, results));
-        tracing::info!(step = at.step, "{}", summary(scores, &label, s.cfg.eval.num, &at, &self.net_id));
+        tracing::info!(step = at.step, "{}", summary(scores, &label, &at, &self.net_id));
         let path = s.eval_history_path();
         let mut text = std::fs::read_to_string(&path).unwrap_or_default();
         text.push_str(&format!("{line}\n"));
@@ -188,7 +197,7 @@ fn respond_to_mode_dropping(s: &mut Setup, step: u64, why: &str) -> Result<()> {
 
 /// `eval at 4.0 kimg: FID 12.345, KID 0.01234, recall 0.412 (2000 images, <net>); training
 /// paused 0.02 s (scored in the background in 226.1 s)`.
-fn summary(scores: &Scores, label: &str, num: u64, at: &Timing, net_id: &FeatureNet) -> String {
+fn summary(scores: &Scores, label: &str, at: &Timing, net_id: &FeatureNet) -> String {
     let mut shown = Vec::new();
     if let Some(fid) = scores.get("fid") {
         shown.push(format!("FID {fid:.3}"));
@@ -210,8 +219,9 @@ fn summary(scores: &Scores, label: &str, num: u64, at: &Timing, net_id: &Feature
     } else {
         String::new()
     };
+    let (what, num) = (if at.request.quick { "quick eval" } else { "eval" }, at.request.num);
     format!(
-        "eval at {:.1} kimg: {} ({num} images, {label}{standard}); training paused {:.2} s{how}",
+        "{what} at {:.1} kimg: {} ({num} images, {label}{standard}); training paused {:.2} s{how}",
         at.cur_nimg as f64 / 1000.0,
         shown.join(", "),
         at.pause_secs

@@ -133,17 +133,18 @@ impl Scorer {
         Ok(())
     }
 
-    /// Scores `g` (every rank of `pg` calls this); Some on rank 0.
+    /// Scores `num` images of `g` (every rank of `pg` calls this); Some on rank 0.
     pub fn score(
         &mut self,
         pg: &mut dyn ProcessGroup,
         g: &dyn Generator,
+        num: u64,
         beat: &mut dyn FnMut() -> Result<()>,
     ) -> Result<Option<Scores>> {
         self.prepare_real(pg, beat)?;
         let e = &self.cfg.eval;
         let (rank, world) = (pg.rank(), pg.world_size());
-        let per_rank = e.num / u64::from(world);
+        let per_rank = num / u64::from(world);
         let share = Share {
             first: u64::from(rank) * per_rank,
             n: per_rank,
