@@ -121,7 +121,7 @@ pub fn generated(
 
 /// Images `first..first + n` of a share as uint8, generated `share.gen_batch` at a time (only the
 /// uint8 images of the earlier chunks wait for the feature network's batch).
-pub fn metric_images(
+fn metric_images(
     g: &dyn Generator,
     labels: Option<&ClassDistribution>,
     share: Share,

@@ -20,8 +20,7 @@ use std::time::Instant;
 
 use self::background::{Background, EmaCopy, Finished};
 use self::report::{Reporter, Timing};
-pub use self::schedule::Request;
-use self::schedule::Schedule;
+use self::schedule::{Request, Schedule};
 use self::scoring::Scorer;
 use super::setup::Setup;
 use crate::models::{self, NetSpec};
@@ -150,8 +149,8 @@ impl Evaluator {
 
 /// Background: waits for the previous evaluation if it still runs, hands G_ema over, holds its
 /// checkpoint (a full evaluation's, for `keep_best` to rank), and at the end of training waits
-/// for this one too. `paused_secs` accumulates what
-/// the evaluation in flight costs the training loop.
+/// for this one too. `paused_secs` accumulates what the evaluation in flight costs the training
+/// loop.
 fn hand_over(
     worker: &mut Background,
     paused_secs: &mut f64,
