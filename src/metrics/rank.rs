@@ -58,6 +58,9 @@ pub struct RankMetrics {
     pub coverage: GaugeVec,
     /// Consecutive evaluations whose FID was worse than the best so far.
     pub fid_worse_evaluations: Gauge,
+    /// What the last evaluation cost: its own time, and the training loop's wait for it.
+    pub eval_duration_seconds: GaugeVec,
+    pub eval_pause_seconds: GaugeVec,
     pub checkpoint: Option<CheckpointMetrics>,
 }
 
@@ -189,6 +192,16 @@ impl RankMetrics {
             fid_worse_evaluations: b.gauge(
                 "gan_fid_worse_evaluations",
                 "Consecutive evaluations whose FID was worse than the best so far.",
+            ),
+            eval_duration_seconds: b.gauge_vec(
+                "gan_eval_duration_seconds",
+                "Seconds the last evaluation took: generating, extracting features and computing the metrics.",
+                &["feature_network", "num_images"],
+            ),
+            eval_pause_seconds: b.gauge_vec(
+                "gan_eval_pause_seconds",
+                "Seconds the training loop waited for the last evaluation (copying G_ema in the background).",
+                &["feature_network", "num_images"],
             ),
             checkpoint,
             registry: b.registry,

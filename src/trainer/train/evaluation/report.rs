@@ -96,6 +96,8 @@ impl Reporter {
                 }
             }
             t.metrics.fid_worse_evaluations.set(f64::from(self.worse_in_a_row));
+            m.eval_duration_seconds.with_label_values(&labels).set(at.eval_secs);
+            m.eval_pause_seconds.with_label_values(&labels).set(at.pause_secs);
         }
         if !quick {
             let results: Scores =
