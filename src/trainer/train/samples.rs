@@ -1,6 +1,7 @@
-//! Sample grids: a fixed set of latents (one row per class when conditional) rendered through
-//! G_ema and written as PNG, so successive grids show the same "people" evolving. The latents come
-//! from the torch-free generator keyed by the run seed, independent of training's random stream.
+//! Sample grids: a fixed set of latents (one row per class when conditional, up to
+//! [`MAX_GRID_ROWS`] classes spread over the rest) rendered through G_ema a row at a time and
+//! written as PNG, so successive grids show the same "people" evolving. The latents come from the
+//! torch-free generator keyed by the run seed, independent of training's random stream.
 use std::path::Path;
 
 use tch::{Device, Kind, Tensor};
@@ -13,6 +14,17 @@ use gan_core::rng::SplitMix64;
 
 /// Columns of a grid; rows are the classes (or 8 rows when unconditional).
 pub const GRID_COLS: u32 = 8;
+
+/// Rows of a class-conditional grid at most: ImageNet's 1000 classes would make a grid of 8000
+/// images, 128,000 pixels tall, and a forward pass no GPU holds.
+pub const MAX_GRID_ROWS: u32 = 16;
+
+/// The class of each row of a conditional grid: every class when there are at most
+/// [`MAX_GRID_ROWS`], else that many spread evenly over them (0, n/16, 2n/16, ...).
+pub fn grid_classes(num_classes: u32) -> Vec<u32> {
+    let rows = num_classes.min(MAX_GRID_ROWS);
+    (0..rows).map(|r| (u64::from(r) * u64::from(num_classes) / u64::from(rows)) as u32).collect()
+}
 
 pub struct SampleGrid {
     z: Tensor,
@@ -42,10 +54,12 @@ impl SampleGrid {
     ) -> Self {
         let latent_psi = truncation.filter(|(_, space)| *space == Truncation::Latent).map(|(psi, _)| psi);
         let psi_in_g = truncation.filter(|(_, space)| *space != Truncation::Latent).map(|(psi, _)| psi);
-        let rows = match (num_classes, class) {
-            (0, _) | (_, Some(_)) => 8,
-            (n, None) => n,
+        let row_classes = match (num_classes, class) {
+            (0, _) => vec![0; 8],
+            (_, Some(k)) => vec![k; 8],
+            (n, None) => grid_classes(n),
         };
+        let rows = row_classes.len() as u32;
         let count = (rows * GRID_COLS) as usize;
         let mut rng = SplitMix64::for_item(seed, 0x5A4D_504C_4553); // stream "SAMPLES"
         let draw = |rng: &mut SplitMix64| match latent_psi {
@@ -58,13 +72,7 @@ impl SampleGrid {
             },
         };
         let z: Vec<f32> = (0..count * z_dim as usize).map(|_| draw(&mut rng) as f32).collect();
-        let c: Vec<i64> = (0..count)
-            .map(|i| match (num_classes, class) {
-                (0, _) => 0,
-                (_, Some(k)) => k.into(),
-                (_, None) => (i as u32 / GRID_COLS).into(),
-            })
-            .collect();
+        let c: Vec<i64> = (0..count).map(|i| row_classes[i / GRID_COLS as usize].into()).collect();
         SampleGrid {
             z: Tensor::from_slice(&z).view([count as i64, z_dim]).to_device(device),
             c: Tensor::from_slice(&c).to_device(device),
@@ -73,14 +81,22 @@ impl SampleGrid {
         }
     }
 
-    /// Renders the grid with `g` and writes it to `path`.
+    /// Renders the grid with `g`, a row per forward pass (a whole grid at once would hold the
+    /// activations of every image: gigabytes at 256x256), and writes it to `path`.
     pub fn write(&self, g: &dyn Generator, path: &Path) -> Result<()> {
-        let images = tch::no_grad(|| match self.psi_in_g {
-            Some(psi) => g.forward_truncated(&self.z, &self.c, psi),
-            None => g.forward_eval(&self.z, &self.c),
-        });
-        let (channels, res) = (images.size()[1] as u32, images.size()[2] as u32);
-        write_grid(path, &to_uint8_nhwc(&images), res, channels, self.rows, GRID_COLS)
+        let (mut pixels, mut shape) = (Vec::new(), (0, 0));
+        for row in 0..i64::from(self.rows) {
+            let cols = i64::from(GRID_COLS);
+            let (z, c) = (self.z.narrow(0, row * cols, cols), self.c.narrow(0, row * cols, cols));
+            let images = tch::no_grad(|| match self.psi_in_g {
+                Some(psi) => g.forward_truncated(&z, &c, psi),
+                None => g.forward_eval(&z, &c),
+            });
+            shape = (images.size()[1] as u32, images.size()[2] as u32);
+            pixels.extend(to_uint8_nhwc(&images));
+        }
+        let (channels, res) = shape;
+        write_grid(path, &pixels, res, channels, self.rows, GRID_COLS)
     }
 }
 
@@ -92,19 +108,37 @@ pub fn to_uint8_nhwc(images: &Tensor) -> Vec<u8> {
     Vec::try_from(&nhwc.reshape([-1])).expect("uint8 tensor converts to Vec<u8>")
 }
 
-/// Writes a grid of real images: row r holds the first GRID_COLS images of class r.
+/// Images the reals grid reads at most, per row: enough to find a row's images when its class
+/// is one in a hundred, without reading a large dataset whole.
+const REALS_SCAN_PER_ROW: u64 = 64 * GRID_COLS as u64;
+
+/// Writes a grid of real images: each row holds GRID_COLS images of its class ([`grid_classes`]),
+/// or of the dataset when unlabelled.
 pub fn write_reals_grid(source: &dyn ImageSource, path: &Path) -> Result<()> {
-    let rows = if source.num_classes() > 0 { source.num_classes() } else { 8 };
+    let classes = grid_classes(source.num_classes());
+    let rows = if classes.is_empty() { 8 } else { classes.len() as u32 };
     let image_bytes = source.image_bytes();
     let mut cells: Vec<Vec<Vec<u8>>> = vec![Vec::new(); rows as usize];
     let mut pixels = vec![0u8; image_bytes];
-    // Classes are interleaved in index order, so a short scan fills every row.
-    let scan = (u64::from(rows * GRID_COLS) * 4).min(source.len());
-    for index in 0..scan {
-        let label = source.read(index, &mut pixels).label as usize;
-        let row = if source.num_classes() > 0 { label } else { index as usize % rows as usize };
+    // Images spread evenly over the dataset, so rows fill whether its classes are interleaved
+    // (generated shapes) or one after the other (a prepared folder of class folders).
+    let scan = (u64::from(rows) * REALS_SCAN_PER_ROW).min(source.len());
+    for i in 0..scan {
+        let index = i * source.len() / scan;
+        let label = source.read(index, &mut pixels).label;
+        let row = if classes.is_empty() {
+            i as usize % 8
+        } else {
+            match classes.iter().position(|&c| c == label) {
+                Some(row) => row,
+                None => continue,
+            }
+        };
         if cells[row].len() < GRID_COLS as usize {
             cells[row].push(pixels.clone());
+            if cells.iter().all(|row| row.len() == GRID_COLS as usize) {
+                break;
+            }
         }
     }
     let mut grid = Vec::with_capacity(image_bytes * (rows * GRID_COLS) as usize);
@@ -124,4 +158,108 @@ pub fn standard_normal(rng: &mut SplitMix64) -> f64 {
     let u1 = rng.next_f64().max(f64::MIN_POSITIVE);
     let u2 = rng.next_f64();
     (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    use super::*;
+    use gan_core::data::Sample;
+
+    /// Pixel value that stands for class `c` (distinct for the classes these tests use).
+    fn shade(c: i64) -> u8 {
+        (c % 250 + 1) as u8
+    }
+
+    /// A G that paints each image in its class's shade and remembers the largest batch it saw.
+    struct ClassPainter {
+        res: i64,
+        largest_batch: AtomicI64,
+    }
+
+    impl Generator for ClassPainter {
+        fn forward(&self, z: &Tensor, c: &Tensor) -> Tensor {
+            let n = z.size()[0];
+            self.largest_batch.fetch_max(n, Ordering::SeqCst);
+            // x * 127.5 + 128 lands half a step above the shade, so quantising gives the shade.
+            let x = ((c.remainder(250) + 1).to_kind(Kind::Float) - 127.5) / 127.5;
+            x.view([n, 1, 1, 1]).expand([n, 3, self.res, self.res], false).contiguous()
+        }
+
+        fn z_dim(&self) -> i64 {
+            4
+        }
+    }
+
+    /// `rows x cols` cells of `res` pixels: the first byte of each cell.
+    fn cell_shades(path: &Path, res: u32) -> Vec<Vec<u8>> {
+        let img = image::open(path).unwrap().to_rgb8();
+        let (cols, rows) = (img.width() / res, img.height() / res);
+        (0..rows).map(|r| (0..cols).map(|c| img.get_pixel(c * res, r * res)[0]).collect()).collect()
+    }
+
+    #[test]
+    fn grids_of_many_classes_show_sixteen_spread_over_them() {
+        assert_eq!(grid_classes(4), [0, 1, 2, 3]);
+        assert_eq!(grid_classes(16), (0..16).collect::<Vec<_>>());
+        let imagenet = grid_classes(1000);
+        assert_eq!(imagenet.len(), 16);
+        assert_eq!((imagenet[0], imagenet[1], imagenet[15]), (0, 62, 937));
+        assert!(grid_classes(0).is_empty());
+    }
+
+    /// 1000 classes: 16 rows of 8, each row its class, rendered 8 images at a time.
+    #[test]
+    fn a_grid_is_rendered_a_row_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = ClassPainter { res: 4, largest_batch: AtomicI64::new(0) };
+        let path = dir.path().join("grid.png");
+        SampleGrid::new(4, 1000, 7, Device::Cpu).write(&g, &path).unwrap();
+        let shades = cell_shades(&path, 4);
+        assert_eq!((shades.len(), shades[0].len()), (16, 8));
+        for (row, class) in shades.iter().zip(grid_classes(1000)) {
+            assert!(row.iter().all(|&s| s == shade(class.into())), "class {class}: {row:?}");
+        }
+        assert_eq!(g.largest_batch.load(Ordering::SeqCst), i64::from(GRID_COLS));
+        // One class asked for: 8 rows of it.
+        SampleGrid::with_options(4, 1000, 7, Device::Cpu, None, Some(500)).write(&g, &path).unwrap();
+        assert!(cell_shades(&path, 4).iter().flatten().all(|&s| s == shade(500)));
+    }
+
+    /// 40 classes of 50 images each, stored one class after another (as a prepared folder of
+    /// class folders is): every row of the reals grid finds 8 images of its class.
+    struct SortedClasses;
+
+    impl ImageSource for SortedClasses {
+        fn len(&self) -> u64 {
+            40 * 50
+        }
+        fn resolution(&self) -> u32 {
+            2
+        }
+        fn channels(&self) -> u32 {
+            3
+        }
+        fn num_classes(&self) -> u32 {
+            40
+        }
+        fn read(&self, index: u64, pixels: &mut [u8]) -> Sample {
+            let label = (index / 50) as u32;
+            pixels.fill(shade(label.into()));
+            Sample { label }
+        }
+    }
+
+    #[test]
+    fn the_reals_grid_finds_classes_stored_one_after_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("reals.png");
+        write_reals_grid(&SortedClasses, &path).unwrap();
+        let shades = cell_shades(&path, 2);
+        assert_eq!((shades.len(), shades[0].len()), (16, 8));
+        for (row, class) in shades.iter().zip(grid_classes(40)) {
+            assert!(row.iter().all(|&s| s == shade(class.into())), "class {class}: {row:?}");
+        }
+    }
 }
