@@ -104,7 +104,8 @@ fn gpu_check_script_runs_in_cpu_mode() {
             .to_string()
     };
     assert!(row("1. NCCL").contains("libnccl.so loads: yes"), "{table}");
-    assert!(row("4. FID").contains("imgs/s"), "{table}");
+    assert!(row("4. FID feature extraction").contains("imgs/s"), "{table}");
+    assert!(row("4. FID 256x256").contains("skipped (--cpu"), "{table}");
     let noise = row("4. StyleGAN2 metric noise");
     assert!(noise.contains("host loop") && noise.contains("largest difference"), "{table}");
     let manifold = row("4. precision/recall");
