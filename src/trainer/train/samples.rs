@@ -119,23 +119,24 @@ pub fn write_reals_grid(source: &dyn ImageSource, path: &Path) -> Result<()> {
     let rows = if classes.is_empty() { 8 } else { classes.len() as u32 };
     let image_bytes = source.image_bytes();
     let mut cells: Vec<Vec<Vec<u8>>> = vec![Vec::new(); rows as usize];
-    let mut pixels = vec![0u8; image_bytes];
     // Images spread evenly over the dataset, so rows fill whether its classes are interleaved
-    // (generated shapes) or one after the other (a prepared folder of class folders).
+    // (generated shapes) or one after the other (a prepared folder of class folders). Labels are
+    // looked at first: only the images that go into the grid are decoded.
     let scan = (u64::from(rows) * REALS_SCAN_PER_ROW).min(source.len());
     for i in 0..scan {
         let index = i * source.len() / scan;
-        let label = source.read(index, &mut pixels).label;
         let row = if classes.is_empty() {
             i as usize % 8
         } else {
-            match classes.iter().position(|&c| c == label) {
+            match classes.iter().position(|&c| c == source.label(index)) {
                 Some(row) => row,
                 None => continue,
             }
         };
         if cells[row].len() < GRID_COLS as usize {
-            cells[row].push(pixels.clone());
+            let mut pixels = vec![0u8; image_bytes];
+            source.read(index, &mut pixels);
+            cells[row].push(pixels);
             if cells.iter().all(|row| row.len() == GRID_COLS as usize) {
                 break;
             }
@@ -228,8 +229,11 @@ mod tests {
     }
 
     /// 40 classes of 50 images each, stored one class after another (as a prepared folder of
-    /// class folders is): every row of the reals grid finds 8 images of its class.
-    struct SortedClasses;
+    /// class folders is): every row of the reals grid finds 8 images of its class. Labels are
+    /// stored apart, as in shards, and `reads` counts the images decoded.
+    struct SortedClasses {
+        reads: AtomicI64,
+    }
 
     impl ImageSource for SortedClasses {
         fn len(&self) -> u64 {
@@ -245,9 +249,13 @@ mod tests {
             40
         }
         fn read(&self, index: u64, pixels: &mut [u8]) -> Sample {
-            let label = (index / 50) as u32;
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            let label = self.label(index);
             pixels.fill(shade(label.into()));
             Sample { label }
+        }
+        fn label(&self, index: u64) -> u32 {
+            (index / 50) as u32
         }
     }
 
@@ -255,11 +263,14 @@ mod tests {
     fn the_reals_grid_finds_classes_stored_one_after_another() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("reals.png");
-        write_reals_grid(&SortedClasses, &path).unwrap();
+        let source = SortedClasses { reads: AtomicI64::new(0) };
+        write_reals_grid(&source, &path).unwrap();
         let shades = cell_shades(&path, 2);
         assert_eq!((shades.len(), shades[0].len()), (16, 8));
         for (row, class) in shades.iter().zip(grid_classes(40)) {
             assert!(row.iter().all(|&s| s == shade(class.into())), "class {class}: {row:?}");
         }
+        // Only the grid's own images are decoded, not every image scanned for its label.
+        assert_eq!(source.reads.load(Ordering::SeqCst), 16 * 8);
     }
 }
