@@ -119,12 +119,18 @@ pub fn write_reals_grid(source: &dyn ImageSource, path: &Path) -> Result<()> {
     let rows = if classes.is_empty() { 8 } else { classes.len() as u32 };
     let image_bytes = source.image_bytes();
     let mut cells: Vec<Vec<Vec<u8>>> = vec![Vec::new(); rows as usize];
-    // Images spread evenly over the dataset, so rows fill whether its classes are interleaved
-    // (generated shapes) or one after the other (a prepared folder of class folders). Labels are
-    // looked at first: only the images that go into the grid are decoded.
+    // Images drawn at random over the dataset (a fixed stream, so the grid is the same every
+    // time), so rows fill whether its classes are interleaved (generated shapes: class = index
+    // mod classes, which an even stride can alias with) or one after the other (a prepared folder
+    // of class folders). Labels are looked at first: only the images of the grid are decoded.
     let scan = (u64::from(rows) * REALS_SCAN_PER_ROW).min(source.len());
+    let mut rng = SplitMix64::for_item(0, 0x5245_414C_53); // stream "REALS"
+    let mut seen = std::collections::HashSet::new();
     for i in 0..scan {
-        let index = i * source.len() / scan;
+        let index = if scan == source.len() { i } else { rng.next_u64() % source.len() };
+        if !seen.insert(index) {
+            continue;
+        }
         let row = if classes.is_empty() {
             i as usize % 8
         } else {
@@ -228,16 +234,20 @@ mod tests {
         assert!(cell_shades(&path, 4).iter().flatten().all(|&s| s == shade(500)));
     }
 
-    /// 40 classes of 50 images each, stored one class after another (as a prepared folder of
-    /// class folders is): every row of the reals grid finds 8 images of its class. Labels are
-    /// stored apart, as in shards, and `reads` counts the images decoded.
+    /// 40 classes of 8192 images each, stored one class after another (as a prepared folder of
+    /// class folders is) or interleaved (class = index mod 40, as generated shapes are: an even
+    /// stride through it, 40 images, would see one class only). Labels
+    /// are stored apart, as in shards, and `reads` counts the images decoded.
+    const PER_CLASS: u64 = 8192;
+
     struct SortedClasses {
         reads: AtomicI64,
+        interleaved: bool,
     }
 
     impl ImageSource for SortedClasses {
         fn len(&self) -> u64 {
-            40 * 50
+            40 * PER_CLASS
         }
         fn resolution(&self) -> u32 {
             2
@@ -255,22 +265,26 @@ mod tests {
             Sample { label }
         }
         fn label(&self, index: u64) -> u32 {
-            (index / 50) as u32
+            (if self.interleaved { index % 40 } else { index / PER_CLASS }) as u32
         }
     }
 
+    /// Every row of the reals grid finds 8 images of its class, however the classes are stored.
     #[test]
-    fn the_reals_grid_finds_classes_stored_one_after_another() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("reals.png");
-        let source = SortedClasses { reads: AtomicI64::new(0) };
-        write_reals_grid(&source, &path).unwrap();
-        let shades = cell_shades(&path, 2);
-        assert_eq!((shades.len(), shades[0].len()), (16, 8));
-        for (row, class) in shades.iter().zip(grid_classes(40)) {
-            assert!(row.iter().all(|&s| s == shade(class.into())), "class {class}: {row:?}");
+    fn the_reals_grid_finds_classes_sorted_or_interleaved() {
+        for interleaved in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("reals.png");
+            let source = SortedClasses { reads: AtomicI64::new(0), interleaved };
+            write_reals_grid(&source, &path).unwrap();
+            let shades = cell_shades(&path, 2);
+            assert_eq!((shades.len(), shades[0].len()), (16, 8));
+            for (row, class) in shades.iter().zip(grid_classes(40)) {
+                let label = format!("class {class}, interleaved {interleaved}: {row:?}");
+                assert!(row.iter().all(|&s| s == shade(class.into())), "{label}");
+            }
+            // Only the grid's own images are decoded, not every image scanned for its label.
+            assert_eq!(source.reads.load(Ordering::SeqCst), 16 * 8);
         }
-        // Only the grid's own images are decoded, not every image scanned for its label.
-        assert_eq!(source.reads.load(Ordering::SeqCst), 16 * 8);
     }
 }
