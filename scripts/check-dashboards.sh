@@ -9,6 +9,10 @@ SCHEMA_VERSION=13.2.3
 TS_VERSION=7.0.2
 cache=${GAN_LAUNCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/gan-launch}
 dir="$cache/grafana-schema-$SCHEMA_VERSION-ts-$TS_VERSION"
+# Parallel callers: the first installs, the others wait on the lock and find it complete.
+mkdir -p "$cache"
+exec 9>"$cache/.install.lock"
+flock 9
 if [ ! -f "$dir/.complete" ]; then
   echo "check-dashboards: installing @grafana/schema@$SCHEMA_VERSION typescript@$TS_VERSION into $dir" >&2
   rm -rf "$dir" && mkdir -p "$dir"
@@ -16,6 +20,7 @@ if [ ! -f "$dir/.complete" ]; then
     "@grafana/schema@$SCHEMA_VERSION" "typescript@$TS_VERSION" >/dev/null)
   touch "$dir/.complete"
 fi
+exec 9>&- # installed: checks run in parallel
 work=$(mktemp -d "$dir/check.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 status=0

@@ -18,6 +18,11 @@ cache=${GAN_LAUNCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/gan-launch}
 venv="$cache/kubernetes-validate-$KV_VERSION"
 npm_dir="$cache/prometheus-operator-models-$PO_VERSION-ts-$TS_VERSION"
 
+# Tests call this in parallel: the first installs, the others wait on the lock, then find the
+# tools complete (without it, one would delete a venv the other is installing into).
+mkdir -p "$cache"
+exec 9>"$cache/.install.lock"
+flock 9
 if [ ! -f "$venv/.complete" ]; then
   echo "check-k8s: installing kubernetes-validate==$KV_VERSION into $venv" >&2
   rm -rf "$venv" && python3 -m venv "$venv"
@@ -51,6 +56,7 @@ process.exit(failed ? 1 : 0);
 JS
   touch "$npm_dir/.complete"
 fi
+exec 9>&- # installed: checks run in parallel
 
 status=0
 for file in "$@"; do

@@ -2,7 +2,17 @@
 # Installs Debian's prometheus (with promtool) and prometheus-pushgateway when missing; the
 # observability tests run the real programs. Needs root and the Debian mirror (CI has both).
 set -euo pipefail
-if command -v prometheus >/dev/null && command -v promtool >/dev/null && command -v prometheus-pushgateway >/dev/null; then
+installed() {
+  command -v prometheus >/dev/null && command -v promtool >/dev/null && command -v prometheus-pushgateway >/dev/null
+}
+if installed; then
+  exit 0
+fi
+# Tests call this in parallel, and a second apt-get fails on the first one's lock: the first
+# installs, the others wait here and then find it installed.
+exec 9>/tmp/gan-launch-ensure-prometheus.lock
+flock 9
+if installed; then
   exit 0
 fi
 if [ "$(id -u)" != 0 ]; then
