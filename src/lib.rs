@@ -12,6 +12,7 @@
 //! - [`rundir`], [`images`], [`logging`], [`devices`]: run directory and manifest, PNG grids,
 //!   rank-tagged logs, torch-free device discovery.
 //! - [`cache`]: where the FID weights and real statistics shared between runs live.
+//! - [`diversity`]: how varied G's sample grid is next to the reals (a per-grid collapse signal).
 //!
 //! The torch side (networks, losses, optimizer, EMA, the training loop) is the `gan-train` binary
 //! under `src/trainer/`. This library never uses libtorch, so the launcher that links it does
@@ -28,6 +29,7 @@ pub mod comm;
 pub mod config;
 pub mod data;
 pub mod devices;
+pub mod diversity;
 pub mod error;
 pub mod eval_options;
 pub mod flight;

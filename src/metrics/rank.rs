@@ -62,6 +62,9 @@ pub struct RankMetrics {
     pub eval_duration_seconds: GaugeVec,
     pub eval_pause_seconds: GaugeVec,
     pub checkpoint: Option<CheckpointMetrics>,
+    /// How varied G_ema's sample grid is next to the reals grid (`gan_core::diversity`); only
+    /// rank 0 draws grids, so only rank 0 has it.
+    pub sample_diversity_ratio: Option<Gauge>,
 }
 
 /// Loss terms by their statistics name.
@@ -204,6 +207,12 @@ impl RankMetrics {
                 &["feature_network", "num_images"],
             ),
             checkpoint,
+            sample_diversity_ratio: (rank == 0).then(|| {
+                b.gauge(
+                    "gan_sample_diversity_ratio",
+                    "Mean pairwise pixel distance of G_ema's grid images of a class over the reals' (1 = as varied as the data).",
+                )
+            }),
             registry: b.registry,
             names: b.names,
         }

@@ -7,6 +7,7 @@ use super::progress::TickReport;
 use super::setup::{Setup, LIBTORCH_VERSION};
 use crate::ckpt::{self, gather_rank_streams, named_raw, varstore_raw, Snapshot};
 use gan_core::checkpoint::{Manifest, RankState, TrainState, FORMAT, FORMAT_VERSION};
+use gan_core::diversity::Diversity;
 use gan_core::error::Result;
 use gan_core::rundir::{CRATE_VERSION, GIT_COMMIT};
 
@@ -138,11 +139,14 @@ pub fn report_resume(s: &Setup, resumed: &ckpt::Resumed, load_secs: f64) {
     }
 }
 
-/// Appends one tick's figures to `stats.jsonl` (rank 0).
-pub fn append_stats(s: &Setup, report: &TickReport) -> Result<()> {
+/// Appends one tick's figures to `stats.jsonl` (rank 0), with its sample grid's diversity when one was drawn.
+pub fn append_stats(s: &Setup, report: &TickReport, diversity: Option<&Diversity>) -> Result<()> {
     use std::io::Write;
     let path = s.stats_path();
     let mut line = serde_json::to_value(report).expect("a tick report always serialises");
+    if let Some(d) = diversity {
+        line["sample_diversity"] = serde_json::to_value(d).expect("numbers serialise");
+    }
     let time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     line["time"] = serde_json::Value::String(time);
     let mut file = std::fs::OpenOptions::new()

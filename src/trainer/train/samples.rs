@@ -8,6 +8,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::models::{Generator, Truncation};
 use gan_core::data::ImageSource;
+use gan_core::diversity::GridRows;
 use gan_core::error::Result;
 use gan_core::images::write_grid;
 use gan_core::rng::SplitMix64;
@@ -30,6 +31,8 @@ pub struct SampleGrid {
     z: Tensor,
     c: Tensor,
     rows: u32,
+    /// Row r's class, when the rows are the classes of [`grid_classes`] (as the reals grid's).
+    row_classes: Option<Vec<u32>>,
     /// Truncation psi applied by G (StyleGAN's, toward w_avg); None when there is none or the
     /// latents carry it (BigGAN's).
     psi_in_g: Option<f64>,
@@ -77,13 +80,15 @@ impl SampleGrid {
             z: Tensor::from_slice(&z).view([count as i64, z_dim]).to_device(device),
             c: Tensor::from_slice(&c).to_device(device),
             rows,
+            row_classes: (num_classes > 0 && class.is_none()).then_some(row_classes),
             psi_in_g,
         }
     }
 
     /// Renders the grid with `g`, a row per forward pass (a whole grid at once would hold the
-    /// activations of every image: gigabytes at 256x256), and writes it to `path`.
-    pub fn write(&self, g: &dyn Generator, path: &Path) -> Result<()> {
+    /// activations of every image: gigabytes at 256x256), writes it to `path` and returns its
+    /// images (channels-last uint8), row by row.
+    pub fn write(&self, g: &dyn Generator, path: &Path) -> Result<GridRows> {
         let (mut pixels, mut shape) = (Vec::new(), (0, 0));
         for row in 0..i64::from(self.rows) {
             let cols = i64::from(GRID_COLS);
@@ -96,8 +101,22 @@ impl SampleGrid {
             pixels.extend(to_uint8_nhwc(&images));
         }
         let (channels, res) = shape;
-        write_grid(path, &pixels, res, channels, self.rows, GRID_COLS)
+        write_grid(path, &pixels, res, channels, self.rows, GRID_COLS)?;
+        let image_bytes = (channels * res * res) as usize;
+        let images: Vec<Vec<u8>> = pixels.chunks(image_bytes.max(1)).map(<[u8]>::to_vec).collect();
+        Ok(images.chunks(GRID_COLS as usize).map(<[Vec<u8>]>::to_vec).collect())
     }
+
+    /// Row r's class, when row r shows class `grid_classes(..)[r]` as the reals grid's row r
+    /// does (a conditional grid not asked for one class).
+    pub fn row_classes(&self) -> Option<&[u32]> {
+        self.row_classes.as_deref()
+    }
+}
+
+/// The file name of G_ema's sample grid at `kimg`.
+pub fn sample_grid_name(kimg: f64) -> String {
+    format!("fakes{:06}.png", kimg.floor() as u64)
 }
 
 /// Images in [-1, 1] (NCHW float) to channels-last uint8, quantised as StyleGAN does:
@@ -112,19 +131,19 @@ pub fn to_uint8_nhwc(images: &Tensor) -> Vec<u8> {
 /// is one in a hundred, without reading a large dataset whole.
 const REALS_SCAN_PER_ROW: u64 = 64 * GRID_COLS as u64;
 
-/// Writes a grid of real images: each row holds GRID_COLS images of its class ([`grid_classes`]),
-/// or of the dataset when unlabelled.
-pub fn write_reals_grid(source: &dyn ImageSource, path: &Path) -> Result<()> {
+/// The reals grid's images: each row holds up to GRID_COLS images of its class
+/// ([`grid_classes`]), or of the dataset when unlabelled.
+pub fn reals_grid_rows(source: &dyn ImageSource) -> GridRows {
     let classes = grid_classes(source.num_classes());
     let rows = if classes.is_empty() { 8 } else { classes.len() as u32 };
     let image_bytes = source.image_bytes();
-    let mut cells: Vec<Vec<Vec<u8>>> = vec![Vec::new(); rows as usize];
+    let mut cells: GridRows = vec![Vec::new(); rows as usize];
     // Images drawn at random over the dataset (a fixed stream, so the grid is the same every
     // time), so rows fill whether its classes are interleaved (generated shapes: class = index
     // mod classes, which an even stride can alias with) or one after the other (a prepared folder
     // of class folders). Labels are looked at first: only the images of the grid are decoded.
     let scan = (u64::from(rows) * REALS_SCAN_PER_ROW).min(source.len());
-    let mut rng = SplitMix64::for_item(0, 0x5245_414C_53); // stream "REALS"
+    let mut rng = SplitMix64::for_item(0, 0x0052_4541_4C53); // stream "REALS"
     let mut seen = std::collections::HashSet::new();
     for i in 0..scan {
         let index = if scan == source.len() { i } else { rng.next_u64() % source.len() };
@@ -148,16 +167,23 @@ pub fn write_reals_grid(source: &dyn ImageSource, path: &Path) -> Result<()> {
             }
         }
     }
-    let mut grid = Vec::with_capacity(image_bytes * (rows * GRID_COLS) as usize);
-    for row in cells {
+    cells
+}
+
+/// Writes the reals grid's rows as PNG; a class with fewer than GRID_COLS images leaves black
+/// cells.
+pub fn write_reals_grid(rows: &GridRows, source: &dyn ImageSource, path: &Path) -> Result<()> {
+    let image_bytes = source.image_bytes();
+    let mut grid = Vec::with_capacity(image_bytes * rows.len() * GRID_COLS as usize);
+    for row in rows {
         for col in 0..GRID_COLS as usize {
             match row.get(col) {
                 Some(image) => grid.extend_from_slice(image),
-                None => grid.resize(grid.len() + image_bytes, 0), // a class with too few images
+                None => grid.resize(grid.len() + image_bytes, 0),
             }
         }
     }
-    write_grid(path, &grid, source.resolution(), source.channels(), rows, GRID_COLS)
+    write_grid(path, &grid, source.resolution(), source.channels(), rows.len() as u32, GRID_COLS)
 }
 
 /// Box-Muller from two uniforms.
@@ -276,7 +302,7 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("reals.png");
             let source = SortedClasses { reads: AtomicI64::new(0), interleaved };
-            write_reals_grid(&source, &path).unwrap();
+            write_reals_grid(&reals_grid_rows(&source), &source, &path).unwrap();
             let shades = cell_shades(&path, 2);
             assert_eq!((shades.len(), shades[0].len()), (16, 8));
             for (row, class) in shades.iter().zip(grid_classes(40)) {

@@ -9,7 +9,7 @@ use super::checkpointing::{report_resume, Position};
 use super::ema::{Buffers, Ema};
 use super::labels::FakeLabels;
 use super::optim::Adam;
-use super::samples::{write_reals_grid, SampleGrid};
+use super::samples::{reals_grid_rows, sample_grid_name, write_reals_grid, SampleGrid};
 use super::stats::TickStats;
 use super::step::{batch_to_tensors, Phase};
 use super::sync::broadcast_from_rank0;
@@ -24,6 +24,7 @@ use gan_core::config::{Arch, RankPlan, RunConfig};
 use gan_core::data::identity::DatasetIdentity;
 use gan_core::data::loader::{Loader, LoaderSpec};
 use gan_core::data::{self, classes::ClassDistribution, sampler::Sampler, Batch, ImageSource};
+use gan_core::diversity;
 use gan_core::error::{Error, Result};
 use gan_core::flight::Recorder;
 use gan_core::heartbeat::Heartbeat;
@@ -88,7 +89,7 @@ pub struct Setup {
     /// The latest evaluation: its step and results by metric (for the checkpoint of that step).
     pub last_eval: Option<(u64, std::collections::BTreeMap<String, f64>)>,
     /// Best evaluation results so far (the lowest `fid`, the highest `recall` and `coverage`),
-    /// saved in checkpoints.
+    /// and the highest `sample_diversity` of a grid, saved in checkpoints.
     pub best_metrics: std::collections::BTreeMap<String, f64>,
     /// Rank 0: the step of the best-FID checkpoint to go back to, once an evaluation found G
     /// dropping modes (`eval.rollback_on_mode_dropping`); the ranks agree on it at the tick.
@@ -113,6 +114,9 @@ pub struct Setup {
     pub telemetry: Option<Telemetry>,
     loader: Loader,
     grid: SampleGrid,
+    /// Rank 0: the reals grid's diversity, which sample grids are measured against (set by
+    /// `write_start_files`).
+    reals_diversity: Option<diversity::Reference>,
     run_dir: RunDir,
     restart_count: u32,
 }
@@ -279,6 +283,7 @@ impl Setup {
             telemetry,
             loader,
             grid,
+            reals_diversity: None,
             run_dir,
             restart_count,
         };
@@ -341,6 +346,9 @@ impl Setup {
         if !self.is_rank0() {
             return Ok(());
         }
+        // Read on a resume too (the same images: a fixed stream), as the grids' reference.
+        let reals = reals_grid_rows(self.source.as_ref());
+        self.reals_diversity = Some(diversity::Reference::of_reals(&reals));
         let manifest =
             RunManifest::new(&self.cfg, LIBTORCH_VERSION, self.device_description(), self.restart_count);
         self.run_dir.initialise(&self.cfg, &manifest)?;
@@ -353,15 +361,23 @@ impl Setup {
             return gan_core::fsutil::write_atomic(&self.stats_path(), &stats);
         }
         let _ = std::fs::remove_file(self.stats_path());
-        write_reals_grid(self.source.as_ref(), &self.run_dir.samples_dir().join("reals.png"))?;
-        self.grid.write(self.g_ema.as_ref(), &self.run_dir.samples_dir().join("fakes-init.png"))
+        write_reals_grid(&reals, self.source.as_ref(), &self.run_dir.samples_dir().join("reals.png"))?;
+        self.grid.write(self.g_ema.as_ref(), &self.run_dir.samples_dir().join("fakes-init.png"))?;
+        Ok(())
     }
 
-    /// A grid from G_ema named by the kimg it was taken at.
-    pub fn write_sample_grid(&self, kimg: f64) -> Result<PathBuf> {
-        let path = self.run_dir.samples_dir().join(format!("fakes{:06}.png", kimg.floor() as u64));
-        self.grid.write(self.g_ema.as_ref(), &path)?;
-        Ok(path)
+    /// A grid from G_ema named by the kimg it was taken at, and its diversity next to the
+    /// reals' (None when the reals do not vary).
+    pub fn write_sample_grid(&self, kimg: f64) -> Result<Option<diversity::Diversity>> {
+        let path = self.run_dir.samples_dir().join(sample_grid_name(kimg));
+        let rows = self.grid.write(self.g_ema.as_ref(), &path)?;
+        let reference = self.reals_diversity.as_ref();
+        Ok(reference.and_then(|r| r.ratio(&rows, self.grid.row_classes().is_some())))
+    }
+
+    /// The class of grid row `row`, when the grid's rows are classes.
+    pub fn grid_row_class(&self, row: usize) -> Option<u32> {
+        self.grid.row_classes().and_then(|classes| classes.get(row).copied())
     }
 
     /// Rank 0 saves G_ema's weights (safetensors) at the end of a run.

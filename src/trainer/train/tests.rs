@@ -95,13 +95,29 @@ fn sample_grids_and_run_files_are_written() {
     let _lock = TORCH_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let cfg = test_config(dir.path(), &["train.total_kimg=0.5", "train.kimg_per_tick=0.25"]);
-    run(&cfg);
+    let (_, s) = run(&cfg);
     let root = cfg.run_dir();
     for name in ["fakes-init.png", "fakes000000.png", "reals.png"] {
         let img = image::open(root.join("samples").join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
         // One row per class (4), 8 columns, 16 px cells.
         assert_eq!((img.width(), img.height()), (8 * 16, 4 * 16), "{name}");
     }
+    // Every tick drew a grid (sample_ticks 1), and its line in stats.jsonl says how varied it
+    // is next to the reals; the run keeps the best for its checkpoints.
+    let stats = std::fs::read_to_string(root.join("stats.jsonl")).unwrap();
+    let ratios: Vec<f64> = stats
+        .lines()
+        .map(|line| {
+            let line: serde_json::Value = serde_json::from_str(line).unwrap();
+            let d = &line["sample_diversity"];
+            assert!(d["lowest_row"].as_u64().unwrap() < 4, "{line}");
+            assert!(d["lowest_ratio"].as_f64().unwrap() <= d["ratio"].as_f64().unwrap(), "{line}");
+            d["ratio"].as_f64().unwrap()
+        })
+        .collect();
+    assert_eq!(ratios.len(), 2, "{stats}");
+    assert!(ratios.iter().all(|r| r.is_finite() && *r > 0.0), "{ratios:?}");
+    assert_eq!(s.best_metrics["sample_diversity"], ratios.iter().copied().fold(0.0, f64::max));
     let manifest = gan_core::rundir::RunDir::read_manifest(&root.join("run.json")).unwrap();
     assert_eq!(manifest.world_size, 1);
     assert_eq!(manifest.libtorch_version, super::setup::LIBTORCH_VERSION);
@@ -378,4 +394,36 @@ fn d_sees_reals_and_fakes_in_one_pass_unless_split() {
     };
     assert!(max_diff(&u(&joint), &u(&once)) < 1e-6, "one power iteration in a joint D step");
     assert!(max_diff(&u(&split), &u(&once)) > 1e-4, "two power iterations with split_d");
+}
+
+/// A grid under half the run's best diversity (once that best means something) warns; the best
+/// is kept for the checkpoints and the gauge follows every grid.
+#[test]
+fn a_grid_far_less_varied_than_the_runs_best_warns() {
+    use gan_core::diversity::Diversity;
+    let _lock = TORCH_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = test_config(dir.path(), &[]);
+    let plan = config::plan(&cfg, HostFacts { gpus: 0, cpus: 2 }).remove(0);
+    let mut s = Setup::new(cfg, plan, Box::new(SingleRank), 0, false).unwrap();
+    let report = |step| TickReport {
+        tick: step,
+        step,
+        kimg: step as f64,
+        imgs_per_sec: 1.0,
+        sec_per_kimg: 1.0,
+        stats: Default::default(),
+    };
+    let grid = |ratio| Diversity { ratio, lowest_row: 1, lowest_ratio: ratio / 2.0 };
+    let watch = |s: &mut Setup, step, ratio| super::trainer::watch_diversity(s, &report(step), &grid(ratio));
+    // Early grids: G's images hardly vary yet, and falling from a small best says nothing.
+    assert!(!watch(&mut s, 1, 0.25));
+    assert!(!watch(&mut s, 2, 0.05));
+    // G learns to vary, settles a little under its best, then collapses.
+    assert!(!watch(&mut s, 3, 0.8));
+    assert!(!watch(&mut s, 4, 0.6));
+    assert_eq!(s.best_metrics["sample_diversity"], 0.8);
+    assert!(watch(&mut s, 5, 0.1));
+    let gauge = s.telemetry.as_ref().and_then(|t| t.metrics.sample_diversity_ratio.clone()).unwrap();
+    assert_eq!(gauge.get(), 0.1);
 }

@@ -13,6 +13,7 @@ use super::setup::Setup;
 use super::step::run_step;
 use super::sync::check_parameters_agree;
 use super::telemetry::TickRates;
+use gan_core::diversity;
 use gan_core::error::{Error, Result};
 use gan_core::flight::Activity;
 
@@ -208,20 +209,55 @@ fn tick_report(
     })
 }
 
-/// Per-tick work besides statistics, evaluation and checkpoints: the stats line, the parameter
-/// agreement check and sample grids.
+/// Per-tick work besides statistics, evaluation and checkpoints: sample grids and their
+/// diversity, the stats line and the parameter agreement check.
 fn maintenance(s: &mut Setup, report: &TickReport, done: bool) -> Result<()> {
     s.heartbeat.beat(report.step, (report.kimg * 1000.0).round() as u64)?;
+    let every = u64::from(s.cfg.train.sample_ticks);
+    let mut diversity = None;
+    if s.is_rank0() && (done || (every > 0 && report.tick.is_multiple_of(every))) {
+        diversity = s.write_sample_grid(report.kimg)?;
+        if let Some(d) = &diversity {
+            watch_diversity(s, report, d);
+        }
+    }
     if s.is_rank0() {
-        append_stats(s, report)?;
+        append_stats(s, report, diversity.as_ref())?;
     }
     let check_every = u64::from(s.cfg.dist.param_check_ticks);
     if done || (check_every > 0 && report.tick.is_multiple_of(check_every)) {
         check_parameters_agree(s.pg.as_mut(), &[&s.g_vs, &s.d_vs], report.step)?;
     }
-    let every = u64::from(s.cfg.train.sample_ticks);
-    if s.is_rank0() && (done || (every > 0 && report.tick.is_multiple_of(every))) {
-        s.write_sample_grid(report.kimg)?;
-    }
     Ok(())
+}
+
+/// Rank 0: logs and exports a sample grid's diversity, keeps the run's best (saved in
+/// checkpoints), and warns when G's images stopped varying (`diversity::collapsed`: the rule of
+/// the `GanSamplesCollapsing` alert). Only a warning: pixel distances are too crude to roll a
+/// run back on; `eval.rollback_on_mode_dropping` does that from recall and coverage. Returns
+/// whether it warned.
+pub(super) fn watch_diversity(s: &mut Setup, report: &TickReport, d: &diversity::Diversity) -> bool {
+    if let Some(gauge) = s.telemetry.as_ref().and_then(|t| t.metrics.sample_diversity_ratio.as_ref()) {
+        gauge.set(d.ratio);
+    }
+    let lowest = match s.grid_row_class(d.lowest_row) {
+        Some(class) => format!("; lowest class {class}: {:.2}", d.lowest_ratio),
+        None => String::new(),
+    };
+    let best = s.best_metrics.entry("sample_diversity".into()).or_insert(d.ratio);
+    *best = best.max(d.ratio);
+    let best = *best;
+    let grid = super::samples::sample_grid_name(report.kimg);
+    tracing::info!(step = report.step, "sample grid {grid}: diversity {:.2} of the reals'{lowest}", d.ratio);
+    let collapsed = diversity::collapsed(best, d.ratio);
+    if collapsed {
+        tracing::warn!(
+            step = report.step,
+            "G's samples are collapsing at step {}: their diversity {:.2} is under half the run's best {best:.2} \
+             (near-identical images whatever the latent); see the grid, and recall/coverage at the next evaluation",
+            report.step,
+            d.ratio
+        );
+    }
+    collapsed
 }
