@@ -133,6 +133,15 @@ fn every_shipped_recipe_runs_its_first_tick() {
         for written in ["samples/reals.png", "samples/fakes-init.png", checkpoint.as_str()] {
             assert!(run.join(written).is_file(), "{file}: no {written}");
         }
+        // The end's tick: its grid's diversity, and BigGAN's spectral norms (StyleGAN2 has none).
+        let stats = std::fs::read_to_string(run.join("stats.jsonl")).unwrap();
+        let last: serde_json::Value = serde_json::from_str(stats.lines().last().unwrap()).unwrap();
+        assert!(last["sample_diversity"]["ratio"].as_f64().unwrap() >= 0.0, "{file}: {last}");
+        for network in ["G", "D"] {
+            let sv0 = last["stats"][format!("SV0/{network}")].as_f64();
+            assert_eq!(sv0.is_some(), file.starts_with("biggan"), "{file}: {last}");
+            assert!(sv0.is_none_or(|sv0| sv0.is_finite() && sv0 > 0.0), "{file}: {last}");
+        }
         eprintln!("{file}: {:.0} s", started.elapsed().as_secs_f64());
     }
 }

@@ -40,6 +40,8 @@ pub struct RankMetrics {
     pub d_output: GaugeVec,
     pub d_sign_accuracy_ratio: Gauge,
     pub gradient_norm: GaugeVec,
+    /// The largest singular value of a spectrally normalised network's weights (BigGAN).
+    pub spectral_norm_max: GaugeVec,
     pub learning_rate: GaugeVec,
     pub augment_probability: Gauge,
     pub ema_beta: Gauge,
@@ -137,6 +139,11 @@ impl RankMetrics {
             gradient_norm: b.gauge_vec(
                 "gan_gradient_norm",
                 "Mean L2 norm of the averaged gradients, by network.",
+                &["network"],
+            ),
+            spectral_norm_max: b.gauge_vec(
+                "gan_spectral_norm_max",
+                "Largest top singular value (power-iteration estimate) of a spectrally normalised network's weights, by network.",
                 &["network"],
             ),
             learning_rate: b.gauge_vec("gan_learning_rate", "Adam learning rate, by network.", &["network"]),
@@ -259,6 +266,11 @@ impl RankMetrics {
         for (key, network) in [("GradNorm/G", "G"), ("GradNorm/D", "D")] {
             if let Some(&v) = stats.get(key) {
                 self.gradient_norm.with_label_values(&[network]).set(v);
+            }
+        }
+        for (key, network) in [("SV0/G", "G"), ("SV0/D", "D")] {
+            if let Some(&v) = stats.get(key) {
+                self.spectral_norm_max.with_label_values(&[network]).set(v);
             }
         }
     }

@@ -27,11 +27,17 @@ fn rank_series_carry_run_rank_and_node_and_follow_the_naming_rules() {
         StepParts { data_wait: 0.001, forward_backward: 0.02, allreduce: 0.005, optimizer: 0.002 },
         16,
     );
-    let stats = [("Loss/G".to_string(), 0.7), ("D/real".to_string(), 1.5), ("GradNorm/D".to_string(), 3.0)];
-    m.set_tick(&stats.into_iter().collect(), 4096, 250.0);
+    let stats = [("Loss/G", 0.7), ("D/real", 1.5), ("GradNorm/D", 3.0), ("SV0/G", 12.5)];
+    m.set_tick(&stats.into_iter().map(|(k, v)| (k.to_string(), v)).collect(), 4096, 250.0);
     let text = render(&m.registry);
     let ids = [r#"node="1""#, r#"rank="3""#, r#"run="exp""#];
     assert!(has_sample(&text, "gan_train_loss", &[&ids[..], &[r#"term="G""#]].concat(), "0.7"), "{text}");
+    let g = [&ids[..], &[r#"network="G""#]].concat();
+    assert!(has_sample(&text, "gan_spectral_norm_max", &g, "12.5"), "{text}");
+    // No spectral norm in D here: no series for it, rather than a 0.
+    let d_series = |l: &&str| l.starts_with("gan_spectral_norm_max{") && l.contains(r#"network="D""#);
+    assert!(!text.lines().any(|l| d_series(&l)), "{text}");
+    assert!(m.sample_diversity_ratio.is_none(), "only rank 0 draws sample grids");
     assert!(has_sample(&text, "gan_train_images_total", &ids, "16"), "{text}");
     assert!(has_sample(
         &text,

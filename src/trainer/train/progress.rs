@@ -13,7 +13,8 @@ pub struct TickReport {
     pub kimg: f64,
     pub imgs_per_sec: f64,
     pub sec_per_kimg: f64,
-    /// Means of every reported statistic over the tick, across ranks.
+    /// Means of every reported statistic over the tick, across ranks; and for spectrally
+    /// normalised networks (BigGAN) `SV0/G`, `SV0/D`: their largest singular value at its end.
     pub stats: BTreeMap<String, f64>,
 }
 

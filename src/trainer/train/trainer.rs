@@ -193,9 +193,17 @@ fn tick_report(
     tick: u64,
     tick_start: (Instant, u64),
 ) -> Result<TickReport> {
-    let stats = s.stats.reduce(s.pg.as_mut())?;
+    let mut stats = s.stats.reduce(s.pg.as_mut())?;
     if let Some((name, _)) = stats.iter().find(|(name, v)| name.starts_with("Loss/") && !v.is_finite()) {
         return Err(Error::NonFinite { what: name.clone(), step: outcome.step });
+    }
+    // Spectrally normalised networks (BigGAN): their largest singular value, read from the
+    // power iteration's buffer (the same on every rank: weights and buffers start broadcast and
+    // take the same averaged steps), so nothing to reduce.
+    for (name, vs) in [("SV0/G", &s.g_vs), ("SV0/D", &s.d_vs)] {
+        if let Some(sv0) = crate::models::biggan::largest_sv0(vs) {
+            stats.insert(name.into(), sv0);
+        }
     }
     let seconds = tick_start.0.elapsed().as_secs_f64().max(1e-9);
     let nimg = (outcome.cur_nimg - tick_start.1) as f64;

@@ -82,6 +82,15 @@ impl SpectralNorm {
     }
 }
 
+/// The largest `sv0` of a VarStore's spectrally normalised weights: the top singular value of a
+/// layer's raw weight, as its power iteration last estimated it in training. BigGAN (Brock et
+/// al. 2019, sec. 4.1) watches these: G's grow through training and explode when it collapses
+/// (BigGAN-PyTorch logs them as `sv0`). None for a network without spectral norm.
+pub fn largest_sv0(vs: &nn::VarStore) -> Option<f64> {
+    let svs = vs.variables().into_iter().filter(|(name, _)| name.ends_with("sv0"));
+    svs.map(|(_, sv)| sv.double_value(&[0])).reduce(f64::max)
+}
+
 pub struct SnConv2d {
     weight: Tensor,
     bias: Option<Tensor>,

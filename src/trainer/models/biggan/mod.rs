@@ -12,7 +12,7 @@ mod tests;
 
 pub use discriminator::Discriminator;
 pub use generator::Generator;
-pub use layers::WeightInit;
+pub use layers::{largest_sv0, WeightInit};
 
 use gan_core::config::{ModelInit, RunConfig};
 

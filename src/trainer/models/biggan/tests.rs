@@ -134,6 +134,18 @@ fn spectral_norm_drives_the_top_singular_value_to_one() {
     let top = top_singular(&normalised);
     assert!((top - 1.0).abs() < 1e-3, "top singular value {top} (raw {raw_top})");
     assert!((raw_top - 1.0).abs() > 0.1, "the raw weight was not normalised already: {raw_top}");
+    // The monitored value: the raw weight's top singular value, as the iteration estimates it,
+    // and the largest over the store's layers.
+    let sv0 = largest_sv0(&vs).unwrap();
+    assert!((sv0 - raw_top).abs() < 1e-3 * raw_top, "sv0 {sv0}, raw {raw_top}");
+    let larger = layers::SnLinear::new(vs.root() / "k", 32, 16, false, WeightInit::Normal002, 1e-8);
+    tch::no_grad(|| vs.variables()["k.weight"].shallow_clone().copy_(&(&weight * 3.0)));
+    for _ in 0..30 {
+        let _ = larger.forward(&x, true);
+    }
+    let sv0 = largest_sv0(&vs).unwrap();
+    assert!((sv0 - 3.0 * raw_top).abs() < 3e-3 * raw_top, "sv0 {sv0}, larger layer's {}", 3.0 * raw_top);
+    assert_eq!(largest_sv0(&nn::VarStore::new(Device::Cpu)), None, "no spectral norm, no value");
 }
 
 /// Orthogonal init (the ImageNet recipe's `--G_init ortho --D_init ortho`) keeps every weight's
