@@ -127,9 +127,10 @@ pub fn to_uint8_nhwc(images: &Tensor) -> Vec<u8> {
     Vec::try_from(&nhwc.reshape([-1])).expect("uint8 tensor converts to Vec<u8>")
 }
 
-/// Images the reals grid reads at most, per row: enough to find a row's images when its class
-/// is one in a hundred, without reading a large dataset whole.
-const REALS_SCAN_PER_ROW: u64 = 64 * GRID_COLS as u64;
+/// Labels the reals grid looks at most, per row. Labels are cheap (every source keeps them apart
+/// from the pixels, and only the grid's images are decoded), so the scan can be long: 16 rows
+/// draw 65,536 labels, about 65 of each class of ImageNet's 1000, where 8 are needed.
+const REALS_SCAN_PER_ROW: u64 = 512 * GRID_COLS as u64;
 
 /// The reals grid's images: each row holds up to GRID_COLS images of its class
 /// ([`grid_classes`]), or of the dataset when unlabelled.
@@ -260,20 +261,19 @@ mod tests {
         assert!(cell_shades(&path, 4).iter().flatten().all(|&s| s == shade(500)));
     }
 
-    /// 40 classes of 8192 images each, stored one class after another (as a prepared folder of
-    /// class folders is) or interleaved (class = index mod 40, as generated shapes are: an even
-    /// stride through it, 40 images, would see one class only). Labels
-    /// are stored apart, as in shards, and `reads` counts the images decoded.
-    const PER_CLASS: u64 = 8192;
-
-    struct SortedClasses {
-        reads: AtomicI64,
+    /// `classes` classes of `per_class` images each, stored one class after another (as a prepared
+    /// folder of class folders is) or interleaved (class = index mod classes, as generated shapes
+    /// are). Labels are stored apart, as in shards, and `reads` counts the images decoded.
+    struct Classes {
+        classes: u64,
+        per_class: u64,
         interleaved: bool,
+        reads: AtomicI64,
     }
 
-    impl ImageSource for SortedClasses {
+    impl ImageSource for Classes {
         fn len(&self) -> u64 {
-            40 * PER_CLASS
+            self.classes * self.per_class
         }
         fn resolution(&self) -> u32 {
             2
@@ -282,7 +282,7 @@ mod tests {
             3
         }
         fn num_classes(&self) -> u32 {
-            40
+            self.classes as u32
         }
         fn read(&self, index: u64, pixels: &mut [u8]) -> Sample {
             self.reads.fetch_add(1, Ordering::SeqCst);
@@ -291,22 +291,27 @@ mod tests {
             Sample { label }
         }
         fn label(&self, index: u64) -> u32 {
-            (if self.interleaved { index % 40 } else { index / PER_CLASS }) as u32
+            (if self.interleaved { index % self.classes } else { index / self.per_class }) as u32
         }
     }
 
-    /// Every row of the reals grid finds 8 images of its class, however the classes are stored.
+    /// Every row of the reals grid finds 8 images of its class, however the classes are stored:
+    /// 40 classes sorted or interleaved (over 65,536 images per class, so an even stride through
+    /// the scan, 40 images, would see one class of the interleaved ones), and ImageNet's 1000
+    /// classes of 1281 images sorted.
     #[test]
     fn the_reals_grid_finds_classes_sorted_or_interleaved() {
-        for interleaved in [false, true] {
+        for (classes, per_class, interleaved) in
+            [(40, 65_536, false), (40, 65_536, true), (1000, 1281, false)]
+        {
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("reals.png");
-            let source = SortedClasses { reads: AtomicI64::new(0), interleaved };
+            let source = Classes { classes, per_class, interleaved, reads: AtomicI64::new(0) };
             write_reals_grid(&reals_grid_rows(&source), &source, &path).unwrap();
             let shades = cell_shades(&path, 2);
             assert_eq!((shades.len(), shades[0].len()), (16, 8));
-            for (row, class) in shades.iter().zip(grid_classes(40)) {
-                let label = format!("class {class}, interleaved {interleaved}: {row:?}");
+            for (row, class) in shades.iter().zip(grid_classes(classes as u32)) {
+                let label = format!("class {class} of {classes}, interleaved {interleaved}: {row:?}");
                 assert!(row.iter().all(|&s| s == shade(class.into())), "{label}");
             }
             // Only the grid's own images are decoded, not every image scanned for its label.
