@@ -259,8 +259,11 @@ fn a_live_two_rank_run_scraped_by_prometheus_fills_every_panel() {
     let prom = format!("127.0.0.1:{port}");
     // Every panel's queries, variables substituted, must return data; the first scrape comes
     // about 6 s after start and rates need two samples, so poll.
+    // The run is a DCGAN: the BigGAN-only series (spectral norms) have no data here; the BigGAN
+    // recipes' test checks that they are recorded, the metrics unit test that they are exported.
     let pending: Vec<(String, String)> = dashboard_queries()
         .into_iter()
+        .filter(|(_, e)| !e.contains("gan_spectral_norm_max"))
         .map(|(t, e)| (t, e.replace("$__rate_interval", "10s").replace("$run", ".*").replace("$rank", ".*")))
         .collect();
     let deadline = Instant::now() + Duration::from_secs(90);
