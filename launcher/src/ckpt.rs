@@ -121,25 +121,26 @@ fn ls(run: &Path) -> anyhow::Result<()> {
     }
     let latest = ckpts.latest_name();
     println!(
-        "{:<16} {:>10} {:>10} {:>10} {:>5} {:>10} {:>7}  {:<24} status",
-        "checkpoint", "step", "kimg", "MB", "ranks", "FID", "recall", "created"
+        "{:<16} {:>10} {:>10} {:>10} {:>5} {:>10} {:>7} {:>9}  {:<24} status",
+        "checkpoint", "step", "kimg", "MB", "ranks", "FID", "recall", "diversity", "created"
     );
     for (step, dir) in list {
         let name = step_dir_name(step);
         let marker = if latest.as_deref() == Some(name.as_str()) { " (latest)" } else { "" };
         match verify(&dir) {
             Ok(v) => println!(
-                "{name:<16} {step:>10} {:>10.1} {:>10.1} {:>5} {:>10} {:>7}  {:<24} ok{marker}",
+                "{name:<16} {step:>10} {:>10.1} {:>10.1} {:>5} {:>10} {:>7} {:>9}  {:<24} ok{marker}",
                 v.manifest.kimg(),
                 v.manifest.total_bytes() as f64 / 1e6,
                 v.manifest.world_size,
                 evaluated(&dir, "fid", 3),
                 evaluated(&dir, "recall", 3),
+                checkpoint::sample_diversity_of(&dir).map_or("-".into(), |d| format!("{d:.2}")),
                 v.manifest.created
             ),
             Err(why) => println!(
-                "{name:<16} {step:>10} {:>10} {:>10} {:>5} {:>10} {:>7}  {:<24} CORRUPT: {why}{marker}",
-                "-", "-", "-", "-", "-", "-"
+                "{name:<16} {step:>10} {:>10} {:>10} {:>5} {:>10} {:>7} {:>9}  {:<24} CORRUPT: {why}{marker}",
+                "-", "-", "-", "-", "-", "-", "-"
             ),
         }
     }

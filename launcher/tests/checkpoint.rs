@@ -315,6 +315,13 @@ fn ckpt_commands_list_verify_and_export() {
         ls.status.success() && table.contains("step-00000008") && table.contains("ok (latest)"),
         "{table}"
     );
+    // The diversity column: that of the last grid up to each checkpoint, as in stats.jsonl.
+    let stats = std::fs::read_to_string(run_dir.join("stats.jsonl")).unwrap();
+    let last: serde_json::Value = serde_json::from_str(stats.lines().last().unwrap()).unwrap();
+    let diversity = format!("{:.2}", last["sample_diversity"]["ratio"].as_f64().unwrap());
+    let latest_row = table.lines().find(|l| l.contains("(latest)")).unwrap();
+    assert!(table.lines().next().unwrap().contains(" diversity "), "{table}");
+    assert!(latest_row.split_whitespace().any(|cell| cell == diversity), "{diversity}: {table}");
     let verify = gan_launch()
         .args(["ckpt", "verify"])
         .arg(ckpt_dir(dir.path()).join("step-00000004"))

@@ -32,7 +32,7 @@ pub use fault::FAULT_ENV;
 pub use layout::{resolve_user_path, step_dir_name, Checkpoints, Retention, LATEST_FILE};
 pub use manifest::{FileEntry, Manifest, RankState, TrainState, FORMAT, FORMAT_VERSION};
 pub use safetensors::{read_tensors, write_tensors, Dtype, RawTensor, TensorFile, TensorView};
-pub use scores::{metric_of, EVAL_FILE};
+pub use scores::{metric_of, sample_diversity_of, EVAL_FILE};
 pub use verify::{open_verified_by_peer, verify, Verified};
 pub use write::PendingCheckpoint;
 

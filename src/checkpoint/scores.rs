@@ -51,3 +51,13 @@ pub fn metric_of(dir: &Path, metric: &str) -> Option<f64> {
     let recorded: BTreeMap<String, f64> = serde_json::from_slice(&text).ok()?;
     recorded.get(metric).copied()
 }
+
+/// The sample diversity (`gan_core::diversity`) of the last grid drawn up to a checkpoint's step,
+/// from the tick statistics it holds; None when no grid was measured by then.
+pub fn sample_diversity_of(dir: &Path) -> Option<f64> {
+    let stats = std::fs::read_to_string(dir.join("stats.jsonl")).ok()?;
+    stats.lines().rev().find_map(|line| {
+        let line: serde_json::Value = serde_json::from_str(line).ok()?;
+        line["sample_diversity"]["ratio"].as_f64()
+    })
+}
