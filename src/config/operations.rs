@@ -176,7 +176,7 @@ pub struct EvalSection {
     pub every_kimg: f64,
     /// Metrics to compute from the same features.
     pub metrics: Vec<EvalMetricName>,
-    /// Generated images per evaluation (all ranks together; a multiple of the world size).
+    /// Generated images per evaluation (all ranks together; any count of at least 2 per rank).
     pub num: u64,
     /// Quick evaluations between the full ones, every this many kimg (0 = none): the same metrics
     /// of `quick_num` images, for an early, frequent curve. They are logged, exported (their

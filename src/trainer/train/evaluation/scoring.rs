@@ -1,4 +1,4 @@
-//! Scoring one G_ema: every rank generates its equal share of `eval.num` images and extracts
+//! Scoring one G_ema: every rank generates its share of `eval.num` images (shares differ by at most one) and extracts
 //! pytorch-fid Inception features; the float64 moments (N, Σx, Σxxᵀ) are summed over the group,
 //! and pool3 rows or logits are gathered only for the metrics that need them (KID,
 //! precision/recall and density/coverage; IS). Rank 0 holds the real side and computes the
@@ -122,7 +122,7 @@ impl Scorer {
             let share = (pg.rank(), pg.world_size());
             let mine = extract::real_share(&self.net, &self.cfg, n, e.batch, share, self.device, beat)?;
             let stats = reduce_moments(pg, &mine.stats)?;
-            let rows = first_rows(pg, &mine.rows, extract::real_range(n, share).start, n)?;
+            let rows = first_rows(pg, &mine.rows, extract::rank_range(n, share).start, n)?;
             if rank0 {
                 let out = Extracted { stats, rows, logits: mine.logits };
                 extract::write_cache(&cache, &out)?;
@@ -143,11 +143,10 @@ impl Scorer {
     ) -> Result<Option<Scores>> {
         self.prepare_real(pg, beat)?;
         let e = &self.cfg.eval;
-        let (rank, world) = (pg.rank(), pg.world_size());
-        let per_rank = num / u64::from(world);
+        let mine = extract::rank_range(num, (pg.rank(), pg.world_size()));
         let share = Share {
-            first: u64::from(rank) * per_rank,
-            n: per_rank,
+            first: mine.start,
+            n: mine.end - mine.start,
             batch: e.batch,
             gen_batch: e.gen_batch(),
             seed: EVAL_SEED,
@@ -156,8 +155,9 @@ impl Scorer {
         let stats = reduce_moments(pg, &fake.stats)?;
         let wants = |m: EvalMetricName| e.metrics.contains(&m);
         let per_sample = [EvalMetricName::Kid, EvalMetricName::Pr, EvalMetricName::Dc];
-        let rows = if per_sample.into_iter().any(wants) { Some(gather_rows(pg, &fake.rows)?) } else { None };
-        let logits = if wants(EvalMetricName::Is) { Some(gather_rows(pg, &fake.logits)?) } else { None };
+        let gather = |pg: &mut dyn ProcessGroup, rows: &Tensor| gather_rows(pg, rows, num);
+        let rows = if per_sample.into_iter().any(wants) { Some(gather(pg, &fake.rows)?) } else { None };
+        let logits = if wants(EvalMetricName::Is) { Some(gather(pg, &fake.logits)?) } else { None };
         let Some(real) = &self.real else { return Ok(None) };
         let mut scores = Scores::new();
         if wants(EvalMetricName::Fid) {
@@ -225,11 +225,24 @@ fn first_rows(pg: &mut dyn ProcessGroup, rows: &Tensor, first: u64, n: u64) -> R
     Ok(Tensor::from_slice(&all).view([total as i64, cols as i64]))
 }
 
-/// Every rank's rows [n, cols] (equal n everywhere), concatenated in rank order.
-fn gather_rows(pg: &mut dyn ProcessGroup, rows: &Tensor) -> Result<Tensor> {
-    let cols = rows.size()[1];
-    let mine = flatten(&[rows.shallow_clone()]);
-    let mut all = vec![0f32; mine.len() * pg.world_size() as usize];
+/// Every rank's rows of its share of `num` images ([`extract::rank_range`]), concatenated in rank
+/// order: all `num` rows in image order. Shares differ by at most one row, so each rank sends the
+/// largest share's length, zero-padded, and the padding is dropped after the gather.
+fn gather_rows(pg: &mut dyn ProcessGroup, rows: &Tensor, num: u64) -> Result<Tensor> {
+    let world = pg.world_size();
+    if world == 1 {
+        return Ok(rows.shallow_clone());
+    }
+    let cols = rows.size()[1] as usize;
+    let slot_rows = num.div_ceil(u64::from(world)) as usize;
+    let mut mine = flatten(&[rows.shallow_clone()]);
+    mine.resize(slot_rows * cols, 0.0);
+    let mut all = vec![0f32; mine.len() * world as usize];
     pg.all_gather_f32(&mine, &mut all)?;
-    Ok(Tensor::from_slice(&all).view([-1, cols]))
+    let mut ordered = Vec::with_capacity(num as usize * cols);
+    for (rank, slot) in (0..world).zip(all.chunks_exact(slot_rows * cols)) {
+        let share = extract::rank_range(num, (rank, world));
+        ordered.extend_from_slice(&slot[..(share.end - share.start) as usize * cols]);
+    }
+    Ok(Tensor::from_slice(&ordered).view([num as i64, cols as i64]))
 }
