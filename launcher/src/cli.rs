@@ -34,6 +34,9 @@ pub enum Command {
     Eval(crate::ckpt::EvalArgs),
     /// Where each rank of a running job is, and which rank holds the others up.
     Status(crate::status::StatusArgs),
+    /// Write the Kubernetes manifests of a job (ConfigMap, Indexed Job or JobSet, Service,
+    /// PodMonitor, PVC) from CONFIG, validated as `plan` does.
+    K8s(crate::k8s::K8sArgs),
     /// Inspect, verify and export checkpoints.
     #[command(subcommand)]
     Ckpt(crate::ckpt::Ckpt),

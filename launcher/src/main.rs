@@ -7,6 +7,7 @@ mod cli;
 mod console;
 mod data;
 mod job;
+mod k8s;
 mod memory;
 mod nccl_lib;
 mod nodes;
@@ -36,6 +37,7 @@ fn main() -> ExitCode {
         Some(Command::Sample(args)) => ckpt::sample(&args),
         Some(Command::Eval(args)) => ckpt::eval(&args),
         Some(Command::Status(args)) => status::run(&args),
+        Some(Command::K8s(args)) => k8s::run(&args),
         None => launch(&cli.job),
     };
     match result {

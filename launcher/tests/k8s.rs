@@ -1,7 +1,9 @@
 //! The Kubernetes files: every manifest validates offline (kubernetes-validate --strict for core
-//! kinds, schema checks for JobSet and PodMonitor; see scripts/check-k8s.sh), the ConfigMap is
-//! the config file, and the environment the Indexed Job gives its two pods starts a correct
-//! 2-node job: two launchers on loopback with exactly that environment train a few steps.
+//! kinds, schema checks for JobSet and PodMonitor; see scripts/check-k8s.sh), the committed ones
+//! are `gan-launch k8s`'s output for the demo, other jobs' manifests agree with their flags and
+//! config, bad input is refused, and the environment the Indexed Job gives its two pods starts a
+//! correct 2-node job: two launchers on loopback with exactly that environment and the
+//! ConfigMap's config train a few steps.
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -54,23 +56,167 @@ fn every_manifest_validates_and_broken_ones_do_not() {
     }
 }
 
+/// Runs `gan-launch k8s` from the repository root; returns (exit code, stderr).
+fn generate(args: &[&str]) -> (i32, String) {
+    let out = gan_launch().arg("k8s").args(args).current_dir(repo()).output().unwrap();
+    (out.status.code().unwrap_or(-1), stderr(&out))
+}
+
+const DEMO_JOB: [&str; 7] =
+    ["configs/demo.yaml", "--nodes", "2", "--gpus", "8", "--image", "ghcr.io/gan-launch/gan-launch:0.1.0"];
+
+fn yaml(path: &Path) -> serde_json::Value {
+    serde_norway::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
 #[test]
-fn the_configmap_is_the_demo_config() {
-    let out = Command::new(repo().join("scripts/k8s-configmap.sh"))
-        .arg("configs/demo.yaml")
-        .current_dir(repo())
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let committed = std::fs::read_to_string(repo().join("k8s/configmap.yaml")).unwrap();
-    assert_eq!(
-        stdout(&out),
-        committed,
-        "k8s/configmap.yaml is stale: run scripts/k8s-configmap.sh configs/demo.yaml > k8s/configmap.yaml"
-    );
-    let doc: serde_json::Value = serde_norway::from_str(&committed).unwrap();
-    let demo = std::fs::read_to_string(repo().join("configs/demo.yaml")).unwrap();
-    assert_eq!(doc["data"]["demo.yaml"].as_str().unwrap(), demo);
+fn the_committed_manifests_are_the_generators_output_for_the_demo() {
+    let dir = tempfile::tempdir().unwrap();
+    let (job_dir, jobset_dir) = (dir.path().join("job"), dir.path().join("jobset"));
+    for (out, extra) in [(&job_dir, None), (&jobset_dir, Some("--jobset"))] {
+        let mut args = DEMO_JOB.to_vec();
+        args.extend(["--out", out.to_str().unwrap()]);
+        args.extend(extra);
+        let (code, log) = generate(&args);
+        assert_eq!(code, 0, "{log}");
+        assert!(
+            log.contains("world size 16")
+                && log.contains("kubectl create secret generic gan-demo-store-token"),
+            "{log}"
+        );
+    }
+    let stale = "is stale: run gan-launch k8s configs/demo.yaml --nodes 2 --gpus 8 --image \
+                 ghcr.io/gan-launch/gan-launch:0.1.0 --out k8s (and again with --jobset)";
+    for file in manifests() {
+        let name = file.file_name().unwrap();
+        let generated = if name == "jobset.yaml" { jobset_dir.join(name) } else { job_dir.join(name) };
+        let committed = std::fs::read_to_string(&file).unwrap();
+        assert_eq!(std::fs::read_to_string(&generated).unwrap(), committed, "{} {stale}", file.display());
+    }
+    // Both variants share the ConfigMap, PVC and PodMonitor.
+    for name in ["configmap.yaml", "pvc.yaml", "podmonitor.yaml"] {
+        assert_eq!(
+            std::fs::read(job_dir.join(name)).unwrap(),
+            std::fs::read(jobset_dir.join(name)).unwrap(),
+            "{name}"
+        );
+    }
+    // The ConfigMap holds the demo config resolved for this job, loadable as a config.
+    let map = yaml(&job_dir.join("configmap.yaml"));
+    let resolved = dir.path().join("demo.yaml");
+    std::fs::write(&resolved, map["data"]["demo.yaml"].as_str().unwrap()).unwrap();
+    let cfg = gan_core::config::load_with_env(&resolved, &[], std::iter::empty()).unwrap();
+    assert_eq!((cfg.dist.nodes, cfg.dist.gpus, cfg.name()), (2, 8, "demo"));
+    assert_eq!(cfg.run.dir, Path::new("/runs"));
+    let demo =
+        gan_core::config::load_with_env(&repo().join("configs/demo.yaml"), &[], std::iter::empty()).unwrap();
+    assert_eq!(cfg.train, demo.train);
+    assert_eq!(cfg.model, demo.model);
+}
+
+#[test]
+fn manifests_for_other_jobs_validate_and_agree_with_their_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("big");
+    let (code, log) = generate(&[
+        "configs/stylegan2.yaml",
+        "--nodes",
+        "4",
+        "--gpus",
+        "8",
+        "--image",
+        "registry.example/gan:1",
+        "--jobset",
+        "--name",
+        "sg2-ffhq",
+        "--data-claim",
+        "ffhq",
+        "--set",
+        "data.path=/data/ffhq256",
+        "--set",
+        "metrics.port=9500",
+        "--set",
+        "dist.master_port=23456",
+        "--memory-gib-per-gpu",
+        "64",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{log}");
+    let files: Vec<PathBuf> =
+        ["configmap.yaml", "pvc.yaml", "jobset.yaml", "podmonitor.yaml"].map(|f| out.join(f)).into();
+    let (ok, report) = check_k8s(&files);
+    assert!(ok, "{report}");
+    let jobset = yaml(&out.join("jobset.yaml"));
+    let job = &jobset["spec"]["replicatedJobs"][0]["template"]["spec"];
+    assert_eq!((job["completions"].as_u64(), job["parallelism"].as_u64()), (Some(4), Some(4)));
+    let pod = &job["template"]["spec"];
+    let container = &pod["containers"][0];
+    assert_eq!(container["resources"]["limits"]["nvidia.com/gpu"], 8);
+    assert_eq!(container["resources"]["limits"]["memory"], "512Gi");
+    let env = container["env"].as_array().unwrap();
+    let master = env.iter().find(|v| v["name"] == "MASTER_ADDR").unwrap();
+    assert_eq!(master["value"], "sg2-ffhq-node-0-0.sg2-ffhq");
+    let ports: Vec<(String, u64)> = container["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["name"].as_str().unwrap().to_string(), p["containerPort"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(ports[0], ("store".into(), 23456));
+    assert_eq!(ports[1], ("metrics-l".into(), 9409));
+    assert_eq!(ports[2..].len(), 8);
+    assert_eq!(ports[9], ("metrics-r7".into(), 9507));
+    let claims: Vec<&str> = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v["persistentVolumeClaim"]["claimName"].as_str())
+        .collect();
+    assert_eq!(claims, ["gan-runs", "ffhq"]);
+    let monitor = yaml(&out.join("podmonitor.yaml"));
+    let scraped: Vec<&str> = monitor["spec"]["podMetricsEndpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["port"].as_str().unwrap())
+        .collect();
+    assert_eq!(scraped, ports[1..].iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>());
+    assert_eq!(monitor["spec"]["selector"]["matchLabels"]["app.kubernetes.io/instance"], "sg2-ffhq");
+
+    // CPU ranks: no GPU limit. Metrics on free ports: no fixed ports to scrape, so no PodMonitor.
+    let cpu = dir.path().join("cpu");
+    let mut args = DEMO_JOB.to_vec();
+    args.extend(["--set", "train.device=cpu", "--set", "metrics.port=0", "--out", cpu.to_str().unwrap()]);
+    let (code, log) = generate(&args);
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("no PodMonitor"), "{log}");
+    assert!(!cpu.join("podmonitor.yaml").exists());
+    let job = std::fs::read_to_string(cpu.join("job.yaml")).unwrap();
+    assert!(!job.contains("nvidia.com/gpu") && !job.contains("metrics-r0"), "{job}");
+}
+
+#[test]
+fn bad_jobs_are_refused_with_the_key_and_nothing_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let out_arg = out.to_str().unwrap();
+    let cases: [(&[&str], &str); 5] = [
+        (&["--name", "My_Job"], "`--name`"),
+        (&["--set", "data.source=prepared", "--set", "data.path=/home/me/ffhq"], "`data.path`"),
+        (&["--set", "train.batch_size=33"], "`train.batch_size`"),
+        (&["--set", "dist.master_port=0"], "`dist.master_port`"),
+        (&["--runs-claim", "Runs"], "`--runs-claim`"),
+    ];
+    for (extra, key) in cases {
+        let mut args = DEMO_JOB.to_vec();
+        args.extend(extra);
+        args.extend(["--out", out_arg]);
+        let (code, log) = generate(&args);
+        assert_eq!(code, 2, "{extra:?}: {log}");
+        assert!(log.contains(key), "{extra:?}: {log}");
+        assert!(!out.exists(), "{extra:?} wrote files");
+    }
 }
 
 /// The pod environment of completion index `index`, as Kubernetes builds it from job.yaml.
@@ -96,10 +242,8 @@ fn pod_env(job: &serde_json::Value, index: u32, token: &str) -> Vec<(String, Str
 #[test]
 fn two_launchers_with_the_indexed_jobs_pod_environment_train_together() {
     gan_train_path();
-    let job: serde_json::Value =
-        serde_norway::from_str(&std::fs::read_to_string(repo().join("k8s/job.yaml")).unwrap()).unwrap();
-    let service: serde_json::Value =
-        serde_norway::from_str(&std::fs::read_to_string(repo().join("k8s/service.yaml")).unwrap()).unwrap();
+    let job = yaml(&repo().join("k8s/job.yaml"));
+    let service = yaml(&repo().join("k8s/service.yaml"));
     let name = job["metadata"]["name"].as_str().unwrap();
     let nodes = job["spec"]["completions"].as_u64().unwrap();
     assert_eq!(nodes, job["spec"]["parallelism"].as_u64().unwrap());
@@ -117,14 +261,13 @@ fn two_launchers_with_the_indexed_jobs_pod_environment_train_together() {
     // The ConfigMap mounted at /config and the volume at /runs become directories here.
     let config_dir = dir.path().join("config");
     std::fs::create_dir_all(&config_dir).unwrap();
-    std::fs::copy(repo().join("configs/demo.yaml"), config_dir.join("demo.yaml")).unwrap();
-    let args: Vec<String> = args
-        .iter()
-        .map(|a| {
-            a.replace("/config/", &format!("{}/", config_dir.display()))
-                .replace("=/runs", &format!("={}/runs", dir.path().display()))
-        })
-        .collect();
+    let map = yaml(&repo().join("k8s/configmap.yaml"));
+    for (file, text) in map["data"].as_object().unwrap() {
+        std::fs::write(config_dir.join(file), text.as_str().unwrap()).unwrap();
+    }
+    let args: Vec<String> =
+        args.iter().map(|a| a.replace("/config/", &format!("{}/", config_dir.display()))).collect();
+    let runs = dir.path().join("runs");
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let pods: Vec<_> = (0..nodes as u32)
         .map(|index| {
@@ -137,30 +280,29 @@ fn two_launchers_with_the_indexed_jobs_pod_environment_train_together() {
                         assert_eq!(value, &node0);
                         *value = "127.0.0.1".into();
                     }
-                    // No GPUs here: one CPU rank per pod instead of one per GPU.
-                    "GAN_DIST__GPUS" => *value = "1".into(),
-                    // A free port instead of 29500, so tests can run side by side.
-                    "GAN_DIST__MASTER_PORT" => *value = port.to_string(),
                     // The caches live on the shared run volume, as /runs does here.
                     "GAN_LAUNCH_CACHE" => {
                         assert!(value.starts_with("/runs/"), "{value}");
-                        *value = value.replacen("/runs", &format!("{}/runs", dir.path().display()), 1);
+                        *value = value.replacen("/runs", &runs.display().to_string(), 1);
                     }
                     _ => {}
                 }
             }
             gan_launch()
                 .args(&args)
-                // A few steps instead of the demo's 30 kimg, and free metrics ports.
+                // A few steps instead of the demo's 30 kimg; no GPUs here, so one CPU rank per pod
+                // instead of one per GPU; free ports, so tests can run side by side.
+                .args(["--set", "train.total_kimg=0.128", "--gpus", "1", "--master-port", &port.to_string()])
                 .args([
-                    "--set",
-                    "train.total_kimg=0.128",
                     "--set",
                     "metrics.port=0",
                     "--set",
                     "metrics.launcher_port=0",
+                    "--set",
+                    "log.progress=false",
                 ])
-                .args(["--set", "log.progress=false"])
+                .arg("--set")
+                .arg(format!("run.dir={}", runs.display()))
                 .envs(env)
                 .current_dir(dir.path())
                 .stderr(std::process::Stdio::piped())
@@ -179,4 +321,5 @@ fn two_launchers_with_the_indexed_jobs_pod_environment_train_together() {
     );
     assert!(stderr(&outs[1]).contains("[launcher node=1]"), "{}", stderr(&outs[1]));
     assert!(node0_log.contains("training finished step=2"), "{node0_log}");
+    assert!(runs.join("demo/checkpoints/latest").exists(), "the run is on the runs volume");
 }

@@ -52,6 +52,21 @@ pub fn load_with_env(
     sets: &[SetOverride],
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<RunConfig> {
+    load_checked(path, sets, env, super::validate)
+}
+
+/// Loads a config that will run on other machines (`gan-launch k8s`): every check but those of
+/// paths on this machine, which only the machines that run it can make.
+pub fn load_elsewhere(path: &Path, sets: &[SetOverride]) -> Result<RunConfig> {
+    load_checked(path, sets, std::env::vars(), super::validate::validate_portable)
+}
+
+fn load_checked(
+    path: &Path,
+    sets: &[SetOverride],
+    env: impl IntoIterator<Item = (String, String)>,
+    validate: fn(&RunConfig) -> Result<()>,
+) -> Result<RunConfig> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::ConfigFile { path: path.to_path_buf(), message: e.to_string() })?;
     let env: HashMap<String, String> = env.into_iter().filter(|(k, _)| is_config_env(k)).collect();
@@ -73,7 +88,7 @@ pub fn load_with_env(
     if cfg.run.name.is_none() {
         cfg.run.name = path.file_stem().map(|s| s.to_string_lossy().into_owned());
     }
-    super::validate(&cfg).map_err(|e| match e {
+    validate(&cfg).map_err(|e| match e {
         Error::Config { key, message, .. } => {
             let origin = origin_of(&key, sets, &env);
             Error::Config { key, message, origin }

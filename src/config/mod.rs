@@ -17,7 +17,7 @@ mod tests;
 use std::path::Path;
 
 use enums::config_enum;
-pub use load::{load, load_resolved, load_with_env, SetOverride, ENV_PREFIX};
+pub use load::{load, load_elsewhere, load_resolved, load_with_env, SetOverride, ENV_PREFIX};
 pub use model::*;
 pub use operations::*;
 pub use plan::{batch_per_rank, device_for, format_plan, plan, rank_seed, world_size, HostFacts, RankPlan};

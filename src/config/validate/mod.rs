@@ -13,6 +13,12 @@ use crate::error::{Error, Result};
 
 /// Validates a loaded config as a whole.
 pub fn validate(cfg: &RunConfig) -> Result<()> {
+    validate_portable(cfg)?;
+    validate_local_paths(cfg)
+}
+
+/// Every check that does not look at this machine's files.
+pub fn validate_portable(cfg: &RunConfig) -> Result<()> {
     validate_run(cfg)?;
     validate_dist(cfg)?;
     validate_data(cfg)?;
@@ -320,6 +326,11 @@ fn validate_train(cfg: &RunConfig) -> Result<()> {
 
 fn validate_checkpoint(cfg: &RunConfig) -> Result<()> {
     positive("checkpoint.keep_last", cfg.checkpoint.keep_last)?;
+    Ok(())
+}
+
+/// The paths the config names exist here.
+fn validate_local_paths(cfg: &RunConfig) -> Result<()> {
     if let ResumeFrom::Path(path) = cfg.checkpoint.resume_from() {
         if !path.exists() {
             return Err(Error::config(
