@@ -104,6 +104,12 @@ fn invalid_combinations_are_refused() {
         (&["data.num_classes=0"], "model.conditional", "num_classes"),
         (&["dist.gpus=3"], "train.batch_size", "multiple of ranks x batch_per_rank"),
         (&["train.batch_per_rank=12"], "train.batch_size", "1 x 12"),
+        // A recipe's batch_per_rank on more ranks: the global batch splits, batch_per_rank is the fix.
+        (
+            &["train.batch_per_rank=32", "dist.gpus=4"],
+            "train.batch_size",
+            "4 x 32 = 128 (or train.batch_per_rank a divisor of batch_size / ranks = 8, e.g. 8)",
+        ),
         (&["train.d_opt.betas=[0.5, 1.0]"], "train.d_opt.betas[1]", "[0, 1)"),
         (&["data.num_classes=9"], "data.num_classes", "at most 8"),
         (&["log.level=loud"], "log.level", "info"),

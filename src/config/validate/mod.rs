@@ -262,10 +262,21 @@ fn validate_batch(cfg: &RunConfig) -> Result<()> {
         ));
     }
     if !t.batch_size.is_multiple_of(world * per_rank) {
+        // A recipe's batch_per_rank fits the GPU count it was written for; on more ranks the
+        // global batch usually still splits, and a smaller batch_per_rank is the fix.
+        let share = t.batch_size / world;
+        let hint = if t.batch_per_rank.is_some() && t.batch_size.is_multiple_of(world) {
+            format!(" (or train.batch_per_rank a divisor of batch_size / ranks = {share}, e.g. {share})")
+        } else {
+            String::new()
+        };
         return Err(Error::config(
             "train.batch_size",
             t.batch_size,
-            format!("a multiple of ranks x batch_per_rank = {world} x {per_rank} = {}", world * per_rank),
+            format!(
+                "a multiple of ranks x batch_per_rank = {world} x {per_rank} = {}{hint}",
+                world * per_rank
+            ),
         ));
     }
     Ok(())
