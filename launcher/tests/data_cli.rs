@@ -86,7 +86,8 @@ fn a_missing_dataset_is_named_before_any_rank_starts() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(stderr(&out).contains("/nonexistent/ds/index.json"), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("/nonexistent/ds/index.json") && err.contains("gan-launch data prepare"), "{err}");
     let out = gan_launch()
         .arg("plan")
         .arg(shipped_config("ci-tiny.yaml"))

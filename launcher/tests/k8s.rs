@@ -97,7 +97,8 @@ fn the_committed_manifests_are_the_generators_output_for_the_demo() {
     let streamed = gan_launch().arg("k8s").args(DEMO_JOB).current_dir(repo()).output().unwrap();
     assert!(streamed.status.success(), "{}", stderr(&streamed));
     let files = ["configmap.yaml", "pvc.yaml", "service.yaml", "job.yaml", "podmonitor.yaml"];
-    let joined: Vec<String> = files.iter().map(|f| std::fs::read_to_string(job_dir.join(f)).unwrap()).collect();
+    let joined: Vec<String> =
+        files.iter().map(|f| std::fs::read_to_string(job_dir.join(f)).unwrap()).collect();
     assert_eq!(stdout(&streamed), joined.join("---\n"));
     // Both variants share the ConfigMap, PVC and PodMonitor.
     for name in ["configmap.yaml", "pvc.yaml", "podmonitor.yaml"] {

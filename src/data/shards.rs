@@ -177,7 +177,18 @@ pub struct PreparedDataset {
 pub fn read_index(dir: &Path) -> Result<DatasetIndex> {
     let index_path = dir.join(INDEX_FILE);
     let bad = |message: String| Error::Dataset { path: index_path.clone(), message };
-    let text = std::fs::read(&index_path).map_err(|e| bad(format!("cannot read the index: {e}")))?;
+    let text = std::fs::read(&index_path).map_err(|e| {
+        // The usual cause: the dataset was never prepared (or data.path points elsewhere).
+        let hint = if e.kind() == std::io::ErrorKind::NotFound {
+            format!(
+                "; is it prepared? `gan-launch data prepare --from IMAGES --out {} --resolution R` writes it",
+                dir.display()
+            )
+        } else {
+            String::new()
+        };
+        bad(format!("cannot read the index: {e}{hint}"))
+    })?;
     let index: DatasetIndex =
         serde_json::from_slice(&text).map_err(|e| bad(format!("not a valid index: {e}")))?;
     if index.format != FORMAT || index.version != FORMAT_VERSION {
