@@ -124,6 +124,8 @@ fn invalid_combinations_are_refused() {
         ),
         (&["model.arch=stylegan2", "model.d_architecture=skip"], "model.d_architecture", "resnet"),
         (&["train.precision=fp16"], "train.precision", "bf16"),
+        (&["train.rollback_lr_mult=0"], "train.rollback_lr_mult", "(0, 1]"),
+        (&["train.rollback_lr_mult=2"], "train.rollback_lr_mult", "(0, 1]"),
         (&["eval.every_kimg=1", "eval.num=1"], "eval.num", "at least 2 per rank: 2 for world size 1"),
         (&["eval.every_kimg=1", "eval.metrics=[fid, lpips]"], "eval.metrics[1]", "`pr`, `dc`"),
         (

@@ -79,6 +79,12 @@ pub struct TrainSection {
     /// the first, with the error.
     #[serde(default = "default_max_rollbacks")]
     pub max_rollbacks: u32,
+    /// After each rollback (non-finite loss or mode dropping), G's and D's learning rates are
+    /// multiplied by this: after r rollbacks they are lr x mult^r (1 = unchanged; a lower rate is
+    /// the usual remedy for a run that diverged or collapsed). It follows from the rollback count,
+    /// which checkpoints keep, so a resume or restart keeps the lowered rates.
+    #[serde(default = "default_rollback_lr_mult")]
+    pub rollback_lr_mult: f64,
     /// Orthogonal regularisation strength for G and D (BigGAN's `--G_ortho`/`--D_ortho`; the
     /// paper's 1e-4; 0 = off). G's shared class embedding is exempt, as in the reference.
     #[serde(default)]
@@ -181,6 +187,10 @@ config_enum! {
         /// A zeroed square of half the size.
         Cutout => "cutout",
     }
+}
+
+fn default_rollback_lr_mult() -> f64 {
+    1.0
 }
 
 fn default_max_rollbacks() -> u32 {

@@ -299,6 +299,13 @@ fn validate_train(cfg: &RunConfig) -> Result<()> {
         return Err(Error::config("train.r1_gamma", t.r1_gamma, "a finite number >= 0 (0 turns R1 off)"));
     }
     positive("train.r1_interval", t.r1_interval)?;
+    if !(t.rollback_lr_mult > 0.0 && t.rollback_lr_mult <= 1.0) {
+        return Err(Error::config(
+            "train.rollback_lr_mult",
+            t.rollback_lr_mult,
+            "a number in (0, 1] (1 keeps the learning rates after a rollback)",
+        ));
+    }
     if !(t.ema_kimg >= 0.0 && t.ema_kimg.is_finite()) {
         return Err(Error::config("train.ema_kimg", t.ema_kimg, "a finite number >= 0 (0 turns EMA off)"));
     }

@@ -101,7 +101,12 @@ fn rebuild(mut old: Setup, rollbacks: u32) -> Result<Setup> {
     if setup.is_rank0() {
         let from =
             setup.resumed.as_ref().map_or("the start".to_string(), |r| format!("step {}", r.state.step));
-        tracing::warn!(rollbacks, "rolled back to {from}; training goes on with fresh random streams");
+        let lr = if setup.cfg.train.rollback_lr_mult < 1.0 {
+            format!(" and learning rates G {:.3e}, D {:.3e}", setup.g_opt.lr, setup.d_opt.lr)
+        } else {
+            String::new()
+        };
+        tracing::warn!(rollbacks, "rolled back to {from}; training goes on with fresh random streams{lr}");
     }
     Ok(setup)
 }
@@ -147,7 +152,7 @@ mod tests {
         let _lock = TORCH_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
         let straight = run(&config(dirs[0].path(), 1, &[]), u64::MAX).unwrap();
-        let cfg = config(dirs[1].path(), 1, &[]);
+        let cfg = config(dirs[1].path(), 1, &["train.rollback_lr_mult=0.5"]);
         let rolled = run(&cfg, 12).unwrap();
         assert_eq!(rolled.step, 32, "training reached its end after the rollback");
         // The last start resumed at step 8 (the checkpoint before the bad tick); its ticks are
@@ -167,6 +172,11 @@ mod tests {
         assert_ne!(rollback_seed(rank_seed, 1), rank_seed);
         let restarted = setup(&cfg, true);
         assert_eq!((restarted.rollbacks, restarted.plan.seed), (1, rollback_seed(rank_seed, 1)));
+        // train.rollback_lr_mult 0.5: the rates are halved from the rollback on, on a restart too.
+        let unrolled = setup(&config(dirs[0].path(), 1, &[]), true);
+        assert_eq!(unrolled.rollbacks, 0);
+        assert_eq!(restarted.g_opt.lr, unrolled.g_opt.lr * 0.5);
+        assert_eq!(restarted.d_opt.lr, unrolled.d_opt.lr * 0.5);
 
         // With no rollbacks allowed, the run stops with the error, as before.
         let cfg = config(dirs[2].path(), 0, &[]);

@@ -186,6 +186,10 @@ impl Setup {
         let saved_rollbacks = resumed.as_ref().map_or(0, |r| r.state.rollbacks);
         let rollbacks = carried.as_ref().map_or(0, |c| c.rollbacks).max(saved_rollbacks);
         plan.seed = gan_core::rng::rollback_seed(plan.seed, rollbacks);
+        // Learning rates follow the rollback count (not stored: derived, like the streams).
+        let lr_scale = cfg.train.rollback_lr_mult.powi(rollbacks as i32);
+        g_opt.lr *= lr_scale;
+        d_opt.lr *= lr_scale;
         let start = resumed.as_ref().map_or(Position::default(), |r| Position {
             step: r.state.step,
             cur_nimg: r.state.cur_nimg,
