@@ -81,11 +81,16 @@ pub fn report(
         );
         return Ok(());
     }
+    let world = config::world_size(cfg);
     let advice = match memory::largest_fitting_batch(m, cfg, target.gpu_bytes) {
         Some(b) => format!(
             "set train.batch_per_rank={b}: {} rounds of {b} keep train.batch_size {}",
-            cfg.train.batch_size / (config::world_size(cfg) * b),
+            cfg.train.batch_size / (world * b),
             cfg.train.batch_size
+        ),
+        None if !cfg.train.batch_size.is_multiple_of(world) => format!(
+            "accumulating smaller rounds needs a train.batch_size that splits evenly over the {world} ranks \
+             (a multiple of {world}), or use a larger GPU"
         ),
         None => "not even one image per round fits: use a larger GPU or a smaller model".into(),
     };

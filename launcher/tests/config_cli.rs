@@ -48,8 +48,10 @@ fn wrong_type_exits_2_naming_key_and_value() {
 
 #[test]
 fn invalid_combination_exits_2_with_what_is_allowed() {
-    let out = plan(GOOD, &["--gpus", "3"], &[]);
-    assert_user_error(&out, &["`train.batch_size`", "multiple of ranks x batch_per_rank = 3 x 10 = 30"]);
+    let out = plan(GOOD, &["--gpus", "40"], &[]);
+    assert_user_error(&out, &["`train.batch_size`", "at least the world size 40"]);
+    let out = plan(GOOD, &["--gpus", "3", "--set", "train.batch_per_rank=4"], &[]);
+    assert_user_error(&out, &["`train.batch_size`", "multiple of ranks x batch_per_rank = 3 x 4 = 12"]);
     let out = plan(&GOOD.replace("num_classes: 4", "num_classes: 0"), &[], &[]);
     assert_user_error(&out, &["`model.conditional`", "num_classes"]);
     let out = plan(GOOD, &["--set", "model.arch=stylegan9"], &[]);

@@ -138,8 +138,9 @@ fn evaluation_during_training_is_the_same_with_one_and_two_ranks() {
     let sets = [
         format!("run.dir={}", dir.path().display()),
         "eval.every_kimg=0.25".into(),
-        // 21: two ranks draw 10 and 11 images, one rank all of them.
-        "eval.num=21".into(),
+        // 39: two ranks draw 20 and 19 images (batches still line up with one rank's), one rank
+        // all of them.
+        "eval.num=39".into(),
         "eval.num_real=40".into(),
         "eval.batch=10".into(),
         // G_ema generates in passes of 4 (4, 4, 2 per feature batch).

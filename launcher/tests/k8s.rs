@@ -211,7 +211,7 @@ fn bad_jobs_are_refused_with_the_key_and_nothing_written() {
     let cases: [(&[&str], &str); 5] = [
         (&["--name", "My_Job"], "`--name`"),
         (&["--set", "data.source=prepared", "--set", "data.path=/home/me/ffhq"], "`data.path`"),
-        (&["--set", "train.batch_size=33"], "`train.batch_size`"),
+        (&["--set", "train.batch_size=8"], "`train.batch_size`"),
         (&["--set", "dist.master_port=0"], "`dist.master_port`"),
         (&["--runs-claim", "Runs"], "`--runs-claim`"),
     ];

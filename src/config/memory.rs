@@ -148,8 +148,12 @@ fn evaluation(m: &MemoryMeasurement, cfg: &RunConfig) -> Option<(u64, bool)> {
 
 /// The largest batch per round that keeps a rank within [`GPU_FILL`] of `gpu_bytes`: a divisor
 /// of the rank's share of `train.batch_size` (the rest becomes accumulation rounds) that the
-/// config accepts. None when not even one image per round fits.
+/// config accepts. None when not even one image per round fits, or when the batch does not split
+/// evenly over the ranks (and so cannot be accumulated in rounds).
 pub fn largest_fitting_batch(m: &MemoryMeasurement, cfg: &RunConfig, gpu_bytes: u64) -> Option<u32> {
+    if !cfg.train.batch_size.is_multiple_of(world_size(cfg)) {
+        return None; // rounds of one size on every rank need even shares
+    }
     let share = cfg.train.batch_size / world_size(cfg);
     let limit = gpu_bytes as f64 * GPU_FILL;
     (1..=share).rev().filter(|b| share.is_multiple_of(*b)).find(|&b| {

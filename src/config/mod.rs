@@ -20,7 +20,10 @@ use enums::config_enum;
 pub use load::{load, load_elsewhere, load_resolved, load_with_env, SetOverride, ENV_PREFIX};
 pub use model::*;
 pub use operations::*;
-pub use plan::{batch_per_rank, device_for, format_plan, plan, rank_seed, world_size, HostFacts, RankPlan};
+pub use plan::{
+    batch_of_rank, batch_per_rank, device_for, format_plan, per_rank_batches, plan, rank_seed, rank_share,
+    world_size, HostFacts, RankPlan,
+};
 pub use schema::*;
 pub use train::*;
 pub use validate::validate;

@@ -1,5 +1,7 @@
 //! The per-rank plan: what each rank of a run will do, derived from the config alone, so that
 //! `gan-launch plan` and the ranks themselves agree without talking to each other.
+use std::ops::Range;
+
 use serde::Serialize;
 
 use super::schema::RunConfig;
@@ -45,15 +47,40 @@ pub fn world_size(cfg: &RunConfig) -> u32 {
     cfg.dist.nodes * cfg.dist.gpus
 }
 
-/// Images per forward pass on one rank.
+/// Rank `rank`'s contiguous share of `n` items (images of a step, of an evaluation) split over
+/// `world` ranks: shares differ by at most one, the larger ones first, so any count splits over
+/// any world size and rank 0's share is the largest. In rank order they cover `0..n` in order.
+pub fn rank_share(n: u64, rank: u32, world: u32) -> Range<u64> {
+    let (rank, world) = (u64::from(rank), u64::from(world));
+    let (base, extra) = (n / world, n % world);
+    let start = rank * base + rank.min(extra);
+    start..start + base + u64::from(rank < extra)
+}
+
+/// Images per forward pass on rank `rank`: `train.batch_per_rank`, else its share of
+/// `train.batch_size` (then one round a step; shares may differ by one image between ranks).
+pub fn batch_of_rank(cfg: &RunConfig, rank: u32) -> u32 {
+    match cfg.train.batch_per_rank {
+        Some(b) => b,
+        None => rank_share(u64::from(cfg.train.batch_size), rank, world_size(cfg)).count() as u32,
+    }
+}
+
+/// The largest images per forward pass of any rank (rank 0's).
 pub fn batch_per_rank(cfg: &RunConfig) -> u32 {
-    cfg.train.batch_per_rank.unwrap_or(cfg.train.batch_size / world_size(cfg))
+    batch_of_rank(cfg, 0)
+}
+
+/// The distinct per-rank batches of the run: one, or two when the batch does not split evenly.
+pub fn per_rank_batches(cfg: &RunConfig) -> Vec<u32> {
+    let mut batches = vec![batch_of_rank(cfg, 0), batch_of_rank(cfg, world_size(cfg) - 1)];
+    batches.dedup();
+    batches
 }
 
 /// The plan of every rank of the run, in rank order.
 pub fn plan(cfg: &RunConfig, host: HostFacts) -> Vec<RankPlan> {
     let world = world_size(cfg);
-    let per_rank = batch_per_rank(cfg);
     let local_ranks = cfg.dist.gpus;
     let threads = (host.cpus / local_ranks).max(1);
     (0..world)
@@ -65,8 +92,8 @@ pub fn plan(cfg: &RunConfig, host: HostFacts) -> Vec<RankPlan> {
                 node_rank: rank / local_ranks,
                 device: device_for(cfg.train.device, local_rank, host.gpus),
                 threads: cfg.train.threads.unwrap_or(threads),
-                batch_per_rank: per_rank,
-                accumulation: cfg.train.batch_size / (world * per_rank),
+                batch_per_rank: batch_of_rank(cfg, rank),
+                accumulation: cfg.train.batch_per_rank.map_or(1, |b| cfg.train.batch_size / (world * b)),
                 seed: rank_seed(cfg.run.seed, rank),
             }
         })

@@ -102,7 +102,6 @@ fn invalid_combinations_are_refused() {
     let cases: &[(&[&str], &str, &str)] = &[
         (&["data.resolution=24"], "data.resolution", "power of two"),
         (&["data.num_classes=0"], "model.conditional", "num_classes"),
-        (&["dist.gpus=3"], "train.batch_size", "multiple of ranks x batch_per_rank"),
         (&["train.batch_per_rank=12"], "train.batch_size", "1 x 12"),
         // A recipe's batch_per_rank on more ranks: the global batch splits, batch_per_rank is the fix.
         (
@@ -231,8 +230,8 @@ fn errors_name_the_layer_that_set_the_bad_value() {
     let (key, msg) = config_error(BASE, &[], &[("GAN_TRAIN__BATCH_SIZE", "abc")]);
     assert_eq!(key, "train.batch_size");
     assert!(msg.contains("GAN_TRAIN__BATCH_SIZE=abc"), "{msg}");
-    let (_, msg) = config_error(BASE, &["train.batch_size=33", "dist.gpus=2"], &[]);
-    assert!(msg.contains("--set train.batch_size=33"), "{msg}");
+    let (_, msg) = config_error(BASE, &["train.batch_size=1", "dist.gpus=2"], &[]);
+    assert!(msg.contains("--set train.batch_size=1"), "{msg}");
 }
 
 #[test]
@@ -248,6 +247,35 @@ fn plan_splits_batch_threads_and_seeds() {
     let gpu = plan(&cfg, HostFacts { gpus: 2, cpus: 8 });
     assert_eq!(gpu[1].device, "cuda:1");
     assert!(format_plan(&plans).contains("cpu"));
+}
+
+#[test]
+fn a_batch_that_does_not_split_evenly_gives_ranks_shares_a_step() {
+    // No power-of-two rule: 32 images on 3 ranks are 11, 11 and 10, one round each.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = load_with_env(&write(&dir, BASE), &sets(&["dist.gpus=3"]), env(&[])).unwrap();
+    let plans = plan(&cfg, HostFacts { gpus: 0, cpus: 6 });
+    let batches: Vec<(u32, u32)> = plans.iter().map(|p| (p.batch_per_rank, p.accumulation)).collect();
+    assert_eq!(batches, [(11, 1), (11, 1), (10, 1)]);
+    assert_eq!(per_rank_batches(&cfg), [11, 10]);
+    for (n, world) in [(32u64, 3u32), (50, 8), (7, 7), (1000, 1)] {
+        let shares: Vec<_> = (0..world).map(|r| rank_share(n, r, world)).collect();
+        assert_eq!(shares[0].start, 0);
+        assert_eq!(shares.last().unwrap().end, n);
+        assert!(shares
+            .windows(2)
+            .all(|w| w[0].end == w[1].start && w[0].clone().count() >= w[1].clone().count()));
+        assert!(shares.iter().all(|s| s.clone().count() as u64 >= n / u64::from(world)));
+    }
+    // Every share must take minibatch-stddev groups: 11 and 10 take no group of 4.
+    let stylegan = ["dist.gpus=3", "model.arch=stylegan2", "model.mbstd_group_size=4"];
+    let (key, msg) = config_error(BASE, &stylegan, &[]);
+    assert_eq!(key, "model.mbstd_group_size");
+    assert!(msg.contains("per-rank batch 11"), "{msg}");
+    // A fixed batch_per_rank keeps rounds alike on every rank, so it must split evenly.
+    let (key, msg) = config_error(BASE, &["dist.gpus=3", "train.batch_per_rank=4"], &[]);
+    assert_eq!(key, "train.batch_size");
+    assert!(msg.contains("or no train.batch_per_rank: each rank then takes 11 or 10 images"), "{msg}");
 }
 
 #[test]

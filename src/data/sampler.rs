@@ -8,6 +8,7 @@
 //! - the cursor is one number, the global position (= images consumed so far), the same on every
 //!   rank; a resumed run continues exactly, and a run resumed with another world size simply
 //!   splits the next global batches differently, neither repeating nor skipping an image.
+use crate::config::rank_share;
 use crate::rng::SplitMix64;
 
 /// Exact position in the data stream.
@@ -49,13 +50,11 @@ impl Sampler {
         Cursor { epoch: self.consumed / self.len, position: self.consumed % self.len }
     }
 
-    /// This rank's images of the next step of `global_batch` images (a multiple of `world`), and
+    /// This rank's images of the next step of `global_batch` images (its [`rank_share`]), and
     /// moves the stream on by the whole global batch.
     pub fn take_step(&mut self, global_batch: u64, rank: u32, world: u32) -> Vec<u64> {
-        assert!(global_batch.is_multiple_of(u64::from(world)), "the global batch splits evenly over ranks");
-        let per_rank = global_batch / u64::from(world);
-        let start = self.consumed + u64::from(rank) * per_rank;
-        let indices = (start..start + per_rank).map(|g| self.at(g)).collect();
+        let share = rank_share(global_batch, rank, world);
+        let indices = share.map(|i| self.at(self.consumed + i)).collect();
         self.consumed += global_batch;
         indices
     }
@@ -104,6 +103,20 @@ mod tests {
                 assert_eq!(first_epoch, (0..len).collect::<Vec<_>>(), "world {world} len {len}");
             }
         }
+    }
+
+    #[test]
+    fn a_batch_that_does_not_split_evenly_is_shared_without_gaps_or_repeats() {
+        // 32 images over 3 ranks: 11, 11 and 10, in stream order, as one rank would read them.
+        let mut one = Sampler::new(4, 100);
+        let expected = run(&mut one, 5, 32, 1);
+        let mut three = Sampler::new(4, 100);
+        assert_eq!(three.clone().take_step(32, 2, 3).len(), 10);
+        assert_eq!(run(&mut three, 5, 32, 3), expected);
+        // And on to 5 ranks mid-epoch (7, 7, 6, 6, 6).
+        let mut five = Sampler::resume(4, 100, three.consumed());
+        let mut whole = Sampler::resume(4, 100, three.consumed());
+        assert_eq!(run(&mut five, 3, 32, 5), run(&mut whole, 3, 32, 1));
     }
 
     #[test]

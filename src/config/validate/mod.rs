@@ -5,7 +5,7 @@ mod eval;
 use self::eval::validate_eval;
 use super::model::Arch;
 use super::operations::ResumeFrom;
-use super::plan::{batch_per_rank, world_size};
+use super::plan::{per_rank_batches, world_size};
 use super::schema::{Backend, DataSource, RunConfig};
 use super::train::Device;
 use crate::data::generated::MAX_CLASSES;
@@ -157,14 +157,15 @@ fn validate_stylegan2(cfg: &RunConfig) -> Result<()> {
     positive("model.mapping_layers", m.mapping_layers)?;
     finite_positive("model.mapping_lr_mult", m.mapping_lr_mult)?;
     positive("model.mbstd_group_size", m.mbstd_group_size)?;
-    let per_rank = batch_per_rank(cfg);
-    let group = m.mbstd_group_size.min(per_rank);
-    if per_rank > 0 && !per_rank.is_multiple_of(group) {
-        return Err(Error::config(
-            "model.mbstd_group_size",
-            m.mbstd_group_size,
-            format!("a divisor of the per-rank batch {per_rank} (minibatch-stddev groups tile it)"),
-        ));
+    for per_rank in per_rank_batches(cfg) {
+        let group = m.mbstd_group_size.min(per_rank);
+        if per_rank > 0 && !per_rank.is_multiple_of(group) {
+            return Err(Error::config(
+                "model.mbstd_group_size",
+                m.mbstd_group_size,
+                format!("a divisor of the per-rank batch {per_rank} (minibatch-stddev groups tile it)"),
+            ));
+        }
     }
     if let Some(clamp) = m.conv_clamp {
         finite_positive("model.conv_clamp", clamp)?;
@@ -195,7 +196,7 @@ fn validate_style_training(cfg: &RunConfig) -> Result<()> {
     if !(t.pl_decay > 0.0 && t.pl_decay <= 1.0) {
         return Err(Error::config("train.pl_decay", t.pl_decay, "a rate in (0, 1], e.g. 0.01"));
     }
-    let per_rank = batch_per_rank(cfg);
+    let per_rank = per_rank_batches(cfg).into_iter().min().unwrap_or(0);
     if t.pl_weight > 0.0 && per_rank > 0 && per_rank < t.pl_batch_shrink {
         return Err(Error::config(
             "train.pl_batch_shrink",
@@ -253,22 +254,29 @@ fn validate_batch(cfg: &RunConfig) -> Result<()> {
     let t = &cfg.train;
     let world = world_size(cfg);
     positive("train.batch_size", t.batch_size)?;
-    let per_rank = batch_per_rank(cfg);
-    if per_rank == 0 {
+    if t.batch_size < world {
         return Err(Error::config(
             "train.batch_size",
             t.batch_size,
             format!("at least the world size {world} (one image per rank)"),
         ));
     }
+    // Without batch_per_rank each rank takes its share of the batch in one round, and shares may
+    // differ by one image (gradients are weighted by them). With it, every rank runs the same
+    // rounds of the same size.
+    let Some(per_rank) = t.batch_per_rank else { return Ok(()) };
+    positive("train.batch_per_rank", per_rank)?;
     if !t.batch_size.is_multiple_of(world * per_rank) {
-        // A recipe's batch_per_rank fits the GPU count it was written for; on more ranks the
-        // global batch usually still splits, and a smaller batch_per_rank is the fix.
+        // A recipe's batch_per_rank fits the GPU count it was written for; on other ranks a
+        // smaller one that divides the share, or none (one round of the share), is the fix.
         let share = t.batch_size / world;
-        let hint = if t.batch_per_rank.is_some() && t.batch_size.is_multiple_of(world) {
+        let hint = if t.batch_size.is_multiple_of(world) {
             format!(" (or train.batch_per_rank a divisor of batch_size / ranks = {share}, e.g. {share})")
         } else {
-            String::new()
+            format!(
+                " (or no train.batch_per_rank: each rank then takes {} or {share} images a step)",
+                share + 1
+            )
         };
         return Err(Error::config(
             "train.batch_size",

@@ -202,14 +202,6 @@ pub fn real(
     Ok(out)
 }
 
-/// The indices of rank `rank`'s contiguous share of `n` images (real or generated): shares
-/// differ by at most one image, so any count splits over any world size, and in rank order they
-/// are the images in index order.
-pub fn rank_range(n: u64, (rank, world): (u32, u32)) -> std::ops::Range<u64> {
-    let (rank, world) = (u64::from(rank), u64::from(world));
-    rank * n / world..(rank + 1) * n / world
-}
-
 /// Features of one rank's contiguous share of the first `n` real images (with batches that line
 /// up with a single process's whenever `batch` divides the share, so the features are the same);
 /// the rows of those among the first `REAL_ROWS`.
@@ -224,7 +216,7 @@ pub fn real_share(
 ) -> Result<Extracted> {
     let source = data::open(&cfg.data, cfg.run.seed, false)?;
     tracing::info!(images = n, "computing real statistics (cached afterwards)");
-    let indices: Vec<u64> = rank_range(n, (rank, world)).collect();
+    let indices: Vec<u64> = gan_core::config::rank_share(n, rank, world).collect();
     let mut acc = Accumulator::new(REAL_ROWS.saturating_sub(indices.first().copied().unwrap_or(0)));
     let (res, ch) = (i64::from(source.resolution()), i64::from(source.channels()));
     let mut pixels = vec![0u8; source.image_bytes()];

@@ -139,13 +139,18 @@ pub fn run_phase(
     per_round: i64,
 ) -> Result<(f64, f64)> {
     begin_phase(s, phase);
+    let weight = share_weight(s);
     for round in 0..rounds {
         let real = reals.narrow(0, round * per_round, per_round);
         let c = labels.narrow(0, round * per_round, per_round);
         // Forward passes (and the gradients R1 and path length take of them) under the run's
         // precision; backward outside autocast, as torch.autocast prescribes.
         let loss = s.precision.run(|| phase_loss(s, phase, &real, &c))??;
-        (loss / rounds as f64).backward();
+        if weight == 1.0 {
+            (loss / rounds as f64).backward();
+        } else {
+            (loss * (weight / rounds as f64)).backward();
+        }
     }
     let times = end_phase(s, phase)?;
     // A GPU runs the phase's kernels after the host has queued them: wait, so phase times (and
@@ -154,6 +159,23 @@ pub fn run_phase(
         tch::Cuda::synchronize(index as i64);
     }
     Ok(times)
+}
+
+/// This rank's share of the step's images times the world size, over the batch: 1 when the batch
+/// splits evenly. Each rank's loss is a mean over its own images and the synchronisation averages
+/// gradients over ranks, so weighting each by its share makes the result the gradient of the
+/// mean over the whole batch when shares differ by an image.
+fn share_weight(s: &Setup) -> f64 {
+    let share = u64::from(s.plan.batch_per_rank * s.plan.accumulation);
+    weight_of_share(share, u64::from(s.pg.world_size()), u64::from(s.cfg.train.batch_size))
+}
+
+fn weight_of_share(share: u64, world: u64, batch: u64) -> f64 {
+    if share * world == batch {
+        1.0
+    } else {
+        (share * world) as f64 / batch as f64
+    }
 }
 
 /// Freezes the network the phase does not train, so backward computes no gradients for it.
@@ -332,4 +354,37 @@ pub fn batch_to_tensors(batch: &Batch, device: tch::Device) -> (Tensor, Tensor) 
     let images = pixels.permute([0, 3, 1, 2]).to_kind(Kind::Float).contiguous() / 127.5 - 1.0;
     let labels: Vec<i64> = batch.labels.iter().map(|&l| i64::from(l)).collect();
     (images, Tensor::from_slice(&labels).to_device(device))
+}
+
+#[cfg(test)]
+mod share_tests {
+    use super::weight_of_share;
+    use gan_core::config::rank_share;
+    use gan_core::rng::SplitMix64;
+
+    /// Ranks average their weighted per-rank mean losses (as the gradient sync averages their
+    /// gradients, which are linear in the losses): the result is the mean over the whole batch,
+    /// for shares that split evenly or not.
+    #[test]
+    fn weighted_rank_means_average_to_the_batch_mean() {
+        let mut rng = SplitMix64::new(7);
+        for (batch, world) in [(32u64, 3u32), (50, 8), (64, 6), (32, 4), (5, 5)] {
+            let losses: Vec<f64> = (0..batch).map(|_| rng.next_f64() * 10.0).collect();
+            let batch_mean = losses.iter().sum::<f64>() / batch as f64;
+            let synced = (0..world)
+                .map(|rank| {
+                    let mine = &losses[rank_share(batch, rank, world).start as usize..]
+                        [..rank_share(batch, rank, world).count()];
+                    let rank_mean = mine.iter().sum::<f64>() / mine.len() as f64;
+                    rank_mean * weight_of_share(mine.len() as u64, u64::from(world), batch)
+                })
+                .sum::<f64>()
+                / f64::from(world);
+            assert!(
+                (synced - batch_mean).abs() < 1e-12 * batch_mean,
+                "{batch} on {world}: {synced} vs {batch_mean}"
+            );
+        }
+        assert_eq!(weight_of_share(8, 4, 32), 1.0, "even shares: exactly 1, so nothing changes");
+    }
 }

@@ -17,7 +17,7 @@ use crate::eval::weights::{self, FeatureNet};
 use crate::models::Generator;
 use crate::train::sync::flatten;
 use gan_core::comm::{broadcast_bytes, ProcessGroup, ReduceOp};
-use gan_core::config::{EvalMetricName, RunConfig};
+use gan_core::config::{rank_share, EvalMetricName, RunConfig};
 use gan_core::data::classes::ClassDistribution;
 use gan_core::error::{Error, Result};
 
@@ -122,7 +122,7 @@ impl Scorer {
             let share = (pg.rank(), pg.world_size());
             let mine = extract::real_share(&self.net, &self.cfg, n, e.batch, share, self.device, beat)?;
             let stats = reduce_moments(pg, &mine.stats)?;
-            let rows = first_rows(pg, &mine.rows, extract::rank_range(n, share).start, n)?;
+            let rows = first_rows(pg, &mine.rows, rank_share(n, share.0, share.1).start, n)?;
             if rank0 {
                 let out = Extracted { stats, rows, logits: mine.logits };
                 extract::write_cache(&cache, &out)?;
@@ -143,7 +143,7 @@ impl Scorer {
     ) -> Result<Option<Scores>> {
         self.prepare_real(pg, beat)?;
         let e = &self.cfg.eval;
-        let mine = extract::rank_range(num, (pg.rank(), pg.world_size()));
+        let mine = rank_share(num, pg.rank(), pg.world_size());
         let share = Share {
             first: mine.start,
             n: mine.end - mine.start,
@@ -225,7 +225,7 @@ fn first_rows(pg: &mut dyn ProcessGroup, rows: &Tensor, first: u64, n: u64) -> R
     Ok(Tensor::from_slice(&all).view([total as i64, cols as i64]))
 }
 
-/// Every rank's rows of its share of `num` images ([`extract::rank_range`]), concatenated in rank
+/// Every rank's rows of its share of `num` images ([`rank_share`]), concatenated in rank
 /// order: all `num` rows in image order. Shares differ by at most one row, so each rank sends the
 /// largest share's length, zero-padded, and the padding is dropped after the gather.
 fn gather_rows(pg: &mut dyn ProcessGroup, rows: &Tensor, num: u64) -> Result<Tensor> {
@@ -241,7 +241,7 @@ fn gather_rows(pg: &mut dyn ProcessGroup, rows: &Tensor, num: u64) -> Result<Ten
     pg.all_gather_f32(&mine, &mut all)?;
     let mut ordered = Vec::with_capacity(num as usize * cols);
     for (rank, slot) in (0..world).zip(all.chunks_exact(slot_rows * cols)) {
-        let share = extract::rank_range(num, (rank, world));
+        let share = rank_share(num, rank, world);
         ordered.extend_from_slice(&slot[..(share.end - share.start) as usize * cols]);
     }
     Ok(Tensor::from_slice(&ordered).view([num as i64, cols as i64]))
