@@ -37,8 +37,9 @@ fn single_rank_run_trains_and_writes_the_run_directory() {
     for key in ["git_commit", "crate_version", "host", "start_time", "rank_seeds"] {
         assert!(!manifest[key].is_null(), "manifest lacks {key}: {manifest}");
     }
-    // 0.5 kimg in ticks of 0.25 kimg: grids at kimg 0 (both ticks floor to it) and the init grid.
-    let grid = image::open(run.join("samples/fakes000000.png")).unwrap();
+    // 0.5 kimg in ticks of 0.25 kimg (8 steps of 32): grids at 256 and 512 images, and the init grid.
+    assert!(run.join("samples/fakes000000.256.png").is_file());
+    let grid = image::open(run.join("samples/fakes000000.512.png")).unwrap();
     assert_eq!((grid.width(), grid.height()), (8 * 16, 4 * 16));
     assert!(run.join("g_ema-final.safetensors").is_file());
     assert!(run.join("config.yaml").is_file());

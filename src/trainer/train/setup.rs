@@ -373,10 +373,16 @@ impl Setup {
     /// A grid from G_ema named by the kimg it was taken at, and its diversity next to the
     /// reals' (None when the reals do not vary).
     pub fn write_sample_grid(&self, kimg: f64) -> Result<Option<diversity::Diversity>> {
-        let path = self.run_dir.samples_dir().join(sample_grid_name(kimg));
+        let path = self.run_dir.samples_dir().join(self.sample_grid_name(kimg));
         let rows = self.grid.write(self.g_ema.as_ref(), &path)?;
         let reference = self.reals_diversity.as_ref();
         Ok(reference.and_then(|r| r.ratio(&rows, self.grid.row_classes().is_some())))
+    }
+
+    /// The name of the sample grid at `kimg`: to the image when grids come more than once a kimg.
+    pub fn sample_grid_name(&self, kimg: f64) -> String {
+        let t = &self.cfg.train;
+        sample_grid_name(kimg, t.kimg_per_tick * f64::from(t.sample_ticks) < 1.0)
     }
 
     /// The class of grid row `row`, when the grid's rows are classes.

@@ -97,7 +97,8 @@ fn sample_grids_and_run_files_are_written() {
     let cfg = test_config(dir.path(), &["train.total_kimg=0.5", "train.kimg_per_tick=0.25"]);
     let (_, s) = run(&cfg);
     let root = cfg.run_dir();
-    for name in ["fakes-init.png", "fakes000000.png", "reals.png"] {
+    // Ticks of 0.25 kimg (8 steps of 32): grids named to the image, so neither overwrites the other.
+    for name in ["fakes-init.png", "fakes000000.256.png", "fakes000000.512.png", "reals.png"] {
         let img = image::open(root.join("samples").join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
         // One row per class (4), 8 columns, 16 px cells.
         assert_eq!((img.width(), img.height()), (8 * 16, 4 * 16), "{name}");

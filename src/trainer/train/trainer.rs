@@ -255,7 +255,7 @@ pub(super) fn watch_diversity(s: &mut Setup, report: &TickReport, d: &diversity:
     let best = s.best_metrics.entry("sample_diversity".into()).or_insert(d.ratio);
     *best = best.max(d.ratio);
     let best = *best;
-    let grid = super::samples::sample_grid_name(report.kimg);
+    let grid = s.sample_grid_name(report.kimg);
     tracing::info!(step = report.step, "sample grid {grid}: diversity {:.2} of the reals'{lowest}", d.ratio);
     let collapsed = diversity::collapsed(best, d.ratio);
     if collapsed {
