@@ -37,6 +37,8 @@ pub enum Command {
     /// Write the Kubernetes manifests of a job (ConfigMap, Indexed Job or JobSet, Service,
     /// PodMonitor, PVC) from CONFIG, validated as `plan` does.
     K8s(crate::k8s::K8sArgs),
+    /// Check a job on this (login) node, then submit it to SLURM with the built-in sbatch script.
+    Sbatch(crate::sbatch::SbatchArgs),
     /// Inspect, verify and export checkpoints.
     #[command(subcommand)]
     Ckpt(crate::ckpt::Ckpt),

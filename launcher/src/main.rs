@@ -12,6 +12,7 @@ mod memory;
 mod nccl_lib;
 mod nodes;
 mod rank_logs;
+mod sbatch;
 mod status;
 mod supervise;
 mod telemetry;
@@ -38,6 +39,7 @@ fn main() -> ExitCode {
         Some(Command::Eval(args)) => ckpt::eval(&args),
         Some(Command::Status(args)) => status::run(&args),
         Some(Command::K8s(args)) => k8s::run(&args),
+        Some(Command::Sbatch(args)) => sbatch::run(&args),
         None => launch(&cli.job),
     };
     match result {

@@ -1,6 +1,7 @@
 //! The sbatch script on a real SLURM cluster (Debian's slurmctld, slurmd and munge with two
-//! emulated nodes, brought up by scripts/slurm-test-cluster.sh): a 2-node job of one CPU rank
-//! per node finishes with exit code 0; preempted by USR1, either to the job steps (as
+//! emulated nodes, brought up by scripts/slurm-test-cluster.sh): `gan-launch sbatch` refuses a
+//! bad job before it queues and submits a 2-node job of one CPU rank per node, which finishes
+//! with exit code 0; preempted by USR1, either to the job steps (as
 //! `--signal=USR1@90` does) or to the batch shell only (`--signal=B:USR1@90`), the job
 //! checkpoints, requeues itself and resumes at the checkpointed step with SLURM_RESTART_COUNT=1.
 mod common;
@@ -160,10 +161,29 @@ fn preempt_and_resume(cluster: &Cluster, scancel_args: &[&str]) {
 fn sbatch_script_runs_preempts_requeues_and_resumes_on_a_real_cluster() {
     gan_train_path();
     let cluster = Cluster::up();
-    // A plain 2-node run: exit code 0 through sbatch --wait.
     let dir = tempfile::tempdir().unwrap();
+    let run_dir = format!("run.dir={}", dir.path().join("runs").display());
+    let sbatch = |sets: &[&str]| {
+        let mut cmd = cluster.cmd(env!("CARGO_BIN_EXE_gan-launch"));
+        cmd.current_dir(dir.path()).arg("sbatch").arg(shipped_config("ci-tiny.yaml"));
+        cmd.args(["--nodes", "2", "--gpus", "1", "--set", &run_dir]);
+        for set in sets {
+            cmd.args(["--set", set]);
+        }
+        cmd.args(["--", "--output", &dir.path().join("job.out").display().to_string()]).output().unwrap()
+    };
+    // `gan-launch sbatch` checks the job for its 2 nodes before submitting: a bad one never queues.
+    let refused = sbatch(&["train.batch_size=1"]);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("at least the world size 2"), "{}", stderr(&refused));
+    let queue = cluster.cmd("squeue").args(["-h", "-o", "%i"]).output().unwrap();
+    assert_eq!(stdout(&queue).trim(), "", "nothing was submitted");
+    // A plain 2-node run, submitted by `gan-launch sbatch` with its built-in script: exit code 0.
     let started = Instant::now();
-    let id = cluster.submit(dir.path(), &["train.total_kimg=0.256"]);
+    let submitted = sbatch(&["train.total_kimg=0.256"]);
+    assert!(submitted.status.success(), "{}", stderr(&submitted));
+    let id = stdout(&submitted).trim().to_string();
+    assert!(stderr(&submitted).contains(&format!("submitted job {id}: ci-tiny on 2 node(s) x 1 rank(s)")));
     assert_eq!(cluster.wait(&id, Duration::from_secs(180)), "COMPLETED");
     eprintln!("2-node job wall time: {:.1} s", started.elapsed().as_secs_f64());
     let log = std::fs::read_to_string(dir.path().join("job.out")).unwrap();
