@@ -184,18 +184,28 @@ fn volumes(spec: &JobSpec) -> String {
     v
 }
 
+/// The header lines after a job file's description: the command that wrote it, then the Secret
+/// and `kubectl apply` of the files (`job_files` between the shared ones).
+fn how_to_apply(spec: &JobSpec, job_files: &str) -> String {
+    let monitor = if spec.metrics_ports.is_some() { " -f podmonitor.yaml" } else { "" };
+    format!(
+        "Written by\n#   {command}\n# Before applying:\n#   kubectl create secret generic {name}-store-token \\\n\
+         #     --from-literal=token=$(head -c16 /dev/urandom | od -An -tx1 | tr -d ' \\n')\n\
+         #   kubectl apply -f configmap.yaml -f pvc.yaml -f {job_files}{monitor}\n",
+        command = spec.command,
+        name = spec.name,
+    )
+}
+
 fn job(spec: &JobSpec) -> String {
     let master = format!("{name}-0.{name}", name = spec.name);
     format!(
         "# An Indexed Job: one pod per node, each running gan-launch, which starts one rank per GPU.\n\
          # Node rank = JOB_COMPLETION_INDEX; node 0 is reached by its stable name through the headless\n\
-         # Service (service.yaml). Written by\n#   {command}\n# Before applying:\n\
-         #   kubectl create secret generic {name}-store-token \\\n\
-         #     --from-literal=token=$(head -c16 /dev/urandom | od -An -tx1 | tr -d ' \\n')\n\
-         #   kubectl apply -f configmap.yaml -f pvc.yaml -f service.yaml -f job.yaml\n\
+         # Service (service.yaml). {apply}\
          apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: {name}\n{labels}spec:\n  completionMode: Indexed\n  \
          completions: {nodes}\n  parallelism: {nodes}\n  backoffLimit: {restarts}\n{policy}  template:\n{pod}",
-        command = spec.command,
+        apply = how_to_apply(spec, "service.yaml -f job.yaml"),
         name = spec.name,
         labels = indent(&labels(spec), 2),
         nodes = spec.nodes,
@@ -211,10 +221,7 @@ fn jobset(spec: &JobSpec) -> String {
     format!(
         "# The job as a JobSet (jobset.x-k8s.io, the substrate of Kubeflow Trainer v2): the JobSet\n\
          # controller creates the headless Service itself (network.enableDNSHostnames), so node 0 is\n\
-         # {master}. Needs the JobSet controller installed. Written by\n#   {command}\n# Before applying:\n\
-         #   kubectl create secret generic {name}-store-token \\\n\
-         #     --from-literal=token=$(head -c16 /dev/urandom | od -An -tx1 | tr -d ' \\n')\n\
-         #   kubectl apply -f configmap.yaml -f pvc.yaml -f jobset.yaml\n\
+         # {master}. Needs the JobSet controller installed. {apply}\
          apiVersion: jobset.x-k8s.io/v1alpha2\nkind: JobSet\nmetadata:\n  name: {name}\n{labels}spec:\n  network:\n    \
          enableDNSHostnames: true\n    subdomain: {name}\n  failurePolicy:\n    \
          # A failed node restarts the whole gang (all ranks resume from the newest checkpoint) ...\n    \
@@ -224,7 +231,7 @@ fn jobset(spec: &JobSpec) -> String {
          replicatedJobs:\n    - name: node\n      replicas: 1\n      template:\n        spec:\n          \
          completionMode: Indexed\n          completions: {nodes}\n          parallelism: {nodes}\n          \
          backoffLimit: 0\n{policy}          template:\n{pod}",
-        command = spec.command,
+        apply = how_to_apply(spec, "jobset.yaml"),
         name = spec.name,
         labels = indent(&labels(spec), 2),
         restarts = spec.max_restarts,
