@@ -148,7 +148,10 @@ impl JobSpec {
         let metrics_ports =
             (m.enabled && m.port != 0 && m.launcher_port != 0).then_some((m.launcher_port, m.port));
         if m.enabled && metrics_ports.is_none() {
-            eprintln!("gan-launch k8s: warning: metrics.port or metrics.launcher_port is 0 (any free port), so no PodMonitor is written");
+            eprintln!(
+                "gan-launch k8s: warning: metrics.port or metrics.launcher_port is 0 (any free port), \
+                 so no PodMonitor is written"
+            );
         }
         let config_file =
             args.config.file_name().map_or("config.yaml".into(), |f| f.to_string_lossy().into_owned());

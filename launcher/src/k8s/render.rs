@@ -1,6 +1,7 @@
-//! The manifests as text. They are written out line by line rather than serialised from values,
-//! so each keeps the comments that say why a setting is there; every value that is not a checked
-//! name or a number goes through JSON quoting, which is valid YAML.
+//! The manifests as text. They are written from templates rather than serialised from values, so
+//! each keeps the comments that say why a setting is there; every value that is not a checked
+//! name or a number goes through JSON quoting, which is valid YAML. Templates are written at
+//! column 0 and indented into place.
 use std::fmt::Write;
 
 use super::{JobSpec, CONFIG_MOUNT, DATA_MOUNT, RUNS_MOUNT};
@@ -37,11 +38,17 @@ fn labels(spec: &JobSpec) -> String {
 
 fn configmap(spec: &JobSpec) -> String {
     format!(
-        "# The config the pods run, mounted at {CONFIG_MOUNT}/{file}: the config resolved by `gan-launch k8s`\n\
-         # (file, GAN_* environment and --set, every default filled in, run.dir on the runs volume),\n\
-         # so the pods run exactly what it validated. Change the config and run `gan-launch k8s` again\n\
-         # rather than editing this.\n\
-         apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}-config\n{labels}data:\n  {key}: |\n{body}",
+        r#"# The config the pods run, mounted at {CONFIG_MOUNT}/{file}: the config resolved by `gan-launch k8s`
+# (file, GAN_* environment and --set, every default filled in, run.dir on the runs volume),
+# so the pods run exactly what it validated. Change the config and run `gan-launch k8s` again
+# rather than editing this.
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {name}-config
+{labels}data:
+  {key}: |
+{body}"#,
         file = spec.config_file,
         name = spec.name,
         labels = indent(&labels(spec), 2),
@@ -52,12 +59,21 @@ fn configmap(spec: &JobSpec) -> String {
 
 fn pvc(spec: &JobSpec) -> String {
     format!(
-        "# The run directory (checkpoints, logs, samples) and the FID cache, shared by every node of the\n\
-         # job: checkpoints are written by rank 0 and read by every rank on resume, so it must be\n\
-         # ReadWriteMany. Skip this file when the claim exists already.\n\
-         apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: {claim}\n  labels:\n    \
-         app.kubernetes.io/name: gan-launch\nspec:\n  accessModes: [ReadWriteMany]\n  resources:\n    requests:\n      \
-         storage: {gib}Gi\n",
+        r#"# The run directory (checkpoints, logs, samples) and the FID cache, shared by every node of the
+# job: checkpoints are written by rank 0 and read by every rank on resume, so it must be
+# ReadWriteMany. Skip this file when the claim exists already.
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata:
+  name: {claim}
+  labels:
+    app.kubernetes.io/name: gan-launch
+spec:
+  accessModes: [ReadWriteMany]
+  resources:
+    requests:
+      storage: {gib}Gi
+"#,
         claim = spec.runs_claim,
         gib = spec.runs_storage_gib,
     )
@@ -65,30 +81,59 @@ fn pvc(spec: &JobSpec) -> String {
 
 fn service(spec: &JobSpec) -> String {
     format!(
-        "# Headless Service: gives every pod of the Indexed Job a stable DNS name, <job>-<index>.{name},\n\
-         # so node 0 (the rendezvous store) is reachable as {name}-0.{name}.\n\
-         apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n{labels}spec:\n  clusterIP: None\n  \
-         publishNotReadyAddresses: true\n  selector:\n    job-name: {name}\n  ports:\n    - name: store\n      \
-         port: {port}\n      targetPort: {port}\n",
+        r#"# Headless Service: gives every pod of the Indexed Job a stable DNS name, <job>-<index>.{name},
+# so node 0 (the rendezvous store) is reachable as {name}-0.{name}.
+apiVersion: v1
+kind: Service
+metadata:
+  name: {name}
+{labels}spec:
+  clusterIP: None
+  publishNotReadyAddresses: true
+  selector:
+    job-name: {name}
+  ports:
+    - name: store
+      port: {port}
+      targetPort: {port}
+"#,
         name = spec.name,
         labels = indent(&labels(spec), 2),
         port = spec.store_port,
     )
 }
 
-/// How the cluster treats a pod's exit, shared by the Job and the JobSet's job template.
+/// How the cluster treats a pod's exit, shared by the Job and the JobSet's job template
+/// (`explain`: with the comments, which the Job's copy carries).
 fn pod_failure_policy(explain: bool) -> String {
     let why = |text: &str| if explain { text.to_string() } else { String::new() };
     format!(
-        "podFailurePolicy:\n  rules:\n{}    - action: Ignore\n      onExitCodes:\n        containerName: gan-launch\n        \
-         operator: In\n        values: [75]\n{}    - action: Ignore\n      onPodConditions:\n        - type: DisruptionTarget\n          \
-         status: \"True\"\n{}    - action: FailJob\n      onExitCodes:\n        containerName: gan-launch\n        \
-         operator: In\n        values: [2, 3]\n",
-        why("    # Preempted: every rank checkpointed and gan-launch exited 75. Not counted as a failure;\n    \
-             # the pod is recreated and resumes from the checkpoint.\n"),
-        why("    # Evicted or its node drained: the same, by pod condition.\n"),
-        why("    # Bad input (config, dataset, incompatible checkpoint, exit 2) does not improve by retrying,\n    \
-             # and a divergence with no rollbacks left (exit 3) would replay.\n"),
+        r#"podFailurePolicy:
+  rules:
+{preempted}    - action: Ignore
+      onExitCodes:
+        containerName: gan-launch
+        operator: In
+        values: [75]
+{evicted}    - action: Ignore
+      onPodConditions:
+        - type: DisruptionTarget
+          status: "True"
+{bad_input}    - action: FailJob
+      onExitCodes:
+        containerName: gan-launch
+        operator: In
+        values: [2, 3]
+"#,
+        preempted = why(
+            "    # Preempted: every rank checkpointed and gan-launch exited 75. Not counted as a failure;\n    \
+             # the pod is recreated and resumes from the checkpoint.\n"
+        ),
+        evicted = why("    # Evicted or its node drained: the same, by pod condition.\n"),
+        bad_input = why(
+            "    # Bad input (config, dataset, incompatible checkpoint, exit 2) does not improve by retrying,\n    \
+             # and a divergence with no rollbacks left (exit 3) would replay.\n"
+        ),
     )
 }
 
@@ -99,8 +144,12 @@ fn pod_template(spec: &JobSpec, master_addr: &str, subdomain: bool, job_name_lab
     if subdomain {
         writeln!(t, "  subdomain: {}", spec.name).unwrap();
     }
-    t += "  restartPolicy: Never\n  # Long enough for every rank to finish its step and write a checkpoint after SIGTERM.\n  \
-          terminationGracePeriodSeconds: 300\n  containers:\n    - name: gan-launch\n";
+    t += r#"  restartPolicy: Never
+  # Long enough for every rank to finish its step and write a checkpoint after SIGTERM.
+  terminationGracePeriodSeconds: 300
+  containers:
+    - name: gan-launch
+"#;
     writeln!(t, "      image: {}", quoted(&spec.image)).unwrap();
     writeln!(t, "      args: [{}]", quoted(&format!("{CONFIG_MOUNT}/{}", spec.config_file))).unwrap();
     t += &indent(&env(spec, master_addr, job_name_label), 6);
@@ -118,12 +167,23 @@ fn pod_template(spec: &JobSpec, master_addr: &str, subdomain: bool, job_name_lab
 
 fn env(spec: &JobSpec, master_addr: &str, job_name_label: &str) -> String {
     format!(
-        "env:\n  - name: MASTER_ADDR\n    value: {master_addr}\n  - name: JOB_NAME\n    valueFrom:\n      fieldRef:\n        \
-         fieldPath: metadata.labels['{job_name_label}']\n  \
-         # FID weights and real statistics on the shared volume: computed once for every pod\n  \
-         # and every restart, instead of again in each pod's throwaway home.\n  - name: GAN_LAUNCH_CACHE\n    \
-         value: {RUNS_MOUNT}/.cache\n  - name: GANLAUNCH_STORE_TOKEN\n    valueFrom:\n      secretKeyRef:\n        \
-         name: {name}-store-token\n        key: token\n",
+        r#"env:
+  - name: MASTER_ADDR
+    value: {master_addr}
+  - name: JOB_NAME
+    valueFrom:
+      fieldRef:
+        fieldPath: metadata.labels['{job_name_label}']
+  # FID weights and real statistics on the shared volume: computed once for every pod
+  # and every restart, instead of again in each pod's throwaway home.
+  - name: GAN_LAUNCH_CACHE
+    value: {RUNS_MOUNT}/.cache
+  - name: GANLAUNCH_STORE_TOKEN
+    valueFrom:
+      secretKeyRef:
+        name: {name}-store-token
+        key: token
+"#,
         name = spec.name,
     )
 }
@@ -134,13 +194,8 @@ fn ports(spec: &JobSpec) -> String {
     if let Some((launcher, first_rank)) = spec.metrics_ports {
         writeln!(p, "  - {{name: metrics-l, containerPort: {launcher}}}").unwrap();
         for local_rank in 0..spec.gpus {
-            writeln!(
-                p,
-                "  - {{name: {}, containerPort: {}}}",
-                rank_port_name(local_rank),
-                first_rank as u32 + local_rank
-            )
-            .unwrap();
+            let port = u32::from(first_rank) + local_rank;
+            writeln!(p, "  - {{name: {}, containerPort: {port}}}", rank_port_name(local_rank)).unwrap();
         }
     }
     p
@@ -162,26 +217,32 @@ fn resources(spec: &JobSpec) -> String {
 
 fn volumes(spec: &JobSpec) -> String {
     let mut v = format!(
-        "volumes:\n  - name: config\n    configMap:\n      name: {}-config\n  - name: runs\n    persistentVolumeClaim:\n      \
-         claimName: {}\n",
-        spec.name, spec.runs_claim
+        r#"volumes:
+  - name: config
+    configMap:
+      name: {name}-config
+  - name: runs
+    persistentVolumeClaim:
+      claimName: {claim}
+"#,
+        name = spec.name,
+        claim = spec.runs_claim,
     );
     if let Some(claim) = &spec.data_claim {
-        writeln!(
-            v,
-            "  - name: data\n    persistentVolumeClaim:\n      claimName: {claim}\n      readOnly: true"
-        )
-        .unwrap();
+        v += &format!(
+            "  - name: data\n    persistentVolumeClaim:\n      claimName: {claim}\n      readOnly: true\n"
+        );
     }
     // A memory-backed volume counts against the pod's memory limit: a quarter of it.
-    writeln!(
-        v,
-        "  # NCCL's shared-memory transport and the loaders need more than the runtime's 64 MB.\n  - name: shm\n    \
-         emptyDir:\n      medium: Memory\n      sizeLimit: {}Gi",
+    v + &format!(
+        r#"  # NCCL's shared-memory transport and the loaders need more than the runtime's 64 MB.
+  - name: shm
+    emptyDir:
+      medium: Memory
+      sizeLimit: {}Gi
+"#,
         (spec.memory_gib / 4).max(1)
     )
-    .unwrap();
-    v
 }
 
 /// The header lines after a job file's description: the command that wrote it, then the Secret
@@ -189,9 +250,13 @@ fn volumes(spec: &JobSpec) -> String {
 fn how_to_apply(spec: &JobSpec, job_files: &str) -> String {
     let monitor = if spec.metrics_ports.is_some() { " -f podmonitor.yaml" } else { "" };
     format!(
-        "Written by\n#   {command}\n# Before applying:\n#   kubectl create secret generic {name}-store-token \\\n\
-         #     --from-literal=token=$(head -c16 /dev/urandom | od -An -tx1 | tr -d ' \\n')\n\
-         #   kubectl apply -f configmap.yaml -f pvc.yaml -f {job_files}{monitor}\n",
+        r#"Written by
+#   {command}
+# Before applying:
+#   kubectl create secret generic {name}-store-token \
+#     --from-literal=token=$(head -c16 /dev/urandom | od -An -tx1 | tr -d ' \n')
+#   kubectl apply -f configmap.yaml -f pvc.yaml -f {job_files}{monitor}
+"#,
         command = spec.command,
         name = spec.name,
     )
@@ -200,11 +265,19 @@ fn how_to_apply(spec: &JobSpec, job_files: &str) -> String {
 fn job(spec: &JobSpec) -> String {
     let master = format!("{name}-0.{name}", name = spec.name);
     format!(
-        "# An Indexed Job: one pod per node, each running gan-launch, which starts one rank per GPU.\n\
-         # Node rank = JOB_COMPLETION_INDEX; node 0 is reached by its stable name through the headless\n\
-         # Service (service.yaml). {apply}\
-         apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: {name}\n{labels}spec:\n  completionMode: Indexed\n  \
-         completions: {nodes}\n  parallelism: {nodes}\n  backoffLimit: {restarts}\n{policy}  template:\n{pod}",
+        r#"# An Indexed Job: one pod per node, each running gan-launch, which starts one rank per GPU.
+# Node rank = JOB_COMPLETION_INDEX; node 0 is reached by its stable name through the headless
+# Service (service.yaml). {apply}apiVersion: batch/v1
+kind: Job
+metadata:
+  name: {name}
+{labels}spec:
+  completionMode: Indexed
+  completions: {nodes}
+  parallelism: {nodes}
+  backoffLimit: {restarts}
+{policy}  template:
+{pod}"#,
         apply = how_to_apply(spec, "service.yaml -f job.yaml"),
         name = spec.name,
         labels = indent(&labels(spec), 2),
@@ -219,18 +292,35 @@ fn jobset(spec: &JobSpec) -> String {
     let master = format!("{name}-node-0-0.{name}", name = spec.name);
     let pod = pod_template(spec, &master, false, "jobset.sigs.k8s.io/jobset-name");
     format!(
-        "# The job as a JobSet (jobset.x-k8s.io, the substrate of Kubeflow Trainer v2): the JobSet\n\
-         # controller creates the headless Service itself (network.enableDNSHostnames), so node 0 is\n\
-         # {master}. Needs the JobSet controller installed. {apply}\
-         apiVersion: jobset.x-k8s.io/v1alpha2\nkind: JobSet\nmetadata:\n  name: {name}\n{labels}spec:\n  network:\n    \
-         enableDNSHostnames: true\n    subdomain: {name}\n  failurePolicy:\n    \
-         # A failed node restarts the whole gang (all ranks resume from the newest checkpoint) ...\n    \
-         maxRestarts: {restarts}\n    rules:\n      \
-         # ... except bad input, which the pod failure policy below marks as a job failure.\n      \
-         - name: bad-input\n        action: FailJobSet\n        onJobFailureReasons: [PodFailurePolicy]\n  \
-         replicatedJobs:\n    - name: node\n      replicas: 1\n      template:\n        spec:\n          \
-         completionMode: Indexed\n          completions: {nodes}\n          parallelism: {nodes}\n          \
-         backoffLimit: 0\n{policy}          template:\n{pod}",
+        r#"# The job as a JobSet (jobset.x-k8s.io, the substrate of Kubeflow Trainer v2): the JobSet
+# controller creates the headless Service itself (network.enableDNSHostnames), so node 0 is
+# {master}. Needs the JobSet controller installed. {apply}apiVersion: jobset.x-k8s.io/v1alpha2
+kind: JobSet
+metadata:
+  name: {name}
+{labels}spec:
+  network:
+    enableDNSHostnames: true
+    subdomain: {name}
+  failurePolicy:
+    # A failed node restarts the whole gang (all ranks resume from the newest checkpoint) ...
+    maxRestarts: {restarts}
+    rules:
+      # ... except bad input, which the pod failure policy below marks as a job failure.
+      - name: bad-input
+        action: FailJobSet
+        onJobFailureReasons: [PodFailurePolicy]
+  replicatedJobs:
+    - name: node
+      replicas: 1
+      template:
+        spec:
+          completionMode: Indexed
+          completions: {nodes}
+          parallelism: {nodes}
+          backoffLimit: 0
+{policy}          template:
+{pod}"#,
         apply = how_to_apply(spec, "jobset.yaml"),
         name = spec.name,
         labels = indent(&labels(spec), 2),
@@ -245,18 +335,23 @@ fn podmonitor(spec: &JobSpec) -> String {
     let mut endpoints =
         String::from("    - {port: metrics-l, path: /metrics, interval: 15s, honorLabels: true}\n");
     for local_rank in 0..spec.gpus {
-        writeln!(
-            endpoints,
-            "    - {{port: {}, path: /metrics, interval: 15s, honorLabels: true}}",
-            rank_port_name(local_rank)
-        )
-        .unwrap();
+        let port = rank_port_name(local_rank);
+        writeln!(endpoints, "    - {{port: {port}, path: /metrics, interval: 15s, honorLabels: true}}")
+            .unwrap();
     }
     format!(
-        "# prometheus-operator PodMonitor: scrapes the launcher (metrics-l) and every rank (metrics-rN) of\n\
-         # each pod of {name}. Series already carry run, rank and node labels from gan-launch itself.\n\
-         apiVersion: monitoring.coreos.com/v1\nkind: PodMonitor\nmetadata:\n  name: {name}\n{labels}spec:\n  \
-         selector:\n    matchLabels:\n      app.kubernetes.io/instance: {name}\n  podMetricsEndpoints:\n{endpoints}",
+        r#"# prometheus-operator PodMonitor: scrapes the launcher (metrics-l) and every rank (metrics-rN) of
+# each pod of {name}. Series already carry run, rank and node labels from gan-launch itself.
+apiVersion: monitoring.coreos.com/v1
+kind: PodMonitor
+metadata:
+  name: {name}
+{labels}spec:
+  selector:
+    matchLabels:
+      app.kubernetes.io/instance: {name}
+  podMetricsEndpoints:
+{endpoints}"#,
         name = spec.name,
         labels = indent(&labels(spec), 2),
     )

@@ -1,9 +1,9 @@
-//! Scoring one G_ema: every rank generates its share of `eval.num` images (shares differ by at most one) and extracts
-//! pytorch-fid Inception features; the float64 moments (N, Σx, Σxxᵀ) are summed over the group,
-//! and pool3 rows or logits are gathered only for the metrics that need them (KID,
-//! precision/recall and density/coverage; IS). Rank 0 holds the real side and computes the
-//! metrics. The same code runs on the training thread (training waits) or on the
-//! background evaluator's thread with its own group.
+//! Scoring one G_ema: every rank generates its share of `eval.num` images (shares differ by at
+//! most one) and extracts pytorch-fid Inception features; the float64 moments (N, Σx, Σxxᵀ) are
+//! summed over the group, and pool3 rows or logits are gathered only for the metrics that need
+//! them (KID, precision/recall and density/coverage; IS). Rank 0 holds the real side and computes
+//! the metrics. The same code runs on the training thread (training waits) or on the background
+//! evaluator's thread with its own group.
 use std::collections::BTreeMap;
 
 use tch::{nn, Device, Kind, Tensor};
