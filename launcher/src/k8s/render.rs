@@ -262,8 +262,21 @@ fn how_to_apply(spec: &JobSpec, job_files: &str) -> String {
     )
 }
 
+/// The Indexed Job's spec at column 0, one completion per node: the Job's own, and the JobSet's
+/// job template. `backoff_limit` retries pods; `explain` comments the failure policy.
+fn indexed_job(spec: &JobSpec, backoff_limit: u32, explain: bool, pod: &str) -> String {
+    format!(
+        "completionMode: Indexed\ncompletions: {nodes}\nparallelism: {nodes}\nbackoffLimit: {backoff_limit}\n\
+         {policy}template:\n{pod}",
+        nodes = spec.nodes,
+        policy = pod_failure_policy(explain),
+        pod = indent(pod, 2),
+    )
+}
+
 fn job(spec: &JobSpec) -> String {
     let master = format!("{name}-0.{name}", name = spec.name);
+    let pod = pod_template(spec, &master, true, "job-name");
     format!(
         r#"# An Indexed Job: one pod per node, each running gan-launch, which starts one rank per GPU.
 # Node rank = JOB_COMPLETION_INDEX; node 0 is reached by its stable name through the headless
@@ -272,22 +285,15 @@ kind: Job
 metadata:
   name: {name}
 {labels}spec:
-  completionMode: Indexed
-  completions: {nodes}
-  parallelism: {nodes}
-  backoffLimit: {restarts}
-{policy}  template:
-{pod}"#,
+{job}"#,
         apply = how_to_apply(spec, "service.yaml -f job.yaml"),
         name = spec.name,
         labels = indent(&labels(spec), 2),
-        nodes = spec.nodes,
-        restarts = spec.max_restarts,
-        policy = indent(&pod_failure_policy(true), 2),
-        pod = indent(&pod_template(spec, &master, true, "job-name"), 4),
+        job = indent(&indexed_job(spec, spec.max_restarts, true, &pod), 2),
     )
 }
 
+/// The JobSet restarts the whole gang itself, so its job template retries no pod on its own.
 fn jobset(spec: &JobSpec) -> String {
     let master = format!("{name}-node-0-0.{name}", name = spec.name);
     let pod = pod_template(spec, &master, false, "jobset.sigs.k8s.io/jobset-name");
@@ -315,19 +321,12 @@ metadata:
       replicas: 1
       template:
         spec:
-          completionMode: Indexed
-          completions: {nodes}
-          parallelism: {nodes}
-          backoffLimit: 0
-{policy}          template:
-{pod}"#,
+{job}"#,
         apply = how_to_apply(spec, "jobset.yaml"),
         name = spec.name,
         labels = indent(&labels(spec), 2),
         restarts = spec.max_restarts,
-        nodes = spec.nodes,
-        policy = indent(&pod_failure_policy(false), 10),
-        pod = indent(&pod, 12),
+        job = indent(&indexed_job(spec, 0, false, &pod), 10),
     )
 }
 
