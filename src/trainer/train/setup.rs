@@ -11,6 +11,7 @@ use super::labels::FakeLabels;
 use super::optim::Adam;
 use super::samples::{reals_grid_rows, sample_grid_name, write_reals_grid, SampleGrid};
 use super::stats::TickStats;
+use super::step::weight_of_share;
 use super::step::{batch_to_tensors, Phase};
 use super::sync::broadcast_from_rank0;
 use super::telemetry::Telemetry;
@@ -99,6 +100,9 @@ pub struct Setup {
     /// StyleGAN2: running mean of the path lengths (a device scalar; 0 before the first).
     pub pl_mean: Tensor,
     pub stats: TickStats,
+    /// This rank's share of the step's images times the world size, over the batch (1 when the
+    /// batch splits evenly): its weight in the gradient average and the tick statistics.
+    pub share_weight: f64,
     /// Tells the launcher this rank is making progress.
     pub heartbeat: Heartbeat,
     pub source: Arc<dyn ImageSource>,
@@ -173,6 +177,9 @@ impl Setup {
             phases.push(Phase::GReg { d_steps: cfg.train.d_steps, interval: cfg.train.pl_interval });
             g_opt.adjust_for_lazy_regularisation(cfg.train.pl_interval);
         }
+        let share = u64::from(plan.batch_per_rank * plan.accumulation);
+        let share_weight =
+            weight_of_share(share, u64::from(pg.world_size()), u64::from(cfg.train.batch_size));
         let load_started = std::time::Instant::now();
         let dataset = DatasetIdentity::of(&cfg.data, cfg.run.seed)?;
         let resumed = ckpt::resolve_start(pg.as_mut(), &cfg, restarted)?;
@@ -277,7 +284,8 @@ impl Setup {
             best_metrics: resumed.as_ref().map(|r| r.state.best_metrics.clone()).unwrap_or_default(),
             mode_dropping_rollback: None,
             precision: ForwardPrecision::for_run(cfg_precision, device),
-            stats: TickStats::default(),
+            stats: TickStats::weighted(share_weight),
+            share_weight,
             heartbeat: Heartbeat::from_env(),
             source,
             ckpt_writer,

@@ -139,7 +139,7 @@ pub fn run_phase(
     per_round: i64,
 ) -> Result<(f64, f64)> {
     begin_phase(s, phase);
-    let weight = share_weight(s);
+    let weight = s.share_weight;
     for round in 0..rounds {
         let real = reals.narrow(0, round * per_round, per_round);
         let c = labels.narrow(0, round * per_round, per_round);
@@ -161,16 +161,11 @@ pub fn run_phase(
     Ok(times)
 }
 
-/// This rank's share of the step's images times the world size, over the batch: 1 when the batch
+/// A rank's share of the step's images times the world size, over the batch: 1 when the batch
 /// splits evenly. Each rank's loss is a mean over its own images and the synchronisation averages
 /// gradients over ranks, so weighting each by its share makes the result the gradient of the
 /// mean over the whole batch when shares differ by an image.
-fn share_weight(s: &Setup) -> f64 {
-    let share = u64::from(s.plan.batch_per_rank * s.plan.accumulation);
-    weight_of_share(share, u64::from(s.pg.world_size()), u64::from(s.cfg.train.batch_size))
-}
-
-fn weight_of_share(share: u64, world: u64, batch: u64) -> f64 {
+pub fn weight_of_share(share: u64, world: u64, batch: u64) -> f64 {
     if share * world == batch {
         1.0
     } else {
