@@ -13,7 +13,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
-use gan_core::config::{self, DataSource, Device, RunConfig, SetOverride};
+use gan_core::config::{self, DataSource, Device, ResumeFrom, RunConfig, SetOverride};
 use gan_core::Error;
 
 /// Where the pods see the run volume, the dataset volume and the config.
@@ -245,13 +245,15 @@ fn check_pod_paths(cfg: &RunConfig, data_claim: bool) -> Result<(), Error> {
     if data_claim {
         mounts.push(DATA_MOUNT);
     }
-    let resume = cfg.checkpoint.resume.as_str();
-    let named_checkpoint = (resume != "latest" && resume != "none").then(|| Path::new(resume));
+    let named_checkpoint = match cfg.checkpoint.resume_from() {
+        ResumeFrom::Path(path) => Some(path),
+        ResumeFrom::Latest | ResumeFrom::Fresh => None,
+    };
     let data = if cfg.data.source == DataSource::Prepared { cfg.data.path.as_deref() } else { None };
     let paths = [
         ("data.path", data),
         ("eval.weights", cfg.eval.weights.as_deref()),
-        ("checkpoint.resume", named_checkpoint),
+        ("checkpoint.resume", named_checkpoint.as_deref()),
     ];
     for (key, path) in paths {
         let Some(path) = path else { continue };
@@ -298,6 +300,15 @@ fn command_line(args: &K8sArgs, cfg: &RunConfig) -> String {
     words.join(" ")
 }
 
+/// The command that creates the job's Secret: the rendezvous store's token, random, shared by
+/// every pod (the sbatch script makes one per allocation the same way).
+pub fn secret_command(name: &str) -> String {
+    format!(
+        "kubectl create secret generic {name}-store-token \\\n  \
+         --from-literal=token=$(head -c16 /dev/urandom | od -An -tx1 | tr -d ' \\n')"
+    )
+}
+
 /// What to run next: the Secret, then `kubectl apply`.
 fn next_steps(spec: &JobSpec, out: Option<&Path>, files: &[(String, String)]) -> String {
     let what =
@@ -311,11 +322,10 @@ fn next_steps(spec: &JobSpec, out: Option<&Path>, files: &[(String, String)]) ->
         None => "kubectl apply -f <the YAML above>".into(),
     };
     format!(
-        "gan-launch k8s: {} `{}` for {what}. Create its store token once, then apply:\n  kubectl create secret generic \
-         {}-store-token --from-literal=token=$(head -c16 /dev/urandom | od -An -tx1 | tr -d ' \\n')\n  {apply}",
+        "gan-launch k8s: {} `{}` for {what}. Create its store token once, then apply:\n{}\n  {apply}",
         if spec.jobset { "JobSet" } else { "Indexed Job" },
         spec.name,
-        spec.name,
+        render::indent(&secret_command(&spec.name), 2).trim_end(),
     )
 }
 

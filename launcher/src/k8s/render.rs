@@ -4,7 +4,7 @@
 //! column 0 and indented into place.
 use std::fmt::Write;
 
-use super::{JobSpec, CONFIG_MOUNT, DATA_MOUNT, RUNS_MOUNT};
+use super::{secret_command, JobSpec, CONFIG_MOUNT, DATA_MOUNT, RUNS_MOUNT};
 
 /// (file name, contents) of every manifest, in the order to apply them.
 pub fn all(spec: &JobSpec) -> Vec<(String, String)> {
@@ -27,7 +27,7 @@ fn quoted(text: &str) -> String {
 }
 
 /// `text` with every non-empty line indented by `spaces`.
-fn indent(text: &str, spaces: usize) -> String {
+pub(super) fn indent(text: &str, spaces: usize) -> String {
     let pad = " ".repeat(spaces);
     text.lines().map(|l| if l.is_empty() { "\n".to_string() } else { format!("{pad}{l}\n") }).collect()
 }
@@ -249,16 +249,14 @@ fn volumes(spec: &JobSpec) -> String {
 /// and `kubectl apply` of the files (`job_files` between the shared ones).
 fn how_to_apply(spec: &JobSpec, job_files: &str) -> String {
     let monitor = if spec.metrics_ports.is_some() { " -f podmonitor.yaml" } else { "" };
+    let secret: String = secret_command(&spec.name).lines().map(|l| format!("#   {l}\n")).collect();
     format!(
         r#"Written by
 #   {command}
 # Before applying:
-#   kubectl create secret generic {name}-store-token \
-#     --from-literal=token=$(head -c16 /dev/urandom | od -An -tx1 | tr -d ' \n')
-#   kubectl apply -f configmap.yaml -f pvc.yaml -f {job_files}{monitor}
+{secret}#   kubectl apply -f configmap.yaml -f pvc.yaml -f {job_files}{monitor}
 "#,
         command = spec.command,
-        name = spec.name,
     )
 }
 
