@@ -83,6 +83,7 @@ fn load_checked(
     let merged = builder
         .build()
         .map_err(|e| Error::ConfigFile { path: path.to_path_buf(), message: strip_origin(&e.to_string()) })?;
+    super::required::check_required(&merged)?;
     let mut cfg: RunConfig = serde_path_to_error::deserialize(merged.clone())
         .map_err(|e| deserialize_error(&merged, &e.path().to_string(), e.inner(), sets, &env))?;
     if cfg.run.name.is_none() {
@@ -136,14 +137,18 @@ fn deserialize_error(
     env: &HashMap<String, String>,
 ) -> Error {
     let message = strip_origin(&inner.to_string());
-    // serde reports an unknown key at its parent's path; name the key itself.
-    let key = match unknown_field_name(&message) {
-        Some(field) if path == "." || path.is_empty() => field.to_string(),
-        Some(field) if !path.ends_with(field) => format!("{path}.{field}"),
+    // serde reports an unknown key at its parent's path; name the key itself. The config crate
+    // names a missing one in full.
+    let key = match (unknown_field_name(&message), missing_field_key(&message)) {
+        (_, Some(missing)) => missing.to_string(),
+        (Some(field), _) if path == "." || path.is_empty() => field.to_string(),
+        (Some(field), _) if !path.ends_with(field) => format!("{path}.{field}"),
         _ => path.to_string(),
     };
-    let value = merged.get::<config::Value>(&key).ok().map(|v| v.to_string());
-    let message = match value {
+    // A scalar's value helps ("got 3"); a whole section's, printed in hash order, does not.
+    let value =
+        merged.get::<config::Value>(&key).ok().filter(|v| !matches!(v.kind, config::ValueKind::Table(_)));
+    let message = match value.map(|v| v.to_string()) {
         Some(v) if !message.contains(&v) => format!("value {v:?}: {message}"),
         _ => message,
     };
@@ -153,6 +158,11 @@ fn deserialize_error(
 /// The config crate appends " for key `x` in <source>"; we print the key ourselves.
 fn strip_origin(message: &str) -> String {
     message.split(" for key `").next().unwrap_or(message).to_string()
+}
+
+fn missing_field_key(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("missing configuration field \"")?;
+    rest.split('"').next()
 }
 
 fn unknown_field_name(message: &str) -> Option<&str> {

@@ -7,6 +7,7 @@ pub mod memory;
 mod model;
 mod operations;
 mod plan;
+mod required;
 mod schema;
 mod train;
 mod validate;

@@ -289,3 +289,65 @@ fn flight_record_interval_is_seconds_or_off() {
     let cfg = load_with_env(&write(&dir, BASE), &sets(&["dist.flight_record_secs=0"]), env(&[])).unwrap();
     assert_eq!(cfg.dist.flight_record_secs, 0.0);
 }
+
+/// A config of exactly the required keys, built as nested JSON (which is YAML).
+fn config_of(pairs: &[(&str, serde_json::Value)]) -> String {
+    let mut root = serde_json::Map::new();
+    for (key, value) in pairs {
+        let parts: Vec<&str> = key.split('.').collect();
+        let mut table = &mut root;
+        for part in &parts[..parts.len() - 1] {
+            table = table.entry(*part).or_insert_with(|| serde_json::json!({})).as_object_mut().unwrap();
+        }
+        table.insert(parts[parts.len() - 1].to_string(), value.clone());
+    }
+    serde_json::Value::Object(root).to_string()
+}
+
+#[test]
+fn the_required_keys_are_exactly_the_schema_keys_without_defaults() {
+    use serde_json::json;
+    let values = [
+        ("data.source", json!("generated")),
+        ("data.resolution", json!(16)),
+        ("model.arch", json!("dcgan")),
+        ("train.batch_size", json!(8)),
+        ("train.total_kimg", json!(1)),
+        ("train.loss", json!("hinge")),
+        ("train.g_opt.lr", json!(0.002)),
+        ("train.d_opt.lr", json!(0.002)),
+    ];
+    let keys: Vec<&str> = values.iter().map(|(k, _)| *k).collect();
+    assert_eq!(keys, super::required::required_keys().collect::<Vec<_>>());
+    // These alone load: nothing else lacks a default (a new required field fails here).
+    let dir = tempfile::tempdir().unwrap();
+    load_with_env(&write(&dir, &config_of(&values)), &[], env(&[])).unwrap();
+    // Without any one of them, the error names it; the typed read alone would name its section.
+    for left_out in 0..values.len() {
+        let mut fewer = values.to_vec();
+        let (key, _) = fewer.remove(left_out);
+        let (err_key, msg) = config_error(&config_of(&fewer), &[], &[]);
+        assert_eq!(err_key, key, "{msg}");
+        assert!(msg.contains("no default and must be set"), "{msg}");
+    }
+}
+
+#[test]
+fn every_missing_key_is_listed_at_once_with_what_it_takes() {
+    let text = "
+data: { source: generated, resolution: 16 }
+model: { arch: dcgan }
+train: { batch_size: 8, total_kimg: 1, g_opt: { betas: [0.0, 0.99] } }
+";
+    let (key, msg) = config_error(text, &["train.device=cpu"], &[]);
+    assert_eq!(key, "train.loss");
+    assert!(msg.contains("`train.loss` (one of hinge, ns_logistic, wgan_gp)"), "{msg}");
+    assert!(msg.contains("`train.g_opt.lr` (G's Adam learning rate)"), "{msg}");
+    assert!(msg.contains("`train.d_opt.lr`"), "{msg}");
+    // An override of a neighbouring key is not blamed for what nobody set.
+    assert!(!msg.contains("set by"), "{msg}");
+    // A section given as a scalar is a type error, reported by the typed read at its key.
+    let (key, msg) = config_error(BASE, &["train.g_opt=0.001"], &[]);
+    assert_eq!(key, "train.g_opt", "{msg}");
+    assert!(!msg.contains("must be set"), "{msg}");
+}
