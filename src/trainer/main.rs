@@ -65,19 +65,26 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    match run() {
+    let args = Args::parse();
+    // The tools (`gan-launch sample`, `eval`, ...) log to the terminal, where the error line says it
+    // all; a rank's error also goes into its log file, which its launcher shows on failure.
+    let is_tool = args.command.is_some();
+    match run(args) {
         Ok(code) => code,
         Err(err) => {
-            tracing::error!("{err:#}");
-            eprintln!("gan-train: error: {err:#}");
+            if is_tool {
+                eprintln!("gan-launch: error: {err:#}");
+            } else {
+                tracing::error!("{err:#}");
+                eprintln!("gan-train: error: {err:#}");
+            }
             let code = err.downcast_ref::<Error>().map_or(1, Error::exit_code);
             ExitCode::from(code as u8)
         }
     }
 }
 
-fn run() -> anyhow::Result<ExitCode> {
-    let args = Args::parse();
+fn run(args: Args) -> anyhow::Result<ExitCode> {
     match &args.command {
         Some(Command::Sample(sample_args)) => {
             logging::init(Role::Tool, gan_core::config::LogFormat::Text, "info");
