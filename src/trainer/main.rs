@@ -175,9 +175,9 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
     let eval_group = join_eval(0)?;
     let restarted = env.restart_count > 0 || slurm_restart_count() > 0;
     let preempt: Vec<i32> = cfg.checkpoint.preempt_signals.iter().map(|s| s.number()).collect();
-    let mut setup = Setup::new(cfg.clone(), plan, group, env.restart_count, restarted)?;
+    let mut setup =
+        Setup::build(cfg.clone(), plan, group, (env.restart_count, restarted), Arc::clone(&flight), None)?;
     setup.eval_pg = eval_group;
-    setup.flight = Arc::clone(&flight);
     let outcome = train::train_with_rollbacks(setup, &stop, &mut join_eval)?;
     match outcome.stopped_by_signal {
         Some(signal) if preempt.contains(&signal) => {

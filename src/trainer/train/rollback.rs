@@ -96,8 +96,7 @@ fn rebuild(mut old: Setup, rollbacks: u32) -> Result<Setup> {
     // The old state goes first: its loader thread, evaluator and metrics endpoint (whose port
     // the new one binds) stop with it.
     drop(old);
-    let mut setup = Setup::build(cfg, plan, pg, (restart_count, true), Some(carried))?;
-    setup.flight = flight;
+    let setup = Setup::build(cfg, plan, pg, (restart_count, true), flight, Some(carried))?;
     if setup.is_rank0() {
         let from =
             setup.resumed.as_ref().map_or("the start".to_string(), |r| format!("step {}", r.state.step));

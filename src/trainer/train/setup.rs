@@ -128,7 +128,9 @@ pub struct Setup {
 impl Setup {
     /// Builds a rank's training state. Weights are drawn from `run.seed` (identical on every
     /// rank), or loaded from the checkpoint the start resolves to; latents and flips come from
-    /// the rank's own seed. `restarted`: this job ran before (launcher restart or requeue).
+    /// the rank's own seed. `restarted`: this job ran before (launcher restart or requeue). Its
+    /// flight record is its own, written nowhere: for tools and tests (a rank passes the one its
+    /// record writer reads to [`Setup::build`]).
     pub fn new(
         cfg: RunConfig,
         plan: RankPlan,
@@ -136,16 +138,19 @@ impl Setup {
         restart_count: u32,
         restarted: bool,
     ) -> Result<Self> {
-        Self::build(cfg, plan, pg, (restart_count, restarted), None)
+        let flight = Arc::new(Recorder::new(plan.rank));
+        Self::build(cfg, plan, pg, (restart_count, restarted), flight, None)
     }
 
-    /// [`Setup::new`], or after a rollback (`carried`): the ranks' streams are keyed by the
-    /// rollback count (the checkpoint's, when it holds more) and the open dataset is reused.
+    /// [`Setup::new`] with the rank's flight record, or after a rollback (`carried`): the ranks'
+    /// streams are keyed by the rollback count (the checkpoint's, when it holds more) and the
+    /// open dataset is reused.
     pub fn build(
         cfg: RunConfig,
         mut plan: RankPlan,
         pg: Box<dyn ProcessGroup>,
         (restart_count, restarted): (u32, bool),
+        flight: Arc<Recorder>,
         carried: Option<Carried>,
     ) -> Result<Self> {
         let device = parse_device(&plan.device)?;
@@ -255,7 +260,6 @@ impl Setup {
             ctrl.restore(&r.state.augment);
         }
         let cfg_precision = cfg.train.precision;
-        let flight = Arc::new(Recorder::new(plan.rank));
         let setup = Setup {
             cfg,
             plan,
