@@ -289,3 +289,75 @@ fn seeded_noise_depends_on_the_image_not_the_batch() {
     assert!(differ(&whole, &g.sample_seeded(&z, &c, 8, 10)), "another seed, other noise");
     assert!(differ(&whole, &g.sample(&z, &c, 1.0)), "not the stored noise");
 }
+
+/// The small pair of `testdata/reference-*.safetensors`: every part of the full networks (three
+/// synthesis blocks, two D blocks and the epilogue, a conditional mapping in G and in D) at a size
+/// that keeps the files small.
+fn reference_spec(arch: DArchitecture, conv_clamp: f64) -> StyleGan2Spec {
+    StyleGan2Spec {
+        resolution: 16,
+        z_dim: 16,
+        w_dim: 16,
+        channel_base: 128,
+        channel_max: 16,
+        mapping_layers: 2,
+        d_architecture: arch,
+        mbstd_group_size: 2,
+        conv_clamp: Some(conv_clamp),
+        ..StyleGan2Spec::cifar(3)
+    }
+}
+
+/// Copies `prefix`-named tensors into `vs`, whose names must be exactly the fixture's.
+fn load_named(vs: &nn::VarStore, fixture: &[(String, Tensor)], prefix: &str) {
+    let theirs: std::collections::BTreeMap<&str, &Tensor> =
+        fixture.iter().filter_map(|(k, v)| Some((k.strip_prefix(prefix)?, v))).collect();
+    let ours = vs.variables();
+    let mut our_names: Vec<&str> = ours.keys().map(String::as_str).collect();
+    our_names.sort_unstable();
+    assert_eq!(our_names, theirs.keys().copied().collect::<Vec<_>>(), "{prefix} state-dict names");
+    tch::no_grad(|| {
+        for (name, var) in &ours {
+            var.shallow_clone().copy_(theirs[name.as_str()]);
+        }
+    });
+}
+
+fn max_rel_err(ours: &Tensor, theirs: &Tensor) -> f64 {
+    assert_eq!(ours.size(), theirs.size());
+    let err = (ours - theirs).abs().max().double_value(&[]);
+    err / theirs.abs().max().double_value(&[])
+}
+
+/// G and D against the reference networks themselves: the fixtures hold weights (our init, then
+/// every tensor perturbed, so biases, noise strengths, `noise_const` and `w_avg` all count) under
+/// the reference's state-dict names, with latents, labels and the outputs that
+/// NVlabs/stylegan2-ada-pytorch @375a436 (`training/networks.py` forward passes with the
+/// reference paths of `torch_utils.ops`, CPU fp32, eval mode) computed from them: images with
+/// `noise_mode='const'` at psi 1 and 0.7, and D's logits of the psi-1 images. One fixture has a
+/// resnet D and conv_clamp 256, the other an orig D and conv_clamp 0.6, which clamps.
+#[test]
+fn outputs_equal_the_reference_networks_on_the_same_weights() {
+    let _lock = crate::train::tests_lock();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/trainer/models/stylegan2/testdata");
+    for (file, arch, clamp) in
+        [("reference-resnet", DArchitecture::Resnet, 256.0), ("reference-orig", DArchitecture::Orig, 0.6)]
+    {
+        let fixture = Tensor::read_safetensors(dir.join(format!("{file}.safetensors"))).unwrap();
+        let get = |name: &str| fixture.iter().find(|(k, _)| k == name).unwrap().1.shallow_clone();
+        let (g_vs, d_vs, g, d) = build(&reference_spec(arch, clamp));
+        load_named(&g_vs, &fixture, "G.");
+        load_named(&d_vs, &fixture, "D.");
+        let (z, c) = (get("z"), get("c"));
+        tch::no_grad(|| {
+            let img = g.sample(&z, &c, 1.0);
+            let err = max_rel_err(&img, &get("img"));
+            assert!(err < 1e-5, "{file}: G at psi 1 differs by {err:e}");
+            let err = max_rel_err(&g.sample(&z, &c, 0.7), &get("img_psi0.7"));
+            assert!(err < 1e-5, "{file}: G at psi 0.7 differs by {err:e}");
+            let logits = crate::models::Discriminator::forward(&d, &get("img"), &c);
+            let err = max_rel_err(&logits.view([-1, 1]), &get("logits"));
+            assert!(err < 1e-5, "{file}: D differs by {err:e}");
+        });
+    }
+}
