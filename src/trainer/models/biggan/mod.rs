@@ -2,7 +2,8 @@
 //! class-conditional BN fed by a shared class embedding and a hierarchical latent, projection D
 //! with global sum pooling, spectral norm in both, SAGAN self-attention at the configured
 //! resolutions. Channel tables per resolution follow the reference `G_arch`/`D_arch`
-//! (SPECS.md 3.1); parameter names follow its state dict, so weights could be ported.
+//! (SPECS.md 3.1); parameter names follow its state dict, and on the same weights the outputs
+//! and the spectral-norm and BN updates equal the reference's (tests, against its own outputs).
 mod discriminator;
 mod generator;
 mod layers;

@@ -175,3 +175,87 @@ fn orthogonal_init_keeps_conv_weights_4d_and_orthogonal() {
     assert_eq!(images.size(), [2, 3, 128, 128]);
     assert_eq!(d.forward(&images, &c).size()[0], 2);
 }
+
+/// The pairs of `testdata/reference-*.safetensors`: "shared" is the ImageNet model's form (shared
+/// class embedding, hierarchical z, self-attention in G and D) at 64x64 and a width of 2;
+/// "plain" the CIFAR model's (per-class BN embeddings, no attention) at a width of 2.
+fn reference_specs() -> [(&'static str, BigGanSpec); 2] {
+    let shared = BigGanSpec {
+        resolution: 64,
+        ch: 2,
+        z_dim: 20,
+        classes: 5,
+        hier: true,
+        shared_dim: 6,
+        attention_res: vec![8],
+        sn_eps: 1e-6,
+        ..BigGanSpec::default()
+    };
+    let plain = BigGanSpec { resolution: 32, ch: 2, z_dim: 12, classes: 5, ..BigGanSpec::default() };
+    [("reference-shared", shared), ("reference-plain", plain)]
+}
+
+/// Copies the fixture's `prefix` tensors into `vs`, whose names must be exactly the fixture's.
+fn load_named(vs: &nn::VarStore, fixture: &[(String, Tensor)], prefix: &str) {
+    let theirs: std::collections::BTreeMap<&str, &Tensor> =
+        fixture.iter().filter_map(|(k, v)| Some((k.strip_prefix(prefix)?, v))).collect();
+    let ours = vs.variables();
+    let mut our_names: Vec<&str> = ours.keys().map(String::as_str).collect();
+    our_names.sort_unstable();
+    assert_eq!(our_names, theirs.keys().copied().collect::<Vec<_>>(), "{prefix} state-dict names");
+    tch::no_grad(|| {
+        for (name, var) in &ours {
+            var.shallow_clone().copy_(theirs[name.as_str()]);
+        }
+    });
+}
+
+fn max_rel_err(ours: &Tensor, theirs: &Tensor) -> f64 {
+    assert_eq!(ours.numel(), theirs.numel());
+    let err = (ours.reshape(theirs.size()) - theirs).abs().max().double_value(&[]);
+    err / theirs.abs().max().double_value(&[])
+}
+
+/// G and D against BigGAN-PyTorch's own networks: the fixtures hold weights (our init, then every
+/// tensor perturbed, running statistics and singular vectors included) under the reference's
+/// state-dict names, with latents, labels and what the reference's `layers.py`/`BigGAN.py`
+/// forward passes (CPU fp32) computed from them: G's images in eval mode (running BN statistics,
+/// singular vectors left alone) and then in training mode (batch statistics; one power iteration
+/// per layer moves u0 and sv0, and BN's running statistics move), D's logits of the training-mode
+/// images, and every u0, sv0 and running statistic after those passes.
+#[test]
+fn outputs_and_updates_equal_the_reference_networks_on_the_same_weights() {
+    let _lock = crate::train::tests_lock();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/trainer/models/biggan/testdata");
+    for (file, spec) in reference_specs() {
+        let fixture = Tensor::read_safetensors(dir.join(format!("{file}.safetensors"))).unwrap();
+        let get = |name: &str| fixture.iter().find(|(k, _)| k == name).unwrap().1.shallow_clone();
+        let (g_vs, d_vs) = (nn::VarStore::new(Device::Cpu), nn::VarStore::new(Device::Cpu));
+        let g = Generator::new(&spec, g_vs.root());
+        let d = Discriminator::new(&spec, d_vs.root());
+        load_named(&g_vs, &fixture, "G.");
+        load_named(&d_vs, &fixture, "D.");
+        let (z, c) = (get("z"), get("c"));
+        tch::no_grad(|| {
+            let err = max_rel_err(&g.forward_eval(&z, &c), &get("img_eval"));
+            assert!(err < 1e-5, "{file}: G in eval mode differs by {err:e}");
+            let err = max_rel_err(&g.forward(&z, &c), &get("img_train"));
+            assert!(err < 1e-5, "{file}: G in training mode differs by {err:e}");
+            let err = max_rel_err(&d.forward(&get("img_train"), &c), &get("logits"));
+            assert!(err < 1e-5, "{file}: D differs by {err:e}");
+        });
+        let mut checked = 0;
+        for (prefix, vs) in [("after.G.", &g_vs), ("after.D.", &d_vs)] {
+            for (name, var) in vs.variables() {
+                let Some((_, theirs)) = fixture.iter().find(|(k, _)| *k == format!("{prefix}{name}")) else {
+                    continue;
+                };
+                let err = max_rel_err(&var, theirs);
+                assert!(err < 1e-5, "{file}: {name} after the passes differs by {err:e}");
+                checked += 1;
+            }
+        }
+        let buffers = fixture.iter().filter(|(k, _)| k.starts_with("after.")).count();
+        assert_eq!(checked, buffers, "{file}: every updated buffer of the reference is ours too");
+    }
+}
