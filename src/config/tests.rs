@@ -272,6 +272,13 @@ fn a_batch_that_does_not_split_evenly_gives_ranks_shares_a_step() {
     let (key, msg) = config_error(BASE, &stylegan, &[]);
     assert_eq!(key, "model.mbstd_group_size");
     assert!(msg.contains("per-rank batch 11"), "{msg}");
+    // It says what would fit: a batch of whole groups on every rank, or smaller groups.
+    assert!(msg.contains("train.batch_size=24 or 36 (3 ranks x 4) keeps groups of 4"), "{msg}");
+    assert!(msg.contains("model.mbstd_group_size=1 fits"), "{msg}");
+    let (_, msg) =
+        config_error(BASE, &["dist.gpus=2", "model.arch=stylegan2", "model.mbstd_group_size=5"], &[]);
+    assert!(msg.contains("train.batch_size=30 or 40 (2 ranks x 5)"), "{msg}");
+    assert!(msg.contains("model.mbstd_group_size=4 fits"), "{msg}");
     // A fixed batch_per_rank keeps rounds alike on every rank, so it must split evenly.
     let (key, msg) = config_error(BASE, &["dist.gpus=3", "train.batch_per_rank=4"], &[]);
     assert_eq!(key, "train.batch_size");

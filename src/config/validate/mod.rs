@@ -157,20 +157,45 @@ fn validate_stylegan2(cfg: &RunConfig) -> Result<()> {
     positive("model.mapping_layers", m.mapping_layers)?;
     finite_positive("model.mapping_lr_mult", m.mapping_lr_mult)?;
     positive("model.mbstd_group_size", m.mbstd_group_size)?;
-    for per_rank in per_rank_batches(cfg) {
-        let group = m.mbstd_group_size.min(per_rank);
-        if per_rank > 0 && !per_rank.is_multiple_of(group) {
-            return Err(Error::config(
-                "model.mbstd_group_size",
-                m.mbstd_group_size,
-                format!("a divisor of the per-rank batch {per_rank} (minibatch-stddev groups tile it)"),
-            ));
-        }
+    let shares = per_rank_batches(cfg);
+    if let Some(&per_rank) = shares.iter().find(|&&b| !tiles(b, m.mbstd_group_size)) {
+        return Err(Error::config(
+            "model.mbstd_group_size",
+            m.mbstd_group_size,
+            format!(
+                "a divisor of the per-rank batch {per_rank} (minibatch-stddev groups tile it); {}",
+                mbstd_fixes(cfg, &shares)
+            ),
+        ));
     }
     if let Some(clamp) = m.conv_clamp {
         finite_positive("model.conv_clamp", clamp)?;
     }
     Ok(())
+}
+
+/// Minibatch stddev takes groups of min(group, batch) images, which must tile the batch.
+fn tiles(per_rank: u32, group: u32) -> bool {
+    per_rank == 0 || per_rank.is_multiple_of(group.min(per_rank))
+}
+
+/// What would fit: the largest smaller group that tiles every share, and, when the shares come
+/// from splitting the batch, the nearest batch sizes that give every rank whole groups.
+fn mbstd_fixes(cfg: &RunConfig, shares: &[u32]) -> String {
+    let group = cfg.model.mbstd_group_size;
+    let fitting = (1..group).rev().find(|&g| shares.iter().all(|&b| tiles(b, g))).unwrap_or(1);
+    let smaller = format!("model.mbstd_group_size={fitting} fits (smaller groups see less of the batch)");
+    if cfg.train.batch_per_rank.is_some() {
+        return format!("train.batch_per_rank a multiple of {group} keeps groups of {group}, or {smaller}");
+    }
+    let step = world_size(cfg) * group;
+    let below = cfg.train.batch_size / step * step;
+    let above = below + step;
+    let batches = if below > 0 { format!("{below} or {above}") } else { above.to_string() };
+    format!(
+        "train.batch_size={batches} ({} ranks x {group}) keeps groups of {group} on every rank, or {smaller}",
+        world_size(cfg)
+    )
 }
 
 /// Path-length regularisation and style mixing need StyleGAN2's mapping network.
