@@ -93,6 +93,15 @@ fn the_committed_manifests_are_the_generators_output_for_the_demo() {
         let committed = std::fs::read_to_string(&file).unwrap();
         assert_eq!(std::fs::read_to_string(&generated).unwrap(), committed, "{} {stale}", file.display());
     }
+    // A variant written over the other says what else the directory holds: applying the whole
+    // directory would start both.
+    let mut args = DEMO_JOB.to_vec();
+    args.extend(["--out", job_dir.to_str().unwrap(), "--jobset"]);
+    let (code, log) = generate(&args);
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("also holds service.yaml, job.yaml from an earlier run"), "{log}");
+    let (_, log) = generate(&[&DEMO_JOB[..], &["--out", jobset_dir.to_str().unwrap(), "--jobset"]].concat());
+    assert!(!log.contains("warning"), "{log}");
     // Without --out: the same manifests as one YAML stream, for `| kubectl apply -f -`.
     let streamed = gan_launch().arg("k8s").args(DEMO_JOB).current_dir(repo()).output().unwrap();
     assert!(streamed.status.success(), "{}", stderr(&streamed));

@@ -114,7 +114,28 @@ pub fn run(args: &K8sArgs) -> anyhow::Result<ExitCode> {
         None => print!("{}", files.iter().map(|(_, text)| text.as_str()).collect::<Vec<_>>().join("---\n")),
     }
     eprintln!("{}", next_steps(&spec, args.out.as_deref(), &files));
+    if let Some(warning) = args.out.as_deref().and_then(|dir| leftovers(dir, &files)) {
+        eprintln!("{warning}");
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Manifests of an earlier run left in `dir` that this one did not write (the other variant's
+/// Job or JobSet, a PodMonitor no longer wanted): `kubectl apply -f DIR` would start them too.
+fn leftovers(dir: &Path, written: &[(String, String)]) -> Option<String> {
+    let stale: Vec<&str> = render::ALL_FILES
+        .iter()
+        .copied()
+        .filter(|f| !written.iter().any(|(w, _)| w == f) && dir.join(f).exists())
+        .collect();
+    (!stale.is_empty()).then(|| {
+        format!(
+            "gan-launch k8s: warning: {} also holds {} from an earlier run, not part of this job:              `kubectl apply -f {}` would apply them too; apply the files above, or delete those",
+            dir.display(),
+            stale.join(", "),
+            dir.display()
+        )
+    })
 }
 
 impl JobSpec {

@@ -6,6 +6,10 @@ use std::fmt::Write;
 
 use super::{secret_command, JobSpec, CONFIG_MOUNT, DATA_MOUNT, RUNS_MOUNT};
 
+/// Every file name `all` may write, whatever the variant.
+pub const ALL_FILES: [&str; 6] =
+    ["configmap.yaml", "pvc.yaml", "jobset.yaml", "service.yaml", "job.yaml", "podmonitor.yaml"];
+
 /// (file name, contents) of every manifest, in the order to apply them.
 pub fn all(spec: &JobSpec) -> Vec<(String, String)> {
     let mut files =
