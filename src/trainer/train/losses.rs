@@ -71,6 +71,16 @@ pub fn path_lengths(images: &Tensor, ws: &Tensor, noise: &Tensor) -> Tensor {
     grads.square().sum_dim_intlist([2].as_slice(), false, None).mean_dim(1, false, None).sqrt()
 }
 
+/// StyleGAN2's path-length penalty mean((l_i - m)^2) with m the running mean moved toward this
+/// batch's mean length: m = lerp(`pl_mean`, mean(l), `decay`). As in the reference, the penalty
+/// sees m before it is detached, so its gradient also pulls the batch mean toward the lengths
+/// (a term of weight `decay`). Returns (penalty, the new running mean, detached).
+pub fn path_length_penalty(lengths: &Tensor, pl_mean: &Tensor, decay: f64) -> (Tensor, Tensor) {
+    let moved = pl_mean.lerp(&lengths.mean(Kind::Float), decay);
+    let penalty = (lengths - &moved).square().mean(Kind::Float);
+    (penalty, moved.detach())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,5 +190,26 @@ mod tests {
         let logits = (&x * &w).sum_dim_intlist([1, 2, 3].as_slice(), false, None);
         let r1 = r1_penalty(&logits, &x, 10.0);
         assert!((r1.double_value(&[]) - 30.0).abs() < 1e-5);
+    }
+    #[test]
+    fn the_path_length_penalty_differentiates_through_the_moving_mean() {
+        let lengths = t(&[1.0, 2.0, 4.0]).set_requires_grad(true);
+        let (m0, decay) = (t(&[1.5]).squeeze(), 0.25);
+        let (penalty, new_mean) = path_length_penalty(&lengths, &m0, decay);
+        // m = 0.75 * 1.5 + 0.25 * 7/3; penalty = mean((l - m)^2).
+        let m = 0.75 * 1.5 + 0.25 * 7.0 / 3.0;
+        assert!((new_mean.double_value(&[]) - m).abs() < 1e-6);
+        assert!(!new_mean.requires_grad());
+        let ls = [1.0, 2.0, 4.0];
+        let expected: f64 = ls.iter().map(|l| (l - m) * (l - m)).sum::<f64>() / 3.0;
+        assert!((penalty.double_value(&[]) - expected).abs() < 1e-6);
+        // d/dl_i = (2/N)(l_i - m) - (decay/N) (2/N) sum_j (l_j - m): the second term is the
+        // gradient through m, which a detached mean would drop.
+        let grad = Tensor::run_backward(&[penalty], &[&lengths], false, false)[0].shallow_clone();
+        let through_mean = decay / 3.0 * 2.0 / 3.0 * ls.iter().map(|l| l - m).sum::<f64>();
+        for (i, l) in ls.iter().enumerate() {
+            let want = 2.0 / 3.0 * (l - m) - through_mean;
+            assert!((grad.double_value(&[i as i64]) - want).abs() < 1e-6, "l_{i}");
+        }
     }
 }

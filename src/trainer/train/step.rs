@@ -6,7 +6,9 @@ use std::time::Instant;
 
 use tch::{Kind, Tensor};
 
-use super::losses::{d_loss, g_loss, gradient_penalty, ortho_gradient, path_lengths, r1_penalty};
+use super::losses::{
+    d_loss, g_loss, gradient_penalty, ortho_gradient, path_length_penalty, path_lengths, r1_penalty,
+};
 use super::setup::Setup;
 use super::sync::{all_reduce_gradients, average_running_means};
 use gan_core::data::Batch;
@@ -319,8 +321,8 @@ fn phase_loss(s: &mut Setup, phase: Phase, real: &Tensor, c: &Tensor) -> Result<
             let noise = img.randn_like() / ((h * w) as f64).sqrt();
             let lengths = path_lengths(&img, &ws, &noise);
             // The running mean moves toward this round's mean length; ranks average it after the step.
-            s.pl_mean = s.pl_mean.lerp(&lengths.mean(Kind::Float).detach(), decay);
-            let penalty = (lengths - &s.pl_mean).square().mean(Kind::Float);
+            let (penalty, pl_mean) = path_length_penalty(&lengths, &s.pl_mean, decay);
+            s.pl_mean = pl_mean;
             s.stats.report("Loss/pl_penalty", &penalty);
             s.stats.report("Loss/pl_mean", &s.pl_mean);
             // Lazy regularisation: the penalty runs every `interval` G steps, so it weighs `interval` times.
