@@ -129,7 +129,7 @@ fn ls(run: &Path) -> anyhow::Result<()> {
         let marker = if latest.as_deref() == Some(name.as_str()) { " (latest)" } else { "" };
         match verify(&dir) {
             Ok(v) => println!(
-                "{name:<16} {step:>10} {:>10.1} {:>10.1} {:>5} {:>10} {:>7} {:>9}  {:<24} ok{marker}",
+                "{name:<16} {step:>10} {:>10.3} {:>10.1} {:>5} {:>10} {:>7} {:>9}  {:<24} ok{marker}",
                 v.manifest.kimg(),
                 v.manifest.total_bytes() as f64 / 1e6,
                 v.manifest.world_size,
@@ -161,7 +161,7 @@ fn verify_cmd(path: &Path) -> anyhow::Result<()> {
     };
     let v = verify(&dir).map_err(|message| Error::Checkpoint { path: dir.clone(), message })?;
     println!(
-        "{}: ok (step {}, {:.1} kimg, {} files, {:.1} MB, written by {} rank(s), gan-launch {} {}, libtorch {})",
+        "{}: ok (step {}, {:.3} kimg, {} files, {:.1} MB, written by {} rank(s), gan-launch {} {}, libtorch {})",
         dir.display(),
         v.manifest.step,
         v.manifest.kimg(),

@@ -322,6 +322,8 @@ fn ckpt_commands_list_verify_and_export() {
     let latest_row = table.lines().find(|l| l.contains("(latest)")).unwrap();
     assert!(table.lines().next().unwrap().contains(" diversity "), "{table}");
     assert!(latest_row.split_whitespace().any(|cell| cell == diversity), "{diversity}: {table}");
+    // kimg to the image: ci-tiny's checkpoints come every 0.128 kimg.
+    assert!(latest_row.split_whitespace().nth(2) == Some("0.256"), "{table}");
     let verify = gan_launch()
         .args(["ckpt", "verify"])
         .arg(ckpt_dir(dir.path()).join("step-00000004"))
