@@ -1,10 +1,13 @@
 //! ADA (Karras et al. 2020, StyleGAN2-ADA): augmentations applied to each image with probability
 //! p, where p adapts so that D's overfitting heuristic r_t = E[sign(D(real))] stays near a
-//! target (SPECS.md 4.5). The transforms here are the ones the issue names from the `bgc` pipe:
-//! x-flip, 90-degree rotation, integer translation (up to 1/8, reflect-padded) and isotropic
-//! scale (2^(0.2 N(0,1))) as geometry; brightness (+ N(0, 0.2)), contrast (x 2^(0.5 N(0,1)))
-//! and saturation (x 2^(N(0,1))) as colour. All are differentiable in the pixels.
+//! target (SPECS.md 4.5). The pipe is the reference's default `bgc`, in its order: pixel blits
+//! (x-flip, 90-degree rotation, integer translation up to 1/8, reflect-padded), the general
+//! geometric transforms (`geometry`: isotropic scale, rotation, anisotropic scale, rotation,
+//! fractional translation) and the colour transforms (`color`: brightness, contrast, luma flip,
+//! hue, saturation). All are differentiable in the pixels, twice (R1 runs through them).
 use tch::{Device, Kind, Tensor};
+
+use super::{color, geometry};
 
 /// Fraction of the size integer translation may shift by.
 const TRANSLATION_RATIO: f64 = 0.125;
@@ -19,10 +22,6 @@ fn select(mask: &Tensor, a: &Tensor, b: &Tensor) -> Tensor {
     a * mask + b * (-mask + 1.0)
 }
 
-fn normal(n: i64, device: Device) -> Tensor {
-    Tensor::randn([n, 1, 1, 1], (Kind::Float, device))
-}
-
 /// The whole pipe at probability `p` (square images).
 pub fn apply(x: &Tensor, p: f64) -> Tensor {
     if p <= 0.0 {
@@ -32,14 +31,10 @@ pub fn apply(x: &Tensor, p: f64) -> Tensor {
     let x = select(&chosen(n, p, device), &x.flip([3]), x);
     let x = rotate90(&x, p);
     let x = translate(&x, p);
-    let x = scale(&x, p);
-    let x = &x + normal(n, device) * 0.2 * chosen(n, p, device);
-    let mean = x.mean_dim(&[1i64, 2, 3][..], true, Kind::Float);
-    let factor = (normal(n, device) * 0.5 * std::f64::consts::LN_2).exp();
-    let x = select(&chosen(n, p, device), &((&x - &mean) * factor + &mean), &x);
-    let mean = x.mean_dim(1, true, Kind::Float);
-    let factor = (normal(n, device) * std::f64::consts::LN_2).exp();
-    select(&chosen(n, p, device), &((&x - &mean) * factor + &mean), &x)
+    let (h, w) = (x.size()[2], x.size()[3]);
+    let x = geometry::resample(&x, &geometry::draw(n, (h, w), p, device));
+    let rgb = x.size()[1] == 3;
+    color::apply(&x, &color::matrix(&color::draw(n, p, device), rgb, device))
 }
 
 /// Rotation by k x 90 degrees, k uniform in {0, 1, 2, 3}, for the chosen images.
@@ -72,41 +67,6 @@ fn translate(x: &Tensor, p: f64) -> Tensor {
     let c = Tensor::arange(w, opts).view([1, 1, w]).expand([n, h, w], false) + shift(w) + pad;
     let padded = x.reflection_pad2d([pad, pad, pad, pad]).permute([0, 2, 3, 1]);
     padded.index(&[Some(b), Some(r), Some(c)]).permute([0, 3, 1, 2])
-}
-
-/// Isotropic scale by 2^(0.2 N(0,1)) about the centre: bilinear resampling with reflection at
-/// the border, written with gathers because R1 differentiates twice through it and libtorch's
-/// grid_sample has no second derivative (StyleGAN2-ADA carries a custom op for the same reason).
-fn scale(x: &Tensor, p: f64) -> Tensor {
-    let (n, c, h, w) = x.size4().expect("NCHW images");
-    let device = x.device();
-    let mask = chosen(n, p, device).view([n, 1]);
-    // Sampling at coordinates / s magnifies by s; unchosen images get s = 1 (identity).
-    let s = (Tensor::randn([n, 1], (Kind::Float, device)) * 0.2 * std::f64::consts::LN_2).exp();
-    let inv = (s.reciprocal() - 1.0) * &mask + 1.0;
-    let source = |size: i64| {
-        let centre = (size - 1) as f64 / 2.0;
-        let coords = Tensor::arange(size, (Kind::Float, device)).view([1, size]);
-        let u = (coords - centre) * &inv + centre;
-        // Reflect into [0, size - 1] (one reflection covers the scales drawn here), then clamp.
-        let top = (size - 1) as f64;
-        let u = u.abs();
-        (-(-u + top).abs() + top).clamp(0.0, top)
-    };
-    let (sy, sx) = (source(h), source(w)); // [n, h], [n, w]
-    let (y0, x0) = (sy.floor(), sx.floor());
-    let (wy, wx) = ((&sy - &y0).view([n, 1, h, 1]), (&sx - &x0).view([n, 1, 1, w]));
-    let (y0, x0) = (y0.to_kind(Kind::Int64), x0.to_kind(Kind::Int64));
-    let (y1, x1) = ((&y0 + 1).clamp_max(h - 1), (&x0 + 1).clamp_max(w - 1));
-    let flat = x.reshape([n, c, h * w]);
-    let at = |yy: &Tensor, xx: &Tensor| {
-        let index =
-            (yy.view([n, h, 1]) * w + xx.view([n, 1, w])).view([n, 1, h * w]).expand([n, c, h * w], false);
-        flat.gather(2, &index, false).view([n, c, h, w])
-    };
-    let top = at(&y0, &x0) * (-&wx + 1.0) + at(&y0, &x1) * &wx;
-    let bottom = at(&y1, &x0) * (-&wx + 1.0) + at(&y1, &x1) * &wx;
-    top * (-&wy + 1.0) + bottom * &wy
 }
 
 /// The adaptive controller: every `interval` steps, p moves by batch x interval /

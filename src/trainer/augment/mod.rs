@@ -3,7 +3,9 @@
 //! distribution: DiffAugment (Zhao et al. 2020) with fixed transforms, or ADA (Karras et al.
 //! 2020) with a probability p adapted to D's overfitting.
 mod ada;
+mod color;
 mod diffaugment;
+mod geometry;
 
 pub use ada::AdaController;
 

@@ -100,3 +100,79 @@ fn ada_controller_follows_the_reference_rule() {
     other.restore(&saved);
     assert_eq!(other, ctrl);
 }
+
+fn quarter_turns(n: i64, theta: f64) -> super::geometry::InverseAffine {
+    let g = super::geometry::InverseAffine::identity(n, Device::Cpu);
+    let (c, s) = (theta.cos() as f32, theta.sin() as f32);
+    let m = Tensor::from_slice(&[c, -s, s, c]).view([1, 2, 2]).repeat([n, 1, 1]);
+    super::geometry::InverseAffine { m, t: g.t }
+}
+
+#[test]
+fn resampling_is_exact_for_the_identity_and_a_quarter_turn_and_halfway_for_half_a_pixel() {
+    let _lock = crate::train::tests_lock();
+    tch::manual_seed(5);
+    let x = images(2);
+    let same = super::geometry::resample(&x, &super::geometry::InverseAffine::identity(2, Device::Cpu));
+    assert!(same.equal(&x), "the identity map reads every pixel back");
+    let turned = super::geometry::resample(&x, &quarter_turns(2, std::f64::consts::FRAC_PI_2));
+    let err = (&turned - x.rot90(1, [2, 3])).abs().max().double_value(&[]);
+    assert!(err < 1e-5, "a quarter turn about the centre is rot90: {err}");
+    // Half a pixel right: each output pixel averages two horizontal neighbours.
+    let mut g = super::geometry::InverseAffine::identity(2, Device::Cpu);
+    g.t = Tensor::from_slice(&[0.5f32, 0.0]).view([1, 2, 1]).repeat([2, 1, 1]);
+    let shifted = super::geometry::resample(&x, &g);
+    let want = (x.narrow(3, 0, 15) + x.narrow(3, 1, 15)) / 2.0;
+    let err = (shifted.narrow(3, 0, 15) - want).abs().max().double_value(&[]);
+    assert!(err < 1e-6, "{err}");
+}
+
+#[test]
+fn colour_matrices_do_what_their_parameters_say() {
+    let _lock = crate::train::tests_lock();
+    tch::manual_seed(6);
+    let x = images(1);
+    let at = |brightness: f32, contrast: f32, flip: f32, hue: f64, saturation: f32| {
+        let v = |a: f32| Tensor::from_slice(&[a]).view([1, 1, 1]);
+        let q = super::color::ColorParams {
+            brightness: v(brightness),
+            contrast: v(contrast),
+            luma_flip: v(flip),
+            hue: v(hue as f32),
+            saturation: v(saturation),
+        };
+        super::color::apply(&x, &super::color::matrix(&q, true, Device::Cpu))
+    };
+    let close = |a: &Tensor, b: &Tensor| (a - b).abs().max().double_value(&[]) < 1e-5;
+    assert!(close(&at(0.0, 1.0, 0.0, 0.0, 1.0), &x), "identity parameters");
+    assert!(close(&at(0.25, 1.0, 0.0, 0.0, 1.0), &(&x + 0.25)), "brightness adds");
+    assert!(close(&at(0.0, 2.0, 0.0, 0.0, 1.0), &(&x * 2.0)), "contrast scales about mid-grey");
+    // Saturation 0: every channel becomes the pixel's channel mean.
+    let grey = x.mean_dim(1, true, Kind::Float).expand_as(&x);
+    assert!(close(&at(0.0, 1.0, 0.0, 0.0, 0.0), &grey));
+    // Luma flip inverts the grey part and keeps the colour: x - 2 mean.
+    assert!(close(&at(0.0, 1.0, 1.0, 0.0, 1.0), &(&x - &grey * 2.0)));
+    // A third of a turn about the grey axis moves each channel to the next (r -> g -> b).
+    let turned = at(0.0, 1.0, 0.0, 2.0 * std::f64::consts::PI / 3.0, 1.0);
+    assert!(close(&turned, &Tensor::cat(&[x.narrow(1, 2, 1), x.narrow(1, 0, 2)], 1)), "hue");
+}
+
+#[test]
+fn the_full_ada_pipe_changes_images_and_is_twice_differentiable() {
+    let _lock = crate::train::tests_lock();
+    tch::manual_seed(7);
+    for channels in [3, 1] {
+        let x = (Tensor::rand([8, channels, 16, 16], (Kind::Float, Device::Cpu)) * 2.0 - 1.0)
+            .set_requires_grad(true);
+        let y = super::ada::apply(&x, 1.0);
+        assert_eq!(y.size(), x.size());
+        // R1 takes the gradient through the pipe and differentiates it again.
+        let grad = Tensor::run_backward(&[y.square().sum(Kind::Float)], &[&x], true, true).remove(0);
+        let second = Tensor::run_backward(&[grad.square().sum(Kind::Float)], &[&x], false, false).remove(0);
+        assert!(second.abs().sum(Kind::Float).double_value(&[]) > 0.0, "{channels} channel(s)");
+    }
+    // At p = 1 the colour statistics move: per-image means spread (brightness, contrast, flips).
+    let x = images(64);
+    let means = super::ada::apply(&x, 1.0).mean_dim(&[1i64, 2, 3][..], false, Kind::Float);
+    assert!(means.std(true).double_value(&[]) > 0.1, "{means}");
+}
