@@ -101,6 +101,8 @@ fn bad_enum_value_lists_the_allowed_values() {
 fn invalid_combinations_are_refused() {
     let cases: &[(&[&str], &str, &str)] = &[
         (&["data.resolution=24"], "data.resolution", "power of two"),
+        (&["data.source=prepared"], "data.path", "the directory of a prepared dataset"),
+        (&["data.source=prepared", "data.path="], "data.path", "the directory of a prepared dataset"),
         (&["data.num_classes=0"], "model.conditional", "num_classes"),
         (&["train.batch_per_rank=12"], "train.batch_size", "1 x 12"),
         // A recipe's batch_per_rank on more ranks: the global batch splits, batch_per_rank is the fix.

@@ -85,7 +85,8 @@ fn validate_data(cfg: &RunConfig) -> Result<()> {
     if !d.resolution.is_power_of_two() || !(8..=1024).contains(&d.resolution) {
         return Err(Error::config("data.resolution", d.resolution, "a power of two from 8 to 1024"));
     }
-    if d.source == DataSource::Prepared && d.path.is_none() {
+    // An empty path (`--set data.path=`) names no directory either.
+    if d.source == DataSource::Prepared && d.path.as_ref().is_none_or(|p| p.as_os_str().is_empty()) {
         return Err(Error::config(
             "data.path",
             "nothing",
