@@ -83,9 +83,15 @@ fn load_checked(
     let merged = builder
         .build()
         .map_err(|e| Error::ConfigFile { path: path.to_path_buf(), message: strip_origin(&e.to_string()) })?;
-    super::required::check_required(&merged)?;
-    let mut cfg: RunConfig = serde_path_to_error::deserialize(merged.clone())
-        .map_err(|e| deserialize_error(&merged, &e.path().to_string(), e.inner(), sets, &env))?;
+    let mut cfg: RunConfig = serde_path_to_error::deserialize(merged.clone()).map_err(|e| {
+        // A missing key is reported with every other missing one and what each takes; an unknown
+        // key (a typo, often the reason another is missing) is reported as such first.
+        let missing = missing_field_key(&strip_origin(&e.inner().to_string())).is_some();
+        match super::required::check_required(&merged) {
+            Err(all_missing) if missing => all_missing,
+            _ => deserialize_error(&merged, &e.path().to_string(), e.inner(), sets, &env),
+        }
+    })?;
     if cfg.run.name.is_none() {
         cfg.run.name = path.file_stem().map(|s| s.to_string_lossy().into_owned());
     }

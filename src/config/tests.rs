@@ -360,3 +360,11 @@ train: { batch_size: 8, total_kimg: 1, g_opt: { betas: [0.0, 0.99] } }
     assert_eq!(key, "train.g_opt", "{msg}");
     assert!(!msg.contains("must be set"), "{msg}");
 }
+
+#[test]
+fn a_misspelt_section_is_named_before_the_keys_it_leaves_missing() {
+    let text = BASE.replace("model:", "modle:");
+    let (key, msg) = config_error(&text, &[], &[]);
+    assert_eq!(key, "modle", "{msg}");
+    assert!(msg.contains("unknown field `modle`"), "{msg}");
+}
