@@ -1,7 +1,7 @@
 //! The keys every config must set: hyperparameters with no sensible default (what to train, on
-//! what, with which loss and learning rates). They are checked on the merged layers before the
-//! typed read, so a config missing several is told all of them at once, with what each takes,
-//! instead of one serde error per attempt.
+//! what, with which loss and learning rates). When the typed read finds one missing, all of them
+//! are looked up on the merged layers, so a config missing several is told all of them at once,
+//! with what each takes, instead of one serde error per attempt.
 use config::{Config, ValueKind};
 
 use super::{Arch, DataSource, Loss};
