@@ -137,18 +137,27 @@ impl Checkpoints {
         Ok(moved)
     }
 
-    /// Deletes committed checkpoints that are neither among the newest `keep_last` nor among the
-    /// `keep_best` with the lowest FID (manifest or `eval.json`); never `protect` (the one just
-    /// committed) nor `retention.hold`. Called only after a commit, so a crash here never leaves fewer than k.
+    /// Deletes committed checkpoints that are neither among the newest `keep_last` sound ones
+    /// nor among the `keep_best` with the lowest FID (manifest or `eval.json`); never `protect`
+    /// (the one just committed) nor `retention.hold`. A checkpoint truncated or missing files
+    /// since its commit does not count toward `keep_last`, so it never pushes out a good one; it
+    /// is removed like an old one. Called only after a commit, so a crash here never leaves
+    /// fewer than k.
     pub fn retain(&self, retention: Retention, protect: u64) -> Result<Vec<PathBuf>> {
         let all = self.list()?;
-        let cut = all.len().saturating_sub(retention.keep_last.max(1));
-        let mut keep: Vec<u64> = all[cut..].iter().map(|(step, _)| *step).collect();
+        let mut keep: Vec<u64> = all
+            .iter()
+            .rev()
+            .filter(|(_, dir)| super::verify::looks_sound(dir))
+            .take(retention.keep_last.max(1))
+            .map(|(step, _)| *step)
+            .collect();
         keep.push(protect);
         keep.extend(retention.hold);
         if retention.keep_best > 0 {
             let mut scored: Vec<(f64, u64)> = all
                 .iter()
+                .filter(|(_, dir)| super::verify::looks_sound(dir))
                 .filter_map(|(step, dir)| Some((super::scores::metric_of(dir, "fid")?, *step)))
                 .filter(|(fid, _)| fid.is_finite())
                 .collect();

@@ -34,7 +34,9 @@ impl Checkpoints {
     /// Of the committed checkpoints before step `before`, the one with the lowest finite
     /// `metric` (e.g. `fid`), by step; the earliest of equals.
     pub fn lowest_before(&self, metric: &str, before: u64) -> Result<Option<(u64, f64)>> {
-        let earlier = self.list()?.into_iter().filter(|(step, _)| *step < before);
+        // A damaged checkpoint cannot be gone back to, however good its score.
+        let earlier =
+            self.list()?.into_iter().filter(|(step, dir)| *step < before && super::verify::looks_sound(dir));
         let scored = earlier.filter_map(|(step, dir)| Some((step, metric_of(&dir, metric)?)));
         Ok(scored.filter(|(_, v)| v.is_finite()).min_by(|a, b| a.1.total_cmp(&b.1)))
     }
