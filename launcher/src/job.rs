@@ -69,6 +69,9 @@ pub fn run(args: &JobArgs, cfg: &RunConfig, node: &NodeSetup) -> anyhow::Result<
         .filter(|p| p.node_rank == node.node_rank)
         .collect();
     let world = config::world_size(cfg);
+    if node.node_rank == 0 {
+        forget_ranks_beyond(&run_dir.join("heartbeat"), world);
+    }
     let token = store_token(cfg)?;
     // Node 0 hosts the store for the job's lifetime; every launcher and rank meets there.
     let store = match (world, node.node_rank) {
@@ -237,6 +240,21 @@ impl Peers for AttemptPeers<'_> {
     fn failed(&mut self, reason: &str) {
         if let Some(group) = self.group.as_mut() {
             let _ = group.report_failure(self.attempt, reason);
+        }
+    }
+}
+
+/// Removes the heartbeats and flight records of ranks an earlier job of this run had beyond this
+/// job's world size, so `gan-launch status` and the watchdog see this job's ranks only. (Each
+/// rank's own files are replaced when it starts; no rank of this job writes these.)
+fn forget_ranks_beyond(dir: &std::path::Path, world: u32) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.filter_map(|e| e.ok()) {
+        let name = entry.file_name();
+        let rank =
+            name.to_str().and_then(|n| n.strip_prefix("rank-")?.split('.').next()?.parse::<u32>().ok());
+        if rank.is_some_and(|r| r >= world) {
+            let _ = std::fs::remove_file(entry.path());
         }
     }
 }

@@ -227,6 +227,13 @@ fn the_world_size_may_change_across_a_resume() {
     assert!(out.status.success(), "{err}");
     assert!(err.contains("written by 2 rank(s); now 1 ranks"), "{err}");
     assert_eq!((resumed_step(&err), latest_step(dir.path())), (Some(16), Some(24)));
+    // `status` shows this job's one rank, not the second rank of the job before.
+    let status = gan_launch().arg("status").arg(dir.path().join("ci-tiny")).output().unwrap();
+    assert!(
+        stdout(&status).starts_with(&format!("{}: 1 rank(s)", dir.path().join("ci-tiny").display())),
+        "{}",
+        stdout(&status)
+    );
 }
 
 #[test]
