@@ -32,7 +32,7 @@ pub fn apply(x: &Tensor, p: f64) -> Tensor {
     let x = rotate90(&x, p);
     let x = translate(&x, p);
     let (h, w) = (x.size()[2], x.size()[3]);
-    let x = geometry::resample(&x, &geometry::draw(n, (h, w), p, device));
+    let x = geometry::apply(&x, &geometry::draw(n, (h, w), p, device));
     let rgb = x.size()[1] == 3;
     color::apply(&x, &color::matrix(&color::draw(n, p, device), rgb, device))
 }

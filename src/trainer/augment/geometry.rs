@@ -1,12 +1,13 @@
 //! ADA's general geometric transforms (StyleGAN2-ADA `augment.py`, `bgc`): isotropic scale,
 //! rotation, anisotropic scale, a second rotation and fractional translation, composed per image
 //! into one inverse affine map (output pixel -> source pixel, about the image centre, in pixels)
-//! and applied with one bilinear resampling of the reflect-extended image.
+//! and executed as the reference does: reflect-pad by what the batch's corners need, upsample 2x
+//! through the sym6 wavelet low-pass, sample bilinearly (zeros outside), and downsample 2x
+//! through the same filter. The 2x pass keeps the transforms from aliasing.
 //!
-//! The reference samples a 2x upsampled image through `grid_sample` and downsamples again (its
-//! anti-aliasing); this samples at the image's own resolution. Sampling is written with gathers:
-//! R1 differentiates twice through the augmentation, and libtorch's `grid_sample` has no second
-//! derivative (the reference carries a custom op for the same reason).
+//! Sampling is written with gathers: R1 differentiates twice through the augmentation, and
+//! libtorch's `grid_sample` has no second derivative (the reference carries a custom op for the
+//! same reason).
 use std::f64::consts::{LN_2, PI};
 
 use tch::{Device, Kind, Tensor};
@@ -92,39 +93,161 @@ pub fn draw(n: i64, size: (i64, i64), p: f64, device: Device) -> InverseAffine {
     g.then(&eye, &-t)
 }
 
-/// Reflects coordinates into [0, size - 1] about the edge pixels' centres (numpy's "reflect"),
-/// however far outside they fall.
-fn reflect(u: &Tensor, size: i64) -> Tensor {
-    let top = (size - 1) as f64;
-    if top == 0.0 {
-        return u.zeros_like();
-    }
-    let folded = u.abs().remainder(2.0 * top);
-    (-(folded - top).abs() + top).clamp(0.0, top)
+/// sym6, Daubechies' least-asymmetric wavelet of 12 taps (its low-pass decomposition filter,
+/// as the reference's `wavelets` table lists it).
+const SYM6: [f64; 12] = [
+    0.015404109327027373,
+    0.0034907120842174702,
+    -0.11799011114819057,
+    -0.048311742585633,
+    0.4910559419267466,
+    0.787641141030194,
+    0.3379294217276218,
+    -0.07263752278646252,
+    -0.021060292512300564,
+    0.04472490177066578,
+    0.0017677118642428036,
+    -0.007800708325034148,
+];
+
+/// Output pixels beyond each side of the image the 2x pass computes, so the down-filter has its
+/// whole support: a quarter of the filter's taps.
+const HZ_PAD: i64 = SYM6.len() as i64 / 4;
+
+/// A 3x3 matrix [1, 3, 3] on the device.
+fn affine3(rows: [[f64; 3]; 3], device: Device) -> Tensor {
+    let flat: Vec<f32> = rows.iter().flatten().map(|&v| v as f32).collect();
+    Tensor::from_slice(&flat).view([1, 3, 3]).to_device(device)
 }
 
-/// `x` resampled through `g`: output pixel (i, j) reads the source at g applied to its offset
-/// from the centre, bilinearly, from the reflect-extended image.
-pub fn resample(x: &Tensor, g: &InverseAffine) -> Tensor {
+fn translate3(tx: f64, ty: f64, device: Device) -> Tensor {
+    affine3([[1.0, 0.0, tx], [0.0, 1.0, ty], [0.0, 0.0, 1.0]], device)
+}
+
+fn scale3(sx: f64, sy: f64, device: Device) -> Tensor {
+    affine3([[sx, 0.0, 0.0], [0.0, sy, 0.0], [0.0, 0.0, 1.0]], device)
+}
+
+impl InverseAffine {
+    /// The homogeneous form [n, 3, 3].
+    fn homogeneous(&self) -> Tensor {
+        let n = self.m.size()[0];
+        let top = Tensor::cat(&[&self.m, &self.t], 2);
+        let bottom = Tensor::from_slice(&[0.0f32, 0.0, 1.0]).to_device(self.m.device()).view([1, 1, 3]);
+        Tensor::cat(&[top, bottom.repeat([n, 1, 1])], 1)
+    }
+}
+
+/// `upfirdn2d` with the separable 12-tap filter along one axis (3: width, 2: height): insert
+/// `up - 1` zeros after each sample, pad (negative: crop), filter, keep every `down`-th sample.
+/// `flip`: reverse the taps, i.e. convolve rather than correlate (the reference's
+/// `flip_filter=False`).
+fn upfirdn_axis(x: &Tensor, axis: i64, up: i64, down: i64, pad: (i64, i64), flip: bool, gain: f64) -> Tensor {
+    let x = if axis == 2 { x.transpose(2, 3) } else { x.shallow_clone() };
     let (n, c, h, w) = x.size4().expect("NCHW images");
-    let device = x.device();
-    let (cx, cy) = ((w - 1) as f64 / 2.0, (h - 1) as f64 / 2.0);
-    let xs = Tensor::arange(w, (Kind::Float, device)).view([1, w]).expand([h, w], false) - cx;
-    let ys = Tensor::arange(h, (Kind::Float, device)).view([h, 1]).expand([h, w], false) - cy;
-    let points = Tensor::stack(&[xs.reshape([h * w]), ys.reshape([h * w])], 0).unsqueeze(0); // [1, 2, hw]
-    let source = g.m.matmul(&points) + &g.t; // [n, 2, hw]
-    let sx = reflect(&(source.select(1, 0) + cx), w);
-    let sy = reflect(&(source.select(1, 1) + cy), h);
-    let (x0, y0) = (sx.floor(), sy.floor());
-    let (wx, wy) = ((&sx - &x0).view([n, 1, h * w]), (&sy - &y0).view([n, 1, h * w]));
-    let (x0, y0) = (x0.to_kind(Kind::Int64), y0.to_kind(Kind::Int64));
-    let (x1, y1) = ((&x0 + 1).clamp_max(w - 1), (&y0 + 1).clamp_max(h - 1));
-    let flat = x.reshape([n, c, h * w]);
-    let at = |yy: &Tensor, xx: &Tensor| {
-        let index = (yy * w + xx).view([n, 1, h * w]).expand([n, c, h * w], false);
-        flat.gather(2, &index, false)
+    let x = x.reshape([n, c, h, w, 1]).constant_pad_nd([0, up - 1]).reshape([n * c, 1, h, w * up]);
+    let x = x.constant_pad_nd([pad.0.max(0), pad.1.max(0)]);
+    let len = x.size()[3];
+    let x = x.narrow(3, (-pad.0).max(0), len - (-pad.0).max(0) - (-pad.1).max(0));
+    let taps: Vec<f32> = if flip { SYM6.iter().rev().copied().collect() } else { SYM6.to_vec() }
+        .iter()
+        .map(|&v| (v / SYM6.iter().sum::<f64>() * gain) as f32)
+        .collect();
+    let f = Tensor::from_slice(&taps).to_device(x.device()).to_kind(x.kind()).view([1, 1, 1, -1]);
+    let y = x.conv2d(&f, None::<Tensor>, [1, down], [0, 0], [1, 1], 1);
+    let (yh, yw) = (y.size()[2], y.size()[3]);
+    let y = y.reshape([n, c, yh, yw]);
+    if axis == 2 {
+        y.transpose(2, 3)
+    } else {
+        y
+    }
+}
+
+/// Bilinear sampling of `img` at `theta` applied to the normalised coordinates of an `out`-sized
+/// grid (`affine_grid` + `grid_sample`, align_corners false): taps outside the image read 0.
+fn sample(img: &Tensor, theta: &Tensor, out: (i64, i64)) -> Tensor {
+    let (n, c, ih, iw) = img.size4().expect("NCHW images");
+    let (oh, ow) = out;
+    let device = img.device();
+    let axis = |size: i64| (Tensor::arange(size, (Kind::Float, device)) * 2.0 + 1.0) / size as f64 - 1.0;
+    let xs = axis(ow).view([1, ow]).expand([oh, ow], false).reshape([oh * ow]);
+    let ys = axis(oh).view([oh, 1]).expand([oh, ow], false).reshape([oh * ow]);
+    let base = Tensor::stack(&[xs, ys, Tensor::ones([oh * ow], (Kind::Float, device))], 0).unsqueeze(0);
+    let grid = theta.narrow(1, 0, 2).matmul(&base); // [n, 2, oh * ow]
+    let px = ((grid.select(1, 0) + 1.0) * iw as f64 - 1.0) / 2.0;
+    let py = ((grid.select(1, 1) + 1.0) * ih as f64 - 1.0) / 2.0;
+    let (x0, y0) = (px.floor(), py.floor());
+    let (wx, wy) = ((&px - &x0).view([n, 1, oh * ow]), (&py - &y0).view([n, 1, oh * ow]));
+    let flat = img.reshape([n, c, ih * iw]);
+    let tap = |yy: &Tensor, xx: &Tensor| {
+        let inside = xx
+            .ge(0.0)
+            .logical_and(&xx.le((iw - 1) as f64))
+            .logical_and(&yy.ge(0.0))
+            .logical_and(&yy.le((ih - 1) as f64));
+        let index = (yy.clamp(0.0, (ih - 1) as f64) * iw as f64 + xx.clamp(0.0, (iw - 1) as f64))
+            .to_kind(Kind::Int64);
+        let index = index.view([n, 1, oh * ow]).expand([n, c, oh * ow], false);
+        flat.gather(2, &index, false) * inside.to_kind(Kind::Float).view([n, 1, oh * ow])
     };
-    let top = at(&y0, &x0) * (-&wx + 1.0) + at(&y0, &x1) * &wx;
-    let bottom = at(&y1, &x0) * (-&wx + 1.0) + at(&y1, &x1) * &wx;
-    (top * (-&wy + 1.0) + bottom * &wy).view([n, c, h, w])
+    let (x1, y1) = (&x0 + 1.0, &y0 + 1.0);
+    let top = tap(&y0, &x0) * (-&wx + 1.0) + tap(&y0, &x1) * &wx;
+    let bottom = tap(&y1, &x0) * (-&wx + 1.0) + tap(&y1, &x1) * &wx;
+    (top * (-&wy + 1.0) + bottom * &wy).view([n, c, oh, ow])
+}
+
+/// `x` transformed by `g` as the reference executes its geometric pass; `x` itself when no image
+/// has a general transform (the pass would only round-trip through the filters).
+pub fn apply(x: &Tensor, g: &InverseAffine) -> Tensor {
+    let (_, _, h, w) = x.size4().expect("NCHW images");
+    let device = x.device();
+    let g_inv = g.homogeneous();
+    // The padding every image's transformed corners need, plus the filter's reach.
+    let (cx, cy) = ((w - 1) as f64 / 2.0, (h - 1) as f64 / 2.0);
+    #[rustfmt::skip]
+    let corners = Tensor::from_slice(&[
+        -cx, cx, cx, -cx,
+        -cy, -cy, cy, cy,
+        1.0, 1.0, 1.0, 1.0,
+    ])
+    .to_kind(Kind::Float)
+    .view([1, 3, 4])
+    .to_device(device);
+    let cp = g_inv.matmul(&corners).narrow(1, 0, 2).permute([1, 0, 2]).reshape([2, -1]);
+    let margin = Tensor::cat(&[-&cp, cp], 0).amax(1, false);
+    let reach = |v: f64| (2 * HZ_PAD) as f64 - v;
+    let offset =
+        Tensor::from_slice(&[reach(cx) as f32, reach(cy) as f32, reach(cx) as f32, reach(cy) as f32])
+            .to_device(device);
+    let top = Tensor::from_slice(&[(w - 1) as f32, (h - 1) as f32, (w - 1) as f32, (h - 1) as f32])
+        .to_device(device);
+    let margin = (margin + offset).clamp_min(0.0).minimum(&top).ceil();
+    let moved = (&g_inv - Tensor::eye(3, (Kind::Float, device))).abs().max().view([1]);
+    // One host read for the pass's shape, as the reference's `margin.ceil().to(torch.int32)`.
+    let host =
+        Vec::<f64>::try_from(Tensor::cat(&[margin, moved], 0).to_kind(Kind::Double).to_device(Device::Cpu))
+            .expect("five numbers");
+    if host[4] == 0.0 {
+        return x.shallow_clone();
+    }
+    let [mx0, my0, mx1, my1] = [host[0], host[1], host[2], host[3]].map(|v| v as i64);
+    let padded = x.reflection_pad2d([mx0, mx1, my0, my1]);
+    let mut g_inv = translate3((mx0 - mx1) as f64 / 2.0, (my0 - my1) as f64 / 2.0, device).matmul(&g_inv);
+    // Upsample 2x (gain 2 per axis), and express the map in the upsampled pixels.
+    let up_pad = ((SYM6.len() as i64 + 1) / 2, (SYM6.len() as i64 - 2) / 2);
+    let up = upfirdn_axis(&upfirdn_axis(&padded, 3, 2, 1, up_pad, true, 2.0), 2, 2, 1, up_pad, true, 2.0);
+    g_inv = scale3(2.0, 2.0, device).matmul(&g_inv).matmul(&scale3(0.5, 0.5, device));
+    g_inv = translate3(-0.5, -0.5, device).matmul(&g_inv).matmul(&translate3(0.5, 0.5, device));
+    let (oh, ow) = ((h + HZ_PAD * 2) * 2, (w + HZ_PAD * 2) * 2);
+    let (ih, iw) = (up.size()[2], up.size()[3]);
+    g_inv = scale3(2.0 / iw as f64, 2.0 / ih as f64, device).matmul(&g_inv).matmul(&scale3(
+        ow as f64 / 2.0,
+        oh as f64 / 2.0,
+        device,
+    ));
+    let sampled = sample(&up, &g_inv, (oh, ow));
+    // Downsample 2x through the same filter as a correlation, cropping the extra border.
+    let down_pad = ((SYM6.len() as i64 - 1) / 2 - 2 * HZ_PAD, (SYM6.len() as i64 - 2) / 2 - 2 * HZ_PAD);
+    upfirdn_axis(&upfirdn_axis(&sampled, 3, 1, 2, down_pad, false, 1.0), 2, 1, 2, down_pad, false, 1.0)
 }
