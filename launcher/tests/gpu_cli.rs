@@ -41,6 +41,28 @@ fn bench_train_reports_sec_per_kimg() {
     // ci-tiny's 0.4 MiB networks at the benchmark's batch of 32 need some MiB, not GiB.
     let estimate_mib: u64 = cols[10].parse().unwrap_or_else(|_| panic!("an estimate: {row}"));
     assert!((1..1024).contains(&estimate_mib), "{row}");
+    assert_eq!(cols[11], "-", "ci-tiny has no ADA: {row}");
+}
+
+/// `--ada-p`: a recipe with ADA (ci-tiny with `train.augment: ada` from the environment) runs
+/// its measured steps at that p, and says so.
+#[test]
+fn bench_train_measures_ada_at_the_asked_probability() {
+    gan_train_path();
+    let config = shipped_config("ci-tiny.yaml");
+    let out = gan_launch()
+        .args(["bench", "train", &config.display().to_string(), "--steps", "2", "--threads", "1"])
+        .args(["--ada-p", "0.5"])
+        .env("GAN_TRAIN__AUGMENT", "ada")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let row = text
+        .lines()
+        .find(|l| l.starts_with(&config.display().to_string()))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert_eq!(row.split_whitespace().nth(11), Some("0.500"), "{row}");
 }
 
 /// Part 4 of scripts/gpu-check.sh without the standard file: random Inception weights written

@@ -37,6 +37,10 @@ pub struct TrainArgs {
     /// the peak a GPU run held: the check of the estimate.
     #[arg(long)]
     estimate_memory: bool,
+    /// ADA's augmentation probability for recipes that use ADA. Runs start at p = 0, where the
+    /// pipe is skipped; this measures what it costs at p (1: every transform on every image).
+    #[arg(long, default_value_t = 0.0)]
+    ada_p: f64,
 }
 
 pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
@@ -51,7 +55,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         args.precision, args.batch, args.steps
     );
     println!(
-        "{:<28} {:>8} {:>9} {:>10} {:>7} {:>7} {:>7} {:>7} {:>7} {:>9} {:>9}",
+        "{:<28} {:>8} {:>9} {:>10} {:>7} {:>7} {:>7} {:>7} {:>7} {:>9} {:>9} {:>6}",
         "recipe",
         "imgs/s",
         "sec/kimg",
@@ -62,7 +66,8 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         "data %",
         "other %",
         "peak MiB",
-        "est. MiB"
+        "est. MiB",
+        "ADA p"
     );
     for config in &configs {
         let scratch = super::tempfile_dir()?.join(config.file_stem().unwrap_or_default());
@@ -75,8 +80,10 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         let step = split.step_secs();
         let pct = |secs: f64| 100.0 * secs / step;
         let imgs_per_sec = f64::from(args.batch) / step;
+        // The p the measured steps ran at, from their statistics (recipes without ADA have none).
+        let ada_p = ticks.last().and_then(|t| t["stats"]["Augment/p"].as_f64());
         println!(
-            "{:<28} {:>8.2} {:>9.2} {:>10.3} {:>7.1} {:>7.1} {:>7.1} {:>7.1} {:>7.1} {:>9} {:>9}",
+            "{:<28} {:>8.2} {:>9.2} {:>10.3} {:>7.1} {:>7.1} {:>7.1} {:>7.1} {:>7.1} {:>9} {:>9} {:>6}",
             config.display(),
             imgs_per_sec,
             1000.0 / imgs_per_sec,
@@ -87,14 +94,16 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             pct(split.data),
             pct(split.other),
             peak_mib.map_or("-".into(), |m| m.to_string()),
-            estimate_mib.map_or("-".into(), |m| m.to_string())
+            estimate_mib.map_or("-".into(), |m| m.to_string()),
+            ada_p.map_or("-".into(), |p| format!("{p:.3}"))
         );
     }
     println!(
         "D: D's main phase; G: G's main phase (after every d_steps-th D step); reg: lazy R1 and path length \
          amortised over their intervals; data: waiting for the loader's batch; other: host-to-device copies, \
          bookkeeping; peak: what nvidia-smi saw the rank hold (CUDA context included); est.: plan --memory's \
-         estimate (--estimate-memory), before the CUDA context and allocator slack"
+         estimate (--estimate-memory), before the CUDA context and allocator slack; ADA p: the augmentation \
+         probability the steps ran at (--ada-p; recipes with train.augment: ada)"
     );
     Ok(())
 }
@@ -176,6 +185,10 @@ fn bench_sets(cfg: &gan_core::config::RunConfig, scratch: &Path, args: &TrainArg
         "log.progress=false".into(),
         // A full-size model on a CPU can take minutes per step; that is not a hang here.
         "dist.heartbeat_timeout_secs=3600".into(),
+        // p moves by batch x interval / (ada_kimg x 1000) every interval steps: a huge ada_kimg
+        // holds it where --ada-p puts it. (Ignored by recipes without ADA.)
+        format!("train.ada_p_init={}", args.ada_p),
+        "train.ada_kimg=1e12".into(),
     ]
 }
 
