@@ -139,19 +139,18 @@ impl Checkpoints {
 
     /// Deletes committed checkpoints that are neither among the newest `keep_last` sound ones
     /// nor among the `keep_best` with the lowest FID (manifest or `eval.json`); never `protect`
-    /// (the one just committed) nor `retention.hold`. A checkpoint truncated or missing files
-    /// since its commit does not count toward `keep_last`, so it never pushes out a good one; it
-    /// is removed like an old one. Called only after a commit, so a crash here never leaves
-    /// fewer than k.
+    /// (the one just committed) nor `retention.hold`. A checkpoint that no longer looks sound
+    /// (truncated, files missing, another format) does not count toward `keep_last`, so it never
+    /// pushes out a good one, and is not deleted either: what cannot be read is left for the
+    /// user to inspect (`ckpt ls` marks it). Called only after a commit, so a crash here never
+    /// leaves fewer than k.
     pub fn retain(&self, retention: Retention, protect: u64) -> Result<Vec<PathBuf>> {
         let all = self.list()?;
-        let mut keep: Vec<u64> = all
-            .iter()
-            .rev()
-            .filter(|(_, dir)| super::verify::looks_sound(dir))
-            .take(retention.keep_last.max(1))
-            .map(|(step, _)| *step)
-            .collect();
+        let (sound, unsound): (Vec<_>, Vec<_>) =
+            all.iter().partition(|(_, dir)| super::verify::looks_sound(dir));
+        let mut keep: Vec<u64> =
+            sound.iter().rev().take(retention.keep_last.max(1)).map(|(step, _)| *step).collect();
+        keep.extend(unsound.iter().map(|(step, _)| *step));
         keep.push(protect);
         keep.extend(retention.hold);
         if retention.keep_best > 0 {

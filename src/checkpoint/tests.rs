@@ -191,8 +191,8 @@ fn retention_keeps_exactly_the_newest_k() {
     assert_eq!(steps, vec![8, 10]);
 }
 
-/// A checkpoint truncated after its commit does not take a place among the newest k: the good
-/// ones before it stay, and it goes.
+/// A checkpoint damaged after its commit does not take a place among the newest k: the good
+/// ones before it stay, and it is left for inspection rather than deleted.
 #[test]
 fn a_damaged_checkpoint_does_not_count_toward_keep_last() {
     let dir = tempfile::tempdir().unwrap();
@@ -204,8 +204,10 @@ fn a_damaged_checkpoint_does_not_count_toward_keep_last() {
     let state = ckpts.step_dir(3).join(STATE_FILE);
     std::fs::write(&state, b"{}").unwrap();
     commit(&ckpts, 4, 2);
-    // Newest two sound: 2 and 4; the damaged 3 is removed.
-    assert_eq!(ckpts.list().unwrap().into_iter().map(|(s, _)| s).collect::<Vec<_>>(), [2, 4]);
+    // Newest two sound: 2 and 4; the damaged 3 stays too.
+    assert_eq!(ckpts.list().unwrap().into_iter().map(|(s, _)| s).collect::<Vec<_>>(), [2, 3, 4]);
+    commit(&ckpts, 5, 2);
+    assert_eq!(ckpts.list().unwrap().into_iter().map(|(s, _)| s).collect::<Vec<_>>(), [3, 4, 5]);
 }
 
 /// keep_best: besides the newest k, the checkpoints with the lowest FID in their manifests

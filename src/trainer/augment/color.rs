@@ -54,8 +54,7 @@ impl Basis {
 /// A per-image scalar [n, 1, 1]: drawn by `draw` where the image is chosen with probability
 /// `p`, else `identity`.
 fn chosen_or(n: i64, p: f64, device: Device, identity: f64, draw: Tensor) -> Tensor {
-    let chosen = Tensor::rand([n], (Kind::Float, device)).lt(p);
-    draw.where_self(&chosen, &Tensor::full([n], identity, (Kind::Float, device))).view([n, 1, 1])
+    super::geometry::chosen_or(n, p, device, identity, draw).view([n, 1, 1])
 }
 
 /// Each image's colour parameters, [n, 1, 1] each; the identity values leave it alone.

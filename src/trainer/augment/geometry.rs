@@ -47,7 +47,7 @@ impl InverseAffine {
 
 /// A per-image value drawn by `draw` where an image is chosen with probability `p`, else
 /// `identity` (the value that leaves images alone).
-fn chosen_or(n: i64, p: f64, device: Device, identity: f64, draw: Tensor) -> Tensor {
+pub(super) fn chosen_or(n: i64, p: f64, device: Device, identity: f64, draw: Tensor) -> Tensor {
     let chosen = Tensor::rand([n], (Kind::Float, device)).lt(p);
     draw.where_self(&chosen, &Tensor::full([n], identity, (Kind::Float, device)))
 }
@@ -197,57 +197,56 @@ fn sample(img: &Tensor, theta: &Tensor, out: (i64, i64)) -> Tensor {
     (top * (-&wy + 1.0) + bottom * &wy).view([n, c, oh, ow])
 }
 
-/// `x` transformed by `g` as the reference executes its geometric pass; `x` itself when no image
-/// has a general transform (the pass would only round-trip through the filters).
-pub fn apply(x: &Tensor, g: &InverseAffine) -> Tensor {
-    let (_, _, h, w) = x.size4().expect("NCHW images");
-    let device = x.device();
-    let g_inv = g.homogeneous();
-    // The padding every image's transformed corners need, plus the filter's reach.
+/// The reflect padding (left, top, right, bottom) the pass needs: what every image's
+/// transformed corners reach, plus the filter's reach, at most the image size less one (what
+/// reflection can give). None when no image has a general transform. One host read, as the
+/// reference's `margin.ceil().to(torch.int32)`.
+fn margins(g_inv: &Tensor, (h, w): (i64, i64)) -> Option<[i64; 4]> {
+    let device = g_inv.device();
     let (cx, cy) = ((w - 1) as f64 / 2.0, (h - 1) as f64 / 2.0);
     #[rustfmt::skip]
     let corners = Tensor::from_slice(&[
         -cx, cx, cx, -cx,
         -cy, -cy, cy, cy,
         1.0, 1.0, 1.0, 1.0,
-    ])
-    .to_kind(Kind::Float)
-    .view([1, 3, 4])
-    .to_device(device);
+    ]);
+    let corners = corners.to_kind(Kind::Float).view([1, 3, 4]).to_device(device);
     let cp = g_inv.matmul(&corners).narrow(1, 0, 2).permute([1, 0, 2]).reshape([2, -1]);
-    let margin = Tensor::cat(&[-&cp, cp], 0).amax(1, false);
-    let reach = |v: f64| (2 * HZ_PAD) as f64 - v;
-    let offset =
-        Tensor::from_slice(&[reach(cx) as f32, reach(cy) as f32, reach(cx) as f32, reach(cy) as f32])
-            .to_device(device);
-    let top = Tensor::from_slice(&[(w - 1) as f32, (h - 1) as f32, (w - 1) as f32, (h - 1) as f32])
-        .to_device(device);
-    let margin = (margin + offset).clamp_min(0.0).minimum(&top).ceil();
-    let moved = (&g_inv - Tensor::eye(3, (Kind::Float, device))).abs().max().view([1]);
-    // One host read for the pass's shape, as the reference's `margin.ceil().to(torch.int32)`.
-    let host =
-        Vec::<f64>::try_from(Tensor::cat(&[margin, moved], 0).to_kind(Kind::Double).to_device(Device::Cpu))
-            .expect("five numbers");
-    if host[4] == 0.0 {
+    let reach = |v: f64| ((2 * HZ_PAD) as f64 - v) as f32;
+    let offset = Tensor::from_slice(&[reach(cx), reach(cy), reach(cx), reach(cy)]).to_device(device);
+    let (wmax, hmax) = ((w - 1) as f32, (h - 1) as f32);
+    let top = Tensor::from_slice(&[wmax, hmax, wmax, hmax]).to_device(device);
+    let margin = (Tensor::cat(&[-&cp, cp], 0).amax(1, false) + offset).clamp_min(0.0).minimum(&top).ceil();
+    let moved = (g_inv - Tensor::eye(3, (Kind::Float, device))).abs().max().view([1]);
+    let host = Tensor::cat(&[margin, moved], 0).to_kind(Kind::Double).to_device(Device::Cpu);
+    let host = Vec::<f64>::try_from(host).expect("five numbers");
+    (host[4] != 0.0).then(|| [host[0], host[1], host[2], host[3]].map(|v| v as i64))
+}
+
+/// `x` transformed by `g` as the reference executes its geometric pass; `x` itself when no image
+/// has a general transform (the pass would only round-trip through the filters).
+pub fn apply(x: &Tensor, g: &InverseAffine) -> Tensor {
+    let (_, _, h, w) = x.size4().expect("NCHW images");
+    let device = x.device();
+    let g_inv = g.homogeneous();
+    let Some([mx0, my0, mx1, my1]) = margins(&g_inv, (h, w)) else {
         return x.shallow_clone();
-    }
-    let [mx0, my0, mx1, my1] = [host[0], host[1], host[2], host[3]].map(|v| v as i64);
+    };
     let padded = x.reflection_pad2d([mx0, mx1, my0, my1]);
     let mut g_inv = translate3((mx0 - mx1) as f64 / 2.0, (my0 - my1) as f64 / 2.0, device).matmul(&g_inv);
     // Upsample 2x (gain 2 per axis), and express the map in the upsampled pixels.
-    let up_pad = ((SYM6.len() as i64 + 1) / 2, (SYM6.len() as i64 - 2) / 2);
+    let taps = SYM6.len() as i64;
+    let up_pad = ((taps + 1) / 2, (taps - 2) / 2);
     let up = upfirdn_axis(&upfirdn_axis(&padded, 3, 2, 1, up_pad, true, 2.0), 2, 2, 1, up_pad, true, 2.0);
     g_inv = scale3(2.0, 2.0, device).matmul(&g_inv).matmul(&scale3(0.5, 0.5, device));
     g_inv = translate3(-0.5, -0.5, device).matmul(&g_inv).matmul(&translate3(0.5, 0.5, device));
+    // Sample an output HZ_PAD pixels wider on each side, in normalised coordinates.
     let (oh, ow) = ((h + HZ_PAD * 2) * 2, (w + HZ_PAD * 2) * 2);
     let (ih, iw) = (up.size()[2], up.size()[3]);
-    g_inv = scale3(2.0 / iw as f64, 2.0 / ih as f64, device).matmul(&g_inv).matmul(&scale3(
-        ow as f64 / 2.0,
-        oh as f64 / 2.0,
-        device,
-    ));
-    let sampled = sample(&up, &g_inv, (oh, ow));
+    let to_input = scale3(2.0 / iw as f64, 2.0 / ih as f64, device);
+    let from_output = scale3(ow as f64 / 2.0, oh as f64 / 2.0, device);
+    let sampled = sample(&up, &to_input.matmul(&g_inv).matmul(&from_output), (oh, ow));
     // Downsample 2x through the same filter as a correlation, cropping the extra border.
-    let down_pad = ((SYM6.len() as i64 - 1) / 2 - 2 * HZ_PAD, (SYM6.len() as i64 - 2) / 2 - 2 * HZ_PAD);
+    let down_pad = ((taps - 1) / 2 - 2 * HZ_PAD, (taps - 2) / 2 - 2 * HZ_PAD);
     upfirdn_axis(&upfirdn_axis(&sampled, 3, 1, 2, down_pad, false, 1.0), 2, 1, 2, down_pad, false, 1.0)
 }
