@@ -110,8 +110,8 @@ fn the_geometric_pass_equals_the_reference_and_the_identity_is_exact() {
     let _lock = crate::train::tests_lock();
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("src/trainer/augment/testdata/reference-geometry.safetensors");
-    let fixture = Tensor::read_safetensors(path).unwrap();
-    let get = |name: &str| fixture.iter().find(|(k, _)| k == name).unwrap().1.shallow_clone();
+    let fixture = crate::models::reference_fixtures::read(&path);
+    let get = |name: &str| fixture[name].shallow_clone();
     let x = get("x");
     let g = super::geometry::InverseAffine { m: get("m"), t: get("t") };
     let err = (super::geometry::apply(&x, &g) - get("y")).abs().max().double_value(&[]);

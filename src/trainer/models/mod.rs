@@ -5,6 +5,8 @@
 pub mod biggan;
 pub mod dcgan;
 pub mod layers;
+#[cfg(test)]
+pub mod reference_fixtures;
 pub mod stylegan2;
 
 use tch::{nn, Tensor};

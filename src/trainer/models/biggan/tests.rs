@@ -1,6 +1,7 @@
 use tch::{nn, Device, Kind, Tensor};
 
 use super::*;
+use crate::models::reference_fixtures::{load_named, max_rel_err};
 use crate::models::{Discriminator as _, Generator as _};
 
 /// Trainable parameters of a VarStore (buffers such as u0, sv0 and BN statistics excluded, as
@@ -195,27 +196,6 @@ fn reference_specs() -> [(&'static str, BigGanSpec); 2] {
     [("reference-shared", shared), ("reference-plain", plain)]
 }
 
-/// Copies the fixture's `prefix` tensors into `vs`, whose names must be exactly the fixture's.
-fn load_named(vs: &nn::VarStore, fixture: &[(String, Tensor)], prefix: &str) {
-    let theirs: std::collections::BTreeMap<&str, &Tensor> =
-        fixture.iter().filter_map(|(k, v)| Some((k.strip_prefix(prefix)?, v))).collect();
-    let ours = vs.variables();
-    let mut our_names: Vec<&str> = ours.keys().map(String::as_str).collect();
-    our_names.sort_unstable();
-    assert_eq!(our_names, theirs.keys().copied().collect::<Vec<_>>(), "{prefix} state-dict names");
-    tch::no_grad(|| {
-        for (name, var) in &ours {
-            var.shallow_clone().copy_(theirs[name.as_str()]);
-        }
-    });
-}
-
-fn max_rel_err(ours: &Tensor, theirs: &Tensor) -> f64 {
-    assert_eq!(ours.numel(), theirs.numel());
-    let err = (ours.reshape(theirs.size()) - theirs).abs().max().double_value(&[]);
-    err / theirs.abs().max().double_value(&[])
-}
-
 /// G and D against BigGAN-PyTorch's own networks: the fixtures hold weights (our init, then every
 /// tensor perturbed, running statistics and singular vectors included) under the reference's
 /// state-dict names, with latents, labels and what the reference's `layers.py`/`BigGAN.py`
@@ -228,8 +208,8 @@ fn outputs_and_updates_equal_the_reference_networks_on_the_same_weights() {
     let _lock = crate::train::tests_lock();
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/trainer/models/biggan/testdata");
     for (file, spec) in reference_specs() {
-        let fixture = Tensor::read_safetensors(dir.join(format!("{file}.safetensors"))).unwrap();
-        let get = |name: &str| fixture.iter().find(|(k, _)| k == name).unwrap().1.shallow_clone();
+        let fixture = crate::models::reference_fixtures::read(&dir.join(format!("{file}.safetensors")));
+        let get = |name: &str| fixture[name].shallow_clone();
         let (g_vs, d_vs) = (nn::VarStore::new(Device::Cpu), nn::VarStore::new(Device::Cpu));
         let g = Generator::new(&spec, g_vs.root());
         let d = Discriminator::new(&spec, d_vs.root());
@@ -247,7 +227,7 @@ fn outputs_and_updates_equal_the_reference_networks_on_the_same_weights() {
         let mut checked = 0;
         for (prefix, vs) in [("after.G.", &g_vs), ("after.D.", &d_vs)] {
             for (name, var) in vs.variables() {
-                let Some((_, theirs)) = fixture.iter().find(|(k, _)| *k == format!("{prefix}{name}")) else {
+                let Some(theirs) = fixture.get(&format!("{prefix}{name}")) else {
                     continue;
                 };
                 let err = max_rel_err(&var, theirs);
@@ -255,7 +235,7 @@ fn outputs_and_updates_equal_the_reference_networks_on_the_same_weights() {
                 checked += 1;
             }
         }
-        let buffers = fixture.iter().filter(|(k, _)| k.starts_with("after.")).count();
+        let buffers = fixture.keys().filter(|k| k.starts_with("after.")).count();
         assert_eq!(checked, buffers, "{file}: every updated buffer of the reference is ours too");
     }
 }

@@ -1,6 +1,7 @@
 use tch::{nn, Device, Kind, Tensor};
 
 use super::*;
+use crate::models::reference_fixtures::{load_named, max_rel_err};
 use crate::models::{Discriminator as _, Generator as _};
 
 /// Trainable parameters (buffers such as w_avg and noise_const excluded, as `parameters()`).
@@ -308,27 +309,6 @@ fn reference_spec(arch: DArchitecture, conv_clamp: f64) -> StyleGan2Spec {
     }
 }
 
-/// Copies `prefix`-named tensors into `vs`, whose names must be exactly the fixture's.
-fn load_named(vs: &nn::VarStore, fixture: &[(String, Tensor)], prefix: &str) {
-    let theirs: std::collections::BTreeMap<&str, &Tensor> =
-        fixture.iter().filter_map(|(k, v)| Some((k.strip_prefix(prefix)?, v))).collect();
-    let ours = vs.variables();
-    let mut our_names: Vec<&str> = ours.keys().map(String::as_str).collect();
-    our_names.sort_unstable();
-    assert_eq!(our_names, theirs.keys().copied().collect::<Vec<_>>(), "{prefix} state-dict names");
-    tch::no_grad(|| {
-        for (name, var) in &ours {
-            var.shallow_clone().copy_(theirs[name.as_str()]);
-        }
-    });
-}
-
-fn max_rel_err(ours: &Tensor, theirs: &Tensor) -> f64 {
-    assert_eq!(ours.size(), theirs.size());
-    let err = (ours - theirs).abs().max().double_value(&[]);
-    err / theirs.abs().max().double_value(&[])
-}
-
 /// G and D against the reference networks themselves: the fixtures hold weights (our init, then
 /// every tensor perturbed, so biases, noise strengths, `noise_const` and `w_avg` all count) under
 /// the reference's state-dict names, with latents, labels and the outputs that
@@ -343,8 +323,8 @@ fn outputs_equal_the_reference_networks_on_the_same_weights() {
     for (file, arch, clamp) in
         [("reference-resnet", DArchitecture::Resnet, 256.0), ("reference-orig", DArchitecture::Orig, 0.6)]
     {
-        let fixture = Tensor::read_safetensors(dir.join(format!("{file}.safetensors"))).unwrap();
-        let get = |name: &str| fixture.iter().find(|(k, _)| k == name).unwrap().1.shallow_clone();
+        let fixture = crate::models::reference_fixtures::read(&dir.join(format!("{file}.safetensors")));
+        let get = |name: &str| fixture[name].shallow_clone();
         let (g_vs, d_vs, g, d) = build(&reference_spec(arch, clamp));
         load_named(&g_vs, &fixture, "G.");
         load_named(&d_vs, &fixture, "D.");
