@@ -23,6 +23,11 @@ pub fn all(spec: &JobSpec) -> Vec<(String, String)> {
     if spec.metrics_ports.is_some() {
         files.push(("podmonitor.yaml".into(), podmonitor(spec)));
     }
+    // The leftover check knows only ALL_FILES; every test that writes manifests checks this.
+    debug_assert!(
+        files.iter().all(|(f, _)| ALL_FILES.contains(&f.as_str())),
+        "a manifest file missing from ALL_FILES"
+    );
     files
 }
 
