@@ -52,20 +52,20 @@ fn main() -> ExitCode {
     }
 }
 
-/// Loads the config with the command line's flags applied last (flags beat file and environment),
-/// and checks that its dataset is there and matches.
-fn load(args: &JobArgs, placement: Option<&Placement>) -> anyhow::Result<RunConfig> {
+/// Loads the config with the command line's flags applied last (flags beat file and environment).
+fn load_config(args: &JobArgs, placement: Option<&Placement>) -> anyhow::Result<RunConfig> {
     let path = args.config.as_ref().context("a CONFIG file is required (see --help)")?;
-    let cfg = config::load(path, &args.overrides(placement))?;
-    gan_core::data::check(&cfg.data)?;
-    Ok(cfg)
+    Ok(config::load(path, &args.overrides(placement))?)
 }
 
 /// `gan-launch plan`: the resolved config and every rank's plan, without training; with
-/// `--memory`, one rank's memory and whether it fits.
+/// `--memory`, one rank's memory and whether it fits. A dataset that is missing or does not
+/// match is reported after the plan (exit 2, as a launch would refuse it): the plan and memory
+/// depend only on the config, so a job can be sized before its data is prepared or from a
+/// machine that cannot see it.
 fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
     let placement = cluster::detect_from_process()?;
-    let cfg = load(&args.job, placement.as_ref())?;
+    let cfg = load_config(&args.job, placement.as_ref())?;
     let plans = config::plan(&cfg, HostFacts::detect());
     println!("# resolved config\n{}", config::to_yaml(&cfg));
     println!("# plan: {} node(s) x {} rank(s) = world size {}", cfg.dist.nodes, cfg.dist.gpus, plans.len());
@@ -77,13 +77,16 @@ fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
         let target = memory::Target::resolve(args.gpu_memory_gib, &plans[0]);
         memory::report(&measured, &cfg, &plans[0], target.as_ref())?;
     }
+    gan_core::data::check(&cfg.data).context("a launch of this plan would refuse to start")?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// Runs this node's part of the job.
 fn launch(args: &JobArgs) -> anyhow::Result<ExitCode> {
     let placement = cluster::detect_from_process()?;
-    let cfg = load(args, placement.as_ref())?;
+    let cfg = load_config(args, placement.as_ref())?;
+    // Before any rank starts (and pays libtorch's start-up): the dataset is there and matches.
+    gan_core::data::check(&cfg.data)?;
     let node = job::NodeSetup::resolve(args, placement.as_ref(), &cfg)?;
     logging::init(Role::Launcher { node_rank: node.node_rank }, cfg.log.format, &cfg.log.level);
     if let Some(p) = &placement {

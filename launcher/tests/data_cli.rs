@@ -79,15 +79,25 @@ fn prepare_then_train_from_the_prepared_dataset() {
 
 #[test]
 fn a_missing_dataset_is_named_before_any_rank_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    let missing = ["--set", "data.source=prepared", "--set", "data.path=/nonexistent/ds"];
     let out = gan_launch()
-        .arg("plan")
         .arg(shipped_config("ci-tiny.yaml"))
-        .args(["--set", "data.source=prepared", "--set", "data.path=/nonexistent/ds"])
+        .args(missing)
+        .args(["--set", &format!("run.dir={}", run_dir.display())])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(err.contains("/nonexistent/ds/index.json") && err.contains("gan-launch data prepare"), "{err}");
+    assert!(!run_dir.exists(), "no rank started and nothing was written");
+    // `plan` shows the plan all the same, then refuses as the launch does.
+    let out = gan_launch().arg("plan").arg(shipped_config("ci-tiny.yaml")).args(missing).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stdout(&out).contains("# plan: 1 node(s)"), "{}", stdout(&out));
+    assert!(stderr(&out)
+        .contains("a launch of this plan would refuse to start: dataset /nonexistent/ds/index.json"));
     let out = gan_launch()
         .arg("plan")
         .arg(shipped_config("ci-tiny.yaml"))

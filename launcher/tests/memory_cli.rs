@@ -123,3 +123,49 @@ fn measured_working_memory_at_two_batches_predicts_a_larger_one() {
         );
     }
 }
+
+/// A run is sized from its config alone: before its dataset is prepared (here 1000 classes, more
+/// than the generated source draws), `plan --memory` prints the plan and the memory, then exits 2
+/// naming the missing dataset, as a launch would. The networks are the dataset's: G's class
+/// embedding grows by w_dim parameters a class.
+#[test]
+fn a_run_is_sized_before_its_dataset_is_prepared() {
+    gan_train_path();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("imagenet");
+    let yaml = |classes: u32| {
+        SMALL_STYLEGAN2
+            .replace(
+                "data: { source: generated, resolution: 16 }",
+                &format!(
+                    "data: {{ source: prepared, path: {}, resolution: 16, num_classes: {classes} }}",
+                    data.display()
+                ),
+            )
+            .replace("arch: stylegan2,", "arch: stylegan2, conditional: true,")
+            .replace("every_kimg: 1", "every_kimg: 0")
+    };
+    let config = write_config(dir.path(), &yaml(1000));
+    let out =
+        gan_launch().arg("plan").arg(&config).args(["--memory", "--gpu-memory-gib", "80"]).output().unwrap();
+    let (text, err) = (stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(text.contains("# plan: 1 node(s) x 1 rank(s)") && text.contains("# memory per rank"), "{text}");
+    assert!(text.contains("\n# fits a 80 GiB GPU"), "{text}");
+    assert!(err.contains("a launch of this plan would refuse to start: dataset "), "{err}");
+    assert!(err.contains(&format!("{}", data.join("index.json").display())), "{err}");
+
+    let g_params = |classes: u32| {
+        let sub = dir.path().join(classes.to_string());
+        std::fs::create_dir_all(&sub).unwrap();
+        let out = std::process::Command::new(gan_train_path())
+            .arg("memory")
+            .arg(write_config(&sub, &yaml(classes)))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        let m: MemoryMeasurement = serde_json::from_slice(&out.stdout).unwrap();
+        m.nets.iter().find(|n| n.name == "G").unwrap().params
+    };
+    assert_eq!(g_params(1000) - g_params(10), 990 * 512, "one w_dim embedding row a class");
+}

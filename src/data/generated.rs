@@ -66,7 +66,10 @@ pub struct GeneratedShapes {
     pub len: u64,
     pub resolution: u32,
     pub channels: u32,
-    /// 0 = unlabelled (shapes drawn at random over all classes, labels reported as 0).
+    /// 0 = unlabelled (shapes drawn at random over all classes, labels reported as 0). Configs
+    /// are held to [`MAX_CLASSES`]; beyond it, classes repeat the shapes (class k draws shape
+    /// k mod 8), which only stand-ins that need a dataset's label range but not its content use
+    /// (the memory measurement of a dataset that is not on this machine).
     pub num_classes: u32,
 }
 
@@ -75,14 +78,13 @@ const SUPERSAMPLE: u32 = 4;
 impl GeneratedShapes {
     fn draw(&self, index: u64, pixels: &mut [u8]) -> u32 {
         let mut rng = SplitMix64::for_item(self.seed, index);
-        let shape_count = if self.num_classes == 0 { MAX_CLASSES } else { self.num_classes };
         // Balanced classes: index i has class i mod n. Unlabelled data draws its shape at random.
         let class = if self.num_classes == 0 {
-            rng.below(u64::from(shape_count)) as u32
+            rng.below(u64::from(MAX_CLASSES)) as u32
         } else {
-            (index % u64::from(shape_count)) as u32
+            (index % u64::from(self.num_classes)) as u32
         };
-        let shape = SHAPES[class as usize];
+        let shape = SHAPES[class as usize % SHAPES.len()];
         let radius = rng.uniform(0.22, 0.36);
         let (cx, cy) = (rng.uniform(radius, 1.0 - radius), rng.uniform(radius, 1.0 - radius));
         let background: [f64; 3] = [rng.uniform(0.0, 0.3), rng.uniform(0.0, 0.3), rng.uniform(0.0, 0.3)];
@@ -195,5 +197,17 @@ mod tests {
             assert!(max >= 140, "image {i} has no bright shape (max {max})");
         }
         assert_eq!(counts, [10; 4]);
+    }
+
+    /// A stand-in for a dataset with more classes than shapes reports every label in range.
+    #[test]
+    fn more_classes_than_shapes_repeat_the_shapes() {
+        let src = source(1000);
+        let mut px = vec![0u8; src.image_bytes()];
+        assert_eq!(src.read(999, &mut px).label, 999);
+        assert_eq!(src.label(1003), 3);
+        let mut same_shape = vec![0u8; src.image_bytes()];
+        source(8).draw(999, &mut same_shape);
+        assert_eq!(px, same_shape, "class 999 draws shape 999 mod 8, as class 7 does");
     }
 }

@@ -55,13 +55,17 @@ pub fn run(args: &MemoryArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The run as one CPU rank at the largest measured batch, with nothing written or served. Its own
-/// dataset (the launcher has checked it), read one batch ahead so the loader allocates next to
-/// nothing while a phase is measured.
+/// The run as one CPU rank at the largest measured batch, with nothing written or served. Its
+/// images come from the generated source at the dataset's resolution, channels and classes: the
+/// networks and phases are the same whatever the pixels, so a run can be sized before its dataset
+/// is prepared or on a machine that cannot see it. Read one batch ahead, so the loader allocates
+/// next to nothing while a phase is measured.
 fn measuring_config(cfg: &RunConfig, batch: u32, scratch: &std::path::Path) -> RunConfig {
     let mut m = cfg.clone();
     m.run.dir = scratch.to_path_buf();
     (m.dist.nodes, m.dist.gpus) = (1, 1);
+    (m.data.source, m.data.path) = (config::DataSource::Generated, None);
+    m.data.num_images = u64::from(batch);
     m.data.verify_checksums = false;
     m.data.prefetch = 1;
     m.train.device = Device::Cpu;
