@@ -214,7 +214,7 @@ fn usr1_to_launcher_and_ranks_at_once_is_one_preemption() {
 
 /// One rank's checkpoint resumed by two ranks, and back: the data stream is re-sharded.
 #[test]
-fn the_world_size_may_change_across_a_resume() {
+fn the_world_size_and_batch_may_change_across_a_resume() {
     gan_train_path();
     let dir = tempfile::tempdir().unwrap();
     let (out, err) = run(&mut job(dir.path(), 1, 0.256));
@@ -222,6 +222,7 @@ fn the_world_size_may_change_across_a_resume() {
     let (out, err) = run(&mut job(dir.path(), 2, 0.512));
     assert!(out.status.success(), "{err}");
     assert!(err.contains("written by 1 rank(s); now 2 ranks"), "{err}");
+    assert!(!err.contains("resuming with train.batch_size"), "the batch did not change: {err}");
     assert_eq!(resumed_step(&err), Some(8));
     let (out, err) = run(&mut job(dir.path(), 1, 0.768));
     assert!(out.status.success(), "{err}");
@@ -234,6 +235,11 @@ fn the_world_size_may_change_across_a_resume() {
         "{}",
         stdout(&status)
     );
+    // A smaller batch goes on from the images done (0.768 kimg), 16 images a step, and says so.
+    let (out, err) = run(job(dir.path(), 1, 1.024).args(["--set", "train.batch_size=16"]));
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("resuming with train.batch_size 16 where the checkpoint's run used 32"), "{err}");
+    assert_eq!((resumed_step(&err), latest_step(dir.path())), (Some(24), Some(40)));
 }
 
 #[test]

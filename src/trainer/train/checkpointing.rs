@@ -125,6 +125,17 @@ pub fn report_resume(s: &Setup, resumed: &ckpt::Resumed, load_secs: f64) {
         }
         _ => {}
     }
+    if s.is_rank0() && state.batch_size != s.cfg.train.batch_size {
+        // Learning rates and the G_ema half-life (in images) are as configured: nothing is rescaled
+        // for the new batch behind the user's back, but they should know the run changed.
+        tracing::warn!(
+            "resuming with train.batch_size {} where the checkpoint's run used {}: training goes on from \
+             {:.1} kimg at the new batch, with the configured learning rates (not rescaled)",
+            s.cfg.train.batch_size,
+            state.batch_size,
+            state.cur_nimg as f64 / 1000.0
+        );
+    }
     if s.is_rank0() {
         tracing::info!(
             path = %resumed.dir.display(),
