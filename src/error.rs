@@ -33,14 +33,10 @@ pub enum Error {
     #[error("cannot load config {path}: {message}")]
     ConfigFile { path: PathBuf, message: String },
 
-    /// A file or directory could not be read or written.
-    #[error("{action} {path}: {source}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    /// A file or directory could not be read or written. The OS error is part of the message,
+    /// not a `source`: binaries print the whole chain (`{:#}`), which would say it twice.
+    #[error("{action} {path}: {cause}")]
+    Io { action: &'static str, path: PathBuf, cause: std::io::Error },
 
     /// A dataset (image, shard, index) is unusable; names the file.
     #[error("dataset {path}: {message}")]
@@ -94,7 +90,7 @@ impl Error {
     /// Wraps an `std::io::Error` with what we were doing and to which path.
     pub fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
         let path = path.into();
-        move |source| Error::Io { action, path, source }
+        move |cause| Error::Io { action, path, cause }
     }
 
     /// True for errors the user fixes by changing their input, not by retrying.

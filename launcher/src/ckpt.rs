@@ -1,5 +1,4 @@
 //! `gan-launch ckpt ls|verify|export`: inspecting and using a run's checkpoints without libtorch.
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
@@ -41,7 +40,8 @@ pub struct ExportArgs {
 /// one with libtorch) after the checkpoint is resolved and verified here.
 #[derive(Args, Debug)]
 pub struct SampleArgs {
-    /// A checkpoint directory, or a run directory for its newest valid checkpoint.
+    /// A checkpoint directory, a run directory for its newest valid checkpoint, or a G_ema file
+    /// (`ckpt export`, a run's g_ema-final.safetensors).
     pub path: PathBuf,
     #[command(flatten)]
     pub options: gan_core::sample_options::SampleOptions,
@@ -54,18 +54,25 @@ pub fn sample(args: &SampleArgs) -> anyhow::Result<std::process::ExitCode> {
     on_checkpoint(&args.path, args.trainer.as_deref(), &["sample"], args.options.to_args())
 }
 
-/// Resolves and verifies the checkpoint at `path`, then runs `trainer <command...> DIR <options>`
-/// and passes its exit code on.
+/// Resolves and verifies the checkpoint at `path` (or reads a G_ema file's metadata, which the
+/// safetensors parser checks against the file's size), then runs `trainer <command...> PATH
+/// <options>` and passes its exit code on.
 fn on_checkpoint(
     path: &Path,
     trainer: Option<&Path>,
     command: &[&str],
     options: Vec<String>,
 ) -> anyhow::Result<std::process::ExitCode> {
-    let dir = checkpoint::resolve_user_path(path)?;
-    verify(&dir).map_err(|message| Error::Checkpoint { path: dir.clone(), message })?;
+    let target = if path.is_file() {
+        checkpoint::GEmaInfo::read(path)?;
+        path.to_path_buf()
+    } else {
+        let dir = checkpoint::resolve_user_path(path)?;
+        verify(&dir).map_err(|message| Error::Checkpoint { path: dir.clone(), message })?;
+        dir
+    };
     let trainer = crate::supervise::trainer_path(trainer)?;
-    let status = std::process::Command::new(trainer).args(command).arg(&dir).args(options).status()?;
+    let status = std::process::Command::new(trainer).args(command).arg(&target).args(options).status()?;
     Ok(std::process::ExitCode::from(status.code().unwrap_or(1) as u8))
 }
 
@@ -75,8 +82,8 @@ fn on_checkpoint(
 pub struct EvalArgs {
     #[arg(value_enum)]
     pub metric: gan_core::eval_options::EvalMetric,
-    /// A checkpoint directory, or a run directory for its newest valid checkpoint; with
-    /// --against, a folder of images.
+    /// A checkpoint directory, a run directory for its newest valid checkpoint, or a G_ema file
+    /// (`ckpt export`, a run's g_ema-final.safetensors); with --against, a folder of images.
     pub path: PathBuf,
     /// A second folder of images: FID or KID between the two folders (pytorch-fid's command line).
     #[arg(long)]
@@ -184,19 +191,15 @@ fn export(path: &Path, out: &Path) -> anyhow::Result<()> {
     let tensors = read_tensors(&dir.join("g_ema.safetensors"))?;
     let config = std::fs::read_to_string(dir.join("config.yaml"))
         .map_err(Error::io("read", dir.join("config.yaml")))?;
-    let metadata: BTreeMap<String, String> = [
-        ("format", "gan-launch-g-ema".to_string()),
-        ("arch", v.manifest.arch.clone()),
-        ("step", v.manifest.step.to_string()),
-        ("kimg", format!("{:.3}", v.manifest.kimg())),
-        ("source", dir.display().to_string()),
-        ("config", config),
-    ]
-    .into_iter()
-    .chain(v.state.dataset.as_ref().map(|d| ("dataset", d.describe())))
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    let entry = write_tensors(out, &tensors, &metadata)?;
+    let info = checkpoint::GEmaInfo {
+        arch: v.manifest.arch.clone(),
+        step: v.manifest.step,
+        cur_nimg: v.manifest.cur_nimg,
+        config_yaml: config,
+        dataset: v.state.dataset.clone(),
+        source: Some(dir.clone()),
+    };
+    let entry = write_tensors(out, &tensors, &info.metadata())?;
     println!(
         "wrote {} ({} tensors, {:.1} MB) from {} (step {})",
         out.display(),

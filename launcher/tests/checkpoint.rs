@@ -406,4 +406,21 @@ fn ckpt_commands_list_verify_and_export() {
     let fields: Vec<&str> = printed.split_whitespace().collect();
     assert_eq!((fields[0], fields[1], fields[3], fields[4]), ("dcgan", "8", "8", "generated"), "{printed}");
     assert!(fields[2].parse::<u32>().unwrap() > 4, "{printed}");
+
+    // `sample` takes the exported file, or the run's final one, as it takes the checkpoint: the
+    // same grid from the same G_ema. Another safetensors file is refused, naming it.
+    let sample_of = |source: &Path, png: &str| {
+        let path = dir.path().join(png);
+        let out =
+            gan_launch().arg("sample").arg(source).arg("--out").arg(&path).args(["--class", "1"]).output();
+        let out = out.unwrap();
+        assert!(out.status.success(), "{}: {}", source.display(), stderr(&out));
+        std::fs::read(path).unwrap()
+    };
+    assert_eq!(sample_of(&out_file, "exported.png"), sample_of(&run_dir, "checkpoint.png"));
+    sample_of(&run_dir.join("g_ema-final.safetensors"), "final.png");
+    let tensors_only = ckpt_dir(dir.path()).join("step-00000008/g.safetensors");
+    let bad = gan_launch().arg("sample").arg(&tensors_only).arg("--out").arg(&grid).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+    assert!(stderr(&bad).contains("g.safetensors: its metadata do not say format gan-launch-g-ema"));
 }

@@ -67,6 +67,11 @@ fn fid_kid_and_is_of_a_checkpoint() {
     assert!(stderr(&third).contains("real statistics from the cache"), "{}", stderr(&third));
     assert_eq!(value(&third, "fid"), fid);
     assert!(!other_home.join(".cache").exists(), "nothing cached under the other home");
+    // The run's final G_ema file holds the newest checkpoint's G_ema: the same number.
+    let final_file = run_dir.join("g_ema-final.safetensors").display().to_string();
+    let of_file = eval(&home, &[&["fid", &final_file][..], &common].concat());
+    assert!(of_file.status.success(), "{}", stderr(&of_file));
+    assert_eq!(value(&of_file, "fid"), fid);
     // G making 3 images a pass instead of 20: the same images (up to a rounding step), so the
     // same FID; a generator batch above the feature batch is refused.
     let chunked = eval(&home, &[&["fid", &run_arg, "--gen-batch", "3"][..], &common].concat());
@@ -503,4 +508,13 @@ fn eval_warns_when_the_dataset_changed_since_training() {
         "{err}"
     );
     assert!(value(&other, "fid").is_finite());
+    // The run's final G_ema file records the dataset too.
+    let final_file = dir.path().join("ci-tiny/g_ema-final.safetensors").display().to_string();
+    let of_file = eval(&home, &[&["fid", &final_file][..], &fid[2..]].concat());
+    assert!(of_file.status.success(), "{}", stderr(&of_file));
+    assert!(
+        stderr(&of_file).contains("the reals are not the checkpoint's training data"),
+        "{}",
+        stderr(&of_file)
+    );
 }

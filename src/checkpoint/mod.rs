@@ -18,6 +18,7 @@
 //! latest                name of the newest committed checkpoint (replaced atomically)
 //! ```
 mod fault;
+mod g_ema_file;
 mod layout;
 mod manifest;
 mod safetensors;
@@ -29,6 +30,7 @@ mod write;
 mod tests;
 
 pub use fault::FAULT_ENV;
+pub use g_ema_file::{GEmaInfo, G_EMA_FORMAT};
 pub use layout::{resolve_user_path, step_dir_name, Checkpoints, Retention, LATEST_FILE};
 pub use manifest::{FileEntry, Manifest, RankState, TrainState, FORMAT, FORMAT_VERSION};
 pub use safetensors::{read_tensors, write_tensors, Dtype, RawTensor, TensorFile, TensorView};

@@ -69,8 +69,20 @@ fn load_checked(
 ) -> Result<RunConfig> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::ConfigFile { path: path.to_path_buf(), message: e.to_string() })?;
+    resolve_text(&text, path, sets, env, validate)
+}
+
+/// Merges the YAML `text` (read from `path`, which names it in errors and gives `run.name` its
+/// default) with the environment and overrides, then deserialises and validates it.
+fn resolve_text(
+    text: &str,
+    path: &Path,
+    sets: &[SetOverride],
+    env: impl IntoIterator<Item = (String, String)>,
+    validate: fn(&RunConfig) -> Result<()>,
+) -> Result<RunConfig> {
     let env: HashMap<String, String> = env.into_iter().filter(|(k, _)| is_config_env(k)).collect();
-    let mut builder = Config::builder().add_source(File::from_str(&text, FileFormat::Yaml)).add_source(
+    let mut builder = Config::builder().add_source(File::from_str(text, FileFormat::Yaml)).add_source(
         Environment::with_prefix(ENV_PREFIX)
             .prefix_separator("_")
             .separator(ENV_SEPARATOR)
@@ -106,9 +118,17 @@ fn load_checked(
 }
 
 /// Reads a resolved config written by [`super::save_resolved`] without applying env or overrides
-/// again (ranks read what the launcher resolved, so every rank sees the same values).
+/// again (ranks read what the launcher resolved, so every rank sees the same values). Checks of
+/// this machine's paths are left out: the config may be a checkpoint's, read where its run never
+/// ran or after the checkpoint it resumed from was deleted, and a rank's launcher made them.
 pub fn load_resolved(path: &Path) -> Result<RunConfig> {
-    load_with_env(path, &[], std::iter::empty())
+    load_checked(path, &[], std::iter::empty(), super::validate::validate_portable)
+}
+
+/// A resolved config held in memory (the metadata of an exported G_ema file), as
+/// [`load_resolved`] reads one from a file; `origin` names where it came from in errors.
+pub fn parse_resolved(text: &str, origin: &Path) -> Result<RunConfig> {
+    resolve_text(text, origin, &[], std::iter::empty(), super::validate::validate_portable)
 }
 
 /// Only `GAN_<SECTION>__<KEY>` variables are config; other `GAN_*` variables belong to the user.

@@ -72,6 +72,17 @@ fn resolved_config_round_trips() {
     let resolved = dir.path().join("resolved.yaml");
     save_resolved(&cfg, &resolved).unwrap();
     assert_eq!(load_resolved(&resolved).unwrap(), cfg);
+    // A checkpoint's config is read back where the checkpoint it resumed from is gone (deleted,
+    // or another machine): `sample` and `eval` must not refuse it for that.
+    let resumed = dir.path().join("old-run");
+    std::fs::create_dir(&resumed).unwrap();
+    let set = format!("checkpoint.resume={}", resumed.display());
+    let cfg = load_with_env(&write(&dir, BASE), &sets(&[set.as_str()]), env(&[])).unwrap();
+    save_resolved(&cfg, &resolved).unwrap();
+    std::fs::remove_dir(&resumed).unwrap();
+    assert_eq!(load_resolved(&resolved).unwrap(), cfg);
+    let text = std::fs::read_to_string(&resolved).unwrap();
+    assert_eq!(parse_resolved(&text, &resolved).unwrap(), cfg);
 }
 
 #[test]

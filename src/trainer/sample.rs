@@ -1,5 +1,6 @@
-//! `gan-train sample CHECKPOINT --out grid.png`: a grid from a checkpoint's G_ema, with optional
-//! truncation and a fixed class (what `gan-launch sample` runs after resolving the checkpoint).
+//! `gan-train sample CHECKPOINT --out grid.png`: a grid from a checkpoint's G_ema (or a G_ema
+//! file), with optional truncation and a fixed class (what `gan-launch sample` runs after
+//! resolving the checkpoint).
 use std::path::PathBuf;
 
 use clap::Args;
@@ -8,21 +9,22 @@ use tch::{nn, Device};
 use crate::ckpt;
 use crate::models::{self, NetSpec};
 use crate::train::samples::SampleGrid;
-use gan_core::config;
 use gan_core::sample_options::SampleOptions;
 use gan_core::Error;
 
 #[derive(Args, Debug)]
 pub struct SampleArgs {
-    /// A checkpoint directory (step-NNNNNNNN; gan-launch sample also takes a run directory).
+    /// A checkpoint directory (step-NNNNNNNN; gan-launch sample also takes a run directory) or a
+    /// G_ema file.
     pub checkpoint: PathBuf,
     #[command(flatten)]
     pub options: SampleOptions,
 }
 
 pub fn run(args: &SampleArgs) -> anyhow::Result<()> {
-    let (dir, opts) = (&args.checkpoint, &args.options);
-    let cfg = config::load_resolved(&dir.join("config.yaml"))?;
+    let opts = &args.options;
+    let source = ckpt::GeneratorSource::open(&args.checkpoint)?;
+    let cfg = source.config()?;
     if let Some(psi) = opts.truncation {
         if !(psi > 0.0 && psi <= 1.0) {
             return Err(Error::config("--truncation", psi, "a number in (0, 1]").into());
@@ -43,7 +45,7 @@ pub fn run(args: &SampleArgs) -> anyhow::Result<()> {
     let spec = NetSpec::from_config(&cfg);
     let vs = nn::VarStore::new(device);
     let g_ema = models::generator(cfg.model.arch, &spec, vs.root());
-    ckpt::load_generator(&vs, dir)?;
+    source.load(&vs)?;
     let truncation = opts.truncation.map(|psi| (psi, g_ema.truncation()));
     let grid = SampleGrid::with_options(spec.z_dim, classes, opts.seed, device, truncation, opts.class);
     grid.write(g_ema.as_ref(), &opts.out)?;

@@ -89,11 +89,6 @@ fn set_aside(cfg: &RunConfig, own: &Checkpoints) -> Result<()> {
     Ok(())
 }
 
-/// Loads a checkpoint's G_ema into `vs` (for sampling).
-pub fn load_generator(vs: &nn::VarStore, dir: &Path) -> Result<()> {
-    load_varstore(vs, &dir.join("g_ema.safetensors"), "G_ema")
-}
-
 /// The networks and optimizers a checkpoint is loaded into.
 pub struct RestoreTargets<'a> {
     pub g: &'a nn::VarStore,

@@ -25,8 +25,8 @@ use gan_core::Error;
 pub struct EvalArgs {
     #[arg(value_enum)]
     pub metric: EvalMetric,
-    /// A checkpoint directory (step-NNNNNNNN; gan-launch eval also takes a run directory), or
-    /// with --against a folder of images.
+    /// A checkpoint directory (step-NNNNNNNN; gan-launch eval also takes a run directory), a
+    /// G_ema file, or with --against a folder of images.
     pub checkpoint: PathBuf,
     /// A second folder of images: the metric between the two folders.
     #[arg(long)]
@@ -54,11 +54,12 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     if let Some(other) = &args.against {
         return between_folders(args, other, &net, &net_id, device);
     }
-    let cfg = config::load_resolved(&args.checkpoint.join("config.yaml"))?;
+    let source = ckpt::GeneratorSource::open(&args.checkpoint)?;
+    let cfg = source.config()?;
     let spec = NetSpec::from_config(&cfg);
     let g_vs = nn::VarStore::new(device);
     let g_ema = models::generator(cfg.model.arch, &spec, g_vs.root());
-    ckpt::load_generator(&g_vs, &args.checkpoint)?;
+    source.load(&g_vs)?;
     let labels = match extract::label_mix(&cfg) {
         Ok(labels) => labels,
         // IS needs no real images: without the dataset, a conditional run is scored on
@@ -80,7 +81,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         let (mean, std) = inception_score(&fake.logits, 10.min(opts.num as i64));
         vec![("is", format!("{mean:.4} ± {std:.4}"))]
     } else {
-        warn_if_other_dataset(args, &cfg);
+        warn_if_other_dataset(&source, &cfg);
         let n_real = extract::real_count(&cfg, opts.num_real)?;
         let real = extract::real(&net, &label, &cfg, n_real, opts.batch, device)?;
         between(args.metric, &real, &fake, opts.seed, device)?.expect("IS is scored above")
@@ -99,12 +100,8 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
 /// The reals come from the dataset the checkpoint's config names; when that is no longer the
 /// dataset it was trained on (`data.path` now holds other images), the score compares against
 /// other data, which is worth a loud warning.
-fn warn_if_other_dataset(args: &EvalArgs, cfg: &config::RunConfig) {
-    let state = std::fs::read(args.checkpoint.join(gan_core::checkpoint::STATE_FILE)).ok();
-    let state: Option<gan_core::checkpoint::TrainState> = state.and_then(|b| serde_json::from_slice(&b).ok());
-    let (Some(saved), Ok(now)) =
-        (state.and_then(|s| s.dataset), DatasetIdentity::of(&cfg.data, cfg.run.seed))
-    else {
+fn warn_if_other_dataset(source: &ckpt::GeneratorSource, cfg: &config::RunConfig) {
+    let (Some(saved), Ok(now)) = (source.dataset(), DatasetIdentity::of(&cfg.data, cfg.run.seed)) else {
         return;
     };
     if let Some(why) = saved.differs_from(&now) {

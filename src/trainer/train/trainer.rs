@@ -114,7 +114,7 @@ pub fn train(s: &mut Setup, stop: &AtomicUsize) -> Result<TrainOutcome> {
     progress.finish();
     s.flight.enter(Activity::Finishing, outcome.step);
     s.ckpt_writer.finish()?;
-    s.write_final_files()?;
+    s.write_final_files(Position { step: outcome.step, cur_nimg: outcome.cur_nimg, tick: next_tick })?;
     push_final_results(s, &outcome, started.elapsed().as_secs_f64());
     Ok(outcome)
 }
