@@ -2,7 +2,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
-use gan_core::checkpoint::{self, read_tensors, step_dir_name, verify, write_tensors, Checkpoints};
+use gan_core::checkpoint::{self, read_tensors, step_dir_name, verify, Checkpoints};
 use gan_core::Error;
 
 #[derive(Subcommand, Debug)]
@@ -121,6 +121,10 @@ pub fn run(cmd: &Ckpt) -> anyhow::Result<()> {
 }
 
 fn ls(run: &Path) -> anyhow::Result<()> {
+    if run.is_file() {
+        let message = "is a file; expected a run directory or its checkpoints directory".into();
+        return Err(Error::Checkpoint { path: run.to_path_buf(), message }.into());
+    }
     let ckpts = Checkpoints::of_user_path(run);
     let list = ckpts.list()?;
     if list.is_empty() {
@@ -161,6 +165,21 @@ fn evaluated(dir: &Path, metric: &str, decimals: usize) -> String {
 }
 
 fn verify_cmd(path: &Path) -> anyhow::Result<()> {
+    if path.is_file() {
+        let info = checkpoint::GEmaInfo::read(path)?;
+        println!(
+            "{}: ok (G_ema file of a {} model, step {}, {:.3} kimg{})",
+            path.display(),
+            info.arch,
+            info.step,
+            info.cur_nimg as f64 / 1000.0,
+            info.source.map_or(String::new(), |s| format!(", exported from {}", s.display()))
+        );
+        if let Some(dataset) = &info.dataset {
+            println!("  trained on {}", dataset.describe());
+        }
+        return Ok(());
+    }
     let dir = if path.join(checkpoint::MANIFEST_FILE).exists() {
         path.to_path_buf()
     } else {
@@ -199,7 +218,7 @@ fn export(path: &Path, out: &Path) -> anyhow::Result<()> {
         dataset: v.state.dataset.clone(),
         source: Some(dir.clone()),
     };
-    let entry = write_tensors(out, &tensors, &info.metadata())?;
+    let entry = info.write(out, &tensors)?;
     println!(
         "wrote {} ({} tensors, {:.1} MB) from {} (step {})",
         out.display(),

@@ -423,4 +423,21 @@ fn ckpt_commands_list_verify_and_export() {
     let bad = gan_launch().arg("sample").arg(&tensors_only).arg("--out").arg(&grid).output().unwrap();
     assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
     assert!(stderr(&bad).contains("g.safetensors: its metadata do not say format gan-launch-g-ema"));
+    // `ckpt verify` checks a G_ema file's tensors against their digest; the commands that want
+    // a checkpoint or run directory say so when given a file.
+    let verified = gan_launch().args(["ckpt", "verify"]).arg(&out_file).output().unwrap();
+    assert!(stdout(&verified).contains(": ok (G_ema file of a dcgan model, step 8"), "{}", stdout(&verified));
+    let mut bytes = std::fs::read(&out_file).unwrap();
+    *bytes.last_mut().unwrap() ^= 1;
+    std::fs::write(&out_file, bytes).unwrap();
+    for args in [&["ckpt", "verify"][..], &["sample", "--out", "x.png"][..]] {
+        let out = gan_launch().args(args).arg(&out_file).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(stderr(&out).contains("do not match the BLAKE3 digest"), "{}", stderr(&out));
+    }
+    for args in [&["ckpt", "ls"][..], &["ckpt", "export", "--out", "y.safetensors"][..]] {
+        let out = gan_launch().args(args).arg(&out_file).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(stderr(&out).contains("g_ema.safetensors: is a file; expected a"), "{}", stderr(&out));
+    }
 }

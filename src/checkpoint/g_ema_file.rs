@@ -1,12 +1,14 @@
 //! G_ema alone in one safetensors file: what `gan-launch ckpt export` writes and what a run leaves
 //! as `g_ema-final.safetensors`. The header's metadata make the file self-describing, so
 //! `gan-launch sample` and `eval` take it as they take a checkpoint, on any machine: the resolved
-//! config that trained it (to build the network and find the reals), its step and kimg, and the
-//! dataset it was trained on (readable, and as the identity `eval` compares with the reals).
+//! config that trained it (to build the network and find the reals), its step and kimg, the
+//! dataset it was trained on (readable, and as the identity `eval` compares with the reals), and
+//! a BLAKE3 digest of its tensors, so a damaged file is refused rather than sampled from.
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::safetensors::TensorFile;
+use super::manifest::FileEntry;
+use super::safetensors::{write_tensors, RawTensor, TensorFile};
 use crate::data::identity::DatasetIdentity;
 use crate::error::{Error, Result};
 
@@ -28,10 +30,11 @@ pub struct GEmaInfo {
 }
 
 impl GEmaInfo {
-    /// The safetensors metadata that describe the file.
-    pub fn metadata(&self) -> BTreeMap<String, String> {
+    /// The safetensors metadata that describe the file whose tensors have `digest`.
+    fn metadata(&self, digest: String) -> BTreeMap<String, String> {
         let mut m: BTreeMap<String, String> = [
             ("format", G_EMA_FORMAT.to_string()),
+            ("tensors_blake3", digest),
             ("arch", self.arch.clone()),
             ("step", self.step.to_string()),
             ("cur_nimg", self.cur_nimg.to_string()),
@@ -51,10 +54,22 @@ impl GEmaInfo {
         m
     }
 
-    /// Reads the metadata of the G_ema file at `path`; anything else (another safetensors file, a
-    /// checkpoint's `g.safetensors`) is refused, saying what is expected.
+    /// Writes `tensors` as a G_ema file at `path`: beside it first, then renamed, so the file is
+    /// whole or absent.
+    pub fn write(&self, path: &Path, tensors: &[RawTensor]) -> Result<FileEntry> {
+        let digest = tensors_digest(tensors.iter().map(|t| (t.name.as_str(), t.data.as_slice())));
+        let partial = path.with_extension("safetensors.tmp");
+        let entry = write_tensors(&partial, tensors, &self.metadata(digest))?;
+        std::fs::rename(&partial, path).map_err(Error::io("rename", &partial))?;
+        Ok(entry)
+    }
+
+    /// Reads and checks the G_ema file at `path`: its metadata, and its tensors against the
+    /// digest they were written with. Anything else (another safetensors file, a checkpoint's
+    /// `g.safetensors`) and a damaged file are refused, saying why.
     pub fn read(path: &Path) -> Result<GEmaInfo> {
-        let metadata = TensorFile::open(path)?.metadata()?;
+        let file = TensorFile::open(path)?;
+        let metadata = file.metadata()?;
         let refuse = |why: String| Error::Checkpoint {
             path: path.to_path_buf(),
             message: format!(
@@ -69,19 +84,18 @@ impl GEmaInfo {
         let number = |key: &str| -> Result<u64> {
             field(key)?.parse().map_err(|_| refuse(format!("its metadata `{key}` is not a whole number")))
         };
-        // Files exported before `cur_nimg` was recorded carry kimg to 3 decimals: exact in images.
-        let cur_nimg = match metadata.get("cur_nimg") {
-            Some(_) => number("cur_nimg")?,
-            None => {
-                (field("kimg")?.parse::<f64>().map_err(|_| refuse("its `kimg` is not a number".into()))?
-                    * 1000.0)
-                    .round() as u64
-            }
-        };
+        let digest = tensors_digest(file.tensors()?.iter().map(|t| (t.name.as_str(), t.data)));
+        if *field("tensors_blake3")? != digest {
+            return Err(Error::Checkpoint {
+                path: path.to_path_buf(),
+                message: "its tensors do not match the BLAKE3 digest they were written with (damaged since)"
+                    .into(),
+            });
+        }
         Ok(GEmaInfo {
             arch: field("arch")?.clone(),
             step: number("step")?,
-            cur_nimg,
+            cur_nimg: number("cur_nimg")?,
             config_yaml: field("config")?.clone(),
             dataset: metadata.get("dataset_identity").and_then(|j| serde_json::from_str(j).ok()),
             source: metadata.get("source").map(PathBuf::from),
@@ -89,10 +103,25 @@ impl GEmaInfo {
     }
 }
 
+/// BLAKE3 over the tensors in name order, each as its name and data with their lengths (so no
+/// two different sets of tensors hash alike by shifting bytes between them).
+fn tensors_digest<'a>(tensors: impl Iterator<Item = (&'a str, &'a [u8])>) -> String {
+    let mut sorted: Vec<(&str, &[u8])> = tensors.collect();
+    sorted.sort_by(|a, b| a.0.cmp(b.0));
+    let mut hasher = blake3::Hasher::new();
+    for (name, data) in sorted {
+        for part in [name.as_bytes(), data] {
+            hasher.update(&(part.len() as u64).to_le_bytes());
+            hasher.update(part);
+        }
+    }
+    hasher.finalize().to_hex().to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checkpoint::{write_tensors, Dtype, RawTensor};
+    use crate::checkpoint::Dtype;
 
     fn tensor() -> Vec<RawTensor> {
         vec![RawTensor {
@@ -104,7 +133,7 @@ mod tests {
     }
 
     #[test]
-    fn metadata_round_trip_and_other_files_are_refused() {
+    fn a_written_file_reads_back_and_damaged_or_other_files_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let info = GEmaInfo {
             arch: "dcgan".into(),
@@ -122,9 +151,19 @@ mod tests {
             source: Some("runs/x/checkpoints/step-00000047".into()),
         };
         let path = dir.path().join("g.safetensors");
-        write_tensors(&path, &tensor(), &info.metadata()).unwrap();
+        let entry = info.write(&path, &tensor()).unwrap();
         assert_eq!(GEmaInfo::read(&path).unwrap(), info);
-        assert_eq!(info.metadata()["kimg"], "1.008");
+        assert!(!path.with_extension("safetensors.tmp").exists());
+        let meta = TensorFile::open(&path).unwrap().metadata().unwrap();
+        assert_eq!((meta["kimg"].as_str(), meta["step"].as_str()), ("1.008", "47"));
+
+        // One flipped bit in the last tensor byte: the file still parses, the digest catches it.
+        let mut bytes = std::fs::read(&path).unwrap();
+        assert_eq!(bytes.len() as u64, entry.bytes);
+        *bytes.last_mut().unwrap() ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        let err = GEmaInfo::read(&path).unwrap_err().to_string();
+        assert!(err.contains("do not match the BLAKE3 digest"), "{err}");
 
         let plain = dir.path().join("plain.safetensors");
         write_tensors(&plain, &tensor(), &BTreeMap::new()).unwrap();

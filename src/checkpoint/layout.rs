@@ -199,6 +199,15 @@ pub fn resolve_user_path(path: &Path) -> Result<PathBuf> {
     if path.join(super::MANIFEST_FILE).is_file() {
         return Ok(path.to_path_buf());
     }
+    if path.is_file() {
+        return Err(Error::Checkpoint {
+            path: path.to_path_buf(),
+            message:
+                "is a file; expected a checkpoint directory (step-NNNNNNNN with a manifest.json), a run \
+                      directory, or its checkpoints directory"
+                    .into(),
+        });
+    }
     let checkpoints = Checkpoints::of_user_path(path);
     let mut reasons = Vec::new();
     match checkpoints.newest_valid(|dir, why| reasons.push(format!("{}: {why}", dir.display())))? {

@@ -19,7 +19,7 @@ use crate::augment::Augmenter;
 use crate::ckpt::{self, CheckpointWriter, RestoreTargets, Resumed};
 use crate::models::{self, Discriminator, Generator, NetSpec};
 use crate::precision::ForwardPrecision;
-use gan_core::checkpoint::{write_tensors, Checkpoints, GEmaInfo, Retention};
+use gan_core::checkpoint::{Checkpoints, GEmaInfo, Retention};
 use gan_core::comm::ProcessGroup;
 use gan_core::config::{Arch, RankPlan, RunConfig};
 use gan_core::data::identity::DatasetIdentity;
@@ -404,7 +404,7 @@ impl Setup {
 
     /// Rank 0 saves G_ema at the end of a run as a G_ema file (safetensors with the config,
     /// counters and dataset in its metadata, as `ckpt export` writes), which `sample` and `eval`
-    /// take. Written beside and renamed, so the file is whole or absent.
+    /// take.
     pub fn write_final_files(&self, pos: Position) -> Result<()> {
         if !self.is_rank0() {
             return Ok(());
@@ -418,9 +418,7 @@ impl Setup {
             source: None,
         };
         let path = self.run_dir.root.join("g_ema-final.safetensors");
-        let partial = path.with_extension("safetensors.tmp");
-        write_tensors(&partial, &ckpt::varstore_raw(&self.g_ema_vs), &info.metadata())?;
-        std::fs::rename(&partial, &path).map_err(Error::io("rename", &partial))?;
+        info.write(&path, &ckpt::varstore_raw(&self.g_ema_vs))?;
         tracing::info!(path = %path.display(), "saved G_ema");
         Ok(())
     }
