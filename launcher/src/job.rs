@@ -91,7 +91,7 @@ pub fn run(args: &JobArgs, cfg: &RunConfig, node: &NodeSetup) -> anyhow::Result<
                 node.node_rank,
                 nodes,
                 cfg.dist.gpus,
-                timeout,
+                (Duration::from_secs(cfg.dist.join_timeout_secs), timeout),
             )?)
         }
     };

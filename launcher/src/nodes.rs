@@ -21,7 +21,8 @@ pub struct NodeGroup {
 }
 
 impl NodeGroup {
-    /// Connects to the store and waits until every node's launcher has joined with `gpus` ranks.
+    /// Connects to the store and waits until every node's launcher has joined with `gpus` ranks,
+    /// for up to `join_timeout`; later waits between nodes (restarts, the end) take `timeout`.
     pub fn join(
         address: &str,
         token: &str,
@@ -29,15 +30,25 @@ impl NodeGroup {
         node_rank: u32,
         nodes: u32,
         gpus: u32,
-        timeout: Duration,
+        (join_timeout, timeout): (Duration, Duration),
     ) -> Result<Self> {
         let me = format!("launcher node {node_rank}");
-        let mut store = StoreClient::connect(address, token, &format!("{run_id}/launchers"), &me, timeout)?;
+        // A node that is not there in time is usually late rather than gone: say which key waits.
+        let late = |e: Error| match e {
+            Error::Rendezvous(message) => Error::Rendezvous(format!(
+                "{message} (dist.join_timeout_secs is {}; raise it when nodes start further apart)",
+                join_timeout.as_secs()
+            )),
+            other => other,
+        };
+        let mut store =
+            StoreClient::connect(address, token, &format!("{run_id}/launchers"), &me, join_timeout)
+                .map_err(late)?;
         store.set(&format!("node/{node_rank}/gpus"), gpus.to_string().as_bytes())?;
-        store.barrier("nodes-up", nodes, timeout)?;
+        store.barrier("nodes-up", nodes, join_timeout).map_err(late)?;
         for other in 0..nodes {
-            let theirs =
-                store.get(&format!("node/{other}/gpus"), timeout, &format!("node {other}'s rank count"))?;
+            let what = format!("node {other}'s rank count");
+            let theirs = store.get(&format!("node/{other}/gpus"), join_timeout, &what)?;
             let theirs = String::from_utf8_lossy(&theirs).into_owned();
             if theirs != gpus.to_string() {
                 return Err(Error::Env(format!(

@@ -99,7 +99,12 @@ fn the_committed_manifests_are_the_generators_output_for_the_demo() {
     args.extend(["--out", job_dir.to_str().unwrap(), "--jobset"]);
     let (code, log) = generate(&args);
     assert_eq!(code, 0, "{log}");
-    assert!(log.contains("also holds service.yaml, job.yaml from an earlier run"), "{log}");
+    assert!(
+        log.contains(
+            "also holds service.yaml, job.yaml from an earlier run, not part of this job: `kubectl apply -f"
+        ),
+        "{log}"
+    );
     let (_, log) = generate(&[&DEMO_JOB[..], &["--out", jobset_dir.to_str().unwrap(), "--jobset"]].concat());
     assert!(!log.contains("warning"), "{log}");
     // Without --out: the same manifests as one YAML stream, for `| kubectl apply -f -`.

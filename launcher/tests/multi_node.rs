@@ -163,7 +163,14 @@ fn layout_errors_are_clear_and_do_not_hang() {
     assert!(started.elapsed() < Duration::from_secs(30), "no hang");
     let both = format!("{}{}", stderr(&a), stderr(&b));
     assert!(both.contains("--gpus must be the same on every node"), "{both}");
-    // An unreachable master, with a short connect timeout.
+    // Node 0 alone: it waits dist.join_timeout_secs for node 1, then says who is missing and
+    // which key waits.
+    let started = Instant::now();
+    let alone = start_node(dir.path(), 0, 2, 1, free_port(), &["--set", "dist.join_timeout_secs=2"]);
+    let err = stderr(&alone.wait_with_output().unwrap());
+    assert!(started.elapsed() < Duration::from_secs(20), "no hang");
+    assert!(err.contains("at barrier `nodes-up`: 1 of 2 arrived (dist.join_timeout_secs is 2;"), "{err}");
+    // An unreachable master, with a short join timeout.
     let out = gan_launch()
         .env("GANLAUNCH_STORE_TOKEN", "x")
         .args([
@@ -177,11 +184,15 @@ fn layout_errors_are_clear_and_do_not_hang() {
             &free_port().to_string(),
         ])
         .arg(shipped_config("ci-tiny.yaml"))
-        .args(["--set", &format!("run.dir={}", dir.path().display()), "--set", "dist.connect_timeout_secs=2"])
+        .args(["--set", &format!("run.dir={}", dir.path().display()), "--set", "dist.join_timeout_secs=2"])
         .output()
         .unwrap();
     assert_ne!(out.status.code(), Some(0));
-    assert!(stderr(&out).contains("could not reach the rendezvous store"), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("could not reach the rendezvous store") && err.contains("dist.join_timeout_secs"),
+        "{err}"
+    );
 }
 
 #[test]

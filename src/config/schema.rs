@@ -59,7 +59,12 @@ pub struct DistSection {
     /// Port of the rendezvous store on the master node (torchrun's default); 0 picks a free
     /// port (single-node jobs only, e.g. tests running side by side).
     pub master_port: u16,
-    /// How long a rank waits to reach the store and its ring peers at start.
+    /// How long a node's launcher waits at start for the store on node 0 and for every other
+    /// node to join. Nodes can start minutes apart (a pod pulling its image on a fresh node, SLURM
+    /// steps launched in turn); torchrun's rendezvous waits 600 s too.
+    pub join_timeout_secs: u64,
+    /// How long a rank waits to reach the store and its ring peers at start (its launcher has
+    /// joined by then), and launchers wait for each other between restarts.
     pub connect_timeout_secs: u64,
     /// Longest a collective may wait for a peer before the rank fails (naming the peer).
     pub collective_timeout_secs: u64,
@@ -83,6 +88,7 @@ impl Default for DistSection {
             gpus: 1,
             backend: Backend::Auto,
             master_port: 29500,
+            join_timeout_secs: 600,
             connect_timeout_secs: 120,
             collective_timeout_secs: 300,
             param_check_ticks: 1,

@@ -130,7 +130,8 @@ fn leftovers(dir: &Path, written: &[(String, String)]) -> Option<String> {
         .collect();
     (!stale.is_empty()).then(|| {
         format!(
-            "gan-launch k8s: warning: {} also holds {} from an earlier run, not part of this job:              `kubectl apply -f {}` would apply them too; apply the files above, or delete those",
+            "gan-launch k8s: warning: {} also holds {} from an earlier run, not part of this job: \
+             `kubectl apply -f {}` would apply them too; apply the files above, or delete those",
             dir.display(),
             stale.join(", "),
             dir.display()

@@ -62,6 +62,7 @@ fn validate_dist(cfg: &RunConfig) -> Result<()> {
         return Err(Error::config("dist.flight_record_secs", flight, allowed));
     }
     for (key, secs) in [
+        ("dist.join_timeout_secs", cfg.dist.join_timeout_secs),
         ("dist.connect_timeout_secs", cfg.dist.connect_timeout_secs),
         ("dist.collective_timeout_secs", cfg.dist.collective_timeout_secs),
         ("dist.heartbeat_timeout_secs", cfg.dist.heartbeat_timeout_secs),
