@@ -45,7 +45,19 @@ impl NodeGroup {
             StoreClient::connect(address, token, &format!("{run_id}/launchers"), &me, join_timeout)
                 .map_err(late)?;
         store.set(&format!("node/{node_rank}/gpus"), gpus.to_string().as_bytes())?;
-        store.barrier("nodes-up", nodes, join_timeout).map_err(late)?;
+        if let Err(e) = store.barrier("nodes-up", nodes, join_timeout) {
+            let missing: Vec<String> = (0..nodes)
+                .filter(|r| !matches!(store.try_get(&format!("node/{r}/gpus")), Ok(Some(_))))
+                .map(|r| r.to_string())
+                .collect();
+            let e = match e {
+                Error::Rendezvous(m) => {
+                    Error::Rendezvous(format!("{m}; missing node(s): {}", missing.join(", ")))
+                }
+                other => other,
+            };
+            return Err(late(e));
+        }
         for other in 0..nodes {
             let what = format!("node {other}'s rank count");
             let theirs = store.get(&format!("node/{other}/gpus"), join_timeout, &what)?;

@@ -169,7 +169,12 @@ fn layout_errors_are_clear_and_do_not_hang() {
     let alone = start_node(dir.path(), 0, 2, 1, free_port(), &["--set", "dist.join_timeout_secs=2"]);
     let err = stderr(&alone.wait_with_output().unwrap());
     assert!(started.elapsed() < Duration::from_secs(20), "no hang");
-    assert!(err.contains("at barrier `nodes-up`: 1 of 2 arrived (dist.join_timeout_secs is 2;"), "{err}");
+    assert!(
+        err.contains(
+            "at barrier `nodes-up`: 1 of 2 arrived; missing node(s): 1 (dist.join_timeout_secs is 2;"
+        ),
+        "{err}"
+    );
     // An unreachable master, with a short join timeout.
     let out = gan_launch()
         .env("GANLAUNCH_STORE_TOKEN", "x")
