@@ -4,7 +4,7 @@
 //! or a dataset that is not where the config says, should fail at submission, not when the
 //! nodes are finally allocated. This loads and validates the config for the requested nodes and
 //! GPUs exactly as the job will (and checks the dataset, which a login node sees on the shared
-//! file system), and only then runs `sbatch` with the script built into this binary (the same
+//! file system, unless told it cannot), and only then runs `sbatch` with the script built into this binary (the same
 //! file as `launcher/slurm/gan-launch.sbatch`), pointing the job at this gan-launch.
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
@@ -26,6 +26,10 @@ pub struct SbatchArgs {
     /// GPUs per node, one rank each (sbatch --gpus-per-node unless train.device is cpu).
     #[arg(long)]
     pub gpus: u32,
+    /// Do not look for the dataset here: for data this machine cannot see (node-local storage
+    /// the job stages). The nodes still check it before any rank starts.
+    #[arg(long)]
+    pub skip_data_check: bool,
     /// Override a config key: --set train.batch_size=64 (repeatable; passed on to the job).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub sets: Vec<SetOverride>,
@@ -39,7 +43,11 @@ pub fn run(args: &SbatchArgs) -> anyhow::Result<ExitCode> {
     sets.push(SetOverride { key: "dist.nodes".into(), value: args.nodes.to_string() });
     sets.push(SetOverride { key: "dist.gpus".into(), value: args.gpus.to_string() });
     let cfg = config::load(&args.config, &sets)?;
-    gan_core::data::check(&cfg.data)?;
+    if !args.skip_data_check {
+        gan_core::data::check(&cfg.data).context(
+            "the job would refuse to start (if the nodes see data this machine does not, pass --skip-data-check)",
+        )?;
+    }
     let config_path = std::fs::canonicalize(&args.config)
         .with_context(|| format!("resolving {}", args.config.display()))?;
     let launcher = std::env::current_exe().context("locating this gan-launch")?;

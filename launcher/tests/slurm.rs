@@ -68,7 +68,12 @@ impl Cluster {
             .arg(shipped_config("ci-tiny.yaml"))
             .args(["--set", &format!("run.dir={}", dir.join("runs").display())]);
         for set in sets {
-            cmd.args(["--set", set]);
+            // Flags go as they are, the rest as overrides.
+            if set.starts_with("--") {
+                cmd.arg(set);
+            } else {
+                cmd.args(["--set", set]);
+            }
         }
         let out = cmd.output().unwrap();
         assert!(out.status.success(), "sbatch: {}", stderr(&out));
@@ -168,7 +173,12 @@ fn sbatch_script_runs_preempts_requeues_and_resumes_on_a_real_cluster() {
         cmd.current_dir(dir.path()).arg("sbatch").arg(shipped_config("ci-tiny.yaml"));
         cmd.args(["--nodes", "2", "--gpus", "1", "--set", &run_dir]);
         for set in sets {
-            cmd.args(["--set", set]);
+            // Flags go as they are, the rest as overrides.
+            if set.starts_with("--") {
+                cmd.arg(set);
+            } else {
+                cmd.args(["--set", set]);
+            }
         }
         cmd.args(["--", "--output", &dir.path().join("job.out").display().to_string()]).output().unwrap()
     };
@@ -176,8 +186,20 @@ fn sbatch_script_runs_preempts_requeues_and_resumes_on_a_real_cluster() {
     let refused = sbatch(&["train.batch_size=1"]);
     assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
     assert!(stderr(&refused).contains("at least the world size 2"), "{}", stderr(&refused));
+    let missing_data = ["data.source=prepared", "data.path=/nonexistent/dataset"];
+    let refused = sbatch(&missing_data);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("pass --skip-data-check"), "{}", stderr(&refused));
     let queue = cluster.cmd("squeue").args(["-h", "-o", "%i"]).output().unwrap();
     assert_eq!(stdout(&queue).trim(), "", "nothing was submitted");
+    // Data only the nodes would see: submitted unchecked, and the nodes refuse it before any rank.
+    let unchecked = sbatch(&[&missing_data[..], &["--skip-data-check"]].concat());
+    assert!(unchecked.status.success(), "{}", stderr(&unchecked));
+    let id = stdout(&unchecked).trim().to_string();
+    assert_eq!(cluster.wait(&id, Duration::from_secs(120)), "FAILED");
+    let log = std::fs::read_to_string(dir.path().join("job.out")).unwrap();
+    assert!(log.contains("/nonexistent/dataset/index.json") && !log.contains("[rank="), "{log}");
+    std::fs::remove_file(dir.path().join("job.out")).unwrap();
     // A plain 2-node run, submitted by `gan-launch sbatch` with its built-in script: exit code 0.
     let started = Instant::now();
     let submitted = sbatch(&["train.total_kimg=0.256"]);
