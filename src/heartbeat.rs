@@ -38,10 +38,16 @@ impl Heartbeat {
 
     /// Records progress at `step` with `cur_nimg` images seen; cheap to call every step.
     pub fn beat(&mut self, step: u64, cur_nimg: u64) -> Result<()> {
-        let Some(path) = &self.path else { return Ok(()) };
         if self.last_write.is_some_and(|t| t.elapsed() < MIN_INTERVAL) {
             return Ok(());
         }
+        self.beat_now(step, cur_nimg)
+    }
+
+    /// Writes at once, however recent the last beat: the last one, at the end of training, so
+    /// the file shows the step the rank ended at.
+    pub fn beat_now(&mut self, step: u64, cur_nimg: u64) -> Result<()> {
+        let Some(path) = &self.path else { return Ok(()) };
         fsutil::write_replace(path, format!("{step} {cur_nimg}").as_bytes())?;
         self.last_write = Some(Instant::now());
         Ok(())

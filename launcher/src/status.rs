@@ -23,12 +23,17 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
         .map_err(|_| Error::config("--waiting-secs", args.waiting_secs, "seconds >= 0"))?;
     let dir = args.run_dir.join("heartbeat");
     let ranks = rank_numbers(&dir)?;
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
     let views: Vec<flight::RankView> = ranks
         .iter()
-        .map(|&rank| flight::RankView {
-            rank,
-            record: flight::read(&flight::path_beside(&heartbeat::rank_file(&dir, rank))),
-            process: flight::Process::Live,
+        .map(|&rank| {
+            let record = flight::read(&flight::path_beside(&heartbeat::rank_file(&dir, rank)));
+            let process = match &record {
+                // A rank of this machine can be looked up at once; another node's only ages.
+                Some((r, _)) if r.host == host && !pid_alive(r.pid) => flight::Process::Exited,
+                _ => flight::Process::Live,
+            };
+            flight::RankView { rank, record, process }
         })
         .collect();
     let diagnosis = flight::diagnose(&views);
@@ -48,12 +53,13 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
 fn verdict(views: &[flight::RankView], diagnosis: &flight::Diagnosis, waiting: Duration) -> String {
     let records: Vec<&(flight::FlightRecord, Duration)> =
         views.iter().filter_map(|v| v.record.as_ref()).collect();
-    let Some(newest) = records.iter().map(|(_, age)| *age).min() else {
+    if records.is_empty() {
         return "no rank has written a flight record yet (starting, records off, or a job from before them)"
             .into();
-    };
-    if records.iter().all(|(r, age)| r.is_stale(*age)) {
-        return format!("the job is not running: the newest record is {newest:.0?} old");
+    }
+    if views.iter().all(flight::RankView::is_gone) {
+        // Every rank ended, or the first to go is named (the others failed or were stopped after it).
+        return format!("the job is not running: {}", diagnosis.finding);
     }
     let longest_wait = views
         .iter()
@@ -71,6 +77,12 @@ fn verdict(views: &[flight::RankView], diagnosis: &flight::Diagnosis, waiting: D
         waiting.as_secs_f64(),
         straggler(views)
     )
+}
+
+/// Whether process `pid` of this machine is running (or exists but is not ours to signal).
+fn pid_alive(pid: u32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists; nothing is sent.
+    unsafe { libc::kill(pid as libc::pid_t, 0) == 0 || *libc::__errno_location() == libc::EPERM }
 }
 
 /// The rank that has spent the least time inside training collectives, next to the one that has

@@ -235,6 +235,7 @@ fn the_world_size_and_batch_may_change_across_a_resume() {
         "{}",
         stdout(&status)
     );
+    assert!(stdout(&status).contains("every rank has ended: finished at step 24"), "{}", stdout(&status));
     // A smaller batch goes on from the images done (0.768 kimg), 16 images a step, and says so.
     let (out, err) = run(job(dir.path(), 1, 1.024).args(["--set", "train.batch_size=16"]));
     assert!(out.status.success(), "{err}");

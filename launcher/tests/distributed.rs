@@ -106,6 +106,18 @@ fn kill_9_of_one_rank_stops_the_job_and_names_it() {
         err.contains("Its last log lines:\n") && err.contains("[rank=1]"),
         "its last lines are shown: {err}"
     );
+    // Afterwards `status` names the killed rank (gone without a last record) as the cause; rank
+    // 0's last record says how it ended.
+    let status = gan_launch().arg("status").arg(dir.path().join("ci-tiny")).output().unwrap();
+    let text = stdout(&status);
+    assert!(
+        text.contains("the job is not running: rank 1's process exited without a last record (killed?)"),
+        "{text}"
+    );
+    assert!(
+        text.lines().any(|l| l.starts_with("  rank 0 (pid ") && l.contains("; the process has exited")),
+        "{text}"
+    );
 }
 
 #[test]

@@ -30,8 +30,20 @@ pub enum Process {
 
 impl RankView {
     fn fresh(&self) -> Option<&FlightRecord> {
-        let live = self.process == Process::Live;
+        let live = self.process == Process::Live && self.ended().is_none();
         self.record.as_ref().filter(|(r, age)| !r.is_stale(*age) && live).map(|(r, _)| r)
+    }
+
+    /// How the rank ended, when its last record says it did ("finished at step 47", ...).
+    pub fn ended(&self) -> Option<&str> {
+        self.record.as_ref().and_then(|(r, _)| r.exit.as_deref())
+    }
+
+    /// The rank no longer runs: it ended, its process is gone, or its record stopped changing.
+    pub fn is_gone(&self) -> bool {
+        self.ended().is_some()
+            || self.process == Process::Exited
+            || self.record.as_ref().is_some_and(|(r, age)| r.is_stale(*age))
     }
 
     fn track(&self, name: &str) -> Option<&TrackRecord> {
@@ -60,17 +72,29 @@ fn find_culprit(views: &[RankView]) -> (Option<usize>, String) {
     if let Some(i) = views.iter().position(|v| v.process == Process::Stopped) {
         return (Some(i), format!("rank {} is stopped (SIGSTOP?); the others wait for it", views[i].rank));
     }
-    let stale =
-        |v: &RankView| v.process == Process::Live && v.record.as_ref().is_some_and(|(r, a)| r.is_stale(*a));
-    if let Some(i) = views.iter().position(stale) {
-        let age = views[i].record.as_ref().expect("checked").1;
-        return (
-            Some(i),
-            format!(
-                "rank {}'s whole process has not run for {age:.0?} (its flight record stopped; frozen, or swapping)",
-                views[i].rank
+    if views.iter().all(|v| v.ended().is_some()) && !views.is_empty() {
+        return (None, format!("every rank has ended: {}", ends(views)));
+    }
+    // Ranks that are gone: ended (the last record says how), exited without a last record
+    // (killed), or silent (the record stopped changing: frozen). The one gone first is the cause;
+    // the others failed or were stopped after it (a rank killed mid-collective leaves its peers
+    // failing on the broken connection).
+    let gone = |v: &&RankView| v.process != Process::Stopped && v.record.is_some() && v.is_gone();
+    if let Some(v) = views.iter().filter(gone).max_by_key(|v| v.record.as_ref().map(|(_, age)| *age)) {
+        let i = views.iter().position(|w| std::ptr::eq(w, v)).expect("a view of the list");
+        let age = v.record.as_ref().expect("checked").1;
+        let finding = match v.ended() {
+            Some(how) => format!("rank {} has ended ({how}); the others wait for it", v.rank),
+            None if v.process == Process::Exited => {
+                format!("rank {}'s process exited without a last record (killed?)", v.rank)
+            }
+            None => format!(
+                "rank {}'s whole process has not run for {age:.0?} (its flight record stopped; frozen, or \
+                 swapping)",
+                v.rank
             ),
-        );
+        };
+        return (Some(i), finding);
     }
     // The training group first: every step uses it. Then the others (background evaluation's),
     // whose threads can hold up the training thread where it waits for them.
@@ -191,6 +215,9 @@ fn describe(v: &RankView) -> String {
     let Some((r, age)) = &v.record else {
         return format!("rank {}: no flight record (it had not started yet)", v.rank);
     };
+    if let Some(how) = &r.exit {
+        return format!("rank {} (pid {} on {}): {how}; the process has exited", r.rank, r.pid, r.host);
+    }
     let mut line = format!(
         "rank {} (pid {} on {}): step {}, {} for {:.1} s",
         r.rank,
@@ -223,6 +250,23 @@ fn describe(v: &RankView) -> String {
         line.push_str(&format!(" [record {age:.0?} old: the process is not running]"));
     }
     line
+}
+
+/// How ranks that have all ended did, each way once with its ranks: "finished at step 47" when
+/// every rank ended alike.
+pub fn ends(views: &[RankView]) -> String {
+    let mut ways: Vec<(&str, Vec<u32>)> = Vec::new();
+    for v in views {
+        let how = v.ended().unwrap_or("no last record");
+        match ways.iter_mut().find(|(w, _)| *w == how) {
+            Some((_, ranks)) => ranks.push(v.rank),
+            None => ways.push((how, vec![v.rank])),
+        }
+    }
+    if let [(how, _)] = ways.as_slice() {
+        return how.to_string();
+    }
+    ways.iter().map(|(how, ranks)| format!("rank(s) {}: {how}", list(ranks))).collect::<Vec<_>>().join("; ")
 }
 
 fn list(ranks: &[u32]) -> String {

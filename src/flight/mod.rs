@@ -15,6 +15,8 @@ mod recorder;
 #[cfg(test)]
 mod tests;
 
-pub use diagnose::{diagnose, Diagnosis, Process, RankView};
-pub use record::{path_beside, read, start_writer, CollectiveRecord, FlightRecord, TrackRecord, TRAIN_TRACK};
+pub use diagnose::{diagnose, ends, Diagnosis, Process, RankView};
+pub use record::{
+    path_beside, read, start_writer, CollectiveRecord, FlightRecord, RecordFile, TrackRecord, TRAIN_TRACK,
+};
 pub use recorder::{Activity, Collective, CollectiveOp, Recorder, Track, HANG_ENV};

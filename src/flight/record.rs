@@ -2,7 +2,7 @@
 //! by a thread of its own. That thread keeps writing while the training thread is stuck, so the
 //! record says where it is stuck; a record that stops changing means the whole process stopped.
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -31,6 +31,9 @@ pub struct FlightRecord {
     pub activity_secs: f64,
     /// One per process group ("train", and "eval" for background evaluation).
     pub tracks: Vec<TrackRecord>,
+    /// How the rank ended, in its last record: "finished at step 47", "failed: ...".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit: Option<String>,
 }
 
 impl FlightRecord {
@@ -130,26 +133,55 @@ pub fn path_beside(heartbeat: &Path) -> PathBuf {
     heartbeat.with_file_name(name)
 }
 
-/// Starts the thread that rewrites `path` from `recorder` every `interval` for as long as the
-/// process lives. A failed write is logged once and retried.
-pub fn start_writer(recorder: Arc<Recorder>, path: PathBuf, interval: Duration) {
+/// A rank's record file, written by its writer thread and once more as the rank exits.
+pub struct RecordFile {
+    recorder: Arc<Recorder>,
+    path: PathBuf,
+    interval: Duration,
+    /// Held from snapshot to rename, so an older snapshot never replaces a newer one.
+    writing: Mutex<()>,
+}
+
+impl RecordFile {
+    fn write(&self) -> crate::Result<()> {
+        let _writing = self.writing.lock().unwrap_or_else(|e| e.into_inner());
+        let mut record = self.recorder.snapshot();
+        record.interval_secs = self.interval.as_secs_f64();
+        let json = serde_json::to_vec(&record).expect("a record serialises");
+        fsutil::write_replace(&self.path, &json)
+    }
+
+    /// The rank ends as `how` says: written at once, and the writer thread writes no more.
+    pub fn exit(&self, how: impl Into<String>) {
+        self.recorder.exit(how);
+        if let Err(e) = self.write() {
+            tracing::warn!("cannot write the last flight record: {e}");
+        }
+    }
+}
+
+/// Starts the thread that rewrites `path` from `recorder` every `interval` until the rank exits
+/// ([`RecordFile::exit`]). A failed write is logged once and retried.
+pub fn start_writer(recorder: Arc<Recorder>, path: PathBuf, interval: Duration) -> Arc<RecordFile> {
+    let file = Arc::new(RecordFile { recorder, path, interval, writing: Mutex::new(()) });
+    let writer = Arc::clone(&file);
     let spawned = std::thread::Builder::new().name("flight-record".into()).spawn(move || {
         let mut warned = false;
-        loop {
-            let mut record = recorder.snapshot();
-            record.interval_secs = interval.as_secs_f64();
-            let json = serde_json::to_vec(&record).expect("a record serialises");
-            if let Err(e) = fsutil::write_replace(&path, &json) {
+        // The exit is set before its own write takes the lock, so once it is seen here the
+        // last record is (or is about to be) written with it.
+        while !writer.recorder.has_exited() {
+            if let Err(e) = writer.write() {
                 if !std::mem::replace(&mut warned, true) {
                     tracing::warn!("cannot write the flight record: {e}");
                 }
             }
-            std::thread::sleep(interval);
+            std::thread::sleep(writer.interval);
         }
     });
     if let Err(e) = spawned {
         tracing::warn!("cannot start the flight record writer: {e}");
     }
+    file
 }
 
 /// A rank's last record and how long ago it was written; None before the first write or when the

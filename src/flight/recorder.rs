@@ -143,6 +143,8 @@ pub struct Recorder {
     state: Mutex<RankState>,
     tracks: Mutex<Vec<Arc<Track>>>,
     hang: Option<HangAt>,
+    /// How the rank ended, once it has (see [`Recorder::exit`]).
+    exit: Mutex<Option<String>>,
 }
 
 struct RankState {
@@ -160,6 +162,7 @@ impl Recorder {
             state: Mutex::new(RankState { step: 0, activity: Activity::Starting, since: Duration::ZERO }),
             tracks: Mutex::new(Vec::new()),
             hang: None,
+            exit: Mutex::new(None),
         }
     }
 
@@ -205,6 +208,16 @@ impl Recorder {
         self.enter(activity, step);
     }
 
+    /// The rank is about to exit, as `how` says ("finished at step 47", "failed: ..."): the
+    /// record says so from now on, and `status` shows an ended rank rather than a stuck one.
+    pub fn exit(&self, how: impl Into<String>) {
+        *lock(&self.exit) = Some(how.into());
+    }
+
+    pub fn has_exited(&self) -> bool {
+        lock(&self.exit).is_some()
+    }
+
     /// Everything recorded, as of now.
     pub fn snapshot(&self) -> FlightRecord {
         let now = self.epoch.elapsed();
@@ -222,6 +235,7 @@ impl Recorder {
             activity,
             activity_secs: secs_between(since, now),
             tracks,
+            exit: lock(&self.exit).clone(),
         }
     }
 }

@@ -81,7 +81,8 @@ fn a_stopped_or_frozen_process_comes_first() {
     views[1].record.as_mut().unwrap().1 = Duration::from_secs(40);
     views[1].process = Process::Exited;
     let d = diagnose(&views);
-    assert_eq!(d.culprit, None, "a rank that exited is not frozen: {}", d.finding);
+    assert_eq!(d.culprit, Some(1), "a rank that exited is gone, not frozen: {}", d.finding);
+    assert_eq!(d.finding, "rank 1's process exited without a last record (killed?)");
     assert!(d.table[1].ends_with("[exited]"), "{}", d.table[1]);
     views[1].process = Process::Live;
     let d = diagnose(&views);
@@ -188,4 +189,38 @@ fn progress_is_the_last_activity_change_or_training_collective() {
     train.end();
     rec.enter(Activity::StepBoundary, 4);
     assert!(rec.snapshot().since_progress(Duration::ZERO) < Duration::from_millis(900));
+}
+
+/// A rank's last record says how it ended: every rank finished is no hang; a failed rank is
+/// named before the ranks waiting for it; a vanished rank (no last record) before one that
+/// ended cleanly when the launcher stopped it.
+#[test]
+fn last_records_say_how_ranks_ended() {
+    let ended = |r: u32, how: &str, age_secs: u64| {
+        let mut v = rank(r, Activity::Finishing, 40, None);
+        let rec = v.record.as_mut().unwrap();
+        rec.0.exit = Some(how.to_string());
+        rec.1 = Duration::from_secs(age_secs);
+        v
+    };
+    let d = diagnose(&[ended(0, "finished at step 16", 60), ended(1, "finished at step 16", 60)]);
+    assert_eq!((d.culprit, d.finding.as_str()), (None, "every rank has ended: finished at step 16"));
+    assert!(
+        d.table[1].starts_with("rank 1 (pid ")
+            && d.table[1].ends_with("finished at step 16; the process has exited")
+    );
+
+    let d = diagnose(&[rank(0, Activity::GMain, 40, Some(GRADS)), ended(1, "failed: out of memory", 1)]);
+    assert_eq!(d.culprit, Some(1));
+    assert_eq!(d.finding, "rank 1 has ended (failed: out of memory); the others wait for it");
+
+    let mut vanished = rank(1, Activity::DMain, 40, None);
+    vanished.record.as_mut().unwrap().1 = Duration::from_secs(60);
+    let stopped = ended(0, "stopped by signal 15 after a checkpoint at step 12", 1);
+    let d = diagnose(&[stopped, vanished]);
+    assert_eq!(d.culprit, Some(1), "{}", d.finding);
+    assert!(d.finding.contains("rank 1's whole process has not run for"), "{}", d.finding);
+    let mixed =
+        [ended(0, "finished at step 16", 9), ended(1, "failed: x", 9), ended(2, "finished at step 16", 9)];
+    assert_eq!(ends(&mixed), "rank(s) 0, 2: finished at step 16; rank(s) 1: failed: x");
 }

@@ -146,17 +146,63 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
     // Where this rank is, rewritten beside its heartbeat every second: what the launcher reads
     // to name the rank that holds the others up when the job gets stuck.
     let flight = Arc::new(Recorder::from_env(env.rank)?);
-    match std::env::var_os(HEARTBEAT_ENV) {
+    let record_file = match std::env::var_os(HEARTBEAT_ENV) {
         Some(heartbeat) if cfg.dist.flight_record_secs > 0.0 => {
             let path = flight::path_beside(std::path::Path::new(&heartbeat));
-            flight::start_writer(
-                Arc::clone(&flight),
-                path,
-                Duration::from_secs_f64(cfg.dist.flight_record_secs),
-            );
+            let interval = Duration::from_secs_f64(cfg.dist.flight_record_secs);
+            Some(flight::start_writer(Arc::clone(&flight), path, interval))
         }
-        _ => {}
+        _ => None,
+    };
+    let ended = train_rank(cfg, env, plan, &flight, &stop);
+    if let Some(file) = record_file {
+        // The last record says how the rank ended, so `gan-launch status` of a finished or
+        // failed job shows that rather than whatever it was doing a second before.
+        file.exit(match &ended {
+            Ok(how) => how.describe(),
+            Err(e) => format!("failed: {}", format!("{e:#}").lines().next().unwrap_or_default()),
+        });
     }
+    ended.map(Ended::exit_code)
+}
+
+/// How a rank's training ended, when it did not fail.
+enum Ended {
+    Finished { step: u64 },
+    Preempted { step: u64, signal: i32 },
+    Stopped { step: u64, signal: i32 },
+}
+
+impl Ended {
+    fn describe(&self) -> String {
+        match self {
+            Ended::Finished { step } => format!("finished at step {step}"),
+            Ended::Preempted { step, signal } => {
+                format!("preempted by signal {signal}: checkpointed at step {step}, exited for a requeue")
+            }
+            Ended::Stopped { step, signal } => {
+                format!("stopped by signal {signal} after a checkpoint at step {step}")
+            }
+        }
+    }
+
+    fn exit_code(self) -> ExitCode {
+        match self {
+            Ended::Finished { .. } => ExitCode::SUCCESS,
+            Ended::Preempted { .. } => ExitCode::from(EXIT_REQUEUE as u8),
+            Ended::Stopped { signal, .. } => ExitCode::from(128 + signal as u8),
+        }
+    }
+}
+
+/// The rank's run once its flight record is being written: join the group, train, report.
+fn train_rank(
+    cfg: RunConfig,
+    env: RankEnv,
+    plan: config::RankPlan,
+    flight: &Arc<Recorder>,
+    stop: &AtomicUsize,
+) -> anyhow::Result<Ended> {
     let (group, mut store) = join_group(&cfg, &env, &plan)?;
     let group: Box<dyn ProcessGroup> = Box::new(Recorded::new(group, flight.track(flight::TRAIN_TRACK)));
     // Background evaluation runs its collectives on a ring of its own (a new one after each
@@ -176,32 +222,28 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
     let restarted = env.restart_count > 0 || slurm_restart_count() > 0;
     let preempt: Vec<i32> = cfg.checkpoint.preempt_signals.iter().map(|s| s.number()).collect();
     let mut setup =
-        Setup::build(cfg.clone(), plan, group, (env.restart_count, restarted), Arc::clone(&flight), None)?;
+        Setup::build(cfg.clone(), plan, group, (env.restart_count, restarted), Arc::clone(flight), None)?;
     setup.eval_pg = eval_group;
-    let outcome = train::train_with_rollbacks(setup, &stop, &mut join_eval)?;
-    match outcome.stopped_by_signal {
+    let outcome = train::train_with_rollbacks(setup, stop, &mut join_eval)?;
+    let step = outcome.step;
+    Ok(match outcome.stopped_by_signal {
         Some(signal) if preempt.contains(&signal) => {
             tracing::warn!(
                 signal,
-                step = outcome.step,
-                "preempted: checkpointed at step {}; exiting with the requeue code {EXIT_REQUEUE}",
-                outcome.step
+                step,
+                "preempted: checkpointed at step {step}; exiting with the requeue code {EXIT_REQUEUE}"
             );
-            Ok(ExitCode::from(EXIT_REQUEUE as u8))
+            Ended::Preempted { step, signal }
         }
         Some(signal) => {
-            tracing::warn!(
-                signal,
-                step = outcome.step,
-                "stopped by signal after a checkpoint and a clean shutdown"
-            );
-            Ok(ExitCode::from(128 + signal as u8))
+            tracing::warn!(signal, step, "stopped by signal after a checkpoint and a clean shutdown");
+            Ended::Stopped { step, signal }
         }
         None => {
-            tracing::info!(step = outcome.step, kimg = outcome.cur_nimg as f64 / 1000.0, "training finished");
-            Ok(ExitCode::SUCCESS)
+            tracing::info!(step, kimg = outcome.cur_nimg as f64 / 1000.0, "training finished");
+            Ended::Finished { step }
         }
-    }
+    })
 }
 
 /// How often SLURM has requeued this job (0 outside SLURM).

@@ -112,6 +112,7 @@ pub fn train(s: &mut Setup, stop: &AtomicUsize) -> Result<TrainOutcome> {
         }
     }
     progress.finish();
+    s.heartbeat.beat_now(outcome.step, outcome.cur_nimg)?;
     s.flight.enter(Activity::Finishing, outcome.step);
     s.ckpt_writer.finish()?;
     s.write_final_files(Position { step: outcome.step, cur_nimg: outcome.cur_nimg, tick: next_tick })?;
