@@ -65,6 +65,16 @@ fn every_shipped_config_loads_and_validates() {
     assert!(count >= 2, "expected the shipped configs in {}", configs.display());
 }
 
+/// The CUDA switches default to the references' settings: no TF32, cuDNN autotuning on.
+#[test]
+fn cuda_switches_default_to_the_references_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = load_with_env(&write(&dir, BASE), &[], env(&[])).unwrap();
+    assert_eq!((cfg.train.allow_tf32, cfg.train.cudnn_benchmark), (false, true));
+    let cfg = load_with_env(&write(&dir, BASE), &sets(&["train.allow_tf32=true"]), env(&[])).unwrap();
+    assert!(cfg.train.allow_tf32);
+}
+
 #[test]
 fn resolved_config_round_trips() {
     let dir = tempfile::tempdir().unwrap();

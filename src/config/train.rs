@@ -15,6 +15,16 @@ pub struct TrainSection {
     /// fp32). On CPU bf16 warns and runs fp32.
     #[serde(default = "default_precision")]
     pub precision: Precision,
+    /// Whether CUDA convolutions and matmuls may use TF32 (10-bit mantissa) in fp32 runs. Off, as
+    /// StyleGAN2-ADA sets it, so fp32 means fp32 and GPU figures compare with the references';
+    /// on Ampere and later GPUs, true trades accuracy for up to several times faster convolutions.
+    #[serde(default)]
+    pub allow_tf32: bool,
+    /// cuDNN autotuning (`torch.backends.cudnn.benchmark`): each convolution's fastest algorithm
+    /// is timed on first use and kept, since a GAN's shapes never change. On, as both
+    /// references set it; off picks algorithms by heuristics.
+    #[serde(default = "default_cudnn_benchmark")]
+    pub cudnn_benchmark: bool,
     /// CPU threads per rank; default: the machine's cores split evenly between local ranks.
     #[serde(default)]
     pub threads: Option<u32>,
@@ -117,6 +127,10 @@ pub struct TrainSection {
 
 fn default_precision() -> Precision {
     Precision::Fp32
+}
+
+fn default_cudnn_benchmark() -> bool {
+    true
 }
 
 config_enum! {

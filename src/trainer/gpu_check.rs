@@ -13,7 +13,6 @@ use anyhow::{bail, ensure};
 use tch::{nn, Device, Kind, Tensor};
 
 use crate::comm::nccl::NcclGroup;
-use crate::precision;
 use crate::train::{step::run_step, Setup};
 use gan_core::comm::{ProcessGroup, ReduceOp, SingleRank};
 use gan_core::config::{self, HostFacts, SetOverride};
@@ -194,7 +193,6 @@ fn nccl(args: &NcclArgs) -> anyhow::Result<()> {
 }
 
 fn step(args: &StepArgs) -> anyhow::Result<()> {
-    precision::set_allow_tf32(args.tf32, args.tf32)?;
     let scratch = std::env::temp_dir().join(format!("gan-gpu-check-{}", std::process::id()));
     let mut sets = args.sets.clone();
     for set in [
@@ -205,6 +203,7 @@ fn step(args: &StepArgs) -> anyhow::Result<()> {
         "checkpoint.every_ticks=0".into(),
         "train.sample_ticks=0".into(),
         "log.progress=false".into(),
+        format!("train.allow_tf32={}", args.tf32),
     ] {
         sets.push(set.parse()?);
     }

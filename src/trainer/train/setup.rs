@@ -154,6 +154,12 @@ impl Setup {
         carried: Option<Carried>,
     ) -> Result<Self> {
         let device = parse_device(&plan.device)?;
+        if device.is_cuda() {
+            // Process-wide switches, before the first convolution: every CUDA pass (evaluation
+            // included) computes as the config says.
+            crate::precision::set_allow_tf32(cfg.train.allow_tf32, cfg.train.allow_tf32)?;
+            tch::Cuda::cudnn_set_benchmark(cfg.train.cudnn_benchmark);
+        }
         tch::set_num_threads(plan.threads as i32);
         tch::manual_seed(cfg.run.seed as i64);
         let spec = NetSpec::from_config(&cfg);
