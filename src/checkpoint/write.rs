@@ -45,7 +45,9 @@ impl PendingCheckpoint {
         tensors: &[RawTensor],
         metadata: &BTreeMap<String, String>,
     ) -> Result<()> {
-        let entry = write_tensors(&self.tmp.join(name), tensors, metadata)?;
+        let path = self.tmp.join(name);
+        fault::disk_full(&path)?;
+        let entry = write_tensors(&path, tensors, metadata)?;
         self.files.push(entry);
         Ok(())
     }

@@ -114,8 +114,14 @@ pub fn train(s: &mut Setup, stop: &AtomicUsize) -> Result<TrainOutcome> {
     progress.finish();
     s.heartbeat.beat_now(outcome.step, outcome.cur_nimg)?;
     s.flight.enter(Activity::Finishing, outcome.step);
-    s.ckpt_writer.finish()?;
+    // A last checkpoint that cannot be written (a full disk) still leaves the trained G_ema: it is
+    // saved apart (a smaller file) before the run fails on the checkpoint's error.
+    let last_checkpoint = s.ckpt_writer.finish();
+    if let Err(e) = &last_checkpoint {
+        tracing::error!("the last checkpoint could not be written: {e}; saving G_ema apart");
+    }
     s.write_final_files(Position { step: outcome.step, cur_nimg: outcome.cur_nimg, tick: next_tick })?;
+    last_checkpoint?;
     push_final_results(s, &outcome, started.elapsed().as_secs_f64());
     Ok(outcome)
 }
