@@ -35,6 +35,10 @@ pub struct PrepareArgs {
     /// report them, instead of stopping at the first.
     #[arg(long)]
     skip_bad: bool,
+    /// Convert images that are not 8-bit RGB (grayscale, with alpha, 16-bit, CMYK) to it, as
+    /// torchvision's ImageFolder does, instead of refusing them; the summary counts them.
+    #[arg(long)]
+    convert: bool,
     /// Decoding threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
@@ -66,6 +70,7 @@ pub fn prepare(args: &PrepareArgs) -> anyhow::Result<()> {
         images_per_shard: args.shard_images,
         force: args.force,
         skip_bad: args.skip_bad,
+        convert: args.convert,
         threads: args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
     };
     let bar = ProgressBar::new(0);
@@ -81,6 +86,14 @@ pub fn prepare(args: &PrepareArgs) -> anyhow::Result<()> {
     bar.finish_and_clear();
     for (path, why) in &report.skipped {
         eprintln!("skipped {}: {why}", path.display());
+    }
+    if !report.converted.is_empty() {
+        let kinds: Vec<String> = report.converted.iter().map(|(kind, n)| format!("{n} {kind}")).collect();
+        eprintln!(
+            "converted to 8-bit RGB: {} image(s) ({})",
+            report.converted.values().sum::<u64>(),
+            kinds.join(", ")
+        );
     }
     let secs = started.elapsed().as_secs_f64();
     let index = &report.index;

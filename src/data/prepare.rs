@@ -3,6 +3,7 @@
 //! top level), or a StyleGAN dataset zip (labels from its dataset.json). Every image is centre-cropped to a square and box-resized to the target
 //! resolution; images are decoded in parallel, a batch at a time, and written in a fixed order,
 //! so the same folder always gives the same dataset (and content hash).
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::generated::GeneratedShapes;
@@ -35,6 +36,9 @@ pub struct PrepareOptions {
     pub force: bool,
     /// Skip unreadable or unsuitable images (and report them) instead of stopping at the first.
     pub skip_bad: bool,
+    /// Convert images that are not 8-bit RGB (grayscale, with alpha, 16-bit, CMYK) to it, as
+    /// PIL's `convert("RGB")` does for torchvision's ImageFolder, instead of refusing them.
+    pub convert: bool,
     pub threads: usize,
 }
 
@@ -44,6 +48,14 @@ pub struct PrepareReport {
     pub index: DatasetIndex,
     /// Images left out with `skip_bad`, and why.
     pub skipped: Vec<(PathBuf, String)>,
+    /// Images converted to 8-bit RGB with `convert`, counted by their colour type ("L8": 12).
+    pub converted: BTreeMap<String, u64>,
+}
+
+/// An image ready for a shard, and the colour type it was converted from, if it was.
+struct Decoded {
+    pixels: Vec<u8>,
+    converted_from: Option<String>,
 }
 
 /// Decoded images are processed this many at a time (bounds memory on big folders).
@@ -75,7 +87,11 @@ pub fn prepare(
                 }
             }
             let names = super::generated::class_names(*num_classes);
-            Ok(PrepareReport { index: writer.finish(names)?, skipped: Vec::new() })
+            Ok(PrepareReport {
+                index: writer.finish(names)?,
+                skipped: Vec::new(),
+                converted: BTreeMap::new(),
+            })
         }
         PrepareSource::ImageFolder(dir) => prepare_folder(dir, out, opts, progress),
         PrepareSource::StyleganZip(path) => prepare_zip(path, out, opts, progress),
@@ -107,7 +123,7 @@ fn prepare_cifar(
         }
         progress(done as u64 + 1, files.len() as u64);
     }
-    Ok(PrepareReport { index: writer.finish(class_names)?, skipped: Vec::new() })
+    Ok(PrepareReport { index: writer.finish(class_names)?, skipped: Vec::new(), converted: BTreeMap::new() })
 }
 
 fn prepare_zip(
@@ -117,19 +133,18 @@ fn prepare_zip(
     progress: &dyn Fn(u64, u64),
 ) -> Result<PrepareReport> {
     let listing = stylegan_zip::list(path)?;
-    let mut writer = ShardWriter::create(out, opts.resolution, 3, opts.images_per_shard, opts.force)?;
-    let mut skipped = Vec::new();
+    let mut images_out = Collector::create(out, opts)?;
     let total = listing.names.len() as u64;
     for (batch_no, names) in listing.names.chunks(BATCH).enumerate() {
         let images = stylegan_zip::read(path, &listing, names)?;
-        let decoded = parallel_map(&images, opts.threads, |img| decode_bytes(&img.bytes, opts.resolution));
+        let decoded = parallel_map(&images, opts.threads, |img| decode_bytes(&img.bytes, opts));
         for (image, decoded) in images.iter().zip(decoded) {
-            accept(&mut writer, &mut skipped, &image.path, image.label, decoded, opts.skip_bad)?;
+            images_out.accept(&image.path, image.label, decoded)?;
         }
         progress(((batch_no * BATCH) + names.len()) as u64, total);
     }
     let names = (0..listing.num_classes).map(|c| c.to_string()).collect();
-    finish(writer, skipped, total, path, names)
+    images_out.finish(total, path, names)
 }
 
 fn prepare_folder(
@@ -139,54 +154,67 @@ fn prepare_folder(
     progress: &dyn Fn(u64, u64),
 ) -> Result<PrepareReport> {
     let (files, class_names) = list_folder(dir)?;
-    let mut writer = ShardWriter::create(out, opts.resolution, 3, opts.images_per_shard, opts.force)?;
-    let mut skipped = Vec::new();
+    let mut images_out = Collector::create(out, opts)?;
     let total = files.len() as u64;
     for (batch_no, batch) in files.chunks(BATCH).enumerate() {
-        let decoded = parallel_map(batch, opts.threads, |(path, _)| decode(path, opts.resolution));
+        let decoded = parallel_map(batch, opts.threads, |(path, _)| decode(path, opts));
         for ((path, label), decoded) in batch.iter().zip(decoded) {
-            accept(&mut writer, &mut skipped, path, *label, decoded, opts.skip_bad)?;
+            images_out.accept(path, *label, decoded)?;
         }
         progress(((batch_no * BATCH) + batch.len()) as u64, total);
     }
-    finish(writer, skipped, total, dir, class_names)
+    images_out.finish(total, dir, class_names)
 }
 
-/// Writes a decoded image, or records (with `skip_bad`) or reports why it cannot be used.
-fn accept(
-    writer: &mut ShardWriter,
-    skipped: &mut Vec<(PathBuf, String)>,
-    path: &Path,
-    label: u32,
-    decoded: std::result::Result<Vec<u8>, String>,
-    skip_bad: bool,
-) -> Result<()> {
-    match decoded {
-        Ok(pixels) => writer.push(&pixels, label),
-        Err(why) if skip_bad => {
-            skipped.push((path.to_path_buf(), why));
-            Ok(())
-        }
-        Err(why) => {
-            Err(Error::Dataset { path: path.to_path_buf(), message: format!("{why} (or pass --skip-bad)") })
-        }
-    }
-}
-
-fn finish(
+/// Decoded images on their way into the shards, with what was skipped or converted.
+struct Collector {
     writer: ShardWriter,
+    skip_bad: bool,
     skipped: Vec<(PathBuf, String)>,
-    total: u64,
-    source: &Path,
-    class_names: Vec<String>,
-) -> Result<PrepareReport> {
-    if skipped.len() as u64 == total {
-        return Err(Error::Dataset {
-            path: source.to_path_buf(),
-            message: format!("all {total} images were bad"),
-        });
+    converted: BTreeMap<String, u64>,
+}
+
+impl Collector {
+    fn create(out: &Path, opts: &PrepareOptions) -> Result<Self> {
+        let writer = ShardWriter::create(out, opts.resolution, 3, opts.images_per_shard, opts.force)?;
+        Ok(Collector { writer, skip_bad: opts.skip_bad, skipped: Vec::new(), converted: BTreeMap::new() })
     }
-    Ok(PrepareReport { index: writer.finish(class_names)?, skipped })
+
+    /// Writes a decoded image, or records (with `skip_bad`) or reports why it cannot be used.
+    fn accept(
+        &mut self,
+        path: &Path,
+        label: u32,
+        decoded: std::result::Result<Decoded, String>,
+    ) -> Result<()> {
+        match decoded {
+            Ok(image) => {
+                if let Some(kind) = image.converted_from {
+                    *self.converted.entry(kind).or_default() += 1;
+                }
+                self.writer.push(&image.pixels, label)
+            }
+            Err(why) if self.skip_bad => {
+                self.skipped.push((path.to_path_buf(), why));
+                Ok(())
+            }
+            Err(why) => Err(Error::Dataset {
+                path: path.to_path_buf(),
+                message: format!("{why} (or pass --skip-bad)"),
+            }),
+        }
+    }
+
+    fn finish(self, total: u64, source: &Path, class_names: Vec<String>) -> Result<PrepareReport> {
+        if self.skipped.len() as u64 == total {
+            return Err(Error::Dataset {
+                path: source.to_path_buf(),
+                message: format!("all {total} images were bad"),
+            });
+        }
+        let index = self.writer.finish(class_names)?;
+        Ok(PrepareReport { index, skipped: self.skipped, converted: self.converted })
+    }
 }
 
 /// Image files with their labels.
@@ -244,21 +272,24 @@ fn parallel_map<T: Sync, R: Send>(items: &[T], threads: usize, f: impl Fn(&T) ->
 }
 
 /// One image file as `resolution x resolution` RGB bytes, or why it cannot be used.
-fn decode(path: &Path, resolution: u32) -> std::result::Result<Vec<u8>, String> {
+fn decode(path: &Path, opts: &PrepareOptions) -> std::result::Result<Decoded, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
-    decode_bytes(&bytes, resolution)
+    decode_bytes(&bytes, opts)
 }
 
-/// An encoded image (PNG, JPEG) as `resolution x resolution` RGB bytes: only 8-bit RGB is
-/// accepted, centre-cropped and box-resized; never upscaled.
-fn decode_bytes(bytes: &[u8], resolution: u32) -> std::result::Result<Vec<u8>, String> {
+/// An encoded image (PNG, JPEG) as `resolution x resolution` RGB bytes: 8-bit RGB, or with
+/// `convert` anything the decoder reads (grayscale replicated, alpha dropped, 16 bits rounded,
+/// CMYK converted by the JPEG decoder), centre-cropped and box-resized; never upscaled.
+fn decode_bytes(bytes: &[u8], opts: &PrepareOptions) -> std::result::Result<Decoded, String> {
+    let resolution = opts.resolution;
     let image =
         image::load_from_memory(bytes).map_err(|e| format!("cannot decode (corrupt or truncated?): {e}"))?;
-    let rgb = match image {
-        image::DynamicImage::ImageRgb8(rgb) => rgb,
+    let (rgb, converted_from) = match image {
+        image::DynamicImage::ImageRgb8(rgb) => (rgb, None),
+        other if opts.convert => (other.to_rgb8(), Some(format!("{:?}", other.color()))),
         other => {
             return Err(format!(
-                "is {:?}; only 8-bit RGB images are accepted (convert it first)",
+                "is {:?}; only 8-bit RGB images are accepted (pass --convert to convert such images to it)",
                 other.color()
             ))
         }
@@ -270,5 +301,5 @@ fn decode_bytes(bytes: &[u8], resolution: u32) -> std::result::Result<Vec<u8>, S
         ));
     }
     let (square, side) = centre_crop(rgb.as_raw(), width, height, 3);
-    Ok(box_resize(&square, side, 3, resolution))
+    Ok(Decoded { pixels: box_resize(&square, side, 3, resolution), converted_from })
 }

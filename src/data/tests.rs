@@ -7,7 +7,14 @@ use super::ImageSource;
 use crate::error::Error;
 
 fn opts(resolution: u32) -> PrepareOptions {
-    PrepareOptions { resolution, images_per_shard: 3, force: false, skip_bad: false, threads: 2 }
+    PrepareOptions {
+        resolution,
+        images_per_shard: 3,
+        force: false,
+        skip_bad: false,
+        convert: false,
+        threads: 2,
+    }
 }
 
 fn no_progress(_: u64, _: u64) {}
@@ -116,8 +123,27 @@ fn bad_images_name_the_file_or_are_skipped_and_counted() {
     let why = |name: &str| reasons.iter().find(|(n, _)| n == name).unwrap().1.clone();
     assert!(why("gray.png").contains("L8"), "{}", why("gray.png"));
     assert!(why("rgba.png").contains("Rgba8"));
-    assert!(why("deep.png").contains("Rgb16"));
+    assert!(why("deep.png").contains("Rgb16") && why("deep.png").contains("pass --convert"));
     assert!(why("tiny.png").contains("smaller than the target"));
+
+    // With --convert they come in as 8-bit RGB: grey replicated, alpha dropped, 16 bits scaled.
+    let convert = PrepareOptions { skip_bad: true, convert: true, ..opts(8) };
+    let out = dir.path().join("o3");
+    let report =
+        prepare(&PrepareSource::ImageFolder(dir.path().join("src")), &out, &convert, &no_progress).unwrap();
+    assert_eq!(report.index.count, 4, "good, deep, gray and rgba; corrupt and tiny are still skipped");
+    let kinds: Vec<(&str, u64)> = report.converted.iter().map(|(k, n)| (k.as_str(), *n)).collect();
+    assert_eq!(kinds, [("L8", 1), ("Rgb16", 1), ("Rgba8", 1)]);
+    let ds = PreparedDataset::open(&out, true).unwrap();
+    let mut px = vec![0u8; 8 * 8 * 3];
+    // Files in name order: deep, good, gray, rgba.
+    let pixel = |i: u64, px: &mut Vec<u8>| {
+        ds.read(i, px);
+        px[..3].to_vec()
+    };
+    assert_eq!(pixel(0, &mut px), [0, 0, 0], "16-bit 1, 2, 3 of 65535 round to 0");
+    assert_eq!(pixel(2, &mut px), [3, 3, 3]);
+    assert_eq!(pixel(3, &mut px), [1, 2, 3]);
 }
 
 #[test]

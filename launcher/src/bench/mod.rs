@@ -115,6 +115,7 @@ fn loader(args: &LoaderArgs) -> anyhow::Result<()> {
                 images_per_shard: 1024,
                 force: true,
                 skip_bad: false,
+                convert: false,
                 threads: 1,
             };
             prepare(&source, &dir, &opts, &|_, _| {})?;
@@ -168,6 +169,7 @@ fn prepare_bench(args: &PrepareArgs) -> anyhow::Result<()> {
         images_per_shard: 4096,
         force: true,
         skip_bad: false,
+        convert: false,
         threads,
     };
     let started = Instant::now();
