@@ -221,7 +221,8 @@ impl Collector {
 type LabelledFiles = Vec<(PathBuf, u32)>;
 
 /// Image files with their labels, in a fixed order, and the class names. Sub-folders are
-/// classes (sorted by name); files at the top level make an unlabelled dataset.
+/// classes (sorted by name); files at the top level, or in a single sub-folder, make an
+/// unlabelled dataset.
 fn list_folder(dir: &Path) -> Result<(LabelledFiles, Vec<String>)> {
     let bad = |message: String| Error::Dataset { path: dir.to_path_buf(), message };
     let entries = sorted_entries(dir).map_err(|e| bad(format!("cannot read the folder: {e}")))?;
@@ -230,6 +231,11 @@ fn list_folder(dir: &Path) -> Result<(LabelledFiles, Vec<String>)> {
     let mut class_names = Vec::new();
     if classes.is_empty() {
         files.extend(entries.into_iter().filter(|p| is_image(p)).map(|p| (p, 0)));
+    } else if let [only] = classes.as_slice() {
+        // One class is no labelling (a conditional model needs two or more): the folder's images
+        // make an unlabelled dataset, as if they sat at the top level.
+        let inside = sorted_entries(only).map_err(|e| bad(format!("cannot read {}: {e}", only.display())))?;
+        files.extend(inside.into_iter().filter(|p| is_image(p)).map(|p| (p, 0)));
     } else {
         for (label, class_dir) in classes.iter().enumerate() {
             class_names.push(class_dir.file_name().unwrap_or_default().to_string_lossy().into_owned());

@@ -74,6 +74,10 @@ pub fn list(path: &Path) -> Result<ZipListing> {
             return Err(bad(&json_path, format!("no label for {missing}")));
         }
         num_classes = labels.values().max().map_or(0, |m| m + 1);
+        // Every label 0 is one class, no labelling a conditional model could use: unlabelled.
+        if num_classes == 1 {
+            num_classes = 0;
+        }
     }
     Ok(ZipListing { names, labels, num_classes })
 }

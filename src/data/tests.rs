@@ -91,6 +91,14 @@ fn larger_images_are_centre_cropped_and_box_resized() {
     assert_eq!(ds.read(0, &mut pixels).label, 0);
     assert!(pixels.chunks(3).all(|p| p == [10, 20, 30]));
     assert_eq!(ds.num_classes(), 0, "top-level images are unlabelled");
+    // So are the images of a single class folder: one class cannot condition a model.
+    let one = dir.path().join("one");
+    write_png(&one.join("faces/a.png"), &image::RgbImage::from_pixel(4, 4, image::Rgb([1, 2, 3])));
+    write_png(&one.join("faces/b.png"), &image::RgbImage::from_pixel(4, 4, image::Rgb([1, 2, 3])));
+    let report =
+        prepare(&PrepareSource::ImageFolder(one), &dir.path().join("out1"), &opts(4), &no_progress).unwrap();
+    assert_eq!((report.index.count, report.index.num_classes), (2, 0));
+    assert!(report.index.class_names.is_empty());
 }
 
 #[test]
@@ -257,6 +265,13 @@ fn stylegan_zip_round_trips_with_its_labels() {
     let report =
         prepare(&PrepareSource::StyleganZip(plain), &dir.path().join("o2"), &opts(8), &no_progress).unwrap();
     assert_eq!(report.index.num_classes, 0);
+    // And when every label is 0: one class conditions nothing.
+    let zeros = dir.path().join("zeros.zip");
+    let all_zero: Vec<String> = images.iter().map(|(name, _)| format!(r#"["{name}", 0]"#)).collect();
+    write_zip(&zeros, &images, Some(&format!(r#"{{"labels": [{}]}}"#, all_zero.join(", "))));
+    let report =
+        prepare(&PrepareSource::StyleganZip(zeros), &dir.path().join("o3"), &opts(8), &no_progress).unwrap();
+    assert_eq!((report.index.count, report.index.num_classes), (5, 0));
 }
 
 #[test]
