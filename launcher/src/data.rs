@@ -98,11 +98,14 @@ pub fn prepare(args: &PrepareArgs) -> anyhow::Result<()> {
     let secs = started.elapsed().as_secs_f64();
     let index = &report.index;
     println!(
-        "prepared {} images ({}x{}, {} classes) in {} shard(s) at {} in {secs:.1} s ({:.0} images/s); skipped {}; content hash {}",
+        "prepared {} images ({}x{}, {}) in {} shard(s) at {} in {secs:.1} s ({:.0} images/s); skipped {}; content hash {}",
         index.count,
         index.resolution,
         index.resolution,
-        index.num_classes,
+        match index.num_classes {
+            0 => "unlabelled".to_string(),
+            n => format!("{n} classes"),
+        },
         index.shards.len(),
         args.out.display(),
         index.count as f64 / secs.max(1e-9),
