@@ -82,7 +82,8 @@ fn verdict(views: &[flight::RankView], diagnosis: &flight::Diagnosis, waiting: D
 /// Whether process `pid` of this machine is running (or exists but is not ours to signal).
 fn pid_alive(pid: u32) -> bool {
     // SAFETY: signal 0 only checks that the process exists; nothing is sent.
-    unsafe { libc::kill(pid as libc::pid_t, 0) == 0 || *libc::__errno_location() == libc::EPERM }
+    let exists = unsafe { libc::kill(pid as libc::pid_t, 0) } == 0;
+    exists || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 /// The rank that has spent the least time inside training collectives, next to the one that has

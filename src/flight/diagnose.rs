@@ -79,10 +79,10 @@ fn find_culprit(views: &[RankView]) -> (Option<usize>, String) {
     // (killed), or silent (the record stopped changing: frozen). The one gone first is the cause;
     // the others failed or were stopped after it (a rank killed mid-collective leaves its peers
     // failing on the broken connection).
-    let gone = |v: &&RankView| v.process != Process::Stopped && v.record.is_some() && v.is_gone();
-    if let Some(v) = views.iter().filter(gone).max_by_key(|v| v.record.as_ref().map(|(_, age)| *age)) {
-        let i = views.iter().position(|w| std::ptr::eq(w, v)).expect("a view of the list");
-        let age = v.record.as_ref().expect("checked").1;
+    let gone = views.iter().enumerate().filter(|(_, v)| v.process != Process::Stopped && v.is_gone());
+    if let Some((i, v, age)) =
+        gone.filter_map(|(i, v)| Some((i, v, v.record.as_ref()?.1))).max_by_key(|g| g.2)
+    {
         let finding = match v.ended() {
             Some(how) => format!("rank {} has ended ({how}); the others wait for it", v.rank),
             None if v.process == Process::Exited => {
@@ -254,7 +254,7 @@ fn describe(v: &RankView) -> String {
 
 /// How ranks that have all ended did, each way once with its ranks: "finished at step 47" when
 /// every rank ended alike.
-pub fn ends(views: &[RankView]) -> String {
+pub(crate) fn ends(views: &[RankView]) -> String {
     let mut ways: Vec<(&str, Vec<u32>)> = Vec::new();
     for v in views {
         let how = v.ended().unwrap_or("no last record");

@@ -15,7 +15,9 @@ mod recorder;
 #[cfg(test)]
 mod tests;
 
-pub use diagnose::{diagnose, ends, Diagnosis, Process, RankView};
+#[cfg(test)]
+use diagnose::ends;
+pub use diagnose::{diagnose, Diagnosis, Process, RankView};
 pub use record::{
     path_beside, read, start_writer, CollectiveRecord, FlightRecord, RecordFile, TrackRecord, TRAIN_TRACK,
 };

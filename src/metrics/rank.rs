@@ -25,6 +25,8 @@ pub struct CheckpointMetrics {
     pub size_bytes: Gauge,
     pub last_success_timestamp_seconds: Gauge,
     pub step: Gauge,
+    /// Checkpoint writes that failed (a full disk, say); training goes on without them.
+    pub failures_total: IntCounter,
 }
 
 pub struct RankMetrics {
@@ -105,6 +107,10 @@ impl RankMetrics {
                 "Unix time of the last committed checkpoint (or of the start, before the first).",
             ),
             step: b.gauge("gan_checkpoint_step", "Training step of the last committed checkpoint."),
+            failures_total: b.counter(
+                "gan_checkpoint_failures_total",
+                "Checkpoint writes that failed (training went on from the previous checkpoint).",
+            ),
         });
         RankMetrics {
             steps_total: b.counter("gan_train_steps_total", "Optimizer steps done by this process."),

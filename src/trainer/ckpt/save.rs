@@ -71,6 +71,9 @@ pub struct CheckpointWriter {
     retention: Retention,
     background: bool,
     in_flight: Option<(u64, JoinHandle<Result<()>>)>,
+    /// Why the newest checkpoint written in the foreground failed, for `finish` to return: the
+    /// run must not end as if its last checkpoint were there.
+    newest_failed: Option<Error>,
     metrics: Option<CheckpointMetrics>,
 }
 
@@ -81,24 +84,27 @@ impl CheckpointWriter {
         background: bool,
         metrics: Option<CheckpointMetrics>,
     ) -> Self {
-        CheckpointWriter { checkpoints, retention, background, in_flight: None, metrics }
+        CheckpointWriter { checkpoints, retention, background, in_flight: None, newest_failed: None, metrics }
     }
 
-    /// Writes `snapshot` (in the background unless configured otherwise). A previous background
-    /// write that failed is reported here and training goes on: the next checkpoint may succeed,
-    /// and the previous committed one is intact.
+    /// Writes `snapshot` (in the background unless configured otherwise). A write that failed
+    /// is reported (a background one here, at the next checkpoint) and training goes on: the next
+    /// checkpoint may succeed, and the previous committed one is intact.
     pub fn submit(&mut self, snapshot: Snapshot) -> Result<()> {
         if let Err(err) = self.wait() {
-            tracing::error!(
-                "checkpoint write failed: {err}; the previous checkpoint is intact, training continues"
-            );
+            report_failure(&err);
+        }
+        if !self.background {
+            let written = write(&self.checkpoints, self.retention, snapshot, self.metrics.as_ref());
+            self.newest_failed = self.counted(written).err();
+            if let Some(err) = &self.newest_failed {
+                report_failure(err);
+            }
+            return Ok(());
         }
         let (checkpoints, retention) = (self.checkpoints.clone(), self.retention);
         let step = snapshot.manifest.step;
         let metrics = self.metrics.clone();
-        if !self.background {
-            return write(&checkpoints, retention, snapshot, metrics.as_ref());
-        }
         let thread = std::thread::Builder::new()
             .name("checkpoint-writer".into())
             .spawn(move || write(&checkpoints, retention, snapshot, metrics.as_ref()))
@@ -131,9 +137,11 @@ impl CheckpointWriter {
         Ok(())
     }
 
-    /// Waits for the checkpoint in flight and returns its result.
+    /// Waits for the checkpoint in flight and returns its result (or the newest foreground
+    /// write's failure).
     pub fn finish(&mut self) -> Result<()> {
-        self.wait()
+        self.wait()?;
+        self.newest_failed.take().map_or(Ok(()), Err)
     }
 
     fn wait(&mut self) -> Result<()> {
@@ -141,8 +149,20 @@ impl CheckpointWriter {
         let result = thread
             .join()
             .unwrap_or_else(|_| Err(Error::Tensor(format!("the writer of checkpoint step {step} panicked"))));
+        self.counted(result)
+    }
+
+    /// Counts a failed write for the `GanCheckpointFailing` alert, and passes the result on.
+    fn counted(&self, result: Result<()>) -> Result<()> {
+        if let (Err(_), Some(m)) = (&result, &self.metrics) {
+            m.failures_total.inc();
+        }
         result
     }
+}
+
+fn report_failure(err: &Error) {
+    tracing::error!("checkpoint write failed: {err}; the previous checkpoint is intact, training continues");
 }
 
 fn report(w: &Written) {
