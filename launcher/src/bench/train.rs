@@ -3,9 +3,10 @@
 //! into D, G and regularisation, and on a GPU the peak memory the rank held (nvidia-smi, sampled).
 //! Each recipe runs through the normal launcher and trainer on generated images at the recipe's
 //! resolution and class count (at most 8, the generated shapes'; pixels do not change the
-//! arithmetic), one step per tick. Step 0 runs every lazy regulariser once (and warms up); its
-//! regulariser times divided by their intervals are the amortised regularisation cost. The
-//! following steps give the D and G phase times (regulariser steps among them left out).
+//! arithmetic), one step per tick. A lazy regulariser's step time divided by its interval is its
+//! amortised cost: from its steps after step 0 when the run has any, else from step 0, which runs
+//! every regulariser once but also warms up. The steps after step 0 give the D and G phase times
+//! (regulariser steps among them left out).
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -132,10 +133,19 @@ struct Split {
 impl Split {
     fn from_ticks(ticks: &[Value], t: &gan_core::config::TrainSection) -> Self {
         let stat = |tick: &Value, key: &str| tick["stats"][key].as_f64().unwrap_or(0.0);
-        // Step 0 ran every regulariser once; each costs that over its interval, per step.
-        let first = &ticks[0];
-        let mut reg = stat(first, "Timing/phase_Dreg_secs") / f64::from(t.r1_interval);
-        reg += stat(first, "Timing/phase_Greg_secs") / f64::from(t.pl_interval);
+        // A regulariser costs one of its steps over its interval, per step. Step 0 ran each once,
+        // but also warmed up (cuDNN's autotuning, lazily built kernels): its later steps, when
+        // the run reaches one, are the steady cost.
+        let reg_step = |key: &str| {
+            let later: Vec<f64> =
+                ticks[1..].iter().map(|tick| stat(tick, key)).filter(|&s| s > 0.0).collect();
+            match later.len() {
+                0 => stat(&ticks[0], key),
+                n => later.iter().sum::<f64>() / n as f64,
+            }
+        };
+        let reg = reg_step("Timing/phase_Dreg_secs") / f64::from(t.r1_interval)
+            + reg_step("Timing/phase_Greg_secs") / f64::from(t.pl_interval);
         let measured: Vec<&Value> = ticks[1..]
             .iter()
             .filter(|tick| stat(tick, "Timing/phase_Dreg_secs") + stat(tick, "Timing/phase_Greg_secs") == 0.0)
@@ -219,4 +229,34 @@ fn measure(
         bail!("{}: {} ticks recorded, expected {}", stats.display(), ticks.len(), 1 + steps);
     }
     Ok((ticks, peak_mib))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tick(d: f64, g: f64, d_reg: f64, step: f64) -> Value {
+        serde_json::json!({"stats": {
+            "Timing/phase_D_secs": d, "Timing/phase_G_secs": g, "Timing/phase_Dreg_secs": d_reg,
+            "Timing/data_secs": 0.0, "Timing/step_secs": step,
+        }})
+    }
+
+    /// The regulariser's steady cost comes from its steps after the warm-up step 0 when there
+    /// are any, and D and G from the steps without a regulariser.
+    #[test]
+    fn regularisers_cost_their_steady_step_over_their_interval() {
+        let t: gan_core::config::TrainSection = serde_norway::from_str(
+            "batch_size: 8\ntotal_kimg: 1\nloss: ns_logistic\ng_opt: {lr: 0.002}\nd_opt: {lr: 0.002}\nr1_interval: 4\n",
+        )
+        .unwrap();
+        let warm_up = tick(9.0, 9.0, 5.0, 23.0);
+        let steady = [tick(1.0, 2.0, 0.0, 3.5), tick(1.0, 2.0, 0.8, 4.3), tick(1.0, 2.0, 0.0, 3.5)];
+        let split = Split::from_ticks(&[&[warm_up.clone()][..], &steady].concat(), &t);
+        assert_eq!((split.d, split.g, split.reg), (1.0, 2.0, 0.8 / 4.0));
+        assert!((split.other - 0.5).abs() < 1e-12);
+        // A run too short to reach a second regulariser step falls back on step 0's.
+        let split = Split::from_ticks(&[warm_up, tick(1.0, 2.0, 0.0, 3.5)], &t);
+        assert_eq!(split.reg, 5.0 / 4.0);
+    }
 }
