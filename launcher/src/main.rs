@@ -85,8 +85,14 @@ fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
 fn launch(args: &JobArgs) -> anyhow::Result<ExitCode> {
     let placement = cluster::detect_from_process()?;
     let cfg = load_config(args, placement.as_ref())?;
-    // Before any rank starts (and pays libtorch's start-up): the dataset is there and matches.
+    // Before any rank starts (and pays libtorch's start-up): the dataset is there and matches,
+    // and a checkpoint to start from names one (unless SLURM requeued the job: then the run's
+    // own checkpoints win, and the one it started from may be gone).
     gan_core::data::check(&cfg.data)?;
+    let requeued = std::env::var("SLURM_RESTART_COUNT").is_ok_and(|n| n != "0");
+    if let (config::ResumeFrom::Path(path), false) = (cfg.checkpoint.resume_from(), requeued) {
+        gan_core::checkpoint::resolve_user_path(&path)?;
+    }
     let node = job::NodeSetup::resolve(args, placement.as_ref(), &cfg)?;
     logging::init(Role::Launcher { node_rank: node.node_rank }, cfg.log.format, &cfg.log.level);
     if let Some(p) = &placement {

@@ -352,6 +352,13 @@ fn resume_none_sets_old_checkpoints_aside_and_resume_path_starts_from_another_ru
     let (out, err) = run(job(b.path(), 1, 0.256).args(["--resume", from.to_str().unwrap()]));
     assert!(out.status.success(), "{err}");
     assert_eq!(resumed_step(&err), Some(4), "{err}");
+    // A path that names no checkpoint (here a file) is refused before any rank starts.
+    let c = tempfile::tempdir().unwrap();
+    let file = from.join("g_ema-final.safetensors");
+    let (out, err) = run(job(c.path(), 1, 0.256).args(["--resume", file.to_str().unwrap()]));
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("g_ema-final.safetensors: is a file; expected a checkpoint directory"), "{err}");
+    assert!(!err.contains("[rank=") && !c.path().join("ci-tiny").exists(), "no rank started: {err}");
 }
 
 #[test]
