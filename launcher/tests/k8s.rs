@@ -107,6 +107,15 @@ fn the_committed_manifests_are_the_generators_output_for_the_demo() {
     );
     let (_, log) = generate(&[&DEMO_JOB[..], &["--out", jobset_dir.to_str().unwrap(), "--jobset"]].concat());
     assert!(!log.contains("warning"), "{log}");
+    // A named start point is taken again by every recreated pod: said, since a pod cannot tell.
+    let resume = ["--set", "checkpoint.resume=/runs/demo/checkpoints/step-00000100"];
+    let elsewhere = dir.path().join("resume");
+    let (code, log) = generate(&[&DEMO_JOB[..], &resume, &["--out", elsewhere.to_str().unwrap()]].concat());
+    assert_eq!(code, 0, "{log}");
+    assert!(
+        log.contains("a pod Kubernetes recreates after a failure starts from /runs/demo/checkpoints/step-00000100 again"),
+        "{log}"
+    );
     // Without --out: the same manifests as one YAML stream, for `| kubectl apply -f -`.
     let streamed = gan_launch().arg("k8s").args(DEMO_JOB).current_dir(repo()).output().unwrap();
     assert!(streamed.status.success(), "{}", stderr(&streamed));
