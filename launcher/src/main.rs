@@ -89,7 +89,7 @@ fn launch(args: &JobArgs) -> anyhow::Result<ExitCode> {
     // and a checkpoint to start from names one (unless SLURM requeued the job: then the run's
     // own checkpoints win, and the one it started from may be gone).
     gan_core::data::check(&cfg.data)?;
-    let requeued = std::env::var("SLURM_RESTART_COUNT").is_ok_and(|n| n != "0");
+    let requeued = cluster::slurm_restart_count() > 0;
     if let (config::ResumeFrom::Path(path), false) = (cfg.checkpoint.resume_from(), requeued) {
         gan_core::checkpoint::resolve_user_path(&path)?;
     }

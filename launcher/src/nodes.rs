@@ -20,6 +20,18 @@ pub struct NodeGroup {
     timeout: Duration,
 }
 
+/// A join that timed out, with `detail` and the key that bounds it: a node that is not there in
+/// time is usually late rather than gone.
+fn late(e: Error, detail: String, join_timeout: Duration) -> Error {
+    match e {
+        Error::Rendezvous(message) => Error::Rendezvous(format!(
+            "{message}{detail} (dist.join_timeout_secs is {}; raise it when nodes start further apart)",
+            join_timeout.as_secs()
+        )),
+        other => other,
+    }
+}
+
 impl NodeGroup {
     /// Connects to the store and waits until every node's launcher has joined with `gpus` ranks,
     /// for up to `join_timeout`; later waits between nodes (restarts, the end) take `timeout`.
@@ -33,30 +45,16 @@ impl NodeGroup {
         (join_timeout, timeout): (Duration, Duration),
     ) -> Result<Self> {
         let me = format!("launcher node {node_rank}");
-        // A node that is not there in time is usually late rather than gone: say which key waits.
-        let late = |e: Error| match e {
-            Error::Rendezvous(message) => Error::Rendezvous(format!(
-                "{message} (dist.join_timeout_secs is {}; raise it when nodes start further apart)",
-                join_timeout.as_secs()
-            )),
-            other => other,
-        };
         let mut store =
             StoreClient::connect(address, token, &format!("{run_id}/launchers"), &me, join_timeout)
-                .map_err(late)?;
+                .map_err(|e| late(e, String::new(), join_timeout))?;
         store.set(&format!("node/{node_rank}/gpus"), gpus.to_string().as_bytes())?;
         if let Err(e) = store.barrier("nodes-up", nodes, join_timeout) {
             let missing: Vec<String> = (0..nodes)
                 .filter(|r| !matches!(store.try_get(&format!("node/{r}/gpus")), Ok(Some(_))))
                 .map(|r| r.to_string())
                 .collect();
-            let e = match e {
-                Error::Rendezvous(m) => {
-                    Error::Rendezvous(format!("{m}; missing node(s): {}", missing.join(", ")))
-                }
-                other => other,
-            };
-            return Err(late(e));
+            return Err(late(e, format!("; missing node(s): {}", missing.join(", ")), join_timeout));
         }
         for other in 0..nodes {
             let what = format!("node {other}'s rank count");

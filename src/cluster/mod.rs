@@ -19,6 +19,12 @@ pub struct Placement {
     pub job_id: Option<String>,
 }
 
+/// How often SLURM has requeued this job (`SLURM_RESTART_COUNT`; 0 outside SLURM). A requeued
+/// job resumes from its own newest checkpoint, whatever it was first started from.
+pub fn slurm_restart_count() -> u32 {
+    std::env::var("SLURM_RESTART_COUNT").ok().and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
 /// Reads the placement from `vars`: SLURM first (inside a job step), then a Kubernetes Indexed Job.
 pub fn detect(vars: impl Fn(&str) -> Option<String>) -> Result<Option<Placement>> {
     if let (Some(job_id), Some(node_id)) = (vars("SLURM_JOB_ID"), vars("SLURM_NODEID")) {

@@ -52,6 +52,13 @@ pub struct PrepareReport {
     pub converted: BTreeMap<String, u64>,
 }
 
+impl PrepareReport {
+    /// A source whose images all went in as they were (the generated shapes, CIFAR's batches).
+    fn every_image(index: DatasetIndex) -> Self {
+        PrepareReport { index, skipped: Vec::new(), converted: BTreeMap::new() }
+    }
+}
+
 /// An image ready for a shard, and the colour type it was converted from, if it was.
 struct Decoded {
     pixels: Vec<u8>,
@@ -87,11 +94,7 @@ pub fn prepare(
                 }
             }
             let names = super::generated::class_names(*num_classes);
-            Ok(PrepareReport {
-                index: writer.finish(names)?,
-                skipped: Vec::new(),
-                converted: BTreeMap::new(),
-            })
+            Ok(PrepareReport::every_image(writer.finish(names)?))
         }
         PrepareSource::ImageFolder(dir) => prepare_folder(dir, out, opts, progress),
         PrepareSource::StyleganZip(path) => prepare_zip(path, out, opts, progress),
@@ -123,7 +126,7 @@ fn prepare_cifar(
         }
         progress(done as u64 + 1, files.len() as u64);
     }
-    Ok(PrepareReport { index: writer.finish(class_names)?, skipped: Vec::new(), converted: BTreeMap::new() })
+    Ok(PrepareReport::every_image(writer.finish(class_names)?))
 }
 
 fn prepare_zip(

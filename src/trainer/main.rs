@@ -219,7 +219,7 @@ fn train_rank(
         }
     };
     let eval_group = join_eval(0)?;
-    let restarted = env.restart_count > 0 || slurm_restart_count() > 0;
+    let restarted = env.restart_count > 0 || gan_core::cluster::slurm_restart_count() > 0;
     let preempt: Vec<i32> = cfg.checkpoint.preempt_signals.iter().map(|s| s.number()).collect();
     let mut setup =
         Setup::build(cfg.clone(), plan, group, (env.restart_count, restarted), Arc::clone(flight), None)?;
@@ -244,11 +244,6 @@ fn train_rank(
             Ended::Finished { step }
         }
     })
-}
-
-/// How often SLURM has requeued this job (0 outside SLURM).
-fn slurm_restart_count() -> u32 {
-    std::env::var("SLURM_RESTART_COUNT").ok().and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
 /// This rank's process group, and the store connection it keeps for the run.
