@@ -35,7 +35,7 @@ pub struct PrepareArgs {
     /// report them, instead of stopping at the first.
     #[arg(long)]
     skip_bad: bool,
-    /// Convert images that are not 8-bit RGB (grayscale, with alpha, 16-bit, CMYK) to it, as
+    /// Convert images that are not 8-bit RGB (grayscale, with alpha, 16-bit) to it, as
     /// torchvision's ImageFolder does, instead of refusing them; the summary counts them.
     #[arg(long)]
     convert: bool,

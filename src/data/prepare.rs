@@ -36,7 +36,7 @@ pub struct PrepareOptions {
     pub force: bool,
     /// Skip unreadable or unsuitable images (and report them) instead of stopping at the first.
     pub skip_bad: bool,
-    /// Convert images that are not 8-bit RGB (grayscale, with alpha, 16-bit, CMYK) to it, as
+    /// Convert images that are not 8-bit RGB (grayscale, with alpha, 16-bit) to it, as
     /// PIL's `convert("RGB")` does for torchvision's ImageFolder, instead of refusing them.
     pub convert: bool,
     pub threads: usize,
@@ -287,8 +287,8 @@ fn decode(path: &Path, opts: &PrepareOptions) -> std::result::Result<Decoded, St
 }
 
 /// An encoded image (PNG, JPEG) as `resolution x resolution` RGB bytes: 8-bit RGB, or with
-/// `convert` anything the decoder reads (grayscale replicated, alpha dropped, 16 bits rounded,
-/// CMYK converted by the JPEG decoder), centre-cropped and box-resized; never upscaled.
+/// `convert` anything the decoder reads (grayscale replicated, alpha dropped, 16 bits rounded; CMYK
+/// JPEGs come out of the decoder as RGB already), centre-cropped and box-resized; never upscaled.
 fn decode_bytes(bytes: &[u8], opts: &PrepareOptions) -> std::result::Result<Decoded, String> {
     let resolution = opts.resolution;
     let image =
