@@ -54,17 +54,16 @@ pub fn sample(args: &SampleArgs) -> anyhow::Result<std::process::ExitCode> {
     on_checkpoint(&args.path, args.trainer.as_deref(), &["sample"], args.options.to_args())
 }
 
-/// Resolves and verifies the checkpoint at `path` (or reads a G_ema file's metadata, which the
-/// safetensors parser checks against the file's size), then runs `trainer <command...> PATH
-/// <options>` and passes its exit code on.
+/// Resolves and verifies the checkpoint at `path` (a G_ema file goes to the trainer as it is),
+/// then runs `trainer <command...> PATH <options>` and passes its exit code on.
 fn on_checkpoint(
     path: &Path,
     trainer: Option<&Path>,
     command: &[&str],
     options: Vec<String>,
 ) -> anyhow::Result<std::process::ExitCode> {
+    // A G_ema file is read, and its digest checked, once: by the trainer, which loads it.
     let target = if path.is_file() {
-        checkpoint::GEmaInfo::read(path)?;
         path.to_path_buf()
     } else {
         let dir = checkpoint::resolve_user_path(path)?;
