@@ -361,6 +361,69 @@ fn resume_none_sets_old_checkpoints_aside_and_resume_path_starts_from_another_ru
     assert!(!err.contains("[rank=") && !c.path().join("ci-tiny").exists(), "no rank started: {err}");
 }
 
+fn replaced_dirs(run_dir: &Path) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(run_dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("replaced-"))
+        .map(|e| e.path())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+/// Going back by hand to an earlier checkpoint of the same run (say the one before a collapse)
+/// starts a new line: the later checkpoints move aside, so a plain restart goes on from the new
+/// line, not from the abandoned one, and retention does not prune the new line in their favour.
+/// Starting from another run's checkpoint sets all of the run's own aside.
+#[test]
+fn resuming_an_earlier_checkpoint_sets_the_later_ones_aside() {
+    gan_train_path();
+    let dir = tempfile::tempdir().unwrap();
+    let (out, err) = run(&mut job(dir.path(), 1, 0.64));
+    assert!(out.status.success(), "{err}");
+    assert_eq!(committed_steps(dir.path()), vec![12, 16, 20]);
+    let back = ckpt_dir(dir.path()).join("step-00000012");
+    let (out, err) = run(job(dir.path(), 1, 0.58).args(["--resume", back.to_str().unwrap()]));
+    assert!(out.status.success(), "{err}");
+    assert_eq!(resumed_step(&err), Some(12), "{err}");
+    assert!(
+        err.contains("resuming from step 12 of this run: moved its 2 later checkpoint(s) aside"),
+        "{err}"
+    );
+    assert_eq!(committed_steps(dir.path()), vec![12, 16, 19], "the new line only");
+    let run_dir = dir.path().join("ci-tiny");
+    let aside = replaced_dirs(&run_dir);
+    assert_eq!(aside.len(), 1, "{err}");
+    for step in [16, 20] {
+        assert!(
+            aside[0].join(format!("checkpoints/step-{step:08}/manifest.json")).is_file(),
+            "{step} kept aside"
+        );
+    }
+    // A plain start (a restart, a requeue) goes on from the new line's newest.
+    let (out, err) = run(&mut job(dir.path(), 1, 0.7));
+    assert!(out.status.success(), "{err}");
+    assert_eq!(resumed_step(&err), Some(19), "{err}");
+    // Another run's checkpoint: this run's own move aside, whole.
+    let other = tempfile::tempdir().unwrap();
+    let (out, err) = run(&mut job(other.path(), 1, 0.128));
+    assert!(out.status.success(), "{err}");
+    std::thread::sleep(Duration::from_millis(1100)); // replaced-<second> names one per start
+    let from = other.path().join("ci-tiny");
+    let (out, err) = run(job(dir.path(), 1, 0.256).args(["--resume", from.to_str().unwrap()]));
+    assert!(out.status.success(), "{err}");
+    assert_eq!(resumed_step(&err), Some(4), "{err}");
+    assert!(
+        err.contains("checkpoint.resume names another run's checkpoint: moved the run's existing"),
+        "{err}"
+    );
+    assert_eq!(committed_steps(dir.path()), vec![8], "{err}");
+    let aside = replaced_dirs(&run_dir);
+    assert_eq!(aside.len(), 2, "{err}");
+    assert!(aside[1].join("checkpoints/step-00000022/manifest.json").is_file(), "{err}");
+}
+
 #[test]
 fn ckpt_commands_list_verify_and_export() {
     gan_train_path();

@@ -56,12 +56,45 @@ fn choose(cfg: &RunConfig, restarted: bool) -> Result<Option<Verified>> {
             Some(v) => Ok(Some(v)),
             None => from_path(&path).map(Some),
         },
-        (ResumeFrom::Path(path), false) => from_path(&path).map(Some),
+        (ResumeFrom::Path(path), false) => {
+            let from = from_path(&path)?;
+            set_aside_other_lines(cfg, &own, &from)?;
+            Ok(Some(from))
+        }
         (ResumeFrom::Fresh, false) => {
-            set_aside(cfg, &own)?;
+            set_aside(cfg, &own, "checkpoint.resume is none")?;
             Ok(None)
         }
     }
+}
+
+/// A start from a named checkpoint begins a new line of checkpoints in this run. The run's
+/// checkpoints that are not on it (those after it, when it is one of this run's own, e.g. the one
+/// before a collapse; all of them, when it is another run's) are moved aside. Left in place they
+/// would be newer than the new line's, so `latest` after a restart or requeue, and retention,
+/// would pick the abandoned line.
+fn set_aside_other_lines(cfg: &RunConfig, own: &Checkpoints, from: &Verified) -> Result<()> {
+    let canonical = |p: &Path| std::fs::canonicalize(p).ok();
+    let ours = canonical(&own.root).is_some_and(|root| from.dir.parent().and_then(canonical) == Some(root));
+    if !ours {
+        return set_aside(cfg, own, "checkpoint.resume names another run's checkpoint");
+    }
+    let aside = replaced_dir(cfg).join("checkpoints");
+    let moved = own.set_aside_after(from.state.step, &aside)?;
+    if !moved.is_empty() {
+        tracing::warn!(
+            path = %aside.display(),
+            "resuming from step {} of this run: moved its {} later checkpoint(s) aside, so that restarts go on \
+             from the new line",
+            from.state.step,
+            moved.len()
+        );
+    }
+    Ok(())
+}
+
+fn replaced_dir(cfg: &RunConfig) -> PathBuf {
+    cfg.run_dir().join(format!("replaced-{}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ")))
 }
 
 /// A checkpoint the user named: it must verify (a corrupt one here is an error, not a skip).
@@ -70,14 +103,15 @@ fn from_path(path: &Path) -> Result<Verified> {
     checkpoint::verify(&dir).map_err(|message| Error::Checkpoint { path: dir, message })
 }
 
-/// `resume: none` on a run directory with checkpoints: move them (and the statistics that go
-/// with them) to `replaced-<time>/` rather than delete or mix them with the new run's.
-fn set_aside(cfg: &RunConfig, own: &Checkpoints) -> Result<()> {
+/// A start that does not go on from the run's checkpoints (`resume: none`, or another run's
+/// checkpoint): move them (and the statistics that go with them) to `replaced-<time>/` rather
+/// than delete or mix them with the new line's. `why` says which start it is.
+fn set_aside(cfg: &RunConfig, own: &Checkpoints, why: &str) -> Result<()> {
     if own.list()?.is_empty() {
         return Ok(());
     }
     let run_dir = cfg.run_dir();
-    let aside = run_dir.join(format!("replaced-{}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ")));
+    let aside = replaced_dir(cfg);
     gan_core::fsutil::create_dir_all(&aside)?;
     for name in ["checkpoints", "stats.jsonl", "eval.jsonl"] {
         let from = run_dir.join(name);
@@ -85,7 +119,7 @@ fn set_aside(cfg: &RunConfig, own: &Checkpoints) -> Result<()> {
             std::fs::rename(&from, aside.join(name)).map_err(Error::io("move aside", &from))?;
         }
     }
-    tracing::warn!(path = %aside.display(), "checkpoint.resume is none: moved the run's existing checkpoints aside");
+    tracing::warn!(path = %aside.display(), "{why}: moved the run's existing checkpoints aside");
     Ok(())
 }
 
