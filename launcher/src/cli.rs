@@ -94,6 +94,10 @@ pub struct JobArgs {
     /// (overrides checkpoint.resume).
     #[arg(long, value_name = "latest|none|PATH")]
     pub resume: Option<String>,
+    /// Start a new run from another run's G, D and G_ema (a checkpoint or run directory), to
+    /// fine-tune them; the rest starts fresh (overrides checkpoint.init_from).
+    #[arg(long, value_name = "PATH")]
+    pub init_from: Option<String>,
     /// Override a config key: --set train.batch_size=64 (repeatable; the value is read as YAML).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub sets: Vec<SetOverride>,
@@ -122,6 +126,7 @@ impl JobArgs {
         flag("dist.gpus", self.gpus.map(|v| v.to_string()));
         flag("dist.master_port", self.master_port.map(|v| v.to_string()));
         flag("checkpoint.resume", self.resume.clone());
+        flag("checkpoint.init_from", self.init_from.clone());
         sets
     }
 }

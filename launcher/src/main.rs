@@ -81,18 +81,26 @@ fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The checkpoints the start takes its state from are there (`checkpoint::check_start_paths`).
+pub(crate) fn check_start_paths(cfg: &config::RunConfig, requeued: bool) -> gan_core::Result<()> {
+    let c = &cfg.checkpoint;
+    gan_core::checkpoint::check_start_paths(
+        &c.resume_from(),
+        c.init_from.as_deref(),
+        &cfg.run_dir(),
+        requeued,
+    )
+}
+
 /// Runs this node's part of the job.
 fn launch(args: &JobArgs) -> anyhow::Result<ExitCode> {
     let placement = cluster::detect_from_process()?;
     let cfg = load_config(args, placement.as_ref())?;
     // Before any rank starts (and pays libtorch's start-up): the dataset is there and matches,
-    // and a checkpoint to start from names one (unless SLURM requeued the job: then the run's
-    // own checkpoints win, and the one it started from may be gone).
+    // and a checkpoint to start from names one.
     gan_core::data::check(&cfg.data)?;
     let requeued = cluster::slurm_restart_count() > 0;
-    if let (config::ResumeFrom::Path(path), false) = (cfg.checkpoint.resume_from(), requeued) {
-        gan_core::checkpoint::resolve_user_path(&path)?;
-    }
+    check_start_paths(&cfg, requeued)?;
     let node = job::NodeSetup::resolve(args, placement.as_ref(), &cfg)?;
     logging::init(Role::Launcher { node_rank: node.node_rank }, cfg.log.format, &cfg.log.level);
     if let Some(p) = &placement {

@@ -48,6 +48,7 @@ pub fn run(args: &SbatchArgs) -> anyhow::Result<ExitCode> {
             "the job would refuse to start (if the nodes see data this machine does not, pass --skip-data-check)",
         )?;
     }
+    crate::check_start_paths(&cfg, false)?;
     let config_path = std::fs::canonicalize(&args.config)
         .with_context(|| format!("resolving {}", args.config.display()))?;
     let launcher = std::env::current_exe().context("locating this gan-launch")?;

@@ -424,6 +424,77 @@ fn resuming_an_earlier_checkpoint_sets_the_later_ones_aside() {
     assert!(aside[1].join("checkpoints/step-00000022/manifest.json").is_file(), "{err}");
 }
 
+/// Largest absolute difference between the tensors of two safetensors files of the same model.
+fn max_abs_difference(a: &Path, b: &Path) -> f32 {
+    let (a, b) =
+        (gan_core::checkpoint::read_tensors(a).unwrap(), gan_core::checkpoint::read_tensors(b).unwrap());
+    assert_eq!(a.len(), b.len());
+    let floats = |data: &[u8]| -> Vec<f32> {
+        data.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
+    };
+    let mut worst = 0f32;
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!((&x.name, &x.shape), (&y.name, &y.shape));
+        for (p, q) in floats(&x.data).iter().zip(floats(&y.data)) {
+            worst = worst.max((p - q).abs());
+        }
+    }
+    worst
+}
+
+fn state_json(dir: &Path, step: u64) -> serde_json::Value {
+    let path = ckpt_dir(dir).join(format!("step-{step:08}/state.json"));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// `--init-from` starts a new run from another run's G, D and G_ema (fine-tuning, here on another
+/// generated dataset): the networks carry over (with a learning rate too small to move them,
+/// they stay the source's), the counters start at zero, and it is taken only while the run has no
+/// checkpoint of its own, so a restart goes on from the run's own even once the source is gone.
+#[test]
+fn init_from_starts_a_new_run_from_another_runs_networks() {
+    gan_train_path();
+    let (source, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (out, err) = run(&mut job(source.path(), 1, 0.128));
+    assert!(out.status.success(), "{err}");
+    let from = source.path().join("ci-tiny");
+    let tiny_lr = ["--set", "train.g_opt.lr=1e-30", "--set", "train.d_opt.lr=1e-30"];
+    let fine_tune = |total_kimg: f64| {
+        let mut cmd = job(dir.path(), 1, total_kimg);
+        cmd.args(["--init-from", from.to_str().unwrap(), "--set", "run.seed=7"]).args(tiny_lr);
+        cmd
+    };
+    let (out, err) = run(&mut fine_tune(0.128));
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("initialised G, D and G_ema from step 4 (0.1 kimg) of"), "{err}");
+    assert!(err.contains("fine-tuning on another dataset: it was trained on generated"), "{err}");
+    assert_eq!(resumed_step(&err), None, "{err}");
+    let state = state_json(dir.path(), 4);
+    assert_eq!((state["step"].as_u64(), state["cur_nimg"].as_u64()), (Some(4), Some(128)), "counters from 0");
+    for net in ["g", "d"] {
+        let file = format!("step-00000004/{net}.safetensors");
+        let moved =
+            max_abs_difference(&ckpt_dir(source.path()).join(&file), &ckpt_dir(dir.path()).join(&file));
+        assert!(moved < 1e-6, "{net} is the source's: {moved}");
+    }
+    // The run's own checkpoint wins from now on, even once the source is gone.
+    std::fs::rename(&from, source.path().join("moved")).unwrap();
+    let (out, err) = run(&mut fine_tune(0.256));
+    assert!(out.status.success(), "{err}");
+    assert_eq!(resumed_step(&err), Some(4), "{err}");
+    assert!(!err.contains("initialised G, D and G_ema"), "{err}");
+    // A fresh run whose source is gone, or is a G_ema file (no D), is refused before any rank.
+    let fresh = tempfile::tempdir().unwrap();
+    let (out, err) = run(job(fresh.path(), 1, 0.128).args(["--init-from", from.to_str().unwrap()]));
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("no checkpoint there") && err.contains("(named by checkpoint.init_from)"), "{err}");
+    let g_ema_file = source.path().join("moved/g_ema-final.safetensors");
+    let (out, err) = run(job(fresh.path(), 1, 0.128).args(["--init-from", g_ema_file.to_str().unwrap()]));
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("a G_ema file holds no D"), "{err}");
+    assert!(!err.contains("[rank=") && !fresh.path().join("ci-tiny").exists(), "no rank started: {err}");
+}
+
 #[test]
 fn ckpt_commands_list_verify_and_export() {
     gan_train_path();

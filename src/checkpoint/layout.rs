@@ -193,6 +193,54 @@ impl From<usize> for Retention {
     }
 }
 
+/// Resolves `checkpoint.init_from`: like [`resolve_user_path`], but a file gets its own
+/// refusal, since the file a user most likely names is a G_ema file, which lacks D.
+pub fn resolve_init_path(path: &Path) -> Result<PathBuf> {
+    if path.is_file() {
+        return Err(Error::Checkpoint {
+            path: path.to_path_buf(),
+            message: "is a file; checkpoint.init_from needs a checkpoint directory, a run directory or its \
+                      checkpoints directory: a new run starts from G, D and G_ema, and a G_ema file holds no D"
+                .into(),
+        });
+    }
+    resolve_user_path(path)
+}
+
+/// What the launcher checks before any rank starts (and `sbatch` on the login node): the
+/// checkpoints a start takes its state from are there. A named `resume` path must be, unless a
+/// SLURM requeue (`requeued`) goes on from the run's own checkpoints anyway; `init_from` only
+/// while the run has none of its own to resume, since it is taken only then (a restart after the
+/// source was deleted must still start).
+pub fn check_start_paths(
+    resume: &crate::config::ResumeFrom,
+    init_from: Option<&Path>,
+    run_dir: &Path,
+    requeued: bool,
+) -> Result<()> {
+    use crate::config::ResumeFrom;
+    if let (ResumeFrom::Path(path), false) = (resume, requeued) {
+        resolve_user_path(path).map_err(named_by("checkpoint.resume"))?;
+    }
+    if let Some(init) = init_from {
+        let resumes_own = *resume == ResumeFrom::Latest && !Checkpoints::of_run(run_dir).list()?.is_empty();
+        if !resumes_own {
+            resolve_init_path(init).map_err(named_by("checkpoint.init_from"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Adds the config key that named a checkpoint to the error about it.
+fn named_by(key: &'static str) -> impl Fn(Error) -> Error {
+    move |e| match e {
+        Error::Checkpoint { path, message } => {
+            Error::Checkpoint { path, message: format!("{message} (named by {key})") }
+        }
+        other => other,
+    }
+}
+
 /// Resolves what a user names as a checkpoint: a checkpoint directory, a run's `checkpoints`
 /// directory or a run directory (both meaning their newest valid checkpoint).
 pub fn resolve_user_path(path: &Path) -> Result<PathBuf> {

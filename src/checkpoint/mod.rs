@@ -31,7 +31,10 @@ mod tests;
 
 pub use fault::FAULT_ENV;
 pub use g_ema_file::{GEmaInfo, G_EMA_FORMAT};
-pub use layout::{resolve_user_path, step_dir_name, Checkpoints, Retention, LATEST_FILE};
+pub use layout::{
+    check_start_paths, resolve_init_path, resolve_user_path, step_dir_name, Checkpoints, Retention,
+    LATEST_FILE,
+};
 pub use manifest::{FileEntry, Manifest, RankState, TrainState, FORMAT, FORMAT_VERSION};
 pub use safetensors::{read_tensors, write_tensors, Dtype, RawTensor, TensorFile, TensorView};
 pub use scores::{metric_of, sample_diversity_of, EVAL_FILE};

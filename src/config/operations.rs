@@ -31,6 +31,13 @@ pub struct CheckpointSection {
     /// such a resume is refused, naming both datasets: usually `data.path` points somewhere
     /// unintended, and the run would look as if it collapsed.
     pub allow_dataset_change: bool,
+    /// Start a new run from another run's networks (G, D and G_ema), to fine-tune them, e.g. on
+    /// another dataset, as StyleGAN2-ADA's `--resume` does: a checkpoint, checkpoints or run
+    /// directory. Optimizer moments, the image count, ADA's p, the random streams and the
+    /// evaluation history start fresh. Taken only by a start that resumes nothing (the run has no
+    /// checkpoint of its own yet, or `resume: none`), so a restart, requeue or recreated pod goes
+    /// on from the run's own checkpoints. null = random initial weights.
+    pub init_from: Option<PathBuf>,
 }
 
 impl Default for CheckpointSection {
@@ -43,6 +50,7 @@ impl Default for CheckpointSection {
             preempt_signals: vec![StopSignal::Term, StopSignal::Usr1],
             background: true,
             allow_dataset_change: false,
+            init_from: None,
         }
     }
 }

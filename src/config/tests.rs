@@ -184,6 +184,11 @@ fn invalid_combinations_are_refused() {
         ),
         (&["eval.every_kimg=1", "eval.gen_batch=0"], "eval.gen_batch", "from 1 to eval.batch (50)"),
         (&["eval.quick_every_kimg=1"], "eval.quick_every_kimg", "less than eval.every_kimg (0)"),
+        (
+            &["checkpoint.resume=runs/a", "checkpoint.init_from=runs/b"],
+            "checkpoint.init_from",
+            "null while checkpoint.resume names a checkpoint",
+        ),
         (&["eval.every_kimg=1", "eval.quick_every_kimg=1"], "eval.quick_every_kimg", "between the full ones"),
         (&["eval.every_kimg=1", "eval.quick_every_kimg=-1"], "eval.quick_every_kimg", "finite number >= 0"),
         (

@@ -175,7 +175,9 @@ impl JobSpec {
             eprintln!(
                 "gan-launch k8s: warning: checkpoint.resume is {}: a pod Kubernetes recreates after a failure \
                  starts {how}, since nothing in a pod's environment says it is a restart. Once the job has \
-                 written checkpoints of its own, apply manifests written with checkpoint.resume: latest",
+                 written checkpoints of its own, apply manifests written with checkpoint.resume: latest \
+                 (checkpoint.init_from, which starts a new run from another run's networks, is taken only \
+                 while the run has no checkpoint of its own)",
                 cfg.checkpoint.resume
             );
         }
@@ -289,6 +291,7 @@ fn check_pod_paths(cfg: &RunConfig, data_claim: bool) -> Result<(), Error> {
         ("data.path", data),
         ("eval.weights", cfg.eval.weights.as_deref()),
         ("checkpoint.resume", named_checkpoint.as_deref()),
+        ("checkpoint.init_from", cfg.checkpoint.init_from.as_deref()),
     ];
     for (key, path) in paths {
         let Some(path) = path else { continue };

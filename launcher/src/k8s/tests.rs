@@ -64,4 +64,7 @@ fn paths_the_pods_read_must_lie_on_their_volumes() {
     // A checkpoint on the cluster's volume need not exist here.
     let on_cluster = demo(&[("checkpoint.resume", "/runs/demo/checkpoints/step-00000100")]);
     assert!(check_pod_paths(&on_cluster, false).is_ok());
+    let init = demo(&[("checkpoint.init_from", "runs/ffhq/checkpoints")]);
+    assert_eq!(config_key(check_pod_paths(&init, true).unwrap_err()), "checkpoint.init_from");
+    assert!(check_pod_paths(&demo(&[("checkpoint.init_from", "/runs/ffhq")]), false).is_ok());
 }

@@ -379,6 +379,15 @@ fn validate_train(cfg: &RunConfig) -> Result<()> {
 
 fn validate_checkpoint(cfg: &RunConfig) -> Result<()> {
     positive("checkpoint.keep_last", cfg.checkpoint.keep_last)?;
+    if let (Some(init), ResumeFrom::Path(_)) = (&cfg.checkpoint.init_from, cfg.checkpoint.resume_from()) {
+        // Both would say where the start's weights come from.
+        return Err(Error::config(
+            "checkpoint.init_from",
+            init.display(),
+            "null while checkpoint.resume names a checkpoint (resume goes on with its whole state; init_from \
+             starts a new run from its networks, with checkpoint.resume latest or none)",
+        ));
+    }
     Ok(())
 }
 

@@ -1,14 +1,16 @@
 //! Checkpoints from the trainer's side: turning the training state (G, D, G_ema, both Adams,
 //! counters, every rank's random streams) into files through `gan_core::checkpoint`, writing
-//! them off the training thread, restoring a rank from the checkpoint its start resolves to, and
-//! reading a trained G_ema (from a checkpoint or a G_ema file) for `sample` and `eval`.
+//! them off the training thread, restoring a rank from the checkpoint its start resolves to,
+//! initialising a new run from another run's networks (`checkpoint.init_from`), and reading a trained G_ema (from a checkpoint or a G_ema file) for `sample` and `eval`.
 //! The file format, commit protocol and verification live in the library.
 mod generator;
+mod init;
 mod restore;
 mod save;
 mod tensors;
 
 pub use generator::GeneratorSource;
-pub use restore::{check_dataset, resolve_start, restore_into, RestoreTargets, Resumed};
+pub use init::{init_networks, resolve_init};
+pub use restore::{check_dataset, resolve_start, restore_into, NetTargets, RestoreTargets, Resumed};
 pub use save::{gather_rank_streams, CheckpointWriter, Snapshot};
 pub use tensors::{named_raw, varstore_raw};

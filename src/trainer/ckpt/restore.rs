@@ -21,10 +21,19 @@ pub type Resumed = Verified;
 /// requeue): then the run's own newest checkpoint wins over `checkpoint.resume`, so progress made
 /// since the job began is never thrown away.
 pub fn resolve_start(pg: &mut dyn ProcessGroup, cfg: &RunConfig, restarted: bool) -> Result<Option<Resumed>> {
+    agree_on_checkpoint(pg, || choose(cfg, restarted))
+}
+
+/// Runs `choose` on rank 0 (which verifies the checkpoint's files once for the job) and hands
+/// every rank the checkpoint it chose, if any.
+pub(super) fn agree_on_checkpoint(
+    pg: &mut dyn ProcessGroup,
+    choose: impl FnOnce() -> Result<Option<Verified>>,
+) -> Result<Option<Verified>> {
     let mut chosen = Vec::new();
     let mut verified = None;
     if pg.rank() == 0 {
-        verified = choose(cfg, restarted)?;
+        verified = choose()?;
         if let Some(v) = &verified {
             chosen = v.dir.to_string_lossy().into_owned().into_bytes();
         }
@@ -123,11 +132,16 @@ fn set_aside(cfg: &RunConfig, own: &Checkpoints, why: &str) -> Result<()> {
     Ok(())
 }
 
-/// The networks and optimizers a checkpoint is loaded into.
-pub struct RestoreTargets<'a> {
+/// The networks a checkpoint's weights are loaded into.
+pub struct NetTargets<'a> {
     pub g: &'a nn::VarStore,
     pub d: &'a nn::VarStore,
     pub g_ema: &'a nn::VarStore,
+}
+
+/// The networks and optimizers a checkpoint is loaded into.
+pub struct RestoreTargets<'a> {
+    pub nets: NetTargets<'a>,
     pub g_opt: &'a mut Adam,
     pub d_opt: &'a mut Adam,
 }
@@ -150,30 +164,36 @@ pub fn check_dataset(resumed: &Resumed, cfg: &RunConfig, now: &DatasetIdentity) 
         path: resumed.dir.clone(),
         message: format!(
             "{why} Check data.path (and run.seed for generated data); to go on training on the new dataset on \
-             purpose (fine-tuning), set checkpoint.allow_dataset_change: true"
+             purpose, set checkpoint.allow_dataset_change: true (or start a new run from its networks with \
+             checkpoint.init_from)"
         ),
     })
 }
 
 /// Loads weights and optimizer state; refuses a checkpoint of another model, naming what differs.
 pub fn restore_into(resumed: &Resumed, cfg: &RunConfig, targets: RestoreTargets<'_>) -> Result<()> {
-    let dir = &resumed.dir;
-    if resumed.manifest.arch != cfg.model.arch.as_str() {
-        return Err(Error::Checkpoint {
-            path: dir.clone(),
-            message: format!(
-                "it holds a {} model and this config trains model.arch {}",
-                resumed.manifest.arch, cfg.model.arch
-            ),
-        });
-    }
-    load_varstore(targets.g, &dir.join("g.safetensors"), "G")?;
-    load_varstore(targets.d, &dir.join("d.safetensors"), "D")?;
-    load_varstore(targets.g_ema, &dir.join("g_ema.safetensors"), "G_ema")?;
+    load_networks(resumed, cfg, &targets.nets)?;
     for (opt, file) in [(targets.g_opt, "g_opt.safetensors"), (targets.d_opt, "d_opt.safetensors")] {
-        let path = dir.join(file);
+        let path = resumed.dir.join(file);
         let state: Vec<_> = read_named(&path)?.into_iter().collect();
         opt.load_state(&state).map_err(|message| Error::Checkpoint { path, message })?;
     }
     Ok(())
+}
+
+/// Loads G's, D's and G_ema's weights; refuses a checkpoint of another model, naming what differs.
+pub(super) fn load_networks(from: &Verified, cfg: &RunConfig, nets: &NetTargets<'_>) -> Result<()> {
+    let dir = &from.dir;
+    if from.manifest.arch != cfg.model.arch.as_str() {
+        return Err(Error::Checkpoint {
+            path: dir.clone(),
+            message: format!(
+                "it holds a {} model and this config trains model.arch {}",
+                from.manifest.arch, cfg.model.arch
+            ),
+        });
+    }
+    load_varstore(nets.g, &dir.join("g.safetensors"), "G")?;
+    load_varstore(nets.d, &dir.join("d.safetensors"), "D")?;
+    load_varstore(nets.g_ema, &dir.join("g_ema.safetensors"), "G_ema")
 }

@@ -16,7 +16,7 @@ use super::step::{batch_to_tensors, Phase};
 use super::sync::broadcast_from_rank0;
 use super::telemetry::Telemetry;
 use crate::augment::Augmenter;
-use crate::ckpt::{self, CheckpointWriter, RestoreTargets, Resumed};
+use crate::ckpt::{self, CheckpointWriter, NetTargets, RestoreTargets, Resumed};
 use crate::models::{self, Discriminator, Generator, NetSpec};
 use crate::precision::ForwardPrecision;
 use gan_core::checkpoint::{Checkpoints, GEmaInfo, Retention};
@@ -194,11 +194,17 @@ impl Setup {
         let load_started = std::time::Instant::now();
         let dataset = DatasetIdentity::of(&cfg.data, cfg.run.seed)?;
         let resumed = ckpt::resolve_start(pg.as_mut(), &cfg, restarted)?;
-        if let Some(r) = &resumed {
-            ckpt::check_dataset(r, &cfg, &dataset)?;
-            let targets =
-                RestoreTargets { g: &g_vs, d: &d_vs, g_ema: &g_ema_vs, g_opt: &mut g_opt, d_opt: &mut d_opt };
-            ckpt::restore_into(r, &cfg, targets)?;
+        let nets = NetTargets { g: &g_vs, d: &d_vs, g_ema: &g_ema_vs };
+        match (&resumed, &cfg.checkpoint.init_from) {
+            (Some(r), _) => {
+                ckpt::check_dataset(r, &cfg, &dataset)?;
+                ckpt::restore_into(r, &cfg, RestoreTargets { nets, g_opt: &mut g_opt, d_opt: &mut d_opt })?;
+            }
+            (None, Some(path)) => {
+                let from = ckpt::resolve_init(pg.as_mut(), path)?;
+                ckpt::init_networks(&from, &cfg, &dataset, &nets, pg.rank())?;
+            }
+            (None, None) => {}
         }
         let load_secs = load_started.elapsed().as_secs_f64();
         let saved_rollbacks = resumed.as_ref().map_or(0, |r| r.state.rollbacks);
