@@ -60,7 +60,8 @@ fn load_config(args: &JobArgs, placement: Option<&Placement>) -> anyhow::Result<
 
 /// `gan-launch plan`: the resolved config and every rank's plan, without training; with
 /// `--memory`, one rank's memory and whether it fits. A dataset that is missing or does not
-/// match is reported after the plan (exit 2, as a launch would refuse it): the plan and memory
+/// match, or a checkpoint to start from that is not there, is reported after the plan (exit 2, as
+/// a launch would refuse it): the plan and memory
 /// depend only on the config, so a job can be sized before its data is prepared or from a
 /// machine that cannot see it.
 fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
@@ -77,7 +78,8 @@ fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
         let target = memory::Target::resolve(args.gpu_memory_gib, &plans[0]);
         memory::report(&measured, &cfg, &plans[0], target.as_ref())?;
     }
-    gan_core::data::check(&cfg.data).context("a launch of this plan would refuse to start")?;
+    let preflight = gan_core::data::check(&cfg.data).and_then(|()| check_start_paths(&cfg, false));
+    preflight.context("a launch of this plan would refuse to start")?;
     Ok(ExitCode::SUCCESS)
 }
 

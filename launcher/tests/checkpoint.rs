@@ -359,6 +359,13 @@ fn resume_none_sets_old_checkpoints_aside_and_resume_path_starts_from_another_ru
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("g_ema-final.safetensors: is a file; expected a checkpoint directory"), "{err}");
     assert!(!err.contains("[rank=") && !c.path().join("ci-tiny").exists(), "no rank started: {err}");
+    // A SLURM requeue goes on from the run's own checkpoints, even once the named one is gone.
+    std::fs::remove_dir_all(&from).unwrap();
+    let (out, err) = run(job(b.path(), 1, 0.384)
+        .args(["--resume", from.to_str().unwrap()])
+        .env("SLURM_RESTART_COUNT", "1"));
+    assert!(out.status.success(), "{err}");
+    assert_eq!(resumed_step(&err), Some(8), "{err}");
 }
 
 fn replaced_dirs(run_dir: &Path) -> Vec<PathBuf> {

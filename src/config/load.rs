@@ -55,12 +55,6 @@ pub fn load_with_env(
     load_checked(path, sets, env, super::validate)
 }
 
-/// Loads a config that will run on other machines (`gan-launch k8s`): every check but those of
-/// paths on this machine, which only the machines that run it can make.
-pub fn load_elsewhere(path: &Path, sets: &[SetOverride]) -> Result<RunConfig> {
-    load_checked(path, sets, std::env::vars(), super::validate::validate_portable)
-}
-
 fn load_checked(
     path: &Path,
     sets: &[SetOverride],
@@ -118,17 +112,15 @@ fn resolve_text(
 }
 
 /// Reads a resolved config written by [`super::save_resolved`] without applying env or overrides
-/// again (ranks read what the launcher resolved, so every rank sees the same values). Checks of
-/// this machine's paths are left out: the config may be a checkpoint's, read where its run never
-/// ran or after the checkpoint it resumed from was deleted, and a rank's launcher made them.
+/// again (ranks read what the launcher resolved, so every rank sees the same values).
 pub fn load_resolved(path: &Path) -> Result<RunConfig> {
-    load_checked(path, &[], std::iter::empty(), super::validate::validate_portable)
+    load_checked(path, &[], std::iter::empty(), super::validate)
 }
 
 /// A resolved config held in memory (the metadata of an exported G_ema file), as
 /// [`load_resolved`] reads one from a file; `origin` names where it came from in errors.
 pub fn parse_resolved(text: &str, origin: &Path) -> Result<RunConfig> {
-    resolve_text(text, origin, &[], std::iter::empty(), super::validate::validate_portable)
+    resolve_text(text, origin, &[], std::iter::empty(), super::validate)
 }
 
 /// Only `GAN_<SECTION>__<KEY>` variables are config; other `GAN_*` variables belong to the user.

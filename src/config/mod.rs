@@ -18,7 +18,7 @@ mod tests;
 use std::path::Path;
 
 use enums::config_enum;
-pub use load::{load, load_elsewhere, load_resolved, load_with_env, parse_resolved, SetOverride, ENV_PREFIX};
+pub use load::{load, load_resolved, load_with_env, parse_resolved, SetOverride, ENV_PREFIX};
 pub use model::*;
 pub use operations::*;
 pub use plan::{

@@ -226,7 +226,7 @@ fn load(args: &K8sArgs) -> anyhow::Result<RunConfig> {
     flag("dist.nodes", args.nodes);
     flag("dist.gpus", args.gpus);
     sets.push(SetOverride { key: "run.dir".into(), value: RUNS_MOUNT.into() });
-    config::load_elsewhere(&args.config, &sets).with_context(|| format!("loading {}", args.config.display()))
+    config::load(&args.config, &sets).with_context(|| format!("loading {}", args.config.display()))
 }
 
 /// `gan-<run name>`, lowercased, with anything but letters, digits and '-' made a '-'.

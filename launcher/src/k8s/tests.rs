@@ -8,7 +8,7 @@ fn demo(sets: &[(&str, &str)]) -> RunConfig {
     let sets: Vec<SetOverride> =
         sets.iter().map(|(k, v)| SetOverride { key: k.to_string(), value: v.to_string() }).collect();
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/demo.yaml");
-    config::load_elsewhere(&path, &sets).unwrap()
+    config::load(&path, &sets).unwrap()
 }
 
 fn config_key(err: Error) -> String {

@@ -11,14 +11,12 @@ use super::train::Device;
 use crate::data::generated::MAX_CLASSES;
 use crate::error::{Error, Result};
 
-/// Validates a loaded config as a whole.
+/// Validates a loaded config as a whole. Only the config itself is looked at, never this
+/// machine's files: a config may run elsewhere (`gan-launch k8s`), be a checkpoint's (read where
+/// its run never ran), or name a checkpoint that is gone by the time a requeued job reads it.
+/// The files a start needs are checked before any rank starts (`data::check`,
+/// `checkpoint::check_start_paths`).
 pub fn validate(cfg: &RunConfig) -> Result<()> {
-    validate_portable(cfg)?;
-    validate_local_paths(cfg)
-}
-
-/// Every check that does not look at this machine's files.
-pub fn validate_portable(cfg: &RunConfig) -> Result<()> {
     validate_run(cfg)?;
     validate_dist(cfg)?;
     validate_data(cfg)?;
@@ -387,20 +385,6 @@ fn validate_checkpoint(cfg: &RunConfig) -> Result<()> {
             "null while checkpoint.resume names a checkpoint (resume goes on with its whole state; init_from \
              starts a new run from its networks, with checkpoint.resume latest or none)",
         ));
-    }
-    Ok(())
-}
-
-/// The paths the config names exist here.
-fn validate_local_paths(cfg: &RunConfig) -> Result<()> {
-    if let ResumeFrom::Path(path) = cfg.checkpoint.resume_from() {
-        if !path.exists() {
-            return Err(Error::config(
-                "checkpoint.resume",
-                path.display(),
-                "latest, none, or an existing checkpoint or run directory",
-            ));
-        }
     }
     Ok(())
 }
