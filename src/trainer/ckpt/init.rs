@@ -8,7 +8,7 @@ use std::path::Path;
 use super::restore::{agree_on_checkpoint, load_networks, NetTargets};
 use gan_core::checkpoint::{self, Verified};
 use gan_core::comm::ProcessGroup;
-use gan_core::config::RunConfig;
+use gan_core::config::{Augment, RunConfig};
 use gan_core::data::identity::DatasetIdentity;
 use gan_core::error::{Error, Result};
 
@@ -47,5 +47,61 @@ pub fn init_networks(
         state.cur_nimg as f64 / 1000.0,
         from.dir.display()
     );
+    for hint in schedule_hints(cfg) {
+        tracing::info!("checkpoint.init_from: {hint}");
+    }
     Ok(())
+}
+
+/// Schedules that count from image 0 and suit a network trained from scratch, which
+/// StyleGAN2-ADA changes when it fine-tunes (`--resume`: no EMA ramp-up, `ada_kimg` 100). They
+/// are the config's to set; the log says what they do here.
+fn schedule_hints(cfg: &RunConfig) -> Vec<String> {
+    let t = &cfg.train;
+    let mut hints = Vec::new();
+    if let Some(rampup) = t.ema_rampup {
+        hints.push(format!(
+            "train.ema_rampup {rampup} shortens G_ema's half-life to cur_nimg x {rampup} at first, so G_ema \
+             starts out close to G (StyleGAN2-ADA fine-tunes with ema_rampup: null)"
+        ));
+    }
+    if t.ema_start_kimg > 0.0 {
+        hints.push(format!(
+            "G_ema copies G for the first {} kimg (train.ema_start_kimg), as for a run from scratch",
+            t.ema_start_kimg
+        ));
+    }
+    if t.augment == Augment::Ada && t.ada_kimg > 100.0 {
+        hints.push(format!(
+            "ADA's p moves at most 1 per {} kimg (train.ada_kimg); StyleGAN2-ADA fine-tunes with 100, to adapt \
+             faster to the new dataset",
+            t.ada_kimg
+        ));
+    }
+    hints
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn recipe(file: &str, sets: &[&str]) -> RunConfig {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs").join(file);
+        let sets: Vec<_> = sets.iter().map(|s| s.parse().unwrap()).collect();
+        gan_core::config::load_with_env(&path, &sets, std::iter::empty()).unwrap()
+    }
+
+    /// The recipes' from-scratch schedules are named; StyleGAN2-ADA's fine-tuning settings leave
+    /// nothing to say.
+    #[test]
+    fn schedules_made_for_a_run_from_scratch_are_named() {
+        let hints = schedule_hints(&recipe("stylegan2-cifar.yaml", &[]));
+        assert_eq!(hints.len(), 2, "{hints:?}");
+        assert!(hints[0].contains("train.ema_rampup 0.05") && hints[1].contains("per 500 kimg"), "{hints:?}");
+        let ada_fine_tune = ["train.ema_rampup=null", "train.ada_kimg=100"];
+        assert!(schedule_hints(&recipe("stylegan2-cifar.yaml", &ada_fine_tune)).is_empty());
+        let hints = schedule_hints(&recipe("biggan.yaml", &[]));
+        assert_eq!(hints.len(), 1, "{hints:?}");
+        assert!(hints[0].contains("first 40960 kimg (train.ema_start_kimg)"), "{hints:?}");
+    }
 }
