@@ -502,6 +502,39 @@ fn init_from_starts_a_new_run_from_another_runs_networks() {
     assert!(!err.contains("[rank=") && !fresh.path().join("ci-tiny").exists(), "no rank started: {err}");
 }
 
+/// FreezeD while fine-tuning a small StyleGAN2 on two ranks: D's first four layers (b16's
+/// FromRGB, conv0, conv1 and skip) stay exactly the source's, the rest of D trains.
+#[test]
+fn freeze_d_fine_tunes_with_ds_first_layers_kept() {
+    gan_train_path();
+    let stylegan2 =
+        ["model.arch=stylegan2", "model.w_dim=32", "model.mapping_layers=2", "model.mbstd_group_size=4"];
+    let sets: Vec<&str> = stylegan2.iter().flat_map(|s| ["--set", s]).collect();
+    let (source, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (out, err) = run(job(source.path(), 1, 0.128).args(&sets));
+    assert!(out.status.success(), "{err}");
+    let from = source.path().join("ci-tiny");
+    let fine_tune =
+        ["--init-from", from.to_str().unwrap(), "--set", "train.freeze_d=4", "--set", "run.seed=3"];
+    let (out, err) = run(job(dir.path(), 2, 0.128).args(&sets).args(fine_tune));
+    assert!(out.status.success(), "{err}");
+    let d_of = |root: &Path| {
+        gan_core::checkpoint::read_tensors(&ckpt_dir(root).join("step-00000004/d.safetensors")).unwrap()
+    };
+    let (before, after) = (d_of(source.path()), d_of(dir.path()));
+    for (a, b) in before.iter().zip(&after) {
+        assert_eq!(a.name, b.name);
+        let frozen = a.name.starts_with("b16.");
+        let trainable_here = a.name.starts_with("b8.") || a.name.starts_with("b4.");
+        if frozen {
+            assert!(a.data == b.data, "{} is frozen", a.name);
+        } else if trainable_here && a.name.ends_with("weight") {
+            assert!(a.data != b.data, "{} trains", a.name);
+        }
+    }
+    assert!(before.iter().any(|t| t.name == "b16.skip.weight"), "a resnet D");
+}
+
 #[test]
 fn ckpt_commands_list_verify_and_export() {
     gan_train_path();

@@ -184,6 +184,14 @@ fn invalid_combinations_are_refused() {
         ),
         (&["eval.every_kimg=1", "eval.gen_batch=0"], "eval.gen_batch", "from 1 to eval.batch (50)"),
         (&["eval.quick_every_kimg=1"], "eval.quick_every_kimg", "less than eval.every_kimg (0)"),
+        (&["train.freeze_d=2"], "train.freeze_d", "0 unless model.arch is stylegan2"),
+        // 16x16 resnet D: FromRGB, then b16 and b8 with conv0, conv1 and skip each.
+        (&["model.arch=stylegan2", "train.freeze_d=8"], "train.freeze_d", "at most 7: the layers of D"),
+        (
+            &["model.arch=stylegan2", "model.d_architecture=orig", "train.freeze_d=6"],
+            "train.freeze_d",
+            "at most 5",
+        ),
         (
             &["checkpoint.resume=runs/a", "checkpoint.init_from=runs/b"],
             "checkpoint.init_from",

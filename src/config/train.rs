@@ -59,6 +59,12 @@ pub struct TrainSection {
     pub pl_decay: f64,
     #[serde(default = "default_pl_batch_shrink")]
     pub pl_batch_shrink: u32,
+    /// FreezeD (Mo et al. 2020), StyleGAN2-ADA's `--freezed`: D's first this many layers, counted
+    /// from its input (FromRGB, then each block's conv0, conv1 and skip, from the highest
+    /// resolution down), are not trained; for fine-tuning (`checkpoint.init_from`) on little
+    /// data. StyleGAN2 only; 0 = train all of D.
+    #[serde(default)]
+    pub freeze_d: u32,
     /// StyleGAN2: probability that a fake mixes the ws of two latents at a random layer (0.9).
     #[serde(default)]
     pub style_mixing_prob: f64,

@@ -3,7 +3,7 @@
 mod eval;
 
 use self::eval::validate_eval;
-use super::model::Arch;
+use super::model::{Arch, DArchitecture};
 use super::operations::ResumeFrom;
 use super::plan::{per_rank_batches, world_size};
 use super::schema::{Backend, DataSource, RunConfig};
@@ -213,6 +213,7 @@ fn validate_style_training(cfg: &RunConfig) -> Result<()> {
             ));
         }
     }
+    validate_freeze_d(cfg)?;
     if t.style_mixing_prob > 1.0 {
         return Err(Error::config("train.style_mixing_prob", t.style_mixing_prob, "a probability in [0, 1]"));
     }
@@ -227,6 +228,36 @@ fn validate_style_training(cfg: &RunConfig) -> Result<()> {
             "train.pl_batch_shrink",
             t.pl_batch_shrink,
             format!("at most the per-rank batch {per_rank} (path length needs one fake per rank)"),
+        ));
+    }
+    Ok(())
+}
+
+/// FreezeD counts StyleGAN2 D's layers above the epilogue: FromRGB, then conv0, conv1 (and a
+/// resnet block's skip) per block from the full resolution down to 8x8.
+fn validate_freeze_d(cfg: &RunConfig) -> Result<()> {
+    let n = cfg.train.freeze_d;
+    if n == 0 {
+        return Ok(());
+    }
+    if cfg.model.arch != Arch::Stylegan2 {
+        return Err(Error::config(
+            "train.freeze_d",
+            n,
+            "0 unless model.arch is stylegan2 (FreezeD counts its D's layers)",
+        ));
+    }
+    let blocks = cfg.data.resolution.trailing_zeros().saturating_sub(2);
+    let per_block = if cfg.model.d_architecture == DArchitecture::Resnet { 3 } else { 2 };
+    let layers = 1 + blocks * per_block;
+    if n > layers {
+        return Err(Error::config(
+            "train.freeze_d",
+            n,
+            format!(
+                "at most {layers}: the layers of D above its 4x4 epilogue at {}x{}",
+                cfg.data.resolution, cfg.data.resolution
+            ),
         ));
     }
     Ok(())

@@ -173,10 +173,20 @@ pub fn check_dataset(resumed: &Resumed, cfg: &RunConfig, now: &DatasetIdentity) 
 /// Loads weights and optimizer state; refuses a checkpoint of another model, naming what differs.
 pub fn restore_into(resumed: &Resumed, cfg: &RunConfig, targets: RestoreTargets<'_>) -> Result<()> {
     load_networks(resumed, cfg, &targets.nets)?;
-    for (opt, file) in [(targets.g_opt, "g_opt.safetensors"), (targets.d_opt, "d_opt.safetensors")] {
+    for (opt, net, file) in
+        [(targets.g_opt, "G", "g_opt.safetensors"), (targets.d_opt, "D", "d_opt.safetensors")]
+    {
         let path = resumed.dir.join(file);
         let state: Vec<_> = read_named(&path)?.into_iter().collect();
-        opt.load_state(&state).map_err(|message| Error::Checkpoint { path, message })?;
+        let fresh = opt.load_state(&state).map_err(|message| Error::Checkpoint { path, message })?;
+        if !fresh.is_empty() {
+            tracing::warn!(
+                "{net}'s optimizer state has no moments for {} parameter(s) that were frozen when it was saved \
+                 (train.freeze_d changed): they start from zero moments ({})",
+                fresh.len(),
+                fresh.join(", ")
+            );
+        }
     }
     Ok(())
 }

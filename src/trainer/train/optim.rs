@@ -103,16 +103,25 @@ impl Adam {
         out
     }
 
-    /// Restores state saved by [`Adam::state`]; every parameter's moments must be present with
-    /// the parameter's shape.
-    pub fn load_state(&mut self, state: &[(String, Tensor)]) -> Result<(), String> {
+    /// Restores state saved by [`Adam::state`]. A parameter the state has no moments for (one
+    /// that was frozen when it was saved: `train.freeze_d` changed) starts from zero moments, as a
+    /// new parameter would; their names are returned. Moments of another shape are an error.
+    pub fn load_state(&mut self, state: &[(String, Tensor)]) -> Result<Vec<String>, String> {
         let map: BTreeMap<&str, &Tensor> = state.iter().map(|(k, v)| (k.as_str(), v)).collect();
         let step = map.get("step").ok_or("optimizer state has no `step`")?;
         let mut restored = Vec::new();
+        let mut fresh = Vec::new();
         for (name, p) in &self.params {
-            for prefix in ["exp_avg", "exp_avg_sq"] {
+            let saved = ["exp_avg", "exp_avg_sq"].map(|prefix| {
                 let key = format!("{prefix}.{name}");
-                let t = map.get(key.as_str()).ok_or_else(|| format!("optimizer state has no `{key}`"))?;
+                map.get(key.as_str()).map(|t| (key, *t))
+            });
+            let [Some((avg_key, avg)), Some((sq_key, sq))] = saved else {
+                fresh.push(name.clone());
+                restored.extend([p.zeros_like().detach(), p.zeros_like().detach()]);
+                continue;
+            };
+            for (key, t) in [(avg_key, avg), (sq_key, sq)] {
                 if t.size() != p.size() {
                     return Err(format!("`{key}` has shape {:?}, the parameter {:?}", t.size(), p.size()));
                 }
@@ -125,7 +134,7 @@ impl Adam {
             self.exp_avg[i] = it.next().expect("two tensors per parameter");
             self.exp_avg_sq[i] = it.next().expect("two tensors per parameter");
         }
-        Ok(())
+        Ok(fresh)
     }
 }
 
@@ -183,7 +192,7 @@ mod tests {
                     let path = dir.path().join("opt.safetensors");
                     Tensor::write_safetensors(&opt.state(), &path).unwrap();
                     opt = Adam::new(&vs, &cfg);
-                    opt.load_state(&Tensor::read_safetensors(&path).unwrap()).unwrap();
+                    assert!(opt.load_state(&Tensor::read_safetensors(&path).unwrap()).unwrap().is_empty());
                 }
                 opt.zero_grad();
                 (p.pow_tensor_scalar(4)).sum(Kind::Float).backward();
@@ -192,5 +201,39 @@ mod tests {
             Vec::<f32>::try_from(&p).unwrap()
         };
         assert_eq!(run(None), run(Some(3)));
+    }
+
+    /// State saved while a parameter was frozen (no moments for it) loads with zero moments for
+    /// it, named; the other parameters get theirs back. A wrong shape is still an error.
+    #[test]
+    fn a_parameter_frozen_when_the_state_was_saved_starts_from_zero_moments() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let a = vs.root().var_copy("a", &Tensor::from_slice(&[1.0f32, 2.0]));
+        let b = vs.root().var_copy("b", &Tensor::from_slice(&[3.0f32]));
+        let cfg = AdamConfig { lr: 0.1, betas: [0.5, 0.9], eps: 1e-8 };
+        let _ = b.set_requires_grad(false);
+        let mut frozen_b = Adam::new(&vs, &cfg);
+        a.square().sum(Kind::Float).backward();
+        frozen_b.step();
+        let saved = frozen_b.state();
+        let _ = b.set_requires_grad(true);
+        let mut all = Adam::new(&vs, &cfg);
+        assert_eq!(all.load_state(&saved).unwrap(), ["b"]);
+        assert_eq!(all.step, 1);
+        assert!(all.exp_avg[0].equal(&frozen_b.exp_avg[0]) && all.exp_avg[1].equal(&b.zeros_like()));
+        let wrong: Vec<_> = saved
+            .iter()
+            .map(|(k, t)| {
+                (
+                    k.clone(),
+                    if k == "exp_avg.a" {
+                        Tensor::zeros([3], (Kind::Float, Device::Cpu))
+                    } else {
+                        t.shallow_clone()
+                    },
+                )
+            })
+            .collect();
+        assert!(all.load_state(&wrong).unwrap_err().contains("`exp_avg.a` has shape [3]"));
     }
 }

@@ -71,20 +71,29 @@ impl Discriminator {
             let conv_clamp = spec.conv_clamp;
             Conv2d::new(path, ConvSpec { c_in, c_out, kernel, bias, act, resample, conv_clamp })
         };
+        // FreezeD counts layers in the reference's order: FromRGB, then each block's conv0,
+        // conv1 and skip, from the highest resolution down; the epilogue is never frozen.
+        let mut layer_idx = 0;
+        let mut counted = |layer: Conv2d| {
+            if layer_idx < spec.freeze_d {
+                layer.freeze();
+            }
+            layer_idx += 1;
+            layer
+        };
         let mut blocks = Vec::new();
         let mut res = spec.resolution;
         while res > 4 {
             let bp = &p / format!("b{res}");
             let (tmp, out) = (ch(res), ch(res / 2));
-            blocks.push(Block {
-                fromrgb: (res == spec.resolution).then(|| {
-                    conv(&bp / "fromrgb", spec.img_channels, tmp, 1, Resample::Same, Act::Lrelu, true)
-                }),
-                conv0: conv(&bp / "conv0", tmp, tmp, 3, Resample::Same, Act::Lrelu, true),
-                conv1: conv(&bp / "conv1", tmp, out, 3, Resample::Down, Act::Lrelu, true),
-                skip: (spec.d_architecture == DArchitecture::Resnet)
-                    .then(|| conv(&bp / "skip", tmp, out, 1, Resample::Down, Act::Linear, false)),
+            let fromrgb = (res == spec.resolution).then(|| {
+                counted(conv(&bp / "fromrgb", spec.img_channels, tmp, 1, Resample::Same, Act::Lrelu, true))
             });
+            let conv0 = counted(conv(&bp / "conv0", tmp, tmp, 3, Resample::Same, Act::Lrelu, true));
+            let conv1 = counted(conv(&bp / "conv1", tmp, out, 3, Resample::Down, Act::Lrelu, true));
+            let skip = (spec.d_architecture == DArchitecture::Resnet)
+                .then(|| counted(conv(&bp / "skip", tmp, out, 1, Resample::Down, Act::Linear, false)));
+            blocks.push(Block { fromrgb, conv0, conv1, skip });
             res /= 2;
         }
         let c4 = ch(4);

@@ -113,6 +113,15 @@ impl Conv2d {
     }
 
     /// The layer with its output scaled by `gain` (resnet D scales both paths by sqrt(0.5)).
+    /// Takes the layer out of training (FreezeD): its parameters get no gradients, so no
+    /// optimizer includes them, as the reference registers an untrainable layer's as buffers.
+    pub fn freeze(&self) {
+        let _ = self.weight.set_requires_grad(false);
+        if let Some(bias) = &self.bias {
+            let _ = bias.set_requires_grad(false);
+        }
+    }
+
     pub fn forward_gain(&self, x: &Tensor, gain: f64) -> Tensor {
         let w = &self.weight * self.weight_gain;
         let y = match self.resample {

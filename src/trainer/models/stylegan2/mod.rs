@@ -44,6 +44,8 @@ pub struct StyleGan2Spec {
     pub conv_clamp: Option<f64>,
     /// Probability of mixing two latents' ws in a training forward.
     pub style_mixing_prob: f64,
+    /// FreezeD: D's first this many layers, from its highest resolution, are not trained.
+    pub freeze_d: i64,
 }
 
 impl StyleGan2Spec {
@@ -65,6 +67,7 @@ impl StyleGan2Spec {
             mbstd_group_size: 32,
             conv_clamp: Some(256.0),
             style_mixing_prob: 0.0,
+            freeze_d: 0,
         }
     }
 
@@ -99,6 +102,7 @@ impl StyleGan2Spec {
             mbstd_group_size: m.mbstd_group_size.into(),
             conv_clamp: m.conv_clamp,
             style_mixing_prob: cfg.train.style_mixing_prob,
+            freeze_d: cfg.train.freeze_d.into(),
         }
     }
 
