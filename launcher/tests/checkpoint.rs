@@ -281,6 +281,33 @@ fn failed_checkpoint_writes_keep_training_and_the_final_g_ema() {
     }
 }
 
+/// A preemption whose checkpoint cannot be written (a full disk) still exits for a requeue: the
+/// requeued job resumes from the newest checkpoint that verifies, where exiting 1 would have
+/// ended the job for good. The trained G_ema is saved apart, and `status` says what happened.
+#[test]
+fn a_preemption_whose_checkpoint_fails_still_asks_for_a_requeue() {
+    gan_train_path();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = job(dir.path(), 2, 1000.0);
+    let child = cmd.env("GANLAUNCH_CKPT_FAULT", "disk-full").stderr(Stdio::piped()).spawn().unwrap();
+    wait_for_ranks(child.id(), None);
+    unsafe { libc::kill(child.id() as i32, libc::SIGUSR1) };
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(75), "{err}");
+    let log = std::fs::read_to_string(dir.path().join("ci-tiny/logs/rank-0.log")).unwrap();
+    assert!(
+        log.contains("but its checkpoint failed: write ") && log.contains("requeue code 75 all the same"),
+        "{log}"
+    );
+    assert!(dir.path().join("ci-tiny/g_ema-final.safetensors").is_file());
+    let status = stdout(&gan_launch().arg("status").arg(dir.path().join("ci-tiny")).output().unwrap());
+    assert!(
+        status.contains("whose checkpoint failed (write ") && status.contains("exited for a requeue"),
+        "{status}"
+    );
+}
+
 #[test]
 fn a_checkpoint_of_another_model_is_refused_with_exit_code_2() {
     gan_train_path();

@@ -169,19 +169,26 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
 /// How a rank's training ended, when it did not fail.
 enum Ended {
     Finished { step: u64 },
-    Preempted { step: u64, signal: i32 },
-    Stopped { step: u64, signal: i32 },
+    Preempted { step: u64, signal: i32, checkpoint_failed: Option<String> },
+    Stopped { step: u64, signal: i32, checkpoint_failed: Option<String> },
 }
 
 impl Ended {
     fn describe(&self) -> String {
         match self {
             Ended::Finished { step } => format!("finished at step {step}"),
-            Ended::Preempted { step, signal } => {
+            Ended::Preempted { step, signal, checkpoint_failed: None } => {
                 format!("preempted by signal {signal}: checkpointed at step {step}, exited for a requeue")
             }
-            Ended::Stopped { step, signal } => {
+            Ended::Preempted { step, signal, checkpoint_failed: Some(e) } => format!(
+                "preempted by signal {signal} at step {step}, whose checkpoint failed ({e}); exited for a requeue, \
+                 which resumes from the newest checkpoint that verifies"
+            ),
+            Ended::Stopped { step, signal, checkpoint_failed: None } => {
                 format!("stopped by signal {signal} after a checkpoint at step {step}")
+            }
+            Ended::Stopped { step, signal, checkpoint_failed: Some(e) } => {
+                format!("stopped by signal {signal} at step {step}, whose checkpoint failed ({e})")
             }
         }
     }
@@ -225,25 +232,36 @@ fn train_rank(
         Setup::build(cfg.clone(), plan, group, (env.restart_count, restarted), Arc::clone(flight), None)?;
     setup.eval_pg = eval_group;
     let outcome = train::train_with_rollbacks(setup, stop, &mut join_eval)?;
-    let step = outcome.step;
-    Ok(match outcome.stopped_by_signal {
-        Some(signal) if preempt.contains(&signal) => {
-            tracing::warn!(
-                signal,
-                step,
-                "preempted: checkpointed at step {step}; exiting with the requeue code {EXIT_REQUEUE}"
-            );
-            Ended::Preempted { step, signal }
-        }
-        Some(signal) => {
-            tracing::warn!(signal, step, "stopped by signal after a checkpoint and a clean shutdown");
-            Ended::Stopped { step, signal }
-        }
+    let (step, checkpoint_failed) = (outcome.step, outcome.checkpoint_failed);
+    let ended = match outcome.stopped_by_signal {
+        Some(signal) if preempt.contains(&signal) => Ended::Preempted { step, signal, checkpoint_failed },
+        Some(signal) => Ended::Stopped { step, signal, checkpoint_failed },
         None => {
             tracing::info!(step, kimg = outcome.cur_nimg as f64 / 1000.0, "training finished");
-            Ended::Finished { step }
+            return Ok(Ended::Finished { step });
         }
-    })
+    };
+    // A checkpoint that failed at a stop signal does not change how the rank exits: a preempted
+    // job is still requeued, and goes on from the newest checkpoint that verifies.
+    match &ended {
+        Ended::Preempted { checkpoint_failed: None, .. } => tracing::warn!(
+            step,
+            "preempted: checkpointed at step {step}; exiting with the requeue code {EXIT_REQUEUE}"
+        ),
+        Ended::Preempted { checkpoint_failed: Some(e), .. } => tracing::error!(
+            step,
+            "preempted at step {step}, but its checkpoint failed: {e}; exiting with the requeue code \
+             {EXIT_REQUEUE} all the same: the requeued job resumes from the newest checkpoint that verifies"
+        ),
+        Ended::Stopped { checkpoint_failed: None, .. } => {
+            tracing::warn!(step, "stopped by signal after a checkpoint and a clean shutdown")
+        }
+        Ended::Stopped { checkpoint_failed: Some(e), .. } => {
+            tracing::error!(step, "stopped by signal at step {step}, but its checkpoint failed: {e}")
+        }
+        Ended::Finished { .. } => {}
+    }
+    Ok(ended)
 }
 
 /// This rank's process group, and the store connection it keeps for the run.

@@ -188,7 +188,7 @@ fn supervise(
             } else if i32::from(code) == EXIT_REQUEUE {
                 // Preempted (by our forwarded signal or one sent to a rank): it checkpointed at the
                 // step all ranks agreed on, and the others are doing the same.
-                tracing::info!(rank, code, "rank {rank} checkpointed and asks to be requeued");
+                tracing::info!(rank, code, "rank {rank} stopped for a preemption and asks to be requeued");
                 final_code = code;
             } else if forwarded.is_some_and(|signal| i32::from(code) == 128 + signal) {
                 // A clean stop on the signal we passed on; the other ranks are stopping too.

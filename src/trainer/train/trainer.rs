@@ -25,6 +25,10 @@ pub struct TrainOutcome {
     pub ticks: Vec<TickReport>,
     /// The signal that stopped training early, if one did.
     pub stopped_by_signal: Option<i32>,
+    /// Why the checkpoint taken for that signal could not be written (e.g. a full disk). The
+    /// run still ends as the signal asked (a preempted job is requeued and resumes from the
+    /// newest checkpoint that verifies); at the natural end such a failure fails the run.
+    pub checkpoint_failed: Option<String>,
 }
 
 /// Runs training until `total_kimg` or until `stop` holds a signal number.
@@ -38,6 +42,7 @@ pub fn train(s: &mut Setup, stop: &AtomicUsize) -> Result<TrainOutcome> {
         cur_nimg: start.cur_nimg,
         ticks: Vec::new(),
         stopped_by_signal: None,
+        checkpoint_failed: None,
     };
     let mut tick_start = (Instant::now(), start.cur_nimg);
     let mut next_tick = start.tick;
@@ -121,7 +126,10 @@ pub fn train(s: &mut Setup, stop: &AtomicUsize) -> Result<TrainOutcome> {
         tracing::error!("the last checkpoint could not be written: {e}; saving G_ema apart");
     }
     s.write_final_files(Position { step: outcome.step, cur_nimg: outcome.cur_nimg, tick: next_tick })?;
-    last_checkpoint?;
+    match last_checkpoint {
+        Err(e) if outcome.stopped_by_signal.is_some() => outcome.checkpoint_failed = Some(e.to_string()),
+        result => result?,
+    }
     push_final_results(s, &outcome, started.elapsed().as_secs_f64());
     Ok(outcome)
 }
