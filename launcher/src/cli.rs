@@ -111,22 +111,27 @@ impl JobArgs {
     /// The scheduler's node count, then `--set` overrides, then the dedicated flags, which
     /// therefore win.
     pub fn overrides(&self, placement: Option<&Placement>) -> Vec<SetOverride> {
-        let mut sets: Vec<SetOverride> = placement
-            .and_then(|p| p.nodes)
-            .map(|n| SetOverride { key: "dist.nodes".into(), value: n.to_string() })
-            .into_iter()
-            .collect();
-        sets.extend(self.sets.iter().cloned());
-        let mut flag = |key: &str, value: Option<String>| {
-            if let Some(value) = value {
-                sets.push(SetOverride { key: key.into(), value });
-            }
-        };
-        flag("dist.nodes", self.nodes.map(|v| v.to_string()));
-        flag("dist.gpus", self.gpus.map(|v| v.to_string()));
-        flag("dist.master_port", self.master_port.map(|v| v.to_string()));
-        flag("checkpoint.resume", self.resume.clone());
-        flag("checkpoint.init_from", self.init_from.clone());
-        sets
+        let scheduler = placement.and_then(|p| p.nodes).map(|n| SetOverride::new("dist.nodes", n));
+        let sets: Vec<SetOverride> = scheduler.into_iter().chain(self.sets.iter().cloned()).collect();
+        with_flags(
+            sets,
+            [
+                ("dist.nodes", self.nodes.map(|v| v.to_string())),
+                ("dist.gpus", self.gpus.map(|v| v.to_string())),
+                ("dist.master_port", self.master_port.map(|v| v.to_string())),
+                ("checkpoint.resume", self.resume.clone()),
+                ("checkpoint.init_from", self.init_from.clone()),
+            ],
+        )
     }
+}
+
+/// `sets`, then an override for each flag that was given: a command's dedicated flags win over
+/// its `--set`s.
+pub fn with_flags<'a>(
+    mut sets: Vec<SetOverride>,
+    flags: impl IntoIterator<Item = (&'a str, Option<String>)>,
+) -> Vec<SetOverride> {
+    sets.extend(flags.into_iter().filter_map(|(key, value)| Some(SetOverride::new(key, value?))));
+    sets
 }

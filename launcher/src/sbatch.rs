@@ -39,10 +39,8 @@ pub struct SbatchArgs {
 }
 
 pub fn run(args: &SbatchArgs) -> anyhow::Result<ExitCode> {
-    let mut sets = args.sets.clone();
-    sets.push(SetOverride { key: "dist.nodes".into(), value: args.nodes.to_string() });
-    sets.push(SetOverride { key: "dist.gpus".into(), value: args.gpus.to_string() });
-    let cfg = config::load(&args.config, &sets)?;
+    let placement = [("dist.nodes", Some(args.nodes.to_string())), ("dist.gpus", Some(args.gpus.to_string()))];
+    let cfg = config::load(&args.config, &crate::cli::with_flags(args.sets.clone(), placement))?;
     if !args.skip_data_check {
         gan_core::data::check(&cfg.data).context(
             "the job would refuse to start (if the nodes see data this machine does not, pass --skip-data-check)",

@@ -41,6 +41,13 @@ impl std::str::FromStr for SetOverride {
     }
 }
 
+impl SetOverride {
+    /// `key=value`, as `--set` would give it.
+    pub fn new(key: &str, value: impl ToString) -> Self {
+        SetOverride { key: key.into(), value: value.to_string() }
+    }
+}
+
 /// Loads and validates `path` with the process environment and the given overrides.
 pub fn load(path: &Path, sets: &[SetOverride]) -> Result<RunConfig> {
     load_with_env(path, sets, std::env::vars())

@@ -217,15 +217,12 @@ impl JobSpec {
 /// The config as `plan` would load it, with the run directory on the runs volume. The dataset
 /// and a named checkpoint are not looked for: they live on the cluster, not here.
 fn load(args: &K8sArgs) -> anyhow::Result<RunConfig> {
-    let mut sets = args.sets.clone();
-    let mut flag = |key: &str, value: Option<u32>| {
-        if let Some(value) = value {
-            sets.push(SetOverride { key: key.into(), value: value.to_string() });
-        }
-    };
-    flag("dist.nodes", args.nodes);
-    flag("dist.gpus", args.gpus);
-    sets.push(SetOverride { key: "run.dir".into(), value: RUNS_MOUNT.into() });
+    let flags = [
+        ("dist.nodes", args.nodes.map(|n| n.to_string())),
+        ("dist.gpus", args.gpus.map(|g| g.to_string())),
+        ("run.dir", Some(RUNS_MOUNT.to_string())),
+    ];
+    let sets = crate::cli::with_flags(args.sets.clone(), flags);
     config::load(&args.config, &sets).with_context(|| format!("loading {}", args.config.display()))
 }
 
