@@ -2,7 +2,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
-use gan_core::checkpoint::{self, read_tensors, step_dir_name, verify, Checkpoints};
+use gan_core::checkpoint::{self, read_tensors, step_dir_name, verify, Checkpoints, SetAside};
 use gan_core::Error;
 
 #[derive(Subcommand, Debug)]
@@ -153,6 +153,17 @@ fn ls(run: &Path) -> anyhow::Result<()> {
                 "-", "-", "-", "-", "-", "-", "-"
             ),
         }
+    }
+    // Checkpoints that left the run's line (a start from another one, a rollback) are kept
+    // beside it: say where, so they are found.
+    let run_dir = ckpts.root.parent().unwrap_or(Path::new("."));
+    for (dir, steps) in SetAside::list(run_dir)?.into_iter().filter(|(_, steps)| !steps.is_empty()) {
+        let steps: Vec<String> = steps.iter().map(u64::to_string).collect();
+        println!(
+            "set aside: {} (step {}; `gan-launch ckpt ls` it for details)",
+            dir.display(),
+            steps.join(", ")
+        );
     }
     Ok(())
 }

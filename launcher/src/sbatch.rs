@@ -39,7 +39,8 @@ pub struct SbatchArgs {
 }
 
 pub fn run(args: &SbatchArgs) -> anyhow::Result<ExitCode> {
-    let placement = [("dist.nodes", Some(args.nodes.to_string())), ("dist.gpus", Some(args.gpus.to_string()))];
+    let placement =
+        [("dist.nodes", Some(args.nodes.to_string())), ("dist.gpus", Some(args.gpus.to_string()))];
     let cfg = config::load(&args.config, &crate::cli::with_flags(args.sets.clone(), placement))?;
     if !args.skip_data_check {
         gan_core::data::check(&cfg.data).context(

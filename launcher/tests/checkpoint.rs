@@ -435,6 +435,9 @@ fn resuming_an_earlier_checkpoint_sets_the_later_ones_aside() {
             "{step} kept aside"
         );
     }
+    let listed = stdout(&gan_launch().args(["ckpt", "ls"]).arg(&run_dir).output().unwrap());
+    let line = format!("set aside: {} (step 16, 20;", aside[0].join("checkpoints").display());
+    assert!(listed.contains(&line), "ckpt ls says where they went: {listed}");
     // A plain start (a restart, a requeue) goes on from the new line's newest.
     let (out, err) = run(&mut job(dir.path(), 1, 0.7));
     assert!(out.status.success(), "{err}");

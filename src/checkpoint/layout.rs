@@ -174,6 +174,50 @@ impl Checkpoints {
     }
 }
 
+/// Why checkpoints left a run's line: moved to `<run dir>/<reason>-<UTC time>/checkpoints/`,
+/// never deleted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SetAside {
+    /// A start that does not go on from them (`resume: none`, or a named checkpoint).
+    Replaced,
+    /// A rollback after G dropped modes: those taken after the checkpoint it went back to.
+    Collapsed,
+}
+
+impl SetAside {
+    const ALL: [SetAside; 2] = [SetAside::Replaced, SetAside::Collapsed];
+
+    fn prefix(self) -> &'static str {
+        match self {
+            SetAside::Replaced => "replaced-",
+            SetAside::Collapsed => "collapsed-",
+        }
+    }
+
+    /// A directory of `run_dir` for checkpoints set aside now, for this reason.
+    pub fn new_dir(self, run_dir: &Path) -> PathBuf {
+        run_dir.join(format!("{}{}", self.prefix(), chrono::Utc::now().format("%Y%m%dT%H%M%SZ")))
+    }
+
+    /// The checkpoints directories set aside in `run_dir`, in name order (by reason, then
+    /// time), each with the steps it holds.
+    pub fn list(run_dir: &Path) -> Result<Vec<(PathBuf, Vec<u64>)>> {
+        let Ok(entries) = std::fs::read_dir(run_dir) else { return Ok(Vec::new()) };
+        let mut found = Vec::new();
+        for entry in entries.filter_map(|e| e.ok()) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let checkpoints = entry.path().join("checkpoints");
+            if SetAside::ALL.iter().any(|r| name.starts_with(r.prefix())) && checkpoints.is_dir() {
+                let steps =
+                    Checkpoints::new(&checkpoints).list()?.into_iter().map(|(step, _)| step).collect();
+                found.push((checkpoints, steps));
+            }
+        }
+        found.sort();
+        Ok(found)
+    }
+}
+
 /// Which committed checkpoints survive a new commit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Retention {

@@ -32,7 +32,7 @@ mod tests;
 pub use fault::FAULT_ENV;
 pub use g_ema_file::{GEmaInfo, G_EMA_FORMAT};
 pub use layout::{
-    check_start_paths, resolve_init_path, resolve_user_path, step_dir_name, Checkpoints, Retention,
+    check_start_paths, resolve_init_path, resolve_user_path, step_dir_name, Checkpoints, Retention, SetAside,
     LATEST_FILE,
 };
 pub use manifest::{FileEntry, Manifest, RankState, TrainState, FORMAT, FORMAT_VERSION};

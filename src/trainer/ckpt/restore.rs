@@ -7,7 +7,7 @@ use tch::nn;
 
 use super::tensors::{load_varstore, read_named};
 use crate::train::optim::Adam;
-use gan_core::checkpoint::{self, Checkpoints, Verified};
+use gan_core::checkpoint::{self, Checkpoints, SetAside, Verified};
 use gan_core::comm::{broadcast_bytes, ProcessGroup};
 use gan_core::config::{ResumeFrom, RunConfig};
 use gan_core::data::identity::DatasetIdentity;
@@ -103,7 +103,7 @@ fn set_aside_other_lines(cfg: &RunConfig, own: &Checkpoints, from: &Verified) ->
 }
 
 fn replaced_dir(cfg: &RunConfig) -> PathBuf {
-    cfg.run_dir().join(format!("replaced-{}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ")))
+    SetAside::Replaced.new_dir(&cfg.run_dir())
 }
 
 /// A checkpoint the user named: it must verify (a corrupt one here is an error, not a skip).

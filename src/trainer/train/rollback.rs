@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use super::setup::{Carried, Setup};
 use super::trainer::{train, TrainOutcome};
-use gan_core::checkpoint::Checkpoints;
+use gan_core::checkpoint::{Checkpoints, SetAside};
 use gan_core::comm::{ProcessGroup, SingleRank};
 use gan_core::config;
 use gan_core::error::{Error, Result};
@@ -73,8 +73,7 @@ pub fn train_with_rollbacks(
 /// Moves the checkpoints after `to_step` to `collapsed-<time>/checkpoints/` in the run directory.
 fn set_aside_collapsed(setup: &Setup, to_step: u64) -> Result<()> {
     let run_dir = setup.cfg.run_dir();
-    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
-    let aside = run_dir.join(format!("collapsed-{stamp}")).join("checkpoints");
+    let aside = SetAside::Collapsed.new_dir(&run_dir).join("checkpoints");
     for dir in Checkpoints::of_run(&run_dir).set_aside_after(to_step, &aside)? {
         tracing::warn!(path = %dir.display(), "moved a checkpoint taken after step {to_step} aside");
     }
