@@ -188,6 +188,9 @@ fn verify_cmd(path: &Path) -> anyhow::Result<()> {
         if let Some(dataset) = &info.dataset {
             println!("  trained on {}", dataset.describe());
         }
+        if let Some(init) = &info.init_from {
+            println!("  started from the networks of {}", init.describe());
+        }
         return Ok(());
     }
     let dir = if path.join(checkpoint::MANIFEST_FILE).exists() {
@@ -211,6 +214,9 @@ fn verify_cmd(path: &Path) -> anyhow::Result<()> {
     if let Some(dataset) = &v.state.dataset {
         println!("  trained on {}", dataset.describe());
     }
+    if let Some(init) = &v.state.init_from {
+        println!("  started from the networks of {}", init.describe());
+    }
     Ok(())
 }
 
@@ -227,6 +233,7 @@ fn export(path: &Path, out: &Path) -> anyhow::Result<()> {
         config_yaml: config,
         dataset: v.state.dataset.clone(),
         source: Some(dir.clone()),
+        init_from: v.state.init_from.clone(),
     };
     let entry = info.write(out, &tensors)?;
     println!(

@@ -520,6 +520,15 @@ fn init_from_starts_a_new_run_from_another_runs_networks() {
     assert!(out.status.success(), "{err}");
     assert_eq!(resumed_step(&err), Some(4), "{err}");
     assert!(!err.contains("initialised G, D and G_ema"), "{err}");
+    // Its checkpoints, through the resume, and its final G_ema say what it started from.
+    let started = format!(
+        "started from the networks of {} (step 4, 0.128 kimg, trained on generated ",
+        ckpt_dir(source.path()).join("step-00000004").display()
+    );
+    for path in [dir.path().join("ci-tiny"), dir.path().join("ci-tiny/g_ema-final.safetensors")] {
+        let verified = gan_launch().args(["ckpt", "verify"]).arg(&path).output().unwrap();
+        assert!(stdout(&verified).contains(&started), "{}{}", stdout(&verified), stderr(&verified));
+    }
     // A fresh run whose source is gone, or is a G_ema file (no D), is refused before any rank.
     let fresh = tempfile::tempdir().unwrap();
     let (out, err) = run(job(fresh.path(), 1, 0.128).args(["--init-from", from.to_str().unwrap()]));

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::manifest::FileEntry;
+use super::manifest::{FileEntry, InitSource};
 use super::safetensors::{write_tensors, RawTensor, TensorFile};
 use crate::data::identity::DatasetIdentity;
 use crate::error::{Error, Result};
@@ -27,6 +27,8 @@ pub struct GEmaInfo {
     pub dataset: Option<DatasetIdentity>,
     /// The checkpoint it was exported from; None for a run's final file.
     pub source: Option<PathBuf>,
+    /// What the run started from, when it was fine-tuned (`checkpoint.init_from`).
+    pub init_from: Option<InitSource>,
 }
 
 impl GEmaInfo {
@@ -50,6 +52,9 @@ impl GEmaInfo {
         }
         if let Some(source) = &self.source {
             m.insert("source".into(), source.display().to_string());
+        }
+        if let Some(init) = &self.init_from {
+            m.insert("init_from".into(), serde_json::to_string(init).expect("an init source serialises"));
         }
         m
     }
@@ -99,6 +104,7 @@ impl GEmaInfo {
             config_yaml: field("config")?.clone(),
             dataset: metadata.get("dataset_identity").and_then(|j| serde_json::from_str(j).ok()),
             source: metadata.get("source").map(PathBuf::from),
+            init_from: metadata.get("init_from").and_then(|j| serde_json::from_str(j).ok()),
         })
     }
 }
@@ -149,6 +155,12 @@ mod tests {
                 path: None,
             }),
             source: Some("runs/x/checkpoints/step-00000047".into()),
+            init_from: Some(InitSource {
+                path: "runs/base/checkpoints/step-00000900".into(),
+                step: 900,
+                cur_nimg: 28_800,
+                dataset: None,
+            }),
         };
         let path = dir.path().join("g.safetensors");
         let entry = info.write(&path, &tensor()).unwrap();

@@ -84,6 +84,29 @@ pub struct TrainState {
     /// written before it was recorded).
     #[serde(default)]
     pub dataset: Option<crate::data::identity::DatasetIdentity>,
+    /// The checkpoint whose networks the run started from (`checkpoint.init_from`), carried
+    /// through every resume: a fine-tuned model says what it was fine-tuned from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_from: Option<InitSource>,
+}
+
+/// A checkpoint a run took its initial networks from.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct InitSource {
+    /// The checkpoint directory, as resolved when the run started.
+    pub path: String,
+    pub step: u64,
+    pub cur_nimg: u64,
+    /// The dataset it had been trained on.
+    pub dataset: Option<crate::data::identity::DatasetIdentity>,
+}
+
+impl InitSource {
+    /// e.g. "runs/ffhq/checkpoints/step-00012000 (step 12000, 768.000 kimg, trained on ...)".
+    pub fn describe(&self) -> String {
+        let data = self.dataset.as_ref().map_or(String::new(), |d| format!(", trained on {}", d.describe()));
+        format!("{} (step {}, {:.3} kimg{data})", self.path, self.step, self.cur_nimg as f64 / 1000.0)
+    }
 }
 
 /// A rank's random state. Torch's generators (CPU and CUDA) are reseeded at every step from the

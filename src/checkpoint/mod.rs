@@ -35,7 +35,7 @@ pub use layout::{
     check_start_paths, resolve_init_path, resolve_user_path, step_dir_name, Checkpoints, Retention, SetAside,
     LATEST_FILE,
 };
-pub use manifest::{FileEntry, Manifest, RankState, TrainState, FORMAT, FORMAT_VERSION};
+pub use manifest::{FileEntry, InitSource, Manifest, RankState, TrainState, FORMAT, FORMAT_VERSION};
 pub use safetensors::{read_tensors, write_tensors, Dtype, RawTensor, TensorFile, TensorView};
 pub use scores::{metric_of, sample_diversity_of, EVAL_FILE};
 pub use verify::{open_verified_by_peer, verify, Verified};

@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use super::restore::{agree_on_checkpoint, load_networks, NetTargets};
-use gan_core::checkpoint::{self, Verified};
+use gan_core::checkpoint::{self, InitSource, Verified};
 use gan_core::comm::ProcessGroup;
 use gan_core::config::{Augment, RunConfig};
 use gan_core::data::identity::DatasetIdentity;
@@ -19,6 +19,16 @@ pub fn resolve_init(pg: &mut dyn ProcessGroup, path: &Path) -> Result<Verified> 
         checkpoint::verify(&dir).map(Some).map_err(|message| Error::Checkpoint { path: dir, message })
     })?;
     Ok(chosen.expect("rank 0 chose a checkpoint or failed"))
+}
+
+/// What the run's checkpoints record of the checkpoint it started from.
+pub fn init_source(from: &Verified) -> InitSource {
+    InitSource {
+        path: from.dir.display().to_string(),
+        step: from.state.step,
+        cur_nimg: from.state.cur_nimg,
+        dataset: from.state.dataset.clone(),
+    }
 }
 
 /// Loads `from`'s networks (refusing another model, naming what differs) and says on rank 0 what

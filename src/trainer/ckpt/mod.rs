@@ -10,7 +10,7 @@ mod save;
 mod tensors;
 
 pub use generator::GeneratorSource;
-pub use init::{init_networks, resolve_init};
+pub use init::{init_networks, init_source, resolve_init};
 pub use restore::{check_dataset, resolve_start, restore_into, NetTargets, RestoreTargets, Resumed};
 pub use save::{gather_rank_streams, CheckpointWriter, Snapshot};
 pub use tensors::{named_raw, varstore_raw};

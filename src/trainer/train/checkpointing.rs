@@ -65,6 +65,7 @@ fn snapshot(s: &Setup, pos: Position, ranks: Vec<RankState>) -> Result<Snapshot>
         best_metrics: s.best_metrics.clone(),
         rollbacks: s.rollbacks,
         dataset: Some(s.dataset.clone()),
+        init_from: s.init_source.clone(),
     };
     let manifest = Manifest {
         format: FORMAT.into(),

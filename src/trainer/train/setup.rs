@@ -19,7 +19,7 @@ use crate::augment::Augmenter;
 use crate::ckpt::{self, CheckpointWriter, NetTargets, RestoreTargets, Resumed};
 use crate::models::{self, Discriminator, Generator, NetSpec};
 use crate::precision::ForwardPrecision;
-use gan_core::checkpoint::{Checkpoints, GEmaInfo, Retention};
+use gan_core::checkpoint::{Checkpoints, GEmaInfo, InitSource, Retention};
 use gan_core::comm::ProcessGroup;
 use gan_core::config::{Arch, RankPlan, RunConfig};
 use gan_core::data::identity::DatasetIdentity;
@@ -110,6 +110,9 @@ pub struct Setup {
     pub ckpt_writer: CheckpointWriter,
     /// The checkpoint this start resumed from.
     pub resumed: Option<Resumed>,
+    /// The checkpoint whose networks the run started from (`checkpoint.init_from`), this start
+    /// or the run's first.
+    pub init_source: Option<InitSource>,
     /// Where training starts: zero, or the resumed checkpoint's position.
     pub start: Position,
     /// Rollbacks (non-finite loss, mode dropping) so far in the run; `plan.seed` is keyed by it.
@@ -195,6 +198,7 @@ impl Setup {
         let dataset = DatasetIdentity::of(&cfg.data, cfg.run.seed)?;
         let resumed = ckpt::resolve_start(pg.as_mut(), &cfg, restarted)?;
         let nets = NetTargets { g: &g_vs, d: &d_vs, g_ema: &g_ema_vs };
+        let mut init_source = resumed.as_ref().and_then(|r| r.state.init_from.clone());
         match (&resumed, &cfg.checkpoint.init_from) {
             (Some(r), _) => {
                 ckpt::check_dataset(r, &cfg, &dataset)?;
@@ -203,6 +207,7 @@ impl Setup {
             (None, Some(path)) => {
                 let from = ckpt::resolve_init(pg.as_mut(), path)?;
                 ckpt::init_networks(&from, &cfg, &dataset, &nets, pg.rank())?;
+                init_source = Some(ckpt::init_source(&from));
             }
             (None, None) => {}
         }
@@ -306,6 +311,7 @@ impl Setup {
             source,
             ckpt_writer,
             resumed,
+            init_source,
             start,
             rollbacks,
             telemetry,
@@ -428,6 +434,7 @@ impl Setup {
             config_yaml: gan_core::config::to_yaml(&self.cfg),
             dataset: Some(self.dataset.clone()),
             source: None,
+            init_from: self.init_source.clone(),
         };
         let path = self.run_dir.root.join("g_ema-final.safetensors");
         info.write(&path, &ckpt::varstore_raw(&self.g_ema_vs))?;
