@@ -14,14 +14,14 @@ use gan_core::error::Result;
 /// A trained G_ema and the config that built it.
 pub enum GeneratorSource {
     Checkpoint(PathBuf),
-    File { path: PathBuf, info: GEmaInfo },
+    File { path: PathBuf, info: Box<GEmaInfo> },
 }
 
 impl GeneratorSource {
     /// A G_ema file when `path` is a file, else a checkpoint directory.
     pub fn open(path: &Path) -> Result<Self> {
         if path.is_file() {
-            let info = GEmaInfo::read(path)?;
+            let info = Box::new(GEmaInfo::read(path)?);
             return Ok(GeneratorSource::File { path: path.to_path_buf(), info });
         }
         Ok(GeneratorSource::Checkpoint(path.to_path_buf()))
