@@ -22,10 +22,42 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Replaces `path` with `bytes` through a temporary file and a rename, without fsync: readers
 /// never see half a file, but the content may be lost in a crash. For frequently rewritten,
-/// disposable state (heartbeats), where an fsync a second would cost more than it protects.
+/// disposable state (heartbeats, flight records), where an fsync a second would cost more than
+/// it protects.
+///
+/// On a full disk or over a quota, where the temporary file cannot be written, an existing file
+/// is overwritten in place instead (its blocks are already allocated), padded with spaces to its
+/// old length: a rank's heartbeat must go on while its checkpoints fail, or the launcher would
+/// take a full disk for a hung rank. A reader may then see one torn write.
 pub fn write_replace(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = temp_beside(path)?;
-    std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, path)).map_err(Error::io("write", path))
+    match std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, path)) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            if is_out_of_space(&e) && path.is_file() {
+                overwrite_in_place(path, bytes).map_err(Error::io("write", path))
+            } else {
+                Err(Error::io("write", path)(e))
+            }
+        }
+    }
+}
+
+/// ENOSPC (a full disk) or EDQUOT (a quota).
+fn is_out_of_space(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+}
+
+/// Writes `bytes` over the start of the existing file at `path`, padded with spaces to its
+/// length (whitespace that a heartbeat's and a JSON reader skip), so no new block is needed
+/// unless the content grows.
+fn overwrite_in_place(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut file = std::fs::OpenOptions::new().write(true).open(path)?;
+    let old_len = file.metadata()?.len() as usize;
+    let mut padded = bytes.to_vec();
+    padded.resize(padded.len().max(old_len), b' ');
+    file.write_all(&padded)
 }
 
 /// A temporary path in `path`'s directory (created if needed): same filesystem, so the final
@@ -56,4 +88,27 @@ pub fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
 /// Fsyncs a directory, making the creation, removal and renaming of its entries durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
     std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(Error::io("sync directory", dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An in-place rewrite (what a full disk leaves) keeps the old length, padded with spaces
+    /// that a heartbeat's and a JSON reader skip; a longer content grows the file.
+    #[test]
+    fn an_in_place_rewrite_reads_as_the_new_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rank-0");
+        std::fs::write(&path, "123456 7890123").unwrap();
+        overwrite_in_place(&path, b"7 448").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "7 448         ");
+        let beat = crate::heartbeat::read(&path).unwrap();
+        assert_eq!((beat.step, beat.cur_nimg), (7, 448));
+        overwrite_in_place(&path, br#"{"step": 8, "activity": "d_main"}"#).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(json["step"], 8);
+        overwrite_in_place(&path, b"{}").unwrap();
+        assert!(serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(&path).unwrap()).is_ok());
+    }
 }

@@ -284,6 +284,61 @@ fn failed_checkpoint_writes_keep_training_and_the_final_g_ema() {
 /// A preemption whose checkpoint cannot be written (a full disk) still exits for a requeue: the
 /// requeued job resumes from the newest checkpoint that verifies, where exiting 1 would have
 /// ended the job for good. The trained G_ema is saved apart, and `status` says what happened.
+/// A 4 MiB tmpfs, unmounted when dropped (mounting needs root, as the SLURM cluster does).
+struct SmallDisk(tempfile::TempDir);
+
+impl SmallDisk {
+    fn mount() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "mounting a tmpfs: {}", stderr(&out));
+        SmallDisk(dir)
+    }
+
+    /// Takes every byte left, as another job's output would.
+    fn fill(&self) {
+        use std::io::Write;
+        let mut filler = std::fs::File::create(self.0.path().join("filler")).unwrap();
+        while filler.write_all(&[0u8; 65536]).is_ok() {}
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(self.0.path()).status();
+    }
+}
+
+/// A real disk that fills up mid-run: checkpoint, sample grid and stats writes fail and training
+/// goes on to the end, its heartbeat and flight record rewritten in place (a watchdog that took
+/// the full disk for a hang would stop the job within `dist.heartbeat_timeout_secs`); only the
+/// final G_ema fails the run, leaving no partial file, and `status` says why.
+#[test]
+fn a_disk_that_fills_up_mid_run_fails_only_the_final_write() {
+    gan_train_path();
+    let disk = SmallDisk::mount();
+    let mut cmd = job(disk.0.path(), 1, 3.0);
+    let child = cmd.args(["--set", "dist.heartbeat_timeout_secs=3"]).stderr(Stdio::piped()).spawn().unwrap();
+    wait_until("the first checkpoint", || latest_step(disk.0.path()).is_some());
+    disk.fill();
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    // Rank 0's lines, from the console: its log file is on the full disk too.
+    let full = "No space left on device (os error 28); training continues without it";
+    assert!(err.contains("could not write the sample grid") && err.contains(full), "{err}");
+    assert!(err.contains("could not write a line of stats.jsonl"), "{err}");
+    assert!(err.contains("the last checkpoint could not be written"), "trained to the end: {err}");
+    assert!(!err.contains("made no progress"), "the watchdog saw the heartbeat: {err}");
+    assert!(!disk.0.path().join("ci-tiny/g_ema-final.safetensors.tmp").exists(), "no partial G_ema left");
+    let status = stdout(&gan_launch().arg("status").arg(disk.0.path().join("ci-tiny")).output().unwrap());
+    assert!(status.contains("failed: write ") && status.contains("No space left on device"), "{status}");
+}
+
 #[test]
 fn a_preemption_whose_checkpoint_fails_still_asks_for_a_requeue() {
     gan_train_path();

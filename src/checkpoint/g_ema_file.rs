@@ -64,9 +64,14 @@ impl GEmaInfo {
     pub fn write(&self, path: &Path, tensors: &[RawTensor]) -> Result<FileEntry> {
         let digest = tensors_digest(tensors.iter().map(|t| (t.name.as_str(), t.data.as_slice())));
         let partial = path.with_extension("safetensors.tmp");
-        let entry = write_tensors(&partial, tensors, &self.metadata(digest))?;
-        std::fs::rename(&partial, path).map_err(Error::io("rename", &partial))?;
-        Ok(entry)
+        let written = write_tensors(&partial, tensors, &self.metadata(digest)).and_then(|entry| {
+            std::fs::rename(&partial, path).map(|()| entry).map_err(Error::io("rename", &partial))
+        });
+        if written.is_err() {
+            // A full disk leaves no half file behind (and gives the space back).
+            let _ = std::fs::remove_file(&partial);
+        }
+        written
     }
 
     /// Reads and checks the G_ema file at `path`: its metadata, and its tensors against the

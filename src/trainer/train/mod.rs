@@ -7,6 +7,7 @@ pub mod evaluation;
 pub mod labels;
 pub mod losses;
 pub mod optim;
+pub mod outputs;
 pub mod progress;
 pub mod rollback;
 pub mod samples;

@@ -38,6 +38,28 @@ pub struct SampleGrid {
     psi_in_g: Option<f64>,
 }
 
+/// A sample grid's images, channels-last uint8, `GRID_COLS` a row.
+pub struct RenderedGrid {
+    pixels: Vec<u8>,
+    res: u32,
+    channels: u32,
+    rows: u32,
+}
+
+impl RenderedGrid {
+    /// Writes the grid as a PNG at `path`.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        write_grid(path, &self.pixels, self.res, self.channels, self.rows, GRID_COLS)
+    }
+
+    /// Its images, row by row.
+    pub fn rows(&self) -> GridRows {
+        let image_bytes = (self.channels * self.res * self.res) as usize;
+        let images: Vec<Vec<u8>> = self.pixels.chunks(image_bytes.max(1)).map(<[u8]>::to_vec).collect();
+        images.chunks(GRID_COLS as usize).map(<[Vec<u8>]>::to_vec).collect()
+    }
+}
+
 impl SampleGrid {
     /// A grid of `rows x GRID_COLS` latents; row r is class r when `num_classes` > 0.
     pub fn new(z_dim: i64, num_classes: u32, seed: u64, device: Device) -> Self {
@@ -86,9 +108,8 @@ impl SampleGrid {
     }
 
     /// Renders the grid with `g`, a row per forward pass (a whole grid at once would hold the
-    /// activations of every image: gigabytes at 256x256), writes it to `path` and returns its
-    /// images (channels-last uint8), row by row.
-    pub fn write(&self, g: &dyn Generator, path: &Path) -> Result<GridRows> {
+    /// activations of every image: gigabytes at 256x256).
+    pub fn render(&self, g: &dyn Generator) -> RenderedGrid {
         let (mut pixels, mut shape) = (Vec::new(), (0, 0));
         for row in 0..i64::from(self.rows) {
             let cols = i64::from(GRID_COLS);
@@ -101,10 +122,12 @@ impl SampleGrid {
             pixels.extend(to_uint8_nhwc(&images));
         }
         let (channels, res) = shape;
-        write_grid(path, &pixels, res, channels, self.rows, GRID_COLS)?;
-        let image_bytes = (channels * res * res) as usize;
-        let images: Vec<Vec<u8>> = pixels.chunks(image_bytes.max(1)).map(<[u8]>::to_vec).collect();
-        Ok(images.chunks(GRID_COLS as usize).map(<[Vec<u8>]>::to_vec).collect())
+        RenderedGrid { pixels, res, channels, rows: self.rows }
+    }
+
+    /// Renders the grid with `g` and writes it to `path`.
+    pub fn write(&self, g: &dyn Generator, path: &Path) -> Result<()> {
+        self.render(g).save(path)
     }
 
     /// Row r's class, when row r shows class `grid_classes(..)[r]` as the reals grid's row r

@@ -9,6 +9,7 @@ use super::checkpointing::{report_resume, Position};
 use super::ema::{Buffers, Ema};
 use super::labels::FakeLabels;
 use super::optim::Adam;
+use super::outputs::keep_going;
 use super::samples::{reals_grid_rows, sample_grid_name, write_reals_grid, SampleGrid};
 use super::stats::TickStats;
 use super::step::weight_of_share;
@@ -392,21 +393,24 @@ impl Setup {
             // The statistics up to the checkpoint; lines a killed run wrote after it go away.
             let stats = std::fs::read(r.dir.join("stats.jsonl"))
                 .map_err(Error::io("read", r.dir.join("stats.jsonl")))?;
-            return gan_core::fsutil::write_atomic(&self.stats_path(), &stats);
+            keep_going("stats.jsonl", gan_core::fsutil::write_atomic(&self.stats_path(), &stats));
+            return Ok(());
         }
         let _ = std::fs::remove_file(self.stats_path());
-        write_reals_grid(&reals, self.source.as_ref(), &self.run_dir.samples_dir().join("reals.png"))?;
-        self.grid.write(self.g_ema.as_ref(), &self.run_dir.samples_dir().join("fakes-init.png"))?;
+        let samples = self.run_dir.samples_dir();
+        keep_going("reals.png", write_reals_grid(&reals, self.source.as_ref(), &samples.join("reals.png")));
+        keep_going("fakes-init.png", self.grid.write(self.g_ema.as_ref(), &samples.join("fakes-init.png")));
         Ok(())
     }
 
     /// A grid from G_ema named by the kimg it was taken at, and its diversity next to the
     /// reals' (None when the reals do not vary).
     pub fn write_sample_grid(&self, kimg: f64) -> Result<Option<diversity::Diversity>> {
-        let path = self.run_dir.samples_dir().join(self.sample_grid_name(kimg));
-        let rows = self.grid.write(self.g_ema.as_ref(), &path)?;
+        let name = self.sample_grid_name(kimg);
+        let grid = self.grid.render(self.g_ema.as_ref());
+        keep_going(&format!("the sample grid {name}"), grid.save(&self.run_dir.samples_dir().join(&name)));
         let reference = self.reals_diversity.as_ref();
-        Ok(reference.and_then(|r| r.ratio(&rows, self.grid.row_classes().is_some())))
+        Ok(reference.and_then(|r| r.ratio(&grid.rows(), self.grid.row_classes().is_some())))
     }
 
     /// The name of the sample grid at `kimg`: to the image when grids come more than once a kimg.

@@ -8,6 +8,7 @@ use std::time::Instant;
 use super::checkpointing::{append_stats, checkpoint, Position};
 use super::ema::ema_beta;
 use super::evaluation::Evaluator;
+use super::outputs::keep_going;
 use super::progress::{Progress, TickReport};
 use super::setup::Setup;
 use super::step::run_step;
@@ -245,7 +246,7 @@ fn maintenance(s: &mut Setup, report: &TickReport, done: bool) -> Result<()> {
         }
     }
     if s.is_rank0() {
-        append_stats(s, report, diversity.as_ref())?;
+        keep_going("a line of stats.jsonl", append_stats(s, report, diversity.as_ref()));
     }
     let check_every = u64::from(s.cfg.dist.param_check_ticks);
     if done || (check_every > 0 && report.tick.is_multiple_of(check_every)) {

@@ -103,7 +103,8 @@ impl Reporter {
             let results: Scores =
                 scores.iter().filter(|(k, _)| *k != "is_std").map(|(k, v)| (k.clone(), *v)).collect();
             if at.background {
-                s.ckpt_writer.record_metrics(at.step, &results)?;
+                let recorded = s.ckpt_writer.record_metrics(at.step, &results);
+                crate::train::outputs::keep_going("the evaluation beside its checkpoint", recorded);
             }
             // A checkpoint taken at this step after now records them in its manifest.
             s.last_eval = Some((at.step, results));
@@ -112,7 +113,11 @@ impl Reporter {
         let path = s.eval_history_path();
         let mut text = std::fs::read_to_string(&path).unwrap_or_default();
         text.push_str(&format!("{line}\n"));
-        gan_core::fsutil::write_atomic(&path, text.as_bytes())
+        crate::train::outputs::keep_going(
+            "a line of eval.jsonl",
+            gan_core::fsutil::write_atomic(&path, text.as_bytes()),
+        );
+        Ok(())
     }
 
     fn track_best(&mut self, s: &mut Setup, fid: f64) {
