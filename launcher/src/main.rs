@@ -84,13 +84,13 @@ fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The checkpoints the start takes its state from are there (`checkpoint::check_start_paths`).
-pub(crate) fn check_start_paths(cfg: &config::RunConfig, requeued: bool) -> gan_core::Result<()> {
+pub(crate) fn check_start_paths(cfg: &config::RunConfig, restarted: bool) -> gan_core::Result<()> {
     let c = &cfg.checkpoint;
     gan_core::checkpoint::check_start_paths(
         &c.resume_from(),
         c.init_from.as_deref(),
         &cfg.run_dir(),
-        requeued,
+        restarted,
     )
 }
 
@@ -101,8 +101,7 @@ fn launch(args: &JobArgs) -> anyhow::Result<ExitCode> {
     // Before any rank starts (and pays libtorch's start-up): the dataset is there and matches,
     // and a checkpoint to start from names one.
     gan_core::data::check(&cfg.data)?;
-    let requeued = cluster::slurm_restart_count() > 0;
-    check_start_paths(&cfg, requeued)?;
+    check_start_paths(&cfg, cluster::scheduler_restart_count() > 0)?;
     let node = job::NodeSetup::resolve(args, placement.as_ref(), &cfg)?;
     logging::init(Role::Launcher { node_rank: node.node_rank }, cfg.log.format, &cfg.log.level);
     if let Some(p) = &placement {

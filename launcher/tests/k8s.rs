@@ -107,15 +107,12 @@ fn the_committed_manifests_are_the_generators_output_for_the_demo() {
     );
     let (_, log) = generate(&[&DEMO_JOB[..], &["--out", jobset_dir.to_str().unwrap(), "--jobset"]].concat());
     assert!(!log.contains("warning"), "{log}");
-    // A named start point is taken again by every recreated pod: said, since a pod cannot tell.
+    // A named start point needs no warning: a recreated pod knows it is a restart.
     let resume = ["--set", "checkpoint.resume=/runs/demo/checkpoints/step-00000100"];
     let elsewhere = dir.path().join("resume");
     let (code, log) = generate(&[&DEMO_JOB[..], &resume, &["--out", elsewhere.to_str().unwrap()]].concat());
     assert_eq!(code, 0, "{log}");
-    assert!(
-        log.contains("a pod Kubernetes recreates after a failure starts from /runs/demo/checkpoints/step-00000100 again"),
-        "{log}"
-    );
+    assert!(!log.contains("warning"), "{log}");
     // Without --out: the same manifests as one YAML stream, for `| kubectl apply -f -`.
     let streamed = gan_launch().arg("k8s").args(DEMO_JOB).current_dir(repo()).output().unwrap();
     assert!(streamed.status.success(), "{}", stderr(&streamed));
@@ -249,8 +246,10 @@ fn bad_jobs_are_refused_with_the_key_and_nothing_written() {
     }
 }
 
-/// The pod environment of completion index `index`, as Kubernetes builds it from job.yaml.
-fn pod_env(job: &serde_json::Value, index: u32, token: &str) -> Vec<(String, String)> {
+/// The pod environment of completion index `index`, as Kubernetes builds it from job.yaml, for a
+/// pod the Job controller created after `failures` failures of its index (0: a first start, whose
+/// pod has no failure-count annotations, which the downward API gives as empty values).
+fn pod_env(job: &serde_json::Value, index: u32, token: &str, failures: u32) -> Vec<(String, String)> {
     let container = &job["spec"]["template"]["spec"]["containers"][0];
     let mut env = vec![("JOB_COMPLETION_INDEX".to_string(), index.to_string())];
     for var in container["env"].as_array().unwrap() {
@@ -258,8 +257,18 @@ fn pod_env(job: &serde_json::Value, index: u32, token: &str) -> Vec<(String, Str
         let value = if let Some(v) = var["value"].as_str() {
             v.to_string()
         } else if let Some(path) = var["valueFrom"]["fieldRef"]["fieldPath"].as_str() {
-            assert_eq!(path, "metadata.labels['job-name']", "{name}");
-            job["metadata"]["name"].as_str().unwrap().to_string() // the job controller's job-name label
+            match path {
+                // The job controller's job-name label.
+                "metadata.labels['job-name']" => job["metadata"]["name"].as_str().unwrap().to_string(),
+                "metadata.annotations['batch.kubernetes.io/job-index-failure-count']" if failures > 0 => {
+                    failures.to_string()
+                }
+                "metadata.annotations['batch.kubernetes.io/job-index-failure-count']"
+                | "metadata.annotations['batch.kubernetes.io/job-index-ignored-failure-count']" => {
+                    String::new()
+                }
+                other => panic!("{name}: unexpected fieldPath {other}"),
+            }
         } else {
             assert!(var["valueFrom"]["secretKeyRef"].is_object(), "{name}");
             token.to_string()
@@ -298,52 +307,56 @@ fn two_launchers_with_the_indexed_jobs_pod_environment_train_together() {
     let args: Vec<String> =
         args.iter().map(|a| a.replace("/config/", &format!("{}/", config_dir.display()))).collect();
     let runs = dir.path().join("runs");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let pods: Vec<_> = (0..nodes as u32)
-        .map(|index| {
-            let mut env = pod_env(&job, index, "test-token");
-            assert!(env.iter().any(|(k, _)| k == "GAN_LAUNCH_CACHE"), "the pods share one cache: {env:?}");
-            for (key, value) in env.iter_mut() {
-                match key.as_str() {
-                    // The Service's DNS name resolves to node 0's pod: here, loopback.
-                    "MASTER_ADDR" => {
-                        assert_eq!(value, &node0);
-                        *value = "127.0.0.1".into();
+    // Every pod of a round, started as the Job controller starts them, `failures` recreations in.
+    let round = |failures: u32, sets: &[&str]| -> Vec<std::process::Output> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let pods: Vec<_> = (0..nodes as u32)
+            .map(|index| {
+                let mut env = pod_env(&job, index, "test-token", failures);
+                assert!(
+                    env.iter().any(|(k, _)| k == "GAN_LAUNCH_CACHE"),
+                    "the pods share one cache: {env:?}"
+                );
+                for (key, value) in env.iter_mut() {
+                    match key.as_str() {
+                        // The Service's DNS name resolves to node 0's pod: here, loopback.
+                        "MASTER_ADDR" => {
+                            assert_eq!(value, &node0);
+                            *value = "127.0.0.1".into();
+                        }
+                        // The caches live on the shared run volume, as /runs does here.
+                        "GAN_LAUNCH_CACHE" => {
+                            assert!(value.starts_with("/runs/"), "{value}");
+                            *value = value.replacen("/runs", &runs.display().to_string(), 1);
+                        }
+                        _ => {}
                     }
-                    // The caches live on the shared run volume, as /runs does here.
-                    "GAN_LAUNCH_CACHE" => {
-                        assert!(value.starts_with("/runs/"), "{value}");
-                        *value = value.replacen("/runs", &runs.display().to_string(), 1);
-                    }
-                    _ => {}
                 }
-            }
-            gan_launch()
-                .args(&args)
-                // A few steps instead of the demo's 30 kimg; no GPUs here, so one CPU rank per pod
-                // instead of one per GPU; free ports, so tests can run side by side.
-                .args(["--set", "train.total_kimg=0.128", "--gpus", "1", "--master-port", &port.to_string()])
-                .args([
-                    "--set",
-                    "metrics.port=0",
-                    "--set",
-                    "metrics.launcher_port=0",
-                    "--set",
-                    "log.progress=false",
-                ])
-                .arg("--set")
-                .arg(format!("run.dir={}", runs.display()))
-                .envs(env)
-                .current_dir(dir.path())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    let outs: Vec<_> = pods.into_iter().map(|p| p.wait_with_output().unwrap()).collect();
-    for (i, out) in outs.iter().enumerate() {
-        assert!(out.status.success(), "pod {i}: {}", stderr(out));
-    }
+                gan_launch()
+                    .args(&args)
+                    // No GPUs here, so one CPU rank per pod instead of one per GPU; free ports, so
+                    // tests can run side by side.
+                    .args(["--gpus", "1", "--master-port", &port.to_string()])
+                    .args(["--set", "metrics.port=0", "--set", "metrics.launcher_port=0"])
+                    .args(["--set", "log.progress=false"])
+                    .arg("--set")
+                    .arg(format!("run.dir={}", runs.display()))
+                    .args(sets.iter().flat_map(|s| ["--set", s]))
+                    .envs(env)
+                    .current_dir(dir.path())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let outs: Vec<_> = pods.into_iter().map(|p| p.wait_with_output().unwrap()).collect();
+        for (i, out) in outs.iter().enumerate() {
+            assert!(out.status.success(), "pod {i}: {}", stderr(out));
+        }
+        outs
+    };
+    // A few steps instead of the demo's 30 kimg.
+    let outs = round(0, &["train.total_kimg=0.128"]);
     let node0_log = stderr(&outs[0]);
     assert!(
         node0_log.contains("placement from the scheduler") && node0_log.contains("world=2"),
@@ -351,5 +364,14 @@ fn two_launchers_with_the_indexed_jobs_pod_environment_train_together() {
     );
     assert!(stderr(&outs[1]).contains("[launcher node=1]"), "{}", stderr(&outs[1]));
     assert!(node0_log.contains("training finished step=2"), "{node0_log}");
+    // Pods recreated after a failure, from manifests written with `checkpoint.resume: none`: their
+    // annotations say they are a restart, so they go on from the run's checkpoint rather than
+    // set it aside and start over.
+    let outs = round(1, &["train.total_kimg=0.256", "checkpoint.resume=none"]);
+    let node0_log = stderr(&outs[0]);
+    assert!(
+        node0_log.contains("resumed at step 2 ") && !node0_log.contains("moved the run's"),
+        "{node0_log}"
+    );
     assert!(runs.join("demo/checkpoints/latest").exists(), "the run is on the runs volume");
 }

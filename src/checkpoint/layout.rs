@@ -252,18 +252,19 @@ pub fn resolve_init_path(path: &Path) -> Result<PathBuf> {
 }
 
 /// What the launcher checks before any rank starts (and `sbatch` on the login node): the
-/// checkpoints a start takes its state from are there. A named `resume` path must be, unless a
-/// SLURM requeue (`requeued`) goes on from the run's own checkpoints anyway; `init_from` only
+/// checkpoints a start takes its state from are there. A named `resume` path must be, unless the
+/// scheduler started the job again (`restarted`: it goes on from the run's own checkpoints
+/// anyway); `init_from` only
 /// while the run has none of its own to resume, since it is taken only then (a restart after the
 /// source was deleted must still start).
 pub fn check_start_paths(
     resume: &crate::config::ResumeFrom,
     init_from: Option<&Path>,
     run_dir: &Path,
-    requeued: bool,
+    restarted: bool,
 ) -> Result<()> {
     use crate::config::ResumeFrom;
-    if let (ResumeFrom::Path(path), false) = (resume, requeued) {
+    if let (ResumeFrom::Path(path), false) = (resume, restarted) {
         resolve_user_path(path).map_err(named_by("checkpoint.resume"))?;
     }
     if let Some(init) = init_from {

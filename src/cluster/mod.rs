@@ -19,10 +19,33 @@ pub struct Placement {
     pub job_id: Option<String>,
 }
 
-/// How often SLURM has requeued this job (`SLURM_RESTART_COUNT`; 0 outside SLURM). A requeued
-/// job resumes from its own newest checkpoint, whatever it was first started from.
-pub fn slurm_restart_count() -> u32 {
-    std::env::var("SLURM_RESTART_COUNT").ok().and_then(|v| v.parse().ok()).unwrap_or(0)
+/// The variables our Kubernetes manifests fill from the pod's annotations (downward API), with
+/// the annotation each reads: how often the Indexed Job has recreated this index's pod after a
+/// counted failure and after an ignored one (a preemption, an eviction), with
+/// `backoffLimitPerIndex` set. Absent annotations (a first start) read as empty.
+pub const K8S_INDEX_RESTART_ENV: [(&str, &str); 2] = [
+    ("GANLAUNCH_POD_INDEX_FAILURES", "batch.kubernetes.io/job-index-failure-count"),
+    ("GANLAUNCH_POD_INDEX_IGNORED_FAILURES", "batch.kubernetes.io/job-index-ignored-failure-count"),
+];
+
+/// The same for a JobSet's gang restarts, which recreate its Jobs (their counts start again).
+pub const K8S_JOBSET_RESTART_ENV: (&str, &str) =
+    ("GANLAUNCH_JOBSET_RESTART_ATTEMPT", "jobset.sigs.k8s.io/restart-attempt");
+
+/// How often the scheduler has started this job again, from `vars`: SLURM's requeues
+/// (`SLURM_RESTART_COUNT`), or Kubernetes' recreated pods and gang restarts
+/// ([`K8S_INDEX_RESTART_ENV`], [`K8S_JOBSET_RESTART_ENV`]); 0 for a first start or outside a
+/// scheduler. A job started again goes on from its own newest checkpoint, whatever
+/// `checkpoint.resume` first started it from.
+pub fn scheduler_restarts(vars: impl Fn(&str) -> Option<String>) -> u32 {
+    let k8s = K8S_INDEX_RESTART_ENV.iter().chain([&K8S_JOBSET_RESTART_ENV]).map(|(name, _)| *name);
+    let names = std::iter::once("SLURM_RESTART_COUNT").chain(k8s);
+    names.filter_map(|name| vars(name)?.trim().parse::<u32>().ok()).sum()
+}
+
+/// [`scheduler_restarts`] of the process environment.
+pub fn scheduler_restart_count() -> u32 {
+    scheduler_restarts(|name| std::env::var(name).ok())
 }
 
 /// Reads the placement from `vars`: SLURM first (inside a job step), then a Kubernetes Indexed Job.
@@ -104,6 +127,23 @@ mod tests {
         let p = detect(vars).unwrap().unwrap();
         assert_eq!((p.source, p.node_rank), ("kubernetes", 3));
         assert_eq!(p.master_addr.as_deref(), Some("train-0.train"));
+    }
+
+    /// A first start reads no restart (Kubernetes gives absent annotations as empty values);
+    /// a requeue, a recreated pod or a gang restart reads one.
+    #[test]
+    fn restarts_by_the_scheduler_are_read_from_slurm_and_kubernetes() {
+        let first = [
+            ("GANLAUNCH_POD_INDEX_FAILURES", ""),
+            ("GANLAUNCH_POD_INDEX_IGNORED_FAILURES", ""),
+            ("GANLAUNCH_JOBSET_RESTART_ATTEMPT", "0"),
+        ];
+        assert_eq!(scheduler_restarts(env(&first)), 0);
+        assert_eq!(scheduler_restarts(env(&[])), 0);
+        assert_eq!(scheduler_restarts(env(&[("SLURM_RESTART_COUNT", "2")])), 2);
+        assert_eq!(scheduler_restarts(env(&[("GANLAUNCH_POD_INDEX_IGNORED_FAILURES", "1")])), 1);
+        assert_eq!(scheduler_restarts(env(&[("GANLAUNCH_POD_INDEX_FAILURES", "1")])), 1);
+        assert_eq!(scheduler_restarts(env(&[("GANLAUNCH_JOBSET_RESTART_ATTEMPT", "3")])), 3);
     }
 
     #[test]

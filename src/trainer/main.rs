@@ -226,7 +226,7 @@ fn train_rank(
         }
     };
     let eval_group = join_eval(0)?;
-    let restarted = env.restart_count > 0 || gan_core::cluster::slurm_restart_count() > 0;
+    let restarted = env.restart_count > 0 || gan_core::cluster::scheduler_restart_count() > 0;
     let preempt: Vec<i32> = cfg.checkpoint.preempt_signals.iter().map(|s| s.number()).collect();
     let mut setup =
         Setup::build(cfg.clone(), plan, group, (env.restart_count, restarted), Arc::clone(flight), None)?;

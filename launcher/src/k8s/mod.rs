@@ -166,21 +166,6 @@ impl JobSpec {
                 return Err(Error::config(flag, 0, "at least 1").into());
             }
         }
-        if let Some(how) = match cfg.checkpoint.resume_from() {
-            ResumeFrom::Latest => None,
-            ResumeFrom::Fresh => Some("from scratch again, setting the run's checkpoints aside".to_string()),
-            ResumeFrom::Path(path) => Some(format!("from {} again", path.display())),
-        } {
-            // A SLURM requeue says it is one (SLURM_RESTART_COUNT); a recreated pod does not.
-            eprintln!(
-                "gan-launch k8s: warning: checkpoint.resume is {}: a pod Kubernetes recreates after a failure \
-                 starts {how}, since nothing in a pod's environment says it is a restart. Once the job has \
-                 written checkpoints of its own, apply manifests written with checkpoint.resume: latest \
-                 (checkpoint.init_from, which starts a new run from another run's networks, is taken only \
-                 while the run has no checkpoint of its own)",
-                cfg.checkpoint.resume
-            );
-        }
         let m = &cfg.metrics;
         let metrics_ports =
             (m.enabled && m.port != 0 && m.launcher_port != 0).then_some((m.launcher_port, m.port));

@@ -5,6 +5,7 @@
 use std::fmt::Write;
 
 use super::{secret_command, JobSpec, CONFIG_MOUNT, DATA_MOUNT, RUNS_MOUNT};
+use gan_core::cluster::{K8S_INDEX_RESTART_ENV, K8S_JOBSET_RESTART_ENV};
 
 /// Every file name `all` may write, whatever the variant.
 pub const ALL_FILES: [&str; 6] =
@@ -161,7 +162,7 @@ fn pod_template(spec: &JobSpec, master_addr: &str, subdomain: bool, job_name_lab
 "#;
     writeln!(t, "      image: {}", quoted(&spec.image)).unwrap();
     writeln!(t, "      args: [{}]", quoted(&format!("{CONFIG_MOUNT}/{}", spec.config_file))).unwrap();
-    t += &indent(&env(spec, master_addr, job_name_label), 6);
+    t += &indent(&env(spec, master_addr, job_name_label, !subdomain), 6);
     t += &indent(&ports(spec), 6);
     t += &indent(&resources(spec), 6);
     t += "      volumeMounts:\n";
@@ -174,8 +175,22 @@ fn pod_template(spec: &JobSpec, master_addr: &str, subdomain: bool, job_name_lab
     t + &indent(&volumes(spec), 2)
 }
 
-fn env(spec: &JobSpec, master_addr: &str, job_name_label: &str) -> String {
-    format!(
+/// The container's environment; `jobset` adds the JobSet's restart attempt to the counts of
+/// recreated pods that tell a restart from a first start.
+fn env(spec: &JobSpec, master_addr: &str, job_name_label: &str, jobset: bool) -> String {
+    let mut restarts = String::from(
+        "  # Counts of this pod's restarts, from annotations the controllers set (empty on a first\n  \
+         # start): a restarted pod goes on from the run's own checkpoints.\n",
+    );
+    let jobset_restarts = jobset.then_some(&K8S_JOBSET_RESTART_ENV);
+    for (name, annotation) in K8S_INDEX_RESTART_ENV.iter().chain(jobset_restarts) {
+        writeln!(
+            restarts,
+            "  - name: {name}\n    valueFrom:\n      fieldRef:\n        fieldPath: metadata.annotations['{annotation}']"
+        )
+        .unwrap();
+    }
+    let vars = format!(
         r#"env:
   - name: MASTER_ADDR
     value: {master_addr}
@@ -194,7 +209,8 @@ fn env(spec: &JobSpec, master_addr: &str, job_name_label: &str) -> String {
         key: token
 "#,
         name = spec.name,
-    )
+    );
+    vars + &restarts
 }
 
 /// The store's port, and the launcher's and each local rank's metrics port (named for the PodMonitor).
@@ -270,11 +286,20 @@ fn how_to_apply(spec: &JobSpec, job_files: &str) -> String {
 }
 
 /// The Indexed Job's spec at column 0, one completion per node: the Job's own, and the JobSet's
-/// job template. `backoff_limit` retries pods; `explain` comments the failure policy.
+/// job template. Each index's pod is recreated up to `backoff_limit` times after a failure
+/// (`backoffLimitPerIndex`; every node fails together, so a job-wide limit would spend one retry
+/// per node), any failed index fails the Job, and the controller counts the recreations in the
+/// pod's annotations, which tell gan-launch that it is a restart. `explain` comments the policy.
 fn indexed_job(spec: &JobSpec, backoff_limit: u32, explain: bool, pod: &str) -> String {
+    let why = if explain {
+        "# A recreated pod's annotations count its index's failures (and ignored ones), which tells\n\
+         # gan-launch it is a restart: it goes on from the run's own checkpoints (Kubernetes 1.29+).\n"
+    } else {
+        ""
+    };
     format!(
-        "completionMode: Indexed\ncompletions: {nodes}\nparallelism: {nodes}\nbackoffLimit: {backoff_limit}\n\
-         {policy}template:\n{pod}",
+        "completionMode: Indexed\ncompletions: {nodes}\nparallelism: {nodes}\n{why}\
+         backoffLimitPerIndex: {backoff_limit}\nmaxFailedIndexes: 0\n{policy}template:\n{pod}",
         nodes = spec.nodes,
         policy = pod_failure_policy(explain),
         pod = indent(pod, 2),
@@ -300,7 +325,8 @@ metadata:
     )
 }
 
-/// The JobSet restarts the whole gang itself, so its job template retries no pod on its own.
+/// The JobSet restarts the whole gang itself, so its job template retries no pod on its own
+/// (but still counts ignored failures per index, which a preempted pod recreated in place reads).
 fn jobset(spec: &JobSpec) -> String {
     let master = format!("{name}-node-0-0.{name}", name = spec.name);
     let pod = pod_template(spec, &master, false, "jobset.sigs.k8s.io/jobset-name");
