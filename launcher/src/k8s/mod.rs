@@ -63,8 +63,8 @@ pub struct K8sArgs {
     /// Memory requested and limited per GPU, in GiB; a quarter of it backs /dev/shm (NCCL).
     #[arg(long, default_value_t = DEFAULT_MEMORY_GIB_PER_GPU)]
     pub memory_gib_per_gpu: u32,
-    /// How often Kubernetes recreates a failed node's pod (Job backoffLimitPerIndex) or the whole gang (JobSet
-    /// failurePolicy.maxRestarts); preemptions and disruptions do not count.
+    /// How often Kubernetes recreates a failed node's pod (Job backoffLimitPerIndex) or the whole
+    /// gang (JobSet failurePolicy.maxRestarts); preemptions and disruptions do not count.
     #[arg(long, default_value_t = DEFAULT_MAX_RESTARTS)]
     pub max_restarts: u32,
     /// Override a config key: --set train.batch_size=64 (repeatable; the value is read as YAML).
