@@ -71,6 +71,15 @@ fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
     println!("# resolved config\n{}", config::to_yaml(&cfg));
     println!("# plan: {} node(s) x {} rank(s) = world size {}", cfg.dist.nodes, cfg.dist.gpus, plans.len());
     print!("{}", config::format_plan(&plans));
+    // What a launch would start from; a named checkpoint that is not there is reported below.
+    if let Ok(start) = gan_core::checkpoint::plan_start(&cfg.checkpoint.resume_from(), &cfg.run_dir(), false)
+    {
+        let init = match (&start.from, &cfg.checkpoint.init_from) {
+            (None, Some(init)) => format!("; G, D and G_ema from {} (checkpoint.init_from)", init.display()),
+            _ => String::new(),
+        };
+        println!("# start: {}{init}", start.describe(&cfg.run_dir()));
+    }
     if args.memory {
         // Every rank has the same networks and batch; rank 0 stands for all.
         let trainer = supervise::trainer_path(args.job.trainer.as_deref())?;

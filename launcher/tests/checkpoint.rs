@@ -473,6 +473,15 @@ fn resuming_an_earlier_checkpoint_sets_the_later_ones_aside() {
     assert!(out.status.success(), "{err}");
     assert_eq!(committed_steps(dir.path()), vec![12, 16, 20]);
     let back = ckpt_dir(dir.path()).join("step-00000012");
+    // `plan` says so first, and moves nothing.
+    let mut plan = gan_launch();
+    plan.arg("plan")
+        .arg(shipped_config("ci-tiny.yaml"))
+        .args(["--set", &format!("run.dir={}", dir.path().display())]);
+    let planned = plan.arg("--resume").arg(&back).output().unwrap();
+    let said = "(step 12, 0.384 kimg); moves the run's later checkpoints (step 16, 20) to replaced-<time>/";
+    assert!(stdout(&planned).contains(said), "{}{}", stdout(&planned), stderr(&planned));
+    assert_eq!(committed_steps(dir.path()), vec![12, 16, 20]);
     let (out, err) = run(job(dir.path(), 1, 0.58).args(["--resume", back.to_str().unwrap()]));
     assert!(out.status.success(), "{err}");
     assert_eq!(resumed_step(&err), Some(12), "{err}");

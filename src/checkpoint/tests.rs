@@ -294,3 +294,54 @@ fn committing_a_step_again_replaces_it() {
     assert_eq!(ckpts.list().unwrap().len(), 1);
     assert!(!ckpts.root.join("step-00000005.old").exists());
 }
+
+/// Every way a start can go, decided without changing anything, then carried out: `latest` and a
+/// restart resume the newest; a restart wins over a named path and `none`; an earlier checkpoint
+/// of the run sets the later ones aside; another run's checkpoint and `none` set them all aside.
+#[test]
+fn a_start_is_planned_before_anything_moves() {
+    use crate::config::ResumeFrom;
+    let (run, other) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let ckpts = Checkpoints::of_run(run.path());
+    for step in [4, 8, 12] {
+        commit(&ckpts, step, 3);
+    }
+    let elsewhere = commit(&Checkpoints::of_run(other.path()), 20, 3);
+    let step_of = |plan: &StartPlan| plan.from.as_ref().map(|v| v.state.step);
+    let plan = |resume: ResumeFrom, restarted: bool| plan_start(&resume, run.path(), restarted).unwrap();
+
+    let latest = plan(ResumeFrom::Latest, false);
+    assert_eq!((step_of(&latest), &latest.aside), (Some(12), &Aside::Nothing));
+    for restarted_from in [ResumeFrom::Fresh, ResumeFrom::Path(elsewhere.clone())] {
+        let p = plan(restarted_from, true);
+        assert_eq!(
+            (step_of(&p), &p.aside),
+            (Some(12), &Aside::Nothing),
+            "a restart goes on from the run's own"
+        );
+    }
+    let fresh = plan(ResumeFrom::Fresh, false);
+    assert_eq!((step_of(&fresh), &fresh.aside), (None, &Aside::All("checkpoint.resume is none")));
+    let foreign = plan(ResumeFrom::Path(elsewhere.clone()), false);
+    assert_eq!(step_of(&foreign), Some(20));
+    assert_eq!(foreign.aside, Aside::All("checkpoint.resume names another run's checkpoint"));
+
+    let back = plan(ResumeFrom::Path(ckpts.step_dir(4)), false);
+    assert_eq!((step_of(&back), &back.aside), (Some(4), &Aside::After(4)));
+    assert!(back
+        .describe(run.path())
+        .ends_with("moves the run's later checkpoints (step 8, 12) to replaced-<time>/"));
+    assert_eq!(ckpts.list().unwrap().len(), 3, "planning moved nothing");
+    let (aside, moved) = back.carry_out(run.path()).unwrap().unwrap();
+    assert_eq!(moved.len(), 2);
+    assert_eq!(Checkpoints::new(&aside).list().unwrap().iter().map(|(s, _)| *s).collect::<Vec<_>>(), [8, 12]);
+    assert_eq!(step_of(&plan(ResumeFrom::Latest, false)), Some(4), "latest is the new line's");
+    assert_eq!(SetAside::list(run.path()).unwrap(), [(aside, vec![8, 12])]);
+
+    // A corrupt newest checkpoint is passed over, and said.
+    commit(&ckpts, 16, 3);
+    std::fs::remove_file(ckpts.step_dir(16).join("g.safetensors")).unwrap();
+    let p = plan(ResumeFrom::Latest, false);
+    assert_eq!((step_of(&p), p.skipped.len()), (Some(4), 1));
+    assert!(p.describe(run.path()).contains("; skips "), "{}", p.describe(run.path()));
+}

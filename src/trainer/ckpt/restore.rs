@@ -1,15 +1,15 @@
 //! Where a start takes its state from, and loading it. Rank 0 decides (it verifies checksums
 //! once for the job) and tells the others the directory; every rank then loads the same files.
 //! Multi-node runs therefore need the run directory on storage all nodes share.
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use tch::nn;
 
 use super::tensors::{load_varstore, read_named};
 use crate::train::optim::Adam;
-use gan_core::checkpoint::{self, Checkpoints, SetAside, Verified};
+use gan_core::checkpoint::{self, Aside, Checkpoints, Verified};
 use gan_core::comm::{broadcast_bytes, ProcessGroup};
-use gan_core::config::{ResumeFrom, RunConfig};
+use gan_core::config::RunConfig;
 use gan_core::data::identity::DatasetIdentity;
 use gan_core::error::{Error, Result};
 
@@ -49,87 +49,29 @@ pub(super) fn agree_on_checkpoint(
 }
 
 fn choose(cfg: &RunConfig, restarted: bool) -> Result<Option<Verified>> {
-    let own = Checkpoints::of_run(&cfg.run_dir());
-    for path in own.remove_partial()? {
+    let run_dir = cfg.run_dir();
+    for path in Checkpoints::of_run(&run_dir).remove_partial()? {
         tracing::warn!(path = %path.display(), "removed a partial checkpoint left by an interrupted write");
     }
-    let newest_own = || {
-        own.newest_valid(|dir, why| {
-            tracing::warn!(path = %dir.display(), "skipping checkpoint {}: {why}", dir.display());
-        })
-    };
-    match (cfg.checkpoint.resume_from(), restarted) {
-        (ResumeFrom::Latest, _) => newest_own(),
-        (ResumeFrom::Fresh, true) => newest_own(),
-        (ResumeFrom::Path(path), true) => match newest_own()? {
-            Some(v) => Ok(Some(v)),
-            None => from_path(&path).map(Some),
-        },
-        (ResumeFrom::Path(path), false) => {
-            let from = from_path(&path)?;
-            set_aside_other_lines(cfg, &own, &from)?;
-            Ok(Some(from))
-        }
-        (ResumeFrom::Fresh, false) => {
-            set_aside(cfg, &own, "checkpoint.resume is none")?;
-            Ok(None)
+    let plan = checkpoint::plan_start(&cfg.checkpoint.resume_from(), &run_dir, restarted)?;
+    for (dir, why) in &plan.skipped {
+        tracing::warn!(path = %dir.display(), "skipping checkpoint {}: {why}", dir.display());
+    }
+    if let Some((aside, moved)) = plan.carry_out(&run_dir)? {
+        match &plan.aside {
+            Aside::After(step) => tracing::warn!(
+                path = %aside.display(),
+                "resuming from step {step} of this run: moved its {} later checkpoint(s) aside, so that restarts \
+                 go on from the new line",
+                moved.len()
+            ),
+            Aside::All(why) => {
+                tracing::warn!(path = %aside.display(), "{why}: moved the run's existing checkpoints aside")
+            }
+            Aside::Nothing => {}
         }
     }
-}
-
-/// A start from a named checkpoint begins a new line of checkpoints in this run. The run's
-/// checkpoints that are not on it (those after it, when it is one of this run's own, e.g. the one
-/// before a collapse; all of them, when it is another run's) are moved aside. Left in place they
-/// would be newer than the new line's, so `latest` after a restart or requeue, and retention,
-/// would pick the abandoned line.
-fn set_aside_other_lines(cfg: &RunConfig, own: &Checkpoints, from: &Verified) -> Result<()> {
-    let canonical = |p: &Path| std::fs::canonicalize(p).ok();
-    let ours = canonical(&own.root).is_some_and(|root| from.dir.parent().and_then(canonical) == Some(root));
-    if !ours {
-        return set_aside(cfg, own, "checkpoint.resume names another run's checkpoint");
-    }
-    let aside = replaced_dir(cfg).join("checkpoints");
-    let moved = own.set_aside_after(from.state.step, &aside)?;
-    if !moved.is_empty() {
-        tracing::warn!(
-            path = %aside.display(),
-            "resuming from step {} of this run: moved its {} later checkpoint(s) aside, so that restarts go on \
-             from the new line",
-            from.state.step,
-            moved.len()
-        );
-    }
-    Ok(())
-}
-
-fn replaced_dir(cfg: &RunConfig) -> PathBuf {
-    SetAside::Replaced.new_dir(&cfg.run_dir())
-}
-
-/// A checkpoint the user named: it must verify (a corrupt one here is an error, not a skip).
-fn from_path(path: &Path) -> Result<Verified> {
-    let dir = checkpoint::resolve_user_path(path)?;
-    checkpoint::verify(&dir).map_err(|message| Error::Checkpoint { path: dir, message })
-}
-
-/// A start that does not go on from the run's checkpoints (`resume: none`, or another run's
-/// checkpoint): move them (and the statistics that go with them) to `replaced-<time>/` rather
-/// than delete or mix them with the new line's. `why` says which start it is.
-fn set_aside(cfg: &RunConfig, own: &Checkpoints, why: &str) -> Result<()> {
-    if own.list()?.is_empty() {
-        return Ok(());
-    }
-    let run_dir = cfg.run_dir();
-    let aside = replaced_dir(cfg);
-    gan_core::fsutil::create_dir_all(&aside)?;
-    for name in ["checkpoints", "stats.jsonl", "eval.jsonl"] {
-        let from = run_dir.join(name);
-        if from.exists() {
-            std::fs::rename(&from, aside.join(name)).map_err(Error::io("move aside", &from))?;
-        }
-    }
-    tracing::warn!(path = %aside.display(), "{why}: moved the run's existing checkpoints aside");
-    Ok(())
+    Ok(plan.from)
 }
 
 /// The networks a checkpoint's weights are loaded into.
