@@ -58,12 +58,11 @@ fn load_config(args: &JobArgs, placement: Option<&Placement>) -> anyhow::Result<
     Ok(config::load(path, &args.overrides(placement))?)
 }
 
-/// `gan-launch plan`: the resolved config and every rank's plan, without training; with
-/// `--memory`, one rank's memory and whether it fits. A dataset that is missing or does not
-/// match, or a checkpoint to start from that is not there, is reported after the plan (exit 2, as
-/// a launch would refuse it): the plan and memory
-/// depend only on the config, so a job can be sized before its data is prepared or from a
-/// machine that cannot see it.
+/// `gan-launch plan`: the resolved config, every rank's plan and what the start would resume,
+/// without training; with `--memory`, one rank's memory and whether it fits. A dataset that is
+/// missing or does not match, or a checkpoint to start from that is not there, is reported after
+/// the plan (exit 2, as a launch would refuse it): the plan and memory depend only on the config,
+/// so a job can be sized before its data is prepared or from a machine that cannot see it.
 fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
     let placement = cluster::detect_from_process()?;
     let cfg = load_config(&args.job, placement.as_ref())?;
@@ -71,15 +70,7 @@ fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
     println!("# resolved config\n{}", config::to_yaml(&cfg));
     println!("# plan: {} node(s) x {} rank(s) = world size {}", cfg.dist.nodes, cfg.dist.gpus, plans.len());
     print!("{}", config::format_plan(&plans));
-    // What a launch would start from; a named checkpoint that is not there is reported below.
-    if let Ok(start) = gan_core::checkpoint::plan_start(&cfg.checkpoint.resume_from(), &cfg.run_dir(), false)
-    {
-        let init = match (&start.from, &cfg.checkpoint.init_from) {
-            (None, Some(init)) => format!("; G, D and G_ema from {} (checkpoint.init_from)", init.display()),
-            _ => String::new(),
-        };
-        println!("# start: {}{init}", start.describe(&cfg.run_dir()));
-    }
+    print_start(&cfg);
     if args.memory {
         // Every rank has the same networks and batch; rank 0 stands for all.
         let trainer = supervise::trainer_path(args.job.trainer.as_deref())?;
@@ -90,6 +81,20 @@ fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
     let preflight = gan_core::data::check(&cfg.data).and_then(|()| check_start_paths(&cfg, false));
     preflight.context("a launch of this plan would refuse to start")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a launch would start from (`checkpoint::plan_start`); a named checkpoint that is not
+/// there is left to `check_start_paths`, which says why.
+fn print_start(cfg: &config::RunConfig) {
+    let Ok(start) = gan_core::checkpoint::plan_start(&cfg.checkpoint.resume_from(), &cfg.run_dir(), false)
+    else {
+        return;
+    };
+    let init = match (&start.from, &cfg.checkpoint.init_from) {
+        (None, Some(init)) => format!("; G, D and G_ema from {} (checkpoint.init_from)", init.display()),
+        _ => String::new(),
+    };
+    println!("# start: {}{init}", start.describe(&cfg.run_dir()));
 }
 
 /// The checkpoints the start takes its state from are there (`checkpoint::check_start_paths`).

@@ -96,8 +96,15 @@ fn plan_prints_resolved_config_and_every_rank() {
     let text = stdout(&out);
     assert!(text.contains("# resolved config") && text.contains("loss: hinge"), "{text}");
     assert!(text.contains("world size 8"), "{text}");
-    let rows: Vec<&str> = text.lines().skip_while(|l| !l.starts_with("rank ")).skip(1).collect();
+    let rows: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("rank "))
+        .skip(1)
+        .take_while(|l| !l.starts_with('#'))
+        .collect();
     assert_eq!(rows.len(), 8, "{text}");
+    // Then what the start would do: the run directory has no checkpoints.
+    assert!(text.lines().last().unwrap().starts_with("# start: starts fresh"), "{text}");
     // rank 5 = node 1, local rank 1, CPU, 2 per rank, 32 / (8 x 2) = 2 accumulation rounds.
     let cols: Vec<&str> = rows[5].split_whitespace().collect();
     assert_eq!(&cols[..3], ["5", "1", "1"]);

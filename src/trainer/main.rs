@@ -193,6 +193,30 @@ impl Ended {
         }
     }
 
+    /// The rank's last log line about a stop. A checkpoint that failed at a stop signal does not
+    /// change how the rank exits: a preempted job is still requeued, and goes on from the newest
+    /// checkpoint that verifies.
+    fn log(&self) {
+        match self {
+            Ended::Preempted { step, checkpoint_failed: None, .. } => tracing::warn!(
+                step,
+                "preempted: checkpointed at step {step}; exiting with the requeue code {EXIT_REQUEUE}"
+            ),
+            Ended::Preempted { step, checkpoint_failed: Some(e), .. } => tracing::error!(
+                step,
+                "preempted at step {step}, but its checkpoint failed: {e}; exiting with the requeue code \
+                 {EXIT_REQUEUE} all the same: the requeued job resumes from the newest checkpoint that verifies"
+            ),
+            Ended::Stopped { step, checkpoint_failed: None, .. } => {
+                tracing::warn!(step, "stopped by signal after a checkpoint and a clean shutdown")
+            }
+            Ended::Stopped { step, checkpoint_failed: Some(e), .. } => {
+                tracing::error!(step, "stopped by signal at step {step}, but its checkpoint failed: {e}")
+            }
+            Ended::Finished { .. } => {}
+        }
+    }
+
     fn exit_code(self) -> ExitCode {
         match self {
             Ended::Finished { .. } => ExitCode::SUCCESS,
@@ -241,26 +265,7 @@ fn train_rank(
             return Ok(Ended::Finished { step });
         }
     };
-    // A checkpoint that failed at a stop signal does not change how the rank exits: a preempted
-    // job is still requeued, and goes on from the newest checkpoint that verifies.
-    match &ended {
-        Ended::Preempted { checkpoint_failed: None, .. } => tracing::warn!(
-            step,
-            "preempted: checkpointed at step {step}; exiting with the requeue code {EXIT_REQUEUE}"
-        ),
-        Ended::Preempted { checkpoint_failed: Some(e), .. } => tracing::error!(
-            step,
-            "preempted at step {step}, but its checkpoint failed: {e}; exiting with the requeue code \
-             {EXIT_REQUEUE} all the same: the requeued job resumes from the newest checkpoint that verifies"
-        ),
-        Ended::Stopped { checkpoint_failed: None, .. } => {
-            tracing::warn!(step, "stopped by signal after a checkpoint and a clean shutdown")
-        }
-        Ended::Stopped { checkpoint_failed: Some(e), .. } => {
-            tracing::error!(step, "stopped by signal at step {step}, but its checkpoint failed: {e}")
-        }
-        Ended::Finished { .. } => {}
-    }
+    ended.log();
     Ok(ended)
 }
 
