@@ -1,8 +1,9 @@
-//! `gan-launch data prepare`: builds a prepared dataset (shards + index) from an image folder or
-//! the built-in generated shapes.
+//! `gan-launch data prepare`: builds a prepared dataset (shards + index) from an image folder, a
+//! StyleGAN dataset zip, CIFAR-10's python batches or the built-in generated shapes.
 use std::path::PathBuf;
 
-use clap::{Args, Subcommand};
+use clap::{Args, Subcommand, ValueEnum};
+use gan_core::data::folder::Labels;
 use gan_core::data::prepare::{self, PrepareOptions, PrepareSource};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -14,11 +15,17 @@ pub enum Data {
 
 #[derive(Args, Debug)]
 pub struct PrepareArgs {
-    /// An image folder (class = sub-folder name; unlabelled when the images are at the top level),
-    /// a StyleGAN dataset zip (`*.zip`, labels from its dataset.json), CIFAR-10's python batches (a
-    /// folder with data_batch_N / test_batch), or `generated`.
+    /// An image folder (labelled as --labels says), a StyleGAN dataset zip (labels from its
+    /// dataset.json), CIFAR-10's python batches (a folder with data_batch_N / test_batch), or
+    /// `generated`.
     #[arg(long)]
     from: String,
+    /// Where labels come from. auto: a folder's dataset.json, else its sub-folders as classes
+    /// when there are two or more, else none; folders: each sub-folder is a class (images at any
+    /// depth inside); dataset-json: StyleGAN's dataset.json; none: every image, unlabelled (also
+    /// drops a zip's or CIFAR's labels).
+    #[arg(long, value_enum, default_value_t = LabelsArg::Auto)]
+    labels: LabelsArg,
     /// Output directory (must be empty unless --force).
     #[arg(long)]
     out: PathBuf,
@@ -53,6 +60,25 @@ pub struct PrepareArgs {
     seed: u64,
 }
 
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LabelsArg {
+    Auto,
+    Folders,
+    DatasetJson,
+    None,
+}
+
+impl From<LabelsArg> for Labels {
+    fn from(arg: LabelsArg) -> Self {
+        match arg {
+            LabelsArg::Auto => Labels::Auto,
+            LabelsArg::Folders => Labels::Folders,
+            LabelsArg::DatasetJson => Labels::DatasetJson,
+            LabelsArg::None => Labels::None,
+        }
+    }
+}
+
 pub fn prepare(args: &PrepareArgs) -> anyhow::Result<()> {
     if !args.resolution.is_power_of_two() || args.resolution < 4 {
         return Err(
@@ -63,15 +89,16 @@ pub fn prepare(args: &PrepareArgs) -> anyhow::Result<()> {
         "generated" => {
             PrepareSource::Generated { count: args.count, num_classes: args.classes, seed: args.seed }
         }
-        path => PrepareSource::ImageFolder(PathBuf::from(path)),
+        path => PrepareSource::detect(&PathBuf::from(path))?,
     };
+    let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let opts = PrepareOptions {
-        resolution: args.resolution,
         images_per_shard: args.shard_images,
         force: args.force,
         skip_bad: args.skip_bad,
         convert: args.convert,
-        threads: args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        labels: args.labels.into(),
+        ..PrepareOptions::new(args.resolution, threads)
     };
     let bar = ProgressBar::new(0);
     bar.set_style(
@@ -84,6 +111,9 @@ pub fn prepare(args: &PrepareArgs) -> anyhow::Result<()> {
         bar.set_position(done);
     })?;
     bar.finish_and_clear();
+    if let Some(notice) = &report.notice {
+        eprintln!("note: {notice}");
+    }
     for (path, why) in &report.skipped {
         eprintln!("skipped {}: {why}", path.display());
     }

@@ -107,3 +107,64 @@ fn a_missing_dataset_is_named_before_any_rank_starts() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("`data.path`"), "{}", stderr(&out));
 }
+
+/// A 4x4 PNG file's bytes.
+fn png_bytes(seed: u8) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(4, 4, |x, y| image::Rgb([seed, (x * 40) as u8, (y * 40) as u8]));
+    let mut png = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut png, image::ImageFormat::Png).unwrap();
+    png.into_inner()
+}
+
+fn prepare(from: &std::path::Path, out: &std::path::Path, extra: &[&str]) -> std::process::Output {
+    gan_launch()
+        .args(["data", "prepare", "--resolution", "4", "--force", "--from"])
+        .arg(from)
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn prepare_takes_folders_zips_and_cifar_batches_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    // FFHQ's layout: images in numbered folders of 1000, which are chunks, not classes.
+    let ffhq = dir.path().join("ffhq");
+    let mut archive = zip::ZipWriter::new(std::fs::File::create(dir.path().join("ffhq.zip")).unwrap());
+    for (i, name) in ["00000/00000.png", "00000/00001.png", "01000/01000.png"].iter().enumerate() {
+        let bytes = png_bytes(i as u8);
+        std::fs::create_dir_all(ffhq.join(name).parent().unwrap()).unwrap();
+        std::fs::write(ffhq.join(name), &bytes).unwrap();
+        archive.start_file(*name, zip::write::SimpleFileOptions::default()).unwrap();
+        std::io::Write::write_all(&mut archive, &bytes).unwrap();
+    }
+    archive.finish().unwrap();
+
+    let out = prepare(&ffhq, &dir.path().join("a"), &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("prepared 3 images (4x4, 2 classes)"), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("note: took the 2 sub-folders (00000 ... 01000) as classes"),
+        "{}",
+        stderr(&out)
+    );
+    let folder = prepare(&ffhq, &dir.path().join("b"), &["--labels", "none"]);
+    assert!(stdout(&folder).contains("prepared 3 images (4x4, unlabelled)"), "{}", stderr(&folder));
+    let zipped = prepare(&dir.path().join("ffhq.zip"), &dir.path().join("c"), &[]);
+    assert!(stdout(&zipped).contains("prepared 3 images (4x4, unlabelled)"), "{}", stderr(&zipped));
+    let hash = |out: &std::process::Output| stdout(out).rsplit(' ').next().unwrap().trim().to_string();
+    assert_eq!(hash(&folder), hash(&zipped), "the same images in the same order, from a folder or a zip");
+
+    let cifar = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../src/data/testdata/cifar10");
+    let out = prepare(&cifar, &dir.path().join("d"), &[]);
+    assert!(stdout(&out).contains("prepared 10 images (4x4, 10 classes)"), "{}", stderr(&out));
+    let out = prepare(&cifar, &dir.path().join("e"), &["--labels", "folders"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("`--labels`: got folders, allowed: auto or none"), "{}", stderr(&out));
+
+    let not_data = prepare(&ffhq.join("00000/00000.png"), &dir.path().join("f"), &[]);
+    assert_eq!(not_data.status.code(), Some(2));
+    assert!(stderr(&not_data).contains("is a file but not a zip archive"), "{}", stderr(&not_data));
+}

@@ -128,14 +128,7 @@ mod tests {
     #[test]
     fn a_prepared_dataset_keeps_its_identity_when_moved() {
         let dir = tempfile::tempdir().unwrap();
-        let opts = PrepareOptions {
-            resolution: 32,
-            images_per_shard: 16,
-            force: true,
-            skip_bad: false,
-            convert: false,
-            threads: 1,
-        };
+        let opts = PrepareOptions { images_per_shard: 16, force: true, ..PrepareOptions::new(32, 1) };
         let write = |seed: u64, out: &std::path::Path| {
             let source = PrepareSource::Generated { count: 40, num_classes: 2, seed };
             prepare(&source, out, &opts, &|_, _| {}).unwrap();

@@ -3,6 +3,8 @@
 //! trainer turns a [`Batch`] into tensors on its device.
 pub mod cifar;
 pub mod classes;
+pub mod dataset_json;
+pub mod folder;
 pub mod generated;
 pub mod identity;
 pub mod loader;
@@ -89,10 +91,32 @@ fn check_matches(data: &DataSection, index: &shards::DatasetIndex) -> Result<()>
     ];
     for (key, configured, actual) in facts {
         if configured != actual {
-            return Err(Error::config(key, configured, format!("{actual}, as the prepared dataset has")));
+            let mut allowed = format!("{actual}, as the prepared dataset has");
+            if key == "data.num_classes" {
+                allowed += &classes_hint(index);
+            }
+            return Err(Error::config(key, configured, allowed));
         }
     }
     Ok(())
+}
+
+/// What a class-count mismatch should tell: the dataset's classes, and how to drop them.
+fn classes_hint(index: &shards::DatasetIndex) -> String {
+    let names = &index.class_names;
+    match names.len() {
+        0 => " (it is unlabelled)".into(),
+        n if n <= 4 => format!(
+            " (classes {}; `data prepare --labels none` makes an unlabelled dataset)",
+            names.join(", ")
+        ),
+        n => format!(
+            " (classes {}, {}, ..., {}; `data prepare --labels none` makes an unlabelled dataset)",
+            names[0],
+            names[1],
+            names[n - 1]
+        ),
+    }
 }
 
 /// A batch of images, channels-last uint8 (`[n, res, res, channels]`), with labels.

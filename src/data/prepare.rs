@@ -1,11 +1,12 @@
 //! Building a prepared dataset from a source: the built-in generated shapes, an image folder
-//! (PNG/JPEG; the class is the sub-folder name, or the images are unlabelled when they sit at the
-//! top level), or a StyleGAN dataset zip (labels from its dataset.json). Every image is centre-cropped to a square and box-resized to the target
-//! resolution; images are decoded in parallel, a batch at a time, and written in a fixed order,
-//! so the same folder always gives the same dataset (and content hash).
+//! (PNG/JPEG, labelled as `folder` says), a StyleGAN dataset zip (labels from its dataset.json) or
+//! CIFAR-10's python batches. Every image is centre-cropped to a square and box-resized to the
+//! target resolution; images are decoded in parallel, a batch at a time, and written in a fixed
+//! order, so the same folder always gives the same dataset (and content hash).
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use super::folder::{self, Labels};
 use super::generated::GeneratedShapes;
 use super::resize::{box_resize, centre_crop};
 use super::shards::{DatasetIndex, ShardWriter};
@@ -28,6 +29,50 @@ pub enum PrepareSource {
     Cifar10(PathBuf),
 }
 
+impl PrepareSource {
+    /// What the file or folder at `path` is: a zip archive, a folder of CIFAR-10 python batches,
+    /// or an image folder.
+    pub fn detect(path: &Path) -> Result<Self> {
+        let bad = |message: &str| Error::Dataset { path: path.to_path_buf(), message: message.into() };
+        if path.is_dir() {
+            let cifar = ["data_batch_1", "test_batch"].iter().any(|f| path.join(f).is_file());
+            return Ok(if cifar { Self::Cifar10(path.into()) } else { Self::ImageFolder(path.into()) });
+        }
+        if !path.exists() {
+            return Err(bad("does not exist"));
+        }
+        let mut magic = [0u8; 4];
+        let is_zip = std::fs::File::open(path)
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
+            .is_ok_and(|()| magic == *b"PK\x03\x04");
+        let named_zip = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("zip"));
+        if is_zip || named_zip {
+            return Ok(Self::StyleganZip(path.into()));
+        }
+        Err(bad("is a file but not a zip archive; --from takes an image folder, a StyleGAN dataset zip, \
+             a folder of CIFAR-10 python batches, or `generated`"))
+    }
+
+    /// Refuses a `--labels` choice this source cannot follow.
+    fn check_labels(&self, labels: Labels) -> Result<()> {
+        let (path, allowed) = match self {
+            Self::Generated { .. } => (Path::new("generated"), "auto (set the classes with --classes)"),
+            Self::ImageFolder(_) => return Ok(()),
+            Self::StyleganZip(path) => (path.as_path(), "auto, dataset-json or none"),
+            Self::Cifar10(path) => (path.as_path(), "auto or none"),
+        };
+        let fits = match self {
+            Self::Generated { .. } => labels == Labels::Auto,
+            Self::StyleganZip(_) => labels != Labels::Folders,
+            _ => matches!(labels, Labels::Auto | Labels::None),
+        };
+        if fits {
+            return Ok(());
+        }
+        Err(Error::config("--labels", labels.name(), format!("{allowed} for {}", path.display())))
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct PrepareOptions {
     pub resolution: u32,
@@ -39,7 +84,25 @@ pub struct PrepareOptions {
     /// Convert images that are not 8-bit RGB (grayscale, with alpha, 16-bit) to it, as
     /// PIL's `convert("RGB")` does for torchvision's ImageFolder, instead of refusing them.
     pub convert: bool,
+    /// Where an image folder's labels come from; `None` also drops a zip's or CIFAR's labels.
+    pub labels: Labels,
     pub threads: usize,
+}
+
+impl PrepareOptions {
+    /// `data prepare`'s defaults: shards of 4096 images, stop at the first bad image, labels as
+    /// the source has them, an empty output directory.
+    pub fn new(resolution: u32, threads: usize) -> Self {
+        PrepareOptions {
+            resolution,
+            images_per_shard: 4096,
+            force: false,
+            skip_bad: false,
+            convert: false,
+            labels: Labels::Auto,
+            threads,
+        }
+    }
 }
 
 /// What `prepare` did.
@@ -50,12 +113,14 @@ pub struct PrepareReport {
     pub skipped: Vec<(PathBuf, String)>,
     /// Images converted to 8-bit RGB with `convert`, counted by their colour type ("L8": 12).
     pub converted: BTreeMap<String, u64>,
+    /// How the labels were chosen, when the user should hear about it.
+    pub notice: Option<String>,
 }
 
 impl PrepareReport {
     /// A source whose images all went in as they were (the generated shapes, CIFAR's batches).
     fn every_image(index: DatasetIndex) -> Self {
-        PrepareReport { index, skipped: Vec::new(), converted: BTreeMap::new() }
+        PrepareReport { index, skipped: Vec::new(), converted: BTreeMap::new(), notice: None }
     }
 }
 
@@ -75,6 +140,7 @@ pub fn prepare(
     opts: &PrepareOptions,
     progress: &dyn Fn(u64, u64),
 ) -> Result<PrepareReport> {
+    source.check_labels(opts.labels)?;
     match source {
         PrepareSource::Generated { count, num_classes, seed } => {
             let shapes = GeneratedShapes {
@@ -118,10 +184,12 @@ fn prepare_cifar(
         });
     }
     let files = cifar::batch_files(dir)?;
-    let class_names = cifar::class_names(dir)?;
+    let keep_labels = opts.labels != Labels::None;
+    let class_names = if keep_labels { cifar::class_names(dir)? } else { Vec::new() };
     let mut writer = ShardWriter::create(out, opts.resolution, 3, opts.images_per_shard, opts.force)?;
     for (done, file) in files.iter().enumerate() {
         for (pixels, label) in cifar::read_batch(file)? {
+            let label = if keep_labels { label } else { 0 };
             writer.push(&box_resize(&pixels, cifar::SIDE, 3, opts.resolution), label)?;
         }
         progress(done as u64 + 1, files.len() as u64);
@@ -135,7 +203,17 @@ fn prepare_zip(
     opts: &PrepareOptions,
     progress: &dyn Fn(u64, u64),
 ) -> Result<PrepareReport> {
-    let listing = stylegan_zip::list(path)?;
+    let mut listing = stylegan_zip::list(path)?;
+    match opts.labels {
+        Labels::None => listing.drop_labels(),
+        Labels::DatasetJson if !listing.has_dataset_json => {
+            return Err(Error::Dataset {
+                path: path.join("dataset.json"),
+                message: "not in the archive (--labels dataset-json reads labels from it)".into(),
+            })
+        }
+        _ => {}
+    }
     let mut images_out = Collector::create(out, opts)?;
     let total = listing.names.len() as u64;
     for (batch_no, names) in listing.names.chunks(BATCH).enumerate() {
@@ -156,7 +234,7 @@ fn prepare_folder(
     opts: &PrepareOptions,
     progress: &dyn Fn(u64, u64),
 ) -> Result<PrepareReport> {
-    let (files, class_names) = list_folder(dir)?;
+    let folder::FolderListing { files, class_names, notice } = folder::list(dir, opts.labels)?;
     let mut images_out = Collector::create(out, opts)?;
     let total = files.len() as u64;
     for (batch_no, batch) in files.chunks(BATCH).enumerate() {
@@ -166,7 +244,8 @@ fn prepare_folder(
         }
         progress(((batch_no * BATCH) + batch.len()) as u64, total);
     }
-    images_out.finish(total, dir, class_names)
+    let report = images_out.finish(total, dir, class_names)?;
+    Ok(PrepareReport { notice, ..report })
 }
 
 /// Decoded images on their way into the shards, with what was skipped or converted.
@@ -216,55 +295,8 @@ impl Collector {
             });
         }
         let index = self.writer.finish(class_names)?;
-        Ok(PrepareReport { index, skipped: self.skipped, converted: self.converted })
+        Ok(PrepareReport { index, skipped: self.skipped, converted: self.converted, notice: None })
     }
-}
-
-/// Image files with their labels.
-type LabelledFiles = Vec<(PathBuf, u32)>;
-
-/// Image files with their labels, in a fixed order, and the class names. Sub-folders are
-/// classes (sorted by name); files at the top level, or in a single sub-folder, make an
-/// unlabelled dataset.
-fn list_folder(dir: &Path) -> Result<(LabelledFiles, Vec<String>)> {
-    let bad = |message: String| Error::Dataset { path: dir.to_path_buf(), message };
-    let entries = sorted_entries(dir).map_err(|e| bad(format!("cannot read the folder: {e}")))?;
-    let classes: Vec<PathBuf> = entries.iter().filter(|p| p.is_dir()).cloned().collect();
-    let mut files = Vec::new();
-    let mut class_names = Vec::new();
-    if classes.is_empty() {
-        files.extend(entries.into_iter().filter(|p| is_image(p)).map(|p| (p, 0)));
-    } else if let [only] = classes.as_slice() {
-        // One class is no labelling (a conditional model needs two or more): the folder's images
-        // make an unlabelled dataset, as if they sat at the top level.
-        let inside = sorted_entries(only).map_err(|e| bad(format!("cannot read {}: {e}", only.display())))?;
-        files.extend(inside.into_iter().filter(|p| is_image(p)).map(|p| (p, 0)));
-    } else {
-        for (label, class_dir) in classes.iter().enumerate() {
-            class_names.push(class_dir.file_name().unwrap_or_default().to_string_lossy().into_owned());
-            let inside = sorted_entries(class_dir)
-                .map_err(|e| bad(format!("cannot read {}: {e}", class_dir.display())))?;
-            files.extend(inside.into_iter().filter(|p| is_image(p)).map(|p| (p, label as u32)));
-        }
-    }
-    if files.is_empty() {
-        return Err(bad(
-            "no PNG or JPEG images found (looked at the top level and one level of class folders)".into(),
-        ));
-    }
-    Ok((files, class_names))
-}
-
-fn sorted_entries(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut entries: Vec<PathBuf> =
-        std::fs::read_dir(dir)?.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    entries.sort();
-    Ok(entries)
-}
-
-fn is_image(path: &Path) -> bool {
-    let ext = path.extension().map(|e| e.to_string_lossy().to_lowercase()).unwrap_or_default();
-    path.is_file() && matches!(ext.as_str(), "png" | "jpg" | "jpeg")
 }
 
 /// Applies `f` to `items` on `threads` threads, keeping the order.

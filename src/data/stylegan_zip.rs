@@ -5,8 +5,7 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
-
+use super::{dataset_json, folder};
 use crate::error::{Error, Result};
 
 /// One image file of the archive, read into memory, with its label.
@@ -17,17 +16,21 @@ pub struct ZipImage {
     pub label: u32,
 }
 
-#[derive(Deserialize)]
-struct DatasetJson {
-    labels: Option<Vec<(String, serde_json::Value)>>,
-}
-
 /// The images' names in archive order (sorted by name, as the StyleGAN tools do) and, when the
 /// archive has labels, the class count.
 pub struct ZipListing {
     pub names: Vec<String>,
     pub labels: Option<HashMap<String, u32>>,
     pub num_classes: u32,
+    pub has_dataset_json: bool,
+}
+
+impl ZipListing {
+    /// Takes the images as unlabelled, whatever dataset.json says.
+    pub fn drop_labels(&mut self) {
+        self.labels = None;
+        self.num_classes = 0;
+    }
 }
 
 fn bad(path: &Path, message: String) -> Error {
@@ -46,7 +49,8 @@ pub fn list(path: &Path) -> Result<ZipListing> {
         .file_names()
         .filter(|n| {
             let lower = n.to_lowercase();
-            lower.ends_with(".png") || lower.ends_with(".jpg") || lower.ends_with(".jpeg")
+            let image = lower.ends_with(".png") || lower.ends_with(".jpg") || lower.ends_with(".jpeg");
+            image && !n.split('/').any(folder::is_hidden)
         })
         .map(String::from)
         .collect();
@@ -55,41 +59,18 @@ pub fn list(path: &Path) -> Result<ZipListing> {
         return Err(bad(path, "the archive holds no PNG or JPEG images".into()));
     }
     let json_path = path.join("dataset.json");
+    let has_dataset_json = archive.index_for_name("dataset.json").is_some();
     let labels = match archive.by_name("dataset.json") {
         Err(_) => None,
         Ok(mut entry) => {
             let mut text = String::new();
             entry.read_to_string(&mut text).map_err(|e| bad(&json_path, format!("cannot read: {e}")))?;
-            let parsed: DatasetJson = serde_json::from_str(&text)
-                .map_err(|e| bad(&json_path, format!("not valid dataset.json: {e}")))?;
-            parsed.labels.map(|l| parse_labels(&json_path, l)).transpose()?
+            dataset_json::parse(&json_path, &text, &names)?
         }
     };
-    let mut num_classes = 0;
-    if let Some(labels) = &labels {
-        if labels.len() != names.len() {
-            return Err(bad(&json_path, format!("{} labels for {} images", labels.len(), names.len())));
-        }
-        if let Some(missing) = names.iter().find(|n| !labels.contains_key(*n)) {
-            return Err(bad(&json_path, format!("no label for {missing}")));
-        }
-        num_classes = labels.values().max().map_or(0, |m| m + 1);
-        // Every label 0 is one class, no labelling a conditional model could use: unlabelled.
-        if num_classes == 1 {
-            num_classes = 0;
-        }
-    }
-    Ok(ZipListing { names, labels, num_classes })
-}
-
-fn parse_labels(json_path: &Path, labels: Vec<(String, serde_json::Value)>) -> Result<HashMap<String, u32>> {
-    labels
-        .into_iter()
-        .map(|(name, value)| match value.as_u64() {
-            Some(label) => Ok((name, label as u32)),
-            None => Err(bad(json_path, format!("the label of {name} is {value}, not a class index"))),
-        })
-        .collect()
+    let num_classes = labels.as_ref().map_or(0, |l| l.num_classes);
+    let labels = labels.map(|l| l.by_name);
+    Ok(ZipListing { names, labels, num_classes, has_dataset_json })
 }
 
 /// Reads the images `names` (a slice of the listing) into memory.

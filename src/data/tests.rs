@@ -7,14 +7,7 @@ use super::ImageSource;
 use crate::error::Error;
 
 fn opts(resolution: u32) -> PrepareOptions {
-    PrepareOptions {
-        resolution,
-        images_per_shard: 3,
-        force: false,
-        skip_bad: false,
-        convert: false,
-        threads: 2,
-    }
+    PrepareOptions { images_per_shard: 3, ..PrepareOptions::new(resolution, 2) }
 }
 
 fn no_progress(_: u64, _: u64) {}
@@ -241,7 +234,10 @@ fn stylegan_zip_round_trips_with_its_labels() {
         (0..5u8).map(|i| (format!("00000/img{i:08}.png"), rgb(i, 8, 8))).collect();
     let labels = r#"{"labels": [["00000/img00000000.png", 2], ["00000/img00000001.png", 0], ["00000/img00000002.png", 1], ["00000/img00000003.png", 2], ["00000/img00000004.png", 0]]}"#;
     let archive = dir.path().join("ds.zip");
-    write_zip(&archive, &images, Some(labels));
+    // A zip made on a Mac holds resource forks under __MACOSX/: not images of the dataset.
+    let mut zipped = images.clone();
+    zipped.push(("__MACOSX/00000/._img00000000.png".into(), rgb(9, 8, 8)));
+    write_zip(&archive, &zipped, Some(labels));
     let out = dir.path().join("out");
     let report = prepare(&PrepareSource::StyleganZip(archive.clone()), &out, &opts(8), &no_progress).unwrap();
     assert_eq!((report.index.count, report.index.num_classes), (5, 3));

@@ -111,12 +111,9 @@ fn loader(args: &LoaderArgs) -> anyhow::Result<()> {
             let dir = scratch.join("data");
             let source = PrepareSource::Generated { count: 4096, num_classes: 4, seed: 0 };
             let opts = PrepareOptions {
-                resolution: args.resolution,
                 images_per_shard: 1024,
                 force: true,
-                skip_bad: false,
-                convert: false,
-                threads: 1,
+                ..PrepareOptions::new(args.resolution, 1)
             };
             prepare(&source, &dir, &opts, &|_, _| {})?;
             dir
@@ -164,14 +161,7 @@ fn prepare_bench(args: &PrepareArgs) -> anyhow::Result<()> {
         )?;
     }
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let opts = PrepareOptions {
-        resolution: args.resolution,
-        images_per_shard: 4096,
-        force: true,
-        skip_bad: false,
-        convert: false,
-        threads,
-    };
+    let opts = PrepareOptions { force: true, ..PrepareOptions::new(args.resolution, threads) };
     let started = Instant::now();
     prepare(&PrepareSource::ImageFolder(scratch.join("pngs")), &scratch.join("out"), &opts, &|_, _| {})?;
     let rate = f64::from(args.images) / started.elapsed().as_secs_f64();
