@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use crate::error::{Error, Result};
+
 #[derive(Args, Debug, Clone, PartialEq)]
 pub struct SampleOptions {
     /// Output PNG.
@@ -14,9 +16,10 @@ pub struct SampleOptions {
     /// StyleGAN2 pulls w toward its running mean, w_avg + psi (w - w_avg).
     #[arg(long)]
     pub truncation: Option<f64>,
-    /// Draw every image of this class (default: one row per class).
-    #[arg(long = "class")]
-    pub class: Option<u32>,
+    /// Draw every image of this class, by name (as the dataset's class folder was named) or by
+    /// index (default: one row per class).
+    #[arg(long = "class", value_name = "NAME_OR_INDEX")]
+    pub class: Option<String>,
     /// Seed of the latents.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -30,9 +33,77 @@ impl SampleOptions {
         if let Some(psi) = self.truncation {
             args.extend(["--truncation".to_string(), psi.to_string()]);
         }
-        if let Some(k) = self.class {
-            args.extend(["--class".to_string(), k.to_string()]);
+        if let Some(k) = &self.class {
+            args.extend(["--class".to_string(), k.clone()]);
         }
         args
+    }
+}
+
+/// The label `--class` names: one of `names` (the dataset's class names, in label order; empty
+/// when not recorded), exactly or else ignoring case when that is unambiguous, or an index below
+/// `num_classes` (0 for an unconditional model).
+pub fn resolve_class(arg: &str, num_classes: u32, names: &[String]) -> Result<u32> {
+    if num_classes == 0 {
+        return Err(Error::config("--class", arg, "none: the model is unconditional"));
+    }
+    let names = if names.len() == num_classes as usize { names } else { &[] };
+    if let Some(k) = names.iter().position(|n| n == arg) {
+        return Ok(k as u32);
+    }
+    let folded: Vec<usize> = (0..names.len()).filter(|&k| names[k].eq_ignore_ascii_case(arg)).collect();
+    if let [k] = folded.as_slice() {
+        return Ok(*k as u32);
+    }
+    match arg.parse::<u32>() {
+        Ok(k) if k < num_classes => Ok(k),
+        _ => Err(Error::config("--class", arg, allowed_classes(num_classes, names))),
+    }
+}
+
+/// "an index 0..9 or a name: airplane, automobile, ..." for the error of a `--class` not found.
+fn allowed_classes(num_classes: u32, names: &[String]) -> String {
+    const SHOWN: usize = 12;
+    let indices = format!("a class index 0..{}", num_classes - 1);
+    if names.is_empty() {
+        return indices;
+    }
+    let mut listed = names.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", ");
+    if names.len() > SHOWN {
+        listed += &format!(", ... ({} in all)", names.len());
+    }
+    format!("{indices} or a name: {listed}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_class_is_named_or_numbered() {
+        let afhq = names(&["cat", "dog", "wild"]);
+        assert_eq!(resolve_class("dog", 3, &afhq).unwrap(), 1);
+        assert_eq!(resolve_class("Wild", 3, &afhq).unwrap(), 2, "case is ignored when unambiguous");
+        assert_eq!(resolve_class("0", 3, &afhq).unwrap(), 0);
+        let err = resolve_class("horse", 3, &afhq).unwrap_err().to_string();
+        assert!(err.contains("got horse, allowed: a class index 0..2 or a name: cat, dog, wild"), "{err}");
+        let err = resolve_class("3", 3, &afhq).unwrap_err().to_string();
+        assert!(err.contains("allowed: a class index 0..2"), "{err}");
+        // Names come first: FFHQ-style numbered names are not indices.
+        let chunks = names(&["00000", "01000"]);
+        assert_eq!(resolve_class("01000", 2, &chunks).unwrap(), 1);
+        // Without recorded names (or with names that do not fit the model), indices only.
+        assert_eq!(resolve_class("1", 2, &[]).unwrap(), 1);
+        let err = resolve_class("dog", 2, &afhq).unwrap_err().to_string();
+        assert!(err.contains("allowed: a class index 0..1") && !err.contains("cat"), "{err}");
+        let err = resolve_class("0", 0, &[]).unwrap_err().to_string();
+        assert!(err.contains("the model is unconditional"), "{err}");
+        let many: Vec<String> = (0..20).map(|k| format!("n{k:08}")).collect();
+        let err = resolve_class("x", 20, &many).unwrap_err().to_string();
+        assert!(err.contains("n00000011, ... (20 in all)"), "{err}");
     }
 }

@@ -707,7 +707,8 @@ fn ckpt_commands_list_verify_and_export() {
         .output()
         .unwrap();
     assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
-    assert!(stderr(&bad).contains("--class") && stderr(&bad).contains("0..3"), "{}", stderr(&bad));
+    let err = stderr(&bad);
+    assert!(err.contains("--class") && err.contains("0..3 or a name: disc, square, triangle"), "{err}");
     // Export G_ema and read it back in Python with the reference safetensors package.
     let out_file = dir.path().join("g_ema.safetensors");
     let export =
@@ -732,16 +733,20 @@ fn ckpt_commands_list_verify_and_export() {
 
     // `sample` takes the exported file, or the run's final one, as it takes the checkpoint: the
     // same grid from the same G_ema. Another safetensors file is refused, naming it.
-    let sample_of = |source: &Path, png: &str| {
+    let sample_of = |source: &Path, png: &str, class: &str| {
         let path = dir.path().join(png);
         let out =
-            gan_launch().arg("sample").arg(source).arg("--out").arg(&path).args(["--class", "1"]).output();
+            gan_launch().arg("sample").arg(source).arg("--out").arg(&path).args(["--class", class]).output();
         let out = out.unwrap();
         assert!(out.status.success(), "{}: {}", source.display(), stderr(&out));
         std::fs::read(path).unwrap()
     };
-    assert_eq!(sample_of(&out_file, "exported.png"), sample_of(&run_dir, "checkpoint.png"));
-    sample_of(&run_dir.join("g_ema-final.safetensors"), "final.png");
+    let by_index = sample_of(&out_file, "exported.png", "1");
+    assert_eq!(by_index, sample_of(&run_dir, "checkpoint.png", "1"));
+    sample_of(&run_dir.join("g_ema-final.safetensors"), "final.png", "1");
+    // Classes go by the dataset's names too, which checkpoints and G_ema files record.
+    assert_eq!(by_index, sample_of(&out_file, "named.png", "square"));
+    assert_eq!(by_index, sample_of(&run_dir, "named-ckpt.png", "Square"));
     let tensors_only = ckpt_dir(dir.path()).join("step-00000008/g.safetensors");
     let bad = gan_launch().arg("sample").arg(&tensors_only).arg("--out").arg(&grid).output().unwrap();
     assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));

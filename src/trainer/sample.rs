@@ -9,7 +9,7 @@ use tch::{nn, Device};
 use crate::ckpt;
 use crate::models::{self, NetSpec};
 use crate::train::samples::SampleGrid;
-use gan_core::sample_options::SampleOptions;
+use gan_core::sample_options::{resolve_class, SampleOptions};
 use gan_core::Error;
 
 #[derive(Args, Debug)]
@@ -31,23 +31,15 @@ pub fn run(args: &SampleArgs) -> anyhow::Result<()> {
         }
     }
     let classes = if cfg.model.conditional { cfg.data.num_classes } else { 0 };
-    if let Some(k) = opts.class {
-        if k >= classes {
-            let allowed = if classes == 0 {
-                "none: the model is unconditional".to_string()
-            } else {
-                format!("0..{}", classes - 1)
-            };
-            return Err(Error::config("--class", k, allowed).into());
-        }
-    }
+    let names = source.dataset().map(|d| d.classes).unwrap_or_default();
+    let class = opts.class.as_deref().map(|arg| resolve_class(arg, classes, &names)).transpose()?;
     let device = if tch::Cuda::is_available() { Device::Cuda(0) } else { Device::Cpu };
     let spec = NetSpec::from_config(&cfg);
     let vs = nn::VarStore::new(device);
     let g_ema = models::generator(cfg.model.arch, &spec, vs.root());
     source.load(&vs)?;
     let truncation = opts.truncation.map(|psi| (psi, g_ema.truncation()));
-    let grid = SampleGrid::with_options(spec.z_dim, classes, opts.seed, device, truncation, opts.class);
+    let grid = SampleGrid::with_options(spec.z_dim, classes, opts.seed, device, truncation, class);
     grid.write(g_ema.as_ref(), &opts.out)?;
     println!("wrote {}", opts.out.display());
     Ok(())

@@ -37,7 +37,7 @@ pub fn checkpoint(s: &mut Setup, pos: Position) -> Result<f64> {
     }
     tracing::info!(
         step = pos.step,
-        "checkpoint at step {} ({:.1} kimg): training paused {paused:.3} s (state copy {copied:.3} s){}",
+        "checkpoint at step {} ({:.3} kimg): training paused {paused:.3} s (state copy {copied:.3} s){}",
         pos.step,
         pos.cur_nimg as f64 / 1000.0,
         if s.cfg.checkpoint.background { ", files written in the background" } else { "" }
