@@ -95,6 +95,17 @@ fn print_start(cfg: &config::RunConfig) {
         _ => String::new(),
     };
     println!("# start: {}{init}", start.describe(&cfg.run_dir()));
+    if let Some(from) = &start.from {
+        match config::load_resolved(&from.dir.join("config.yaml")) {
+            Ok(saved) => {
+                let changes = config::diff::changes(&saved, cfg);
+                if !changes.is_empty() {
+                    println!("# changed since the checkpoint: {}", config::diff::describe(&changes));
+                }
+            }
+            Err(e) => println!("# cannot compare the config with the checkpoint's: {e}"),
+        }
+    }
 }
 
 /// The checkpoints the start takes its state from are there (`checkpoint::check_start_paths`).

@@ -236,10 +236,25 @@ fn the_world_size_and_batch_may_change_across_a_resume() {
         stdout(&status)
     );
     assert!(stdout(&status).contains("every rank has ended: finished at step 24"), "{}", stdout(&status));
-    // A smaller batch goes on from the images done (0.768 kimg), 16 images a step, and says so.
+    // A smaller batch goes on from the images done (0.768 kimg), 16 images a step, and says so;
+    // `plan` and the start name every setting changed since the checkpoint was written.
+    let plan = gan_launch()
+        .args(["plan", "--gpus", "1"])
+        .arg(shipped_config("ci-tiny.yaml"))
+        .args(["--set", &format!("run.dir={}", dir.path().display()), "--set", "train.batch_size=16"])
+        .output()
+        .unwrap();
+    let changed = "train.batch_size: 32 -> 16";
+    let plan_out = stdout(&plan);
+    assert!(
+        plan_out.contains("# changed since the checkpoint: ") && plan_out.contains(changed),
+        "{plan_out}"
+    );
     let (out, err) = run(job(dir.path(), 1, 1.024).args(["--set", "train.batch_size=16"]));
     assert!(out.status.success(), "{err}");
     assert!(err.contains("resuming with train.batch_size 16 where the checkpoint's run used 32"), "{err}");
+    assert!(err.contains("this start changes 2 setting(s) from the checkpoint's: "), "{err}");
+    assert!(err.contains(changed) && err.contains("train.total_kimg: 0.768 -> 1.024"), "{err}");
     assert_eq!((resumed_step(&err), latest_step(dir.path())), (Some(24), Some(40)));
 }
 

@@ -1,6 +1,7 @@
 //! Run configuration: the typed schema, layered loading (file -> `GAN_*` environment -> `--set`),
 //! cross-section validation, and the per-rank plan derived from it. Torch-free, so the launcher
 //! validates a config in milliseconds before any rank starts.
+pub mod diff;
 mod enums;
 mod load;
 pub mod memory;

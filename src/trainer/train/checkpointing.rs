@@ -105,6 +105,25 @@ fn snapshot(s: &Setup, pos: Position, ranks: Vec<RankState>) -> Result<Snapshot>
     })
 }
 
+/// Logs the settings this start changes from those the checkpoint in `dir` was trained with
+/// (before its tensors load, so a changed `model.*` key shows above the shape error it causes).
+pub fn report_config_changes(dir: &std::path::Path, cfg: &gan_core::config::RunConfig) {
+    use gan_core::config::{diff, load_resolved};
+    match load_resolved(&dir.join("config.yaml")) {
+        Ok(saved) => {
+            let changes = diff::changes(&saved, cfg);
+            if !changes.is_empty() {
+                tracing::info!(
+                    "this start changes {} setting(s) from the checkpoint's: {}",
+                    changes.len(),
+                    diff::describe(&changes)
+                );
+            }
+        }
+        Err(e) => tracing::warn!("cannot compare the config with the checkpoint's: {e}"),
+    }
+}
+
 /// Logs how the resumed state relates to this start, and warns when a rank's random stream is
 /// not the one the checkpoint recorded (another seed or another world size: training continues
 /// correctly, but not bit-identically to an uninterrupted run).
@@ -131,7 +150,7 @@ pub fn report_resume(s: &Setup, resumed: &ckpt::Resumed, load_secs: f64) {
         // for the new batch behind the user's back, but they should know the run changed.
         tracing::warn!(
             "resuming with train.batch_size {} where the checkpoint's run used {}: training goes on from \
-             {:.1} kimg at the new batch, with the configured learning rates (not rescaled)",
+             {:.3} kimg at the new batch, with the configured learning rates (not rescaled)",
             s.cfg.train.batch_size,
             state.batch_size,
             state.cur_nimg as f64 / 1000.0
@@ -140,7 +159,7 @@ pub fn report_resume(s: &Setup, resumed: &ckpt::Resumed, load_secs: f64) {
     if s.is_rank0() {
         tracing::info!(
             path = %resumed.dir.display(),
-            "resumed at step {} ({:.1} kimg, tick {}) from a checkpoint written by {saved_world} rank(s){}; \
+            "resumed at step {} ({:.3} kimg, tick {}) from a checkpoint written by {saved_world} rank(s){}; \
              verified and loaded {:.1} MB in {load_secs:.2} s",
             state.step,
             state.cur_nimg as f64 / 1000.0,

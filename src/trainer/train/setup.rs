@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tch::{nn, Device, Kind, Tensor};
 
-use super::checkpointing::{report_resume, Position};
+use super::checkpointing::{report_config_changes, report_resume, Position};
 use super::ema::{Buffers, Ema};
 use super::labels::FakeLabels;
 use super::optim::Adam;
@@ -202,6 +202,9 @@ impl Setup {
         let mut init_source = resumed.as_ref().and_then(|r| r.state.init_from.clone());
         match (&resumed, &cfg.checkpoint.init_from) {
             (Some(r), _) => {
+                if pg.rank() == 0 {
+                    report_config_changes(&r.dir, &cfg);
+                }
                 ckpt::check_dataset(r, &cfg, &dataset)?;
                 ckpt::restore_into(r, &cfg, RestoreTargets { nets, g_opt: &mut g_opt, d_opt: &mut d_opt })?;
             }
