@@ -95,6 +95,9 @@ pub fn run(args: &JobArgs, cfg: &RunConfig, node: &NodeSetup) -> anyhow::Result<
             )?)
         }
     };
+    if let Some(group) = &mut group {
+        group.check_same_job(cfg, &run_dir)?;
+    }
     let watchdog = Watchdog {
         heartbeat_timeout: Duration::from_secs(cfg.dist.heartbeat_timeout_secs),
         startup_timeout: Duration::from_secs(cfg.dist.connect_timeout_secs + cfg.dist.heartbeat_timeout_secs),

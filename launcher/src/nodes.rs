@@ -1,10 +1,18 @@
 //! Launchers of a multi-node job agreeing through the store on node 0: all nodes present with the
-//! same number of ranks before any rank starts, a failure or a stop signal on one node reaching
-//! every node, restarts taken together, and node 0 keeping the store up until every node is done.
-use std::time::Duration;
+//! same number of ranks, settings, dataset and (shared) run directory before any rank starts, a
+//! failure or a stop signal on one node reaching every node, restarts taken together, and node 0
+//! keeping the store up until every node is done.
+use std::path::Path;
+use std::time::{Duration, Instant};
 
+use gan_core::config::{self, diff, RunConfig};
+use gan_core::data::identity::DatasetIdentity;
 use gan_core::rendezvous::StoreClient;
 use gan_core::{Error, Result};
+
+/// How long a node looks for node 0's probe file: a shared file system may show a new file to
+/// other clients a moment late.
+const PROBE_WAIT: Duration = Duration::from_secs(5);
 
 /// What another node said during an attempt.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -67,6 +75,99 @@ impl NodeGroup {
             }
         }
         Ok(NodeGroup { store, node_rank, nodes, timeout })
+    }
+
+    /// Checks that every node runs node 0's job: the same settings (a config edited on one node, or
+    /// a `GAN_*` variable set on one, would train its ranks apart from the others'), the same
+    /// dataset, and the same run directory through storage every node shares (every rank resumes
+    /// from the checkpoints rank 0 writes there; without it, a restart finds them on node 0 only).
+    pub fn check_same_job(&mut self, cfg: &RunConfig, run_dir: &Path) -> Result<()> {
+        let dataset = DatasetIdentity::of(&cfg.data, cfg.run.seed)?.id;
+        if self.node_rank == 0 {
+            return self.publish_job(cfg, run_dir, &dataset);
+        }
+        let verdict = self.compare_job(cfg, run_dir, &dataset);
+        let report = match &verdict {
+            Ok(()) => "ok".to_string(),
+            Err(e) => e.to_string(),
+        };
+        self.store.set(&format!("job/checked/{}", self.node_rank), report.as_bytes())?;
+        verdict
+    }
+
+    /// Node 0: puts its settings, dataset and a probe file in the run directory where the other
+    /// nodes look, then waits for each node's verdict.
+    fn publish_job(&mut self, cfg: &RunConfig, run_dir: &Path, dataset: &str) -> Result<()> {
+        let probe = format!(".node-0-probe-{}", gan_core::rendezvous::new_token());
+        std::fs::create_dir_all(run_dir).map_err(Error::io("create", run_dir))?;
+        let probe_path = run_dir.join(&probe);
+        std::fs::write(&probe_path, probe.as_bytes()).map_err(Error::io("write", &probe_path))?;
+        self.store.set("job/config", config::to_yaml(cfg).as_bytes())?;
+        self.store.set("job/dataset", dataset.as_bytes())?;
+        self.store.set("job/probe", probe.as_bytes())?;
+        let mut verdict = Ok(());
+        for node in 1..self.nodes {
+            let what = format!("node {node}'s check of the job");
+            let report = self.store.get(&format!("job/checked/{node}"), self.timeout, &what);
+            let report = report.map(|r| String::from_utf8_lossy(&r).into_owned());
+            match report {
+                Ok(ok) if ok == "ok" => {}
+                Ok(failed) => {
+                    let _ = self.report_failure(0, &failed);
+                    verdict = Err(Error::Env(failed));
+                    break;
+                }
+                Err(e) => {
+                    verdict = Err(e);
+                    break;
+                }
+            }
+        }
+        let _ = std::fs::remove_file(&probe_path);
+        verdict
+    }
+
+    /// Another node: compares its settings and dataset with node 0's and looks for the probe file.
+    fn compare_job(&mut self, cfg: &RunConfig, run_dir: &Path, dataset: &str) -> Result<()> {
+        let me = self.node_rank;
+        let theirs = self.store.get("job/config", self.timeout, "node 0's settings")?;
+        let theirs =
+            config::parse_resolved(&String::from_utf8_lossy(&theirs), Path::new("(node 0's config)"))?;
+        // Every key, paths too: the ranks of every node read the one resolved config the
+        // launchers write in the shared run directory.
+        let changes = diff::changes(&theirs, cfg);
+        if !changes.is_empty() {
+            return Err(Error::Env(format!(
+                "node {me}'s settings differ from node 0's: {} (node 0's value first); every node must \
+                 run the same config, flags and GAN_* variables",
+                diff::describe(&changes)
+            )));
+        }
+        let their_dataset = self.store.get("job/dataset", self.timeout, "node 0's dataset")?;
+        let their_dataset = String::from_utf8_lossy(&their_dataset);
+        if their_dataset != dataset {
+            return Err(Error::Env(format!(
+                "node {me} reads another dataset than node 0 ({dataset} here, {their_dataset} on node 0): \
+                 data.path must hold the same prepared dataset on every node"
+            )));
+        }
+        let probe = self.store.get("job/probe", self.timeout, "node 0's probe file")?;
+        let probe = String::from_utf8_lossy(&probe).into_owned();
+        let deadline = Instant::now() + PROBE_WAIT;
+        while std::fs::read_to_string(run_dir.join(&probe)).ok().as_deref() != Some(probe.as_str()) {
+            if Instant::now() > deadline {
+                return Err(Error::RunDir {
+                    path: run_dir.to_path_buf(),
+                    message: format!(
+                        "node {me} cannot see the file node 0 wrote in it: the run directory must be on \
+                         storage every node shares (NFS, Lustre, a ReadWriteMany volume), as every rank \
+                         resumes from the checkpoints rank 0 writes there"
+                    ),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(())
     }
 
     /// Tells the other nodes this node's ranks failed in `attempt`.

@@ -296,9 +296,6 @@ fn failed_checkpoint_writes_keep_training_and_the_final_g_ema() {
     }
 }
 
-/// A preemption whose checkpoint cannot be written (a full disk) still exits for a requeue: the
-/// requeued job resumes from the newest checkpoint that verifies, where exiting 1 would have
-/// ended the job for good. The trained G_ema is saved apart, and `status` says what happened.
 /// A 4 MiB tmpfs, unmounted when dropped (mounting needs root, as the SLURM cluster does).
 struct SmallDisk(tempfile::TempDir);
 
@@ -354,6 +351,9 @@ fn a_disk_that_fills_up_mid_run_fails_only_the_final_write() {
     assert!(status.contains("failed: write ") && status.contains("No space left on device"), "{status}");
 }
 
+/// A preemption whose checkpoint cannot be written (a full disk) still exits for a requeue: the
+/// requeued job resumes from the newest checkpoint that verifies, where exiting 1 would have
+/// ended the job for good. The trained G_ema is saved apart, and `status` says what happened.
 #[test]
 fn a_preemption_whose_checkpoint_fails_still_asks_for_a_requeue() {
     gan_train_path();

@@ -12,7 +12,8 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// Starts the launcher of `node` of `nodes`, each with `gpus` ranks, in its own run directory.
+/// Starts the launcher of `node` of `nodes`, each with `gpus` ranks, in the run directory they
+/// share (`dir/shared`), as multi-node runs need.
 fn start_node(dir: &Path, node: u32, nodes: u32, gpus: u32, port: u16, extra: &[&str]) -> Child {
     node_command(dir, node, nodes, gpus, port, extra).spawn().unwrap()
 }
@@ -25,7 +26,7 @@ fn node_command(dir: &Path, node: u32, nodes: u32, gpus: u32, port: u16, extra: 
         .args(["--nodes", &nodes.to_string(), "--node-rank", &node.to_string(), "--gpus", &gpus.to_string()])
         .args(["--master-addr", "127.0.0.1", "--master-port", &port.to_string()])
         .arg(shipped_config("ci-tiny.yaml"))
-        .args(["--set", &format!("run.dir={}", dir.join(format!("node{node}")).display())])
+        .args(["--set", &format!("run.dir={}", dir.join("shared").display())])
         .args(extra)
         .stderr(Stdio::piped());
     command
@@ -57,7 +58,7 @@ fn four_nodes_of_two_ranks_train_as_one_job() {
         for local in 0..2 {
             let rank = node * 2 + local;
             let log =
-                std::fs::read_to_string(dir.path().join(format!("node{node}/ci-tiny/logs/rank-{rank}.log")))
+                std::fs::read_to_string(dir.path().join(format!("shared/ci-tiny/logs/rank-{rank}.log")))
                     .unwrap();
             let line = log
                 .lines()
@@ -68,7 +69,7 @@ fn four_nodes_of_two_ranks_train_as_one_job() {
         }
     }
     assert!(last_hashes.iter().all(|h| h == &last_hashes[0]), "{last_hashes:?}");
-    assert!(std::fs::read_to_string(dir.path().join("node0/ci-tiny/logs/rank-0.log"))
+    assert!(std::fs::read_to_string(dir.path().join("shared/ci-tiny/logs/rank-0.log"))
         .unwrap()
         .contains("world=8"));
 }
@@ -81,7 +82,7 @@ fn a_rank_killed_on_one_node_stops_every_node() {
     let long = ["--set", "train.total_kimg=1000"];
     let nodes: Vec<Child> = (0..2).map(|n| start_node(dir.path(), n, 2, 1, port, &long)).collect();
     // Wait until node 1's rank (rank 1) trains, then kill it.
-    wait_for_heartbeat(&dir.path().join("node1/ci-tiny/heartbeat/rank-1"));
+    wait_for_heartbeat(&dir.path().join("shared/ci-tiny/heartbeat/rank-1"));
     let rank1 =
         std::fs::read_to_string(format!("/proc/{}/task/{}/children", nodes[1].id(), nodes[1].id())).unwrap();
     let killed_at = Instant::now();
@@ -95,17 +96,14 @@ fn a_rank_killed_on_one_node_stops_every_node() {
 }
 
 /// Rank 1, node 1's only rank, hangs inside a step; rank 0 on node 0 waits for it in a
-/// collective. The run directory is shared, as multi-node runs need, so whichever launcher's
-/// watchdog fires first reads both records and blames rank 1 with what it is doing, and every
-/// node stops.
+/// collective. The run directory is shared, so whichever launcher's watchdog fires first reads
+/// both records and blames rank 1 with what it is doing, and every node stops.
 #[test]
 fn a_rank_hung_on_another_node_is_named_by_every_node() {
     gan_train_path();
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let shared = format!("run.dir={}", dir.path().join("shared").display());
-    let extra =
-        ["--set", "train.total_kimg=1000", "--set", "dist.heartbeat_timeout_secs=5", "--set", &shared];
+    let extra = ["--set", "train.total_kimg=1000", "--set", "dist.heartbeat_timeout_secs=5"];
     let nodes: Vec<Child> = (0..2)
         .map(|n| {
             node_command(dir.path(), n, 2, 1, port, &extra)
@@ -208,7 +206,7 @@ fn a_signal_on_one_node_stops_every_node_cleanly_at_the_same_step() {
     let long = ["--set", "train.total_kimg=1000"];
     let nodes: Vec<Child> = (0..2).map(|n| start_node(dir.path(), n, 2, 1, port, &long)).collect();
     for node in 0..2 {
-        wait_for_heartbeat(&dir.path().join(format!("node{node}/ci-tiny/heartbeat/rank-{node}")));
+        wait_for_heartbeat(&dir.path().join(format!("shared/ci-tiny/heartbeat/rank-{node}")));
     }
     unsafe { libc::kill(nodes[1].id() as i32, libc::SIGINT) };
     let outputs: Vec<_> = nodes.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
@@ -216,10 +214,113 @@ fn a_signal_on_one_node_stops_every_node_cleanly_at_the_same_step() {
     for (node, out) in outputs.iter().enumerate() {
         assert_eq!(out.status.code(), Some(130), "node {node}: {}", stderr(out));
         let log =
-            std::fs::read_to_string(dir.path().join(format!("node{node}/ci-tiny/logs/rank-{node}.log")))
-                .unwrap();
+            std::fs::read_to_string(dir.path().join(format!("shared/ci-tiny/logs/rank-{node}.log"))).unwrap();
         let line = log.lines().find(|l| l.contains("stopped by signal")).unwrap_or_else(|| panic!("{log}"));
         steps.push(line.split("step=").nth(1).unwrap().trim().to_string());
     }
     assert_eq!(steps[0], steps[1], "both ranks stop after the same step");
+}
+
+/// `command` run in a mount namespace of its own in which `mount_script` (sh, with `$1` the
+/// directory to cover) has changed what a path holds: node 1's view of the file system differs
+/// from node 0's, as on a cluster where the run directory is not on shared storage.
+fn with_private_mounts(command: &Command, mount_script: &str, target: &Path) -> Command {
+    let mut wrapped = Command::new("unshare");
+    wrapped
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(format!("{mount_script} && shift && exec \"$@\""))
+        .args(["sh"])
+        .arg(target)
+        .arg(command.get_program())
+        .args(command.get_args())
+        .stderr(Stdio::piped());
+    for (key, value) in command.get_envs() {
+        match value {
+            Some(value) => wrapped.env(key, value),
+            None => wrapped.env_remove(key),
+        };
+    }
+    wrapped
+}
+
+/// Both launchers of a job that failed its cross-node check, with their stderr.
+fn failed_pair(mut node0: Command, mut node1: Command) -> (String, String) {
+    let (a, b) = (node0.spawn().unwrap(), node1.spawn().unwrap());
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert_eq!((a.status.code(), b.status.code()), (Some(2), Some(2)), "{}\n{}", stderr(&a), stderr(&b));
+    (stderr(&a), stderr(&b))
+}
+
+/// Before any rank starts, every node checks it runs node 0's job: the same settings, the same
+/// dataset, and the run directory on storage both see (simulated with a mount namespace in which
+/// node 1's run directory or dataset path holds something else).
+#[test]
+fn every_node_runs_node_0s_job_in_a_shared_run_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let shared = dir.path().join("shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    let port = free_port();
+    let lr = ["--set", "train.g_opt.lr=0.001"];
+    let (err0, err1) = failed_pair(
+        node_command(dir.path(), 0, 2, 1, port, &[]),
+        node_command(dir.path(), 1, 2, 1, port, &lr),
+    );
+    let differ = "node 1's settings differ from node 0's: train.g_opt.lr: 0.002 -> 0.001";
+    assert!(err0.contains(differ) && err1.contains(differ), "{err0}\n{err1}");
+
+    let port = free_port();
+    let node1 = node_command(dir.path(), 1, 2, 1, port, &[]);
+    let private = with_private_mounts(&node1, "mount -t tmpfs tmpfs \"$1\"", &shared);
+    let (err0, err1) = failed_pair(node_command(dir.path(), 0, 2, 1, port, &[]), private);
+    let unseen = "node 1 cannot see the file node 0 wrote in it: the run directory must be on storage every node shares";
+    assert!(err0.contains(unseen) && err1.contains(unseen), "{err0}\n{err1}");
+    assert!(!shared.join("ci-tiny/logs/rank-0.log").exists(), "no rank started");
+    let probes = std::fs::read_dir(shared.join("ci-tiny"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with(".node-0-probe"));
+    assert_eq!(probes.count(), 0, "node 0 removes its probe file");
+
+    // The same data.path holding another dataset on node 1.
+    let prepare = |out: &Path, seed: &str| {
+        let status = gan_launch()
+            .args([
+                "data",
+                "prepare",
+                "--from",
+                "generated",
+                "--resolution",
+                "16",
+                "--count",
+                "64",
+                "--seed",
+                seed,
+            ])
+            .arg("--out")
+            .arg(out)
+            .output()
+            .unwrap();
+        assert!(status.status.success(), "{}", stderr(&status));
+    };
+    let (data, other) = (dir.path().join("data"), dir.path().join("other"));
+    prepare(&data, "1");
+    prepare(&other, "2");
+    let on_data = [
+        "--set".to_string(),
+        "data.source=prepared".into(),
+        "--set".into(),
+        format!("data.path={}", data.display()),
+    ];
+    let on_data: Vec<&str> = on_data.iter().map(String::as_str).collect();
+    let port = free_port();
+    let node1 = node_command(dir.path(), 1, 2, 1, port, &on_data);
+    let remount = format!("mount --bind '{}' \"$1\"", other.display());
+    let (err0, err1) = failed_pair(
+        node_command(dir.path(), 0, 2, 1, port, &on_data),
+        with_private_mounts(&node1, &remount, &data),
+    );
+    let another = "node 1 reads another dataset than node 0";
+    assert!(
+        err0.contains(another) && err1.contains("data.path must hold the same prepared dataset"),
+        "{err0}\n{err1}"
+    );
 }
