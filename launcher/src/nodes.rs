@@ -102,6 +102,7 @@ impl NodeGroup {
         std::fs::create_dir_all(run_dir).map_err(Error::io("create", run_dir))?;
         let probe_path = run_dir.join(&probe);
         std::fs::write(&probe_path, probe.as_bytes()).map_err(Error::io("write", &probe_path))?;
+        self.store.set("job/build", build().as_bytes())?;
         self.store.set("job/config", config::to_yaml(cfg).as_bytes())?;
         self.store.set("job/dataset", dataset.as_bytes())?;
         self.store.set("job/probe", probe.as_bytes())?;
@@ -130,6 +131,8 @@ impl NodeGroup {
     /// Another node: compares its settings and dataset with node 0's and looks for the probe file.
     fn compare_job(&mut self, cfg: &RunConfig, run_dir: &Path, dataset: &str) -> Result<()> {
         let me = self.node_rank;
+        let their_build = self.store.get("job/build", self.timeout, "node 0's build")?;
+        same_build(me, &String::from_utf8_lossy(&their_build), &build())?;
         let theirs = self.store.get("job/config", self.timeout, "node 0's settings")?;
         let theirs =
             config::parse_resolved(&String::from_utf8_lossy(&theirs), Path::new("(node 0's config)"))?;
@@ -222,5 +225,38 @@ impl NodeGroup {
             std::thread::sleep(Duration::from_millis(10));
         }
         Ok(())
+    }
+}
+
+/// This gan-launch's version and commit.
+fn build() -> String {
+    format!("{} ({})", gan_core::rundir::CRATE_VERSION, gan_core::rundir::GIT_COMMIT)
+}
+
+/// Node `me` runs the build node 0 runs: nodes that pulled different images under one tag (or
+/// run different checkouts) would train with different code, and their checkpoints would say
+/// only rank 0's.
+fn same_build(me: u32, theirs: &str, mine: &str) -> Result<()> {
+    if theirs == mine {
+        return Ok(());
+    }
+    Err(Error::Env(format!(
+        "node {me} runs gan-launch {mine} but node 0 runs {theirs}: every node must run the same build \
+         (pin the image by digest rather than by a tag)"
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nodes_must_run_one_build() {
+        assert!(same_build(1, &build(), &build()).is_ok());
+        let err = same_build(2, "0.1.0 (abc)", "0.1.0 (def-dirty)").unwrap_err().to_string();
+        assert!(
+            err.contains("node 2 runs gan-launch 0.1.0 (def-dirty) but node 0 runs 0.1.0 (abc)"),
+            "{err}"
+        );
     }
 }
