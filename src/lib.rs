@@ -41,6 +41,7 @@ pub mod logging;
 pub mod metrics;
 pub mod rendezvous;
 pub mod rng;
+pub mod run_lock;
 pub mod rundir;
 pub mod sample_options;
 

@@ -10,6 +10,7 @@ use gan_core::error::{EXIT_DIVERGED, EXIT_USER_ERROR};
 use gan_core::heartbeat;
 use gan_core::launch_env::RankEnv;
 use gan_core::rendezvous::{self, StoreServer, TOKEN_ENV};
+use gan_core::run_lock::{self, RunLock};
 use gan_core::Error;
 
 use crate::cli::JobArgs;
@@ -62,6 +63,11 @@ impl NodeSetup {
 pub fn run(args: &JobArgs, cfg: &RunConfig, node: &NodeSetup) -> anyhow::Result<ExitCode> {
     let trainer = supervise::trainer_path(args.trainer.as_deref())?;
     let run_dir = cfg.run_dir();
+    // Node 0 holds the run for the job's life (other nodes share its directory).
+    let _lock = match node.node_rank {
+        0 => Some(RunLock::acquire(&run_dir, run_lock::REMOTE_WAIT)?),
+        _ => None,
+    };
     let resolved = run_dir.join("config.yaml");
     config::save_resolved(cfg, &resolved)?;
     let plans: Vec<_> = config::plan(cfg, HostFacts::detect())

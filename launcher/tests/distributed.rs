@@ -326,3 +326,45 @@ fn bench_flight_prints_the_recording_cost() {
         );
     }
 }
+
+/// A second job on a run that a job is training (submitted twice, or a requeue while the old job
+/// still runs) is refused before it touches anything, naming the job that holds the run, whether
+/// it is started by the launcher or the trainer on its own; once the first ends, the run goes on.
+#[test]
+fn a_second_job_on_a_running_run_is_refused() {
+    gan_train_path();
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = gan_launch()
+        .args(launch_args(dir.path(), 2))
+        .args(["--set", "train.total_kimg=1000", "--set", "checkpoint.every_ticks=1"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let run_dir = dir.path().join("ci-tiny");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !run_dir.join("checkpoints/latest").exists() {
+        assert!(Instant::now() < deadline, "the first job never checkpointed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let holder = format!("another job holds the run: pid {} on ", first.id());
+    let second = gan_launch().args(launch_args(dir.path(), 1)).output().unwrap();
+    assert_eq!(second.status.code(), Some(2), "{}", stderr(&second));
+    assert!(stderr(&second).contains(&holder), "{}", stderr(&second));
+    let alone = std::process::Command::new(gan_train_path())
+        .arg(shipped_config("ci-tiny.yaml"))
+        .args(["--set", &format!("run.dir={}", dir.path().display())])
+        .output()
+        .unwrap();
+    assert_eq!(alone.status.code(), Some(2), "{}", stderr(&alone));
+    assert!(stderr(&alone).contains(&holder), "{}", stderr(&alone));
+    assert!(!stderr(&second).contains("rank 0"), "no rank of the second job started");
+
+    unsafe { libc::kill(first.id() as i32, libc::SIGINT) };
+    let out = first.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    let third =
+        gan_launch().args(launch_args(dir.path(), 1)).args(["--set", "train.total_kimg=0.032"]).output();
+    let third = third.unwrap();
+    let err = stderr(&third);
+    assert!(err.contains("resumed at step"), "the run goes on once the first job has ended: {err}");
+}

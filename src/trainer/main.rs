@@ -31,6 +31,7 @@ use gan_core::heartbeat::HEARTBEAT_ENV;
 use gan_core::launch_env::RankEnv;
 use gan_core::logging::{self, Role};
 use gan_core::rendezvous::StoreClient;
+use gan_core::run_lock::{self, RunLock};
 use gan_core::Error;
 use train::Setup;
 
@@ -110,6 +111,11 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         config::load_resolved(config_path)?
     } else {
         config::load(config_path, &args.sets)?
+    };
+    // On its own (no launcher, which holds the run otherwise), the trainer holds the run itself.
+    let _lock = match env {
+        None => Some(RunLock::acquire(&cfg.run_dir(), run_lock::REMOTE_WAIT)?),
+        Some(_) => None,
     };
     let env = env.unwrap_or_else(|| RankEnv::single(cfg.dist.master_port));
     logging::init(
