@@ -334,7 +334,7 @@ fn bench_flight_prints_the_recording_cost() {
 fn a_second_job_on_a_running_run_is_refused() {
     gan_train_path();
     let dir = tempfile::tempdir().unwrap();
-    let mut first = gan_launch()
+    let first = gan_launch()
         .args(launch_args(dir.path(), 2))
         .args(["--set", "train.total_kimg=1000", "--set", "checkpoint.every_ticks=1"])
         .stderr(Stdio::piped())
