@@ -193,6 +193,49 @@ fn sigterm_to_one_rank_checkpoints_every_rank_and_asks_for_a_requeue() {
     assert_eq!(resumed_step(&err), Some(step), "{err}");
 }
 
+/// The terminal a job was started from goes away (an SSH session drops): the job gets SIGHUP,
+/// which by default would kill the launcher and, through it, every rank without a checkpoint.
+/// Run in a real pseudo-terminal whose master is then closed, the ranks checkpoint at one step
+/// and the launcher exits 128 + 1, although its terminal is gone.
+#[test]
+fn a_terminal_that_hangs_up_stops_the_job_with_a_checkpoint() {
+    gan_train_path();
+    let dir = tempfile::tempdir().unwrap();
+    let cmd = job(dir.path(), 2, 1000.0);
+    let script = "import os, pty, select, sys, time\n\
+                  marker, argv = sys.argv[1], sys.argv[2:]\n\
+                  pid, fd = pty.fork()\n\
+                  if pid == 0:\n    os.execv(argv[0], argv)\n\
+                  deadline = time.time() + 120\n\
+                  while not os.path.exists(marker) and time.time() < deadline:\n\
+                  \x20   if select.select([fd], [], [], 0.1)[0]:\n\
+                  \x20       os.read(fd, 65536)\n\
+                  os.close(fd)\n\
+                  print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))\n";
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
+    let out = std::process::Command::new(python)
+        .args(["-c", script])
+        .arg(ckpt_dir(dir.path()).join("latest"))
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "129", "the launcher's exit code");
+    let steps: Vec<u64> = (0..2)
+        .map(|r| {
+            let log = std::fs::read_to_string(dir.path().join(format!("ci-tiny/logs/rank-{r}.log"))).unwrap();
+            let line = log.lines().find(|l| l.contains("stopped by signal after a checkpoint")).expect(&log);
+            line.split("step=").nth(1).unwrap().trim().parse().unwrap()
+        })
+        .collect();
+    assert_eq!(steps[0], steps[1], "both ranks stop at one step");
+    assert_eq!(latest_step(dir.path()), Some(steps[0]));
+    let status = stdout(&gan_launch().arg("status").arg(dir.path().join("ci-tiny")).output().unwrap());
+    let said = format!("stopped by signal 1 after a checkpoint at step {}", steps[0]);
+    assert!(status.contains(&said), "{status}");
+}
+
 /// USR1 as SLURM's `--signal=USR1@90` delivers it (without `B:`): to the launcher and to every
 /// rank at once, so each rank also gets the launcher's forwarded copy. One checkpoint, exit 75.
 #[test]
@@ -327,14 +370,15 @@ impl Drop for SmallDisk {
 
 /// A real disk that fills up mid-run: checkpoint, sample grid and stats writes fail and training
 /// goes on to the end, its heartbeat and flight record rewritten in place (a watchdog that took
-/// the full disk for a hang would stop the job within `dist.heartbeat_timeout_secs`); only the
-/// final G_ema fails the run, leaving no partial file, and `status` says why.
+/// the full disk for a hang would stop the job within `dist.heartbeat_timeout_secs`, 8 s: short
+/// beside the run after the fill, long beside a step on a loaded CI machine); only the final
+/// G_ema fails the run, leaving no partial file, and `status` says why.
 #[test]
 fn a_disk_that_fills_up_mid_run_fails_only_the_final_write() {
     gan_train_path();
     let disk = SmallDisk::mount();
     let mut cmd = job(disk.0.path(), 1, 3.0);
-    let child = cmd.args(["--set", "dist.heartbeat_timeout_secs=3"]).stderr(Stdio::piped()).spawn().unwrap();
+    let child = cmd.args(["--set", "dist.heartbeat_timeout_secs=8"]).stderr(Stdio::piped()).spawn().unwrap();
     wait_until("the first checkpoint", || latest_step(disk.0.path()).is_some());
     disk.fill();
     let out = child.wait_with_output().unwrap();

@@ -141,11 +141,11 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
     // directly and through the launcher), so repeats of those are ignored.
     let stop = Arc::new(AtomicUsize::new(0));
     let stopping = Arc::new(AtomicBool::new(false));
-    use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
     signal_hook::flag::register_conditional_shutdown(SIGINT, 128 + SIGINT, Arc::clone(&stopping))
         .and_then(|_| signal_hook::flag::register(SIGINT, Arc::clone(&stopping)))
         .context("installing signal handlers")?;
-    for signal in [SIGINT, SIGTERM, SIGUSR1, SIGUSR2] {
+    for signal in [SIGINT, SIGTERM, SIGUSR1, SIGUSR2, SIGHUP] {
         signal_hook::flag::register_usize(signal, Arc::clone(&stop), signal as usize)
             .context("installing signal handlers")?;
     }

@@ -1,6 +1,6 @@
 //! Starting and supervising the ranks of this node. All-or-nothing: when one rank fails the others
 //! are stopped within seconds (SIGTERM, then SIGKILL after a grace period) and the failing rank's
-//! exit code is passed on. Signals the launcher receives (INT, TERM, USR1, USR2) are forwarded to
+//! exit code is passed on. Signals the launcher receives (INT, TERM, USR1, USR2, HUP) are forwarded to
 //! every rank, which finish their step and shut down cleanly.
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
@@ -20,7 +20,7 @@ use crate::console::Console;
 use crate::nodes::RemoteEvent;
 use crate::rank_logs::RankLog;
 use gan_core::metrics::{JobState, LauncherMetrics};
-use signal_hook::consts::{SIGINT, SIGKILL, SIGTERM, SIGUSR1, SIGUSR2};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGKILL, SIGTERM, SIGUSR1, SIGUSR2};
 use signal_hook::iterator::Signals;
 
 /// How often the launcher looks at its ranks.
@@ -107,8 +107,10 @@ pub fn trainer_path(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
 }
 
 /// The signals a launcher forwards to its ranks; create once, before the first rank starts.
+/// SIGHUP (the terminal's session ended) is one: by default it would kill the launcher, and its
+/// ranks with it, without a checkpoint.
 pub fn forwarded_signals() -> anyhow::Result<Signals> {
-    Signals::new([SIGINT, SIGTERM, SIGUSR1, SIGUSR2]).context("installing signal handlers")
+    Signals::new([SIGINT, SIGTERM, SIGUSR1, SIGUSR2, SIGHUP]).context("installing signal handlers")
 }
 
 /// The launchers of other nodes, as supervision sees them.
@@ -173,6 +175,9 @@ fn supervise(
     let mut last_watch = Instant::now();
     loop {
         for signal in signals.pending() {
+            if signal == SIGHUP {
+                crate::console::detach_from_terminal();
+            }
             forward(ranks, signal);
             peers.signalled(signal);
             forwarded = Some(signal);
