@@ -102,7 +102,7 @@ pub fn run(args: &JobArgs, cfg: &RunConfig, node: &NodeSetup) -> anyhow::Result<
         }
     };
     if let Some(group) = &mut group {
-        group.check_same_job(cfg, &run_dir)?;
+        group.check_same_job(cfg, &run_dir, args.max_restarts)?;
     }
     let watchdog = Watchdog {
         heartbeat_timeout: Duration::from_secs(cfg.dist.heartbeat_timeout_secs),

@@ -81,12 +81,13 @@ impl NodeGroup {
     /// a `GAN_*` variable set on one, would train its ranks apart from the others'), the same
     /// dataset, and the same run directory through storage every node shares (every rank resumes
     /// from the checkpoints rank 0 writes there; without it, a restart finds them on node 0 only).
-    pub fn check_same_job(&mut self, cfg: &RunConfig, run_dir: &Path) -> Result<()> {
+    pub fn check_same_job(&mut self, cfg: &RunConfig, run_dir: &Path, max_restarts: u32) -> Result<()> {
         let dataset = DatasetIdentity::of(&cfg.data, cfg.run.seed)?.id;
+        let launch = Launch { build: build(), max_restarts };
         if self.node_rank == 0 {
-            return self.publish_job(cfg, run_dir, &dataset);
+            return self.publish_job(cfg, run_dir, &dataset, &launch);
         }
-        let verdict = self.compare_job(cfg, run_dir, &dataset);
+        let verdict = self.compare_job(cfg, run_dir, &dataset, &launch);
         let report = match &verdict {
             Ok(()) => "ok".to_string(),
             Err(e) => e.to_string(),
@@ -97,12 +98,13 @@ impl NodeGroup {
 
     /// Node 0: puts its settings, dataset and a probe file in the run directory where the other
     /// nodes look, then waits for each node's verdict.
-    fn publish_job(&mut self, cfg: &RunConfig, run_dir: &Path, dataset: &str) -> Result<()> {
+    fn publish_job(&mut self, cfg: &RunConfig, run_dir: &Path, dataset: &str, launch: &Launch) -> Result<()> {
         let probe = format!(".node-0-probe-{}", gan_core::rendezvous::new_token());
         std::fs::create_dir_all(run_dir).map_err(Error::io("create", run_dir))?;
         let probe_path = run_dir.join(&probe);
         std::fs::write(&probe_path, probe.as_bytes()).map_err(Error::io("write", &probe_path))?;
-        self.store.set("job/build", build().as_bytes())?;
+        self.store.set("job/build", launch.build.as_bytes())?;
+        self.store.set("job/max_restarts", launch.max_restarts.to_string().as_bytes())?;
         self.store.set("job/config", config::to_yaml(cfg).as_bytes())?;
         self.store.set("job/dataset", dataset.as_bytes())?;
         self.store.set("job/probe", probe.as_bytes())?;
@@ -129,10 +131,19 @@ impl NodeGroup {
     }
 
     /// Another node: compares its settings and dataset with node 0's and looks for the probe file.
-    fn compare_job(&mut self, cfg: &RunConfig, run_dir: &Path, dataset: &str) -> Result<()> {
+    fn compare_job(&mut self, cfg: &RunConfig, run_dir: &Path, dataset: &str, launch: &Launch) -> Result<()> {
         let me = self.node_rank;
         let their_build = self.store.get("job/build", self.timeout, "node 0's build")?;
-        same_build(me, &String::from_utf8_lossy(&their_build), &build())?;
+        same_build(me, &String::from_utf8_lossy(&their_build), &launch.build)?;
+        let theirs = self.store.get("job/max_restarts", self.timeout, "node 0's --max-restarts")?;
+        let theirs = String::from_utf8_lossy(&theirs).into_owned();
+        if theirs != launch.max_restarts.to_string() {
+            return Err(Error::Env(format!(
+                "node {me} was started with --max-restarts {} but node 0 with {theirs}: every node must \
+                 take the same restarts, together",
+                launch.max_restarts
+            )));
+        }
         let theirs = self.store.get("job/config", self.timeout, "node 0's settings")?;
         let theirs =
             config::parse_resolved(&String::from_utf8_lossy(&theirs), Path::new("(node 0's config)"))?;
@@ -226,6 +237,13 @@ impl NodeGroup {
         }
         Ok(())
     }
+}
+
+/// What a node's launcher was started as, beside its config.
+struct Launch {
+    /// [`build`].
+    build: String,
+    max_restarts: u32,
 }
 
 /// This gan-launch's version and commit.

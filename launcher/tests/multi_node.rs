@@ -267,6 +267,13 @@ fn every_node_runs_node_0s_job_in_a_shared_run_directory() {
     );
     let differ = "node 1's settings differ from node 0's: train.g_opt.lr: 0.002 -> 0.001";
     assert!(err0.contains(differ) && err1.contains(differ), "{err0}\n{err1}");
+    let port = free_port();
+    let (err0, err1) = failed_pair(
+        node_command(dir.path(), 0, 2, 1, port, &["--max-restarts", "2"]),
+        node_command(dir.path(), 1, 2, 1, port, &[]),
+    );
+    let restarts = "node 1 was started with --max-restarts 0 but node 0 with 2";
+    assert!(err0.contains(restarts) && err1.contains(restarts), "{err0}\n{err1}");
 
     let port = free_port();
     let node1 = node_command(dir.path(), 1, 2, 1, port, &[]);
