@@ -35,7 +35,8 @@ pub struct PrepareArgs {
     /// Images per shard file.
     #[arg(long, default_value_t = 4096)]
     shard_images: u64,
-    /// Overwrite a non-empty output directory.
+    /// Replace the prepared dataset already in --out. Nothing else is ever deleted: an --out that
+    /// holds other files is refused.
     #[arg(long)]
     force: bool,
     /// Skip unreadable or unsuitable images (corrupt, not 8-bit RGB, smaller than --resolution) and

@@ -77,7 +77,7 @@ impl PrepareSource {
 pub struct PrepareOptions {
     pub resolution: u32,
     pub images_per_shard: u64,
-    /// Overwrite a non-empty output directory.
+    /// Replace the prepared dataset in the output directory (never anything else).
     pub force: bool,
     /// Skip unreadable or unsuitable images (and report them) instead of stopping at the first.
     pub skip_bad: bool,

@@ -61,7 +61,8 @@ pub struct ShardWriter {
 }
 
 impl ShardWriter {
-    /// Starts writing into `dir`, which must be empty or absent (or, with `force`, is cleared).
+    /// Starts writing into `dir`, which must be empty or absent, or with `force` hold a prepared
+    /// dataset (complete or interrupted), whose files are removed first.
     pub fn create(
         dir: &Path,
         resolution: u32,
@@ -69,14 +70,14 @@ impl ShardWriter {
         images_per_shard: u64,
         force: bool,
     ) -> Result<Self> {
-        if dir.join(INDEX_FILE).exists() || std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some()) {
+        if std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some()) {
             if !force {
                 return Err(Error::Dataset {
                     path: dir.to_path_buf(),
                     message: "the output directory is not empty; pass --force to overwrite it".into(),
                 });
             }
-            std::fs::remove_dir_all(dir).map_err(Error::io("clear", dir))?;
+            remove_previous_dataset(dir)?;
         }
         crate::fsutil::create_dir_all(dir)?;
         Ok(ShardWriter {
@@ -151,6 +152,49 @@ impl ShardWriter {
         crate::fsutil::write_atomic(&self.dir.join(INDEX_FILE), &json)?;
         Ok(index)
     }
+}
+
+/// A file `data prepare` writes: the index (and its temporary name while being replaced) and the
+/// shards.
+fn is_dataset_file(name: &str) -> bool {
+    name == INDEX_FILE
+        || (name.starts_with(&format!(".{INDEX_FILE}.tmp")))
+        || (name.starts_with("shard-") && name.ends_with(".bin"))
+}
+
+/// Removes the prepared dataset in `dir` before it is written again. Anything else there is
+/// refused, never deleted: `--force` with a mistyped `--out` (a home directory, a data folder, the
+/// folder of the source images themselves) must not cost the user a file.
+fn remove_previous_dataset(dir: &Path) -> Result<()> {
+    let mut ours = Vec::new();
+    let mut foreign = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(Error::io("read", dir))? {
+        let entry = entry.map_err(Error::io("read", dir))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+        if is_file && is_dataset_file(&name) {
+            ours.push(entry.path());
+        } else {
+            foreign.push(name);
+        }
+    }
+    if !foreign.is_empty() {
+        foreign.sort();
+        return Err(Error::Dataset {
+            path: dir.to_path_buf(),
+            message: format!(
+                "holds {} entr{} that no prepared dataset has (e.g. {}); --force replaces a prepared \
+                 dataset and deletes nothing else: choose an empty or new --out",
+                foreign.len(),
+                if foreign.len() == 1 { "y" } else { "ies" },
+                foreign[0]
+            ),
+        });
+    }
+    for path in ours {
+        std::fs::remove_file(&path).map_err(Error::io("remove", &path))?;
+    }
+    Ok(())
 }
 
 fn content_hash(index: &DatasetIndex) -> String {

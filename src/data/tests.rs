@@ -168,6 +168,29 @@ fn empty_folders_and_existing_output_are_refused() {
     assert!(message.contains("--force"), "{message}");
     let force = PrepareOptions { force: true, ..opts(8) };
     prepare(&source, &dir.path().join("out"), &force, &no_progress).unwrap();
+    // --force replaces a dataset with a smaller one: no shard of the old one is left behind.
+    let big = PrepareSource::Generated { count: 20, num_classes: 2, seed: 0 };
+    prepare(&big, &dir.path().join("out"), &force, &no_progress).unwrap();
+    prepare(&source, &dir.path().join("out"), &force, &no_progress).unwrap();
+    let files = std::fs::read_dir(dir.path().join("out")).unwrap().count();
+    assert_eq!(files, 2, "index.json and the one shard of 2 images");
+
+    // A mistyped --out that holds anything else, here the source images themselves, is refused
+    // with --force too, and nothing in it is deleted.
+    let photos = dir.path().join("photos");
+    write_png(&photos.join("a.png"), &rgb(1, 8, 8));
+    write_png(&photos.join("b.png"), &rgb(2, 8, 8));
+    let (path, message) = dataset_error(
+        prepare(&PrepareSource::ImageFolder(photos.clone()), &photos, &force, &no_progress).unwrap_err(),
+    );
+    assert!(
+        path == photos && message.contains("holds 2 entries that no prepared dataset has (e.g. a.png)"),
+        "{path:?}: {message}"
+    );
+    assert!(photos.join("a.png").is_file() && photos.join("b.png").is_file(), "nothing deleted");
+    let (_, message) = dataset_error(prepare(&source, dir.path(), &force, &no_progress).unwrap_err());
+    assert!(message.contains("deletes nothing else"), "{message}");
+    assert!(dir.path().join("out/index.json").is_file(), "a parent of datasets is not a dataset");
 }
 
 #[test]
