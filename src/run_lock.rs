@@ -71,7 +71,12 @@ impl RunLock {
     /// Takes the lock of `run_dir` (created if missing). A job on this host holding it is an
     /// error at once; one on another host is waited for up to `remote_wait`.
     pub fn acquire(run_dir: &Path, remote_wait: Duration) -> Result<Self> {
-        std::fs::create_dir_all(run_dir).map_err(Error::io("create", run_dir))?;
+        // The first thing a job writes: a run.dir that cannot take files is the user's to fix.
+        let unusable = |e: std::io::Error| Error::RunDir {
+            path: run_dir.to_path_buf(),
+            message: format!("cannot write there ({e}); check run.dir and run.name"),
+        };
+        std::fs::create_dir_all(run_dir).map_err(unusable)?;
         let path = run_dir.join(LOCK_FILE);
         let mut file = std::fs::OpenOptions::new()
             .read(true)
@@ -79,7 +84,7 @@ impl RunLock {
             .create(true)
             .truncate(false)
             .open(&path)
-            .map_err(Error::io("open", &path))?;
+            .map_err(unusable)?;
         let me = Holder::this_process();
         let deadline = Instant::now() + remote_wait;
         let mut told = false;
@@ -171,5 +176,7 @@ mod tests {
         );
         drop(held);
         RunLock::acquire(&run, Duration::ZERO).expect("free once the holder let go");
+        let err = RunLock::acquire(Path::new("/proc/no-such-run"), Duration::ZERO).unwrap_err();
+        assert!(err.is_user_error() && err.to_string().contains("check run.dir"), "{err}");
     }
 }
