@@ -55,16 +55,17 @@ impl PrepareSource {
 
     /// Refuses a `--labels` choice this source cannot follow.
     fn check_labels(&self, labels: Labels) -> Result<()> {
-        let (path, allowed) = match self {
-            Self::Generated { .. } => (Path::new("generated"), "auto (set the classes with --classes)"),
+        let (fits, path, allowed) = match self {
             Self::ImageFolder(_) => return Ok(()),
-            Self::StyleganZip(path) => (path.as_path(), "auto, dataset-json or none"),
-            Self::Cifar10(path) => (path.as_path(), "auto or none"),
-        };
-        let fits = match self {
-            Self::Generated { .. } => labels == Labels::Auto,
-            Self::StyleganZip(_) => labels != Labels::Folders,
-            _ => matches!(labels, Labels::Auto | Labels::None),
+            Self::Generated { .. } => {
+                (labels == Labels::Auto, Path::new("generated"), "auto (set the classes with --classes)")
+            }
+            Self::StyleganZip(path) => {
+                (labels != Labels::Folders, path.as_path(), "auto, dataset-json or none")
+            }
+            Self::Cifar10(path) => {
+                (matches!(labels, Labels::Auto | Labels::None), path.as_path(), "auto or none")
+            }
         };
         if fits {
             return Ok(());
