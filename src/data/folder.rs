@@ -64,7 +64,7 @@ pub fn list(dir: &Path, labels: Labels) -> Result<FolderListing> {
         Labels::Auto if json_path.is_file() => from_dataset_json(dir, &json_path)?,
         Labels::Auto if sub_folders.len() >= 2 => {
             let mut listing = from_class_folders(&entries, &sub_folders)?;
-            listing.notice = numbered_folders_notice(&listing.class_names);
+            listing.notice = suspicious_classes_notice(&listing.class_names);
             listing
         }
         Labels::Auto | Labels::None => unlabelled(dir)?,
@@ -139,19 +139,35 @@ fn empty() -> FolderListing {
     FolderListing { files: Vec::new(), class_names: Vec::new(), notice: None }
 }
 
-/// Zero-padded numbers of one width for every class name are what a dataset split into chunks
-/// looks like (FFHQ: `00000`, `01000`, ... of 1000 images each), not classes.
-fn numbered_folders_notice(class_names: &[String]) -> Option<String> {
+/// Folder names that say the sub-folders are not classes: zero-padded numbers of one width are
+/// how a dataset is split into chunks (FFHQ: `00000`, `01000`, ... of 1000 images each), and
+/// `train`/`val`/`test` are splits (AFHQ's root holds `train/` and `val/`, each with the classes).
+fn suspicious_classes_notice(class_names: &[String]) -> Option<String> {
+    const SPLITS: [&str; 5] = ["train", "val", "valid", "validation", "test"];
     let width = class_names.first()?.len();
     let numbered = class_names.iter().all(|n| n.len() == width && n.bytes().all(|b| b.is_ascii_digit()));
-    (numbered && width >= 4).then(|| {
+    let splits: Vec<&str> = class_names
+        .iter()
+        .map(String::as_str)
+        .filter(|n| SPLITS.contains(&n.to_lowercase().as_str()))
+        .collect();
+    let took = format!(
+        "took the {} sub-folders ({} ... {}) as classes",
+        class_names.len(),
+        class_names[0],
+        class_names[class_names.len() - 1]
+    );
+    if numbered && width >= 4 {
+        return Some(format!(
+            "{took}; zero-padded numbers are how FFHQ and other datasets split images into chunks: if \
+             they are not classes, prepare again with --labels none"
+        ));
+    }
+    (splits.len() >= 2).then(|| {
         format!(
-            "took the {} sub-folders ({} ... {}) as classes; zero-padded numbers are how FFHQ and \
-             other datasets split images into chunks: if they are not classes, prepare again with \
-             --labels none",
-            class_names.len(),
-            class_names[0],
-            class_names[class_names.len() - 1]
+            "{took}; {} look like dataset splits, not classes: prepare again from one split's folder \
+             (e.g. afhq/train, whose sub-folders are the classes)",
+            splits.join(" and ")
         )
     })
 }
@@ -267,6 +283,12 @@ mod tests {
         png(&classes.path().join("dog/b.png"));
         assert!(list(classes.path(), Labels::Auto).unwrap().notice.is_none());
         assert!(list(classes.path(), Labels::Folders).unwrap().notice.is_none());
+        // AFHQ's root: its sub-folders are splits, each holding the classes.
+        let afhq = tempfile::tempdir().unwrap();
+        png(&afhq.path().join("train/cat/a.png"));
+        png(&afhq.path().join("val/cat/b.png"));
+        let notice = list(afhq.path(), Labels::Auto).unwrap().notice.unwrap();
+        assert!(notice.contains("train and val look like dataset splits"), "{notice}");
     }
 
     #[test]
