@@ -160,6 +160,27 @@ fn prepare_takes_folders_zips_and_cifar_batches_from_the_command_line() {
     let cifar = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../src/data/testdata/cifar10");
     let out = prepare(&cifar, &dir.path().join("d"), &[]);
     assert!(stdout(&out).contains("prepared 10 images (4x4, 10 classes)"), "{}", stderr(&out));
+    // Shrunk as dataset_tool.py's --resize-filter does it: box (the default) or lanczos.
+    let noise = dir.path().join("noise");
+    std::fs::create_dir_all(&noise).unwrap();
+    let mut state = 7u32;
+    let img = image::RgbImage::from_fn(32, 32, |_, _| {
+        state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        image::Rgb([(state >> 24) as u8, (state >> 16) as u8, (state >> 8) as u8])
+    });
+    img.save(noise.join("a.png")).unwrap();
+    let shrink = |filter: &str, out: &str| {
+        let done = gan_launch()
+            .args(["data", "prepare", "--resolution", "16", "--resize-filter", filter, "--from"])
+            .arg(&noise)
+            .arg("--out")
+            .arg(dir.path().join(out))
+            .output()
+            .unwrap();
+        assert!(done.status.success(), "{}", stderr(&done));
+        hash(&done)
+    };
+    assert_ne!(shrink("box", "box16"), shrink("lanczos", "lanczos16"), "the filters give other pixels");
     let out = prepare(&cifar, &dir.path().join("e"), &["--labels", "folders"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("`--labels`: got folders, allowed: auto or none"), "{}", stderr(&out));

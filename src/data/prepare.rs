@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::folder::{self, Labels};
 use super::generated::GeneratedShapes;
-use super::resize::{box_resize, centre_crop};
+use super::resize::{centre_crop, resize, ResizeFilter};
 use super::shards::{DatasetIndex, ShardWriter};
 use super::ImageSource;
 use super::{cifar, stylegan_zip};
@@ -87,6 +87,8 @@ pub struct PrepareOptions {
     pub convert: bool,
     /// Where an image folder's labels come from; `None` also drops a zip's or CIFAR's labels.
     pub labels: Labels,
+    /// How images are shrunk to the resolution.
+    pub resize_filter: ResizeFilter,
     pub threads: usize,
 }
 
@@ -101,6 +103,7 @@ impl PrepareOptions {
             skip_bad: false,
             convert: false,
             labels: Labels::Auto,
+            resize_filter: ResizeFilter::Box,
             threads,
         }
     }
@@ -191,7 +194,7 @@ fn prepare_cifar(
     for (done, file) in files.iter().enumerate() {
         for (pixels, label) in cifar::read_batch(file)? {
             let label = if keep_labels { label } else { 0 };
-            writer.push(&box_resize(&pixels, cifar::SIDE, 3, opts.resolution), label)?;
+            writer.push(&resize(&pixels, cifar::SIDE, 3, opts.resolution, opts.resize_filter), label)?;
         }
         progress(done as u64 + 1, files.len() as u64);
     }
@@ -343,5 +346,5 @@ fn decode_bytes(bytes: &[u8], opts: &PrepareOptions) -> std::result::Result<Deco
         ));
     }
     let (square, side) = centre_crop(rgb.as_raw(), width, height, 3);
-    Ok(Decoded { pixels: box_resize(&square, side, 3, resolution), converted_from })
+    Ok(Decoded { pixels: resize(&square, side, 3, resolution, opts.resize_filter), converted_from })
 }
