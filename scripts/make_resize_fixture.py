@@ -1,5 +1,5 @@
 """Reference resizes for `data prepare --resize-filter`: what Pillow's `Image.resize` (the call
-StyleGAN2-ADA's dataset_tool makes, with BOX or LANCZOS) gives for seeded random RGB squares.
+StyleGAN2-ADA's dataset_tool makes, with BOX or LANCZOS, and torchvision's Resize, with BILINEAR) gives for seeded random RGB squares.
 
 Usage: .venv/bin/python scripts/make_resize_fixture.py src/data/testdata/pil_resize.json
 Each source (a side and its channels-last RGB pixels, hex) lists its resizes (target side,
@@ -21,7 +21,7 @@ def main():
         image = Image.frombytes("RGB", (size, size), pixels)
         resizes = []
         for target in targets:
-            for name, resample in [("box", Image.BOX), ("lanczos", Image.LANCZOS)]:
+            for name, resample in [("box", Image.BOX), ("lanczos", Image.LANCZOS), ("bilinear", Image.BILINEAR)]:
                 out = image.resize((target, target), resample)
                 resizes.append({"target": target, "filter": name, "expected": out.tobytes().hex()})
         sources.append({"size": size, "pixels": pixels.hex(), "resizes": resizes})

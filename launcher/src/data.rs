@@ -27,9 +27,10 @@ pub struct PrepareArgs {
     /// drops a zip's or CIFAR's labels).
     #[arg(long, value_enum, default_value_t = LabelsArg::Auto)]
     labels: LabelsArg,
-    /// How images are shrunk to --resolution, as StyleGAN2-ADA's dataset_tool.py
-    /// --resize-filter does it (Pillow's BOX or LANCZOS, byte for byte). box: what the papers'
-    /// numbers used (FFHQ at 256 with lanczos scores about 1 FID worse); lanczos: the tool's default.
+    /// How images are shrunk to --resolution, as Pillow does it, byte for byte. box: what the
+    /// StyleGAN papers' numbers used (FFHQ at 256 with lanczos scores about 1 FID worse);
+    /// lanczos: the default of StyleGAN2-ADA's dataset_tool.py; bilinear: torchvision's Resize,
+    /// BigGAN-PyTorch's ImageNet preprocessing.
     #[arg(long, value_enum, default_value_t = FilterArg::Box)]
     resize_filter: FilterArg,
     /// Output directory (must be empty unless --force).
@@ -79,6 +80,7 @@ enum LabelsArg {
 enum FilterArg {
     Box,
     Lanczos,
+    Bilinear,
 }
 
 impl From<FilterArg> for ResizeFilter {
@@ -86,6 +88,7 @@ impl From<FilterArg> for ResizeFilter {
         match arg {
             FilterArg::Box => ResizeFilter::Box,
             FilterArg::Lanczos => ResizeFilter::Lanczos,
+            FilterArg::Bilinear => ResizeFilter::Bilinear,
         }
     }
 }

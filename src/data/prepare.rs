@@ -345,6 +345,6 @@ fn decode_bytes(bytes: &[u8], opts: &PrepareOptions) -> std::result::Result<Deco
             "is {width}x{height}, smaller than the target {resolution}x{resolution} (no upscaling)"
         ));
     }
-    let (square, side) = centre_crop(rgb.as_raw(), width, height, 3);
+    let (square, side) = centre_crop(rgb.as_raw(), width, height, 3, opts.resize_filter);
     Ok(Decoded { pixels: resize(&square, side, 3, resolution, opts.resize_filter), converted_from })
 }

@@ -1,13 +1,26 @@
 //! Centre crop and resize as StyleGAN2-ADA's dataset tool does them (`--transform=center-crop`,
-//! then `--resize-filter box|lanczos`): Pillow's `Image.resize`, reproduced byte for byte (two
+//! then `--resize-filter box|lanczos`; bilinear is torchvision's `Resize`): Pillow's `Image.resize`, reproduced byte for byte (two
 //! separable passes, horizontal first, with weights in 22-bit fixed point and the image rounded to
 //! 8 bits between the passes), so a dataset prepared here holds the pixels the tool would write.
 //! The filter matters: FFHQ at 256 prepared with box instead of Lanczos moves FID by about 1 point
 //! (SPECS.md 1.4), and box is what the papers' numbers used.
-/// Crops the centred square of a `width x height` channels-last image.
-pub fn centre_crop(pixels: &[u8], width: u32, height: u32, channels: u32) -> (Vec<u8>, u32) {
+/// Crops the centred square of a `width x height` channels-last image. The offset of an odd
+/// margin is rounded as the tool the filter comes from rounds it: down, as the dataset tool's
+/// `(w - crop) // 2`, or for [`ResizeFilter::Bilinear`] half to even, as torchvision's
+/// `CenterCrop` (`int(round((w - crop) / 2.0))`), which BigGAN-PyTorch's loader uses.
+pub fn centre_crop(
+    pixels: &[u8],
+    width: u32,
+    height: u32,
+    channels: u32,
+    filter: ResizeFilter,
+) -> (Vec<u8>, u32) {
     let side = width.min(height);
-    let (x0, y0) = ((width - side) / 2, (height - side) / 2);
+    let offset = |margin: u32| match filter {
+        ResizeFilter::Bilinear if margin % 4 == 3 => margin / 2 + 1,
+        _ => margin / 2,
+    };
+    let (x0, y0) = (offset(width - side), offset(height - side));
     let (side_u, ch) = (side as usize, channels as usize);
     let mut out = Vec::with_capacity(side_u * side_u * ch);
     for y in 0..side_u {
@@ -25,6 +38,9 @@ pub enum ResizeFilter {
     Box,
     /// Lanczos with 3 lobes: the dataset tool's default.
     Lanczos,
+    /// Triangle (antialiased when shrinking): torchvision's `Resize` on a PIL image, which
+    /// BigGAN-PyTorch's ImageNet loader applies after its centre crop.
+    Bilinear,
 }
 
 impl ResizeFilter {
@@ -33,6 +49,7 @@ impl ResizeFilter {
         match self {
             ResizeFilter::Box => 0.5,
             ResizeFilter::Lanczos => 3.0,
+            ResizeFilter::Bilinear => 1.0,
         }
     }
 
@@ -41,6 +58,7 @@ impl ResizeFilter {
             ResizeFilter::Box => f64::from(u8::from(x > -0.5 && x <= 0.5)),
             ResizeFilter::Lanczos if (-3.0..3.0).contains(&x) => sinc(x) * sinc(x / 3.0),
             ResizeFilter::Lanczos => 0.0,
+            ResizeFilter::Bilinear => (1.0 - x.abs()).max(0.0),
         }
     }
 
@@ -49,6 +67,7 @@ impl ResizeFilter {
         match self {
             ResizeFilter::Box => "box",
             ResizeFilter::Lanczos => "lanczos",
+            ResizeFilter::Bilinear => "bilinear",
         }
     }
 }
@@ -161,7 +180,7 @@ mod tests {
     }
 
     /// Pillow's `Image.resize` of seeded random RGB squares (`scripts/make_resize_fixture.py`),
-    /// integer and fractional factors, box and Lanczos: equal byte for byte.
+    /// integer and fractional factors, box, Lanczos and bilinear: equal byte for byte.
     #[test]
     fn resizes_equal_pillows() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/data/testdata/pil_resize.json");
@@ -178,6 +197,7 @@ mod tests {
                 let target = case["target"].as_u64().unwrap() as u32;
                 let filter = match case["filter"].as_str().unwrap() {
                     "box" => ResizeFilter::Box,
+                    "bilinear" => ResizeFilter::Bilinear,
                     _ => ResizeFilter::Lanczos,
                 };
                 let ours = resize(&pixels, size, 3, target, filter);
@@ -185,13 +205,20 @@ mod tests {
                 checked += 1;
             }
         }
-        assert_eq!(checked, 12);
+        assert_eq!(checked, 18);
     }
 
     #[test]
     fn centre_crop_takes_the_middle() {
         // 4x2 (w x h), single channel: columns 1 and 2 survive.
-        let (out, side) = centre_crop(&[1, 2, 3, 4, 5, 6, 7, 8], 4, 2, 1);
+        let (out, side) = centre_crop(&[1, 2, 3, 4, 5, 6, 7, 8], 4, 2, 1, ResizeFilter::Box);
         assert_eq!((out, side), (vec![2, 3, 6, 7], 2));
+        // Odd margins: 3 of 4 columns to drop; the tool floors 1.5, torchvision rounds it to 2.
+        let wide: Vec<u8> = (0..4).collect();
+        assert_eq!(centre_crop(&wide, 4, 1, 1, ResizeFilter::Box).0, [1]);
+        assert_eq!(centre_crop(&wide, 4, 1, 1, ResizeFilter::Bilinear).0, [2]);
+        // 5 of 6: 2.5 rounds to even, 2, as floor gives.
+        let wider: Vec<u8> = (0..6).collect();
+        assert_eq!(centre_crop(&wider, 6, 1, 1, ResizeFilter::Bilinear).0, [2]);
     }
 }
