@@ -95,16 +95,12 @@ fn print_start(cfg: &config::RunConfig) {
         _ => String::new(),
     };
     println!("# start: {}{init}", start.describe(&cfg.run_dir()));
-    if let Some(from) = &start.from {
-        match config::load_resolved(&from.dir.join("config.yaml")) {
-            Ok(saved) => {
-                let changes = config::diff::changes(&saved, cfg);
-                if !changes.is_empty() {
-                    println!("# changed since the checkpoint: {}", config::diff::describe(&changes));
-                }
-            }
-            Err(e) => println!("# cannot compare the config with the checkpoint's: {e}"),
+    match start.from.as_ref().map(|from| config::diff::since_checkpoint(&from.dir, cfg)) {
+        Some(Ok(changes)) if !changes.is_empty() => {
+            println!("# changed since the checkpoint: {}", config::diff::describe(&changes))
         }
+        Some(Err(e)) => println!("# cannot compare the config with the checkpoint's: {e}"),
+        _ => {}
     }
 }
 

@@ -1,9 +1,12 @@
 //! What changed between two resolved configs, key by key: a resume says which settings differ
 //! from those its checkpoint was trained with (a changed learning rate or loss is easy to
 //! forget, and a run that "got worse after the resume" often started there).
+use std::path::Path;
+
 use serde_json::Value;
 
 use super::RunConfig;
+use crate::error::Result;
 
 /// Keys that say how a start finds its state, not how training goes: they differ between starts
 /// of one run by design.
@@ -32,6 +35,13 @@ pub fn changes(before: &RunConfig, after: &RunConfig) -> Vec<Change> {
     walk("", &before, &after, &mut found);
     found.retain(|c| !START_KEYS.contains(&c.key.as_str()));
     found
+}
+
+/// The settings of `cfg` that differ from those the checkpoint in `dir` was written with (its
+/// resolved `config.yaml`).
+pub fn since_checkpoint(dir: &Path, cfg: &RunConfig) -> Result<Vec<Change>> {
+    let saved = super::load_resolved(&dir.join("config.yaml"))?;
+    Ok(changes(&saved, cfg))
 }
 
 /// Every line of the changes, joined for one log line.

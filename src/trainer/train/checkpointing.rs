@@ -108,18 +108,14 @@ fn snapshot(s: &Setup, pos: Position, ranks: Vec<RankState>) -> Result<Snapshot>
 /// Logs the settings this start changes from those the checkpoint in `dir` was trained with
 /// (before its tensors load, so a changed `model.*` key shows above the shape error it causes).
 pub fn report_config_changes(dir: &std::path::Path, cfg: &gan_core::config::RunConfig) {
-    use gan_core::config::{diff, load_resolved};
-    match load_resolved(&dir.join("config.yaml")) {
-        Ok(saved) => {
-            let changes = diff::changes(&saved, cfg);
-            if !changes.is_empty() {
-                tracing::info!(
-                    "this start changes {} setting(s) from the checkpoint's: {}",
-                    changes.len(),
-                    diff::describe(&changes)
-                );
-            }
-        }
+    use gan_core::config::diff;
+    match diff::since_checkpoint(dir, cfg) {
+        Ok(changes) if !changes.is_empty() => tracing::info!(
+            "this start changes {} setting(s) from the checkpoint's: {}",
+            changes.len(),
+            diff::describe(&changes)
+        ),
+        Ok(_) => {}
         Err(e) => tracing::warn!("cannot compare the config with the checkpoint's: {e}"),
     }
 }
