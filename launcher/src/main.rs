@@ -70,6 +70,10 @@ fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
     println!("# resolved config\n{}", config::to_yaml(&cfg));
     println!("# plan: {} node(s) x {} rank(s) = world size {}", cfg.dist.nodes, cfg.dist.gpus, plans.len());
     print!("{}", config::format_plan(&plans));
+    // The dataset the ranks would read, as checkpoints record it (a missing one is reported below).
+    if let Ok(dataset) = gan_core::data::identity::DatasetIdentity::of(&cfg.data, cfg.run.seed) {
+        println!("# data: {}", dataset.describe());
+    }
     print_start(&cfg);
     if args.memory {
         // Every rank has the same networks and batch; rank 0 stands for all.

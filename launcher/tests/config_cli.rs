@@ -103,7 +103,9 @@ fn plan_prints_resolved_config_and_every_rank() {
         .take_while(|l| !l.starts_with('#'))
         .collect();
     assert_eq!(rows.len(), 8, "{text}");
-    // Then what the start would do: the run directory has no checkpoints.
+    // Then the dataset the ranks would read and what the start would do: the run directory has
+    // no checkpoints.
+    assert!(text.contains("\n# data: generated "), "{text}");
     assert!(text.lines().last().unwrap().starts_with("# start: starts fresh"), "{text}");
     // rank 5 = node 1, local rank 1, CPU, 2 per rank, 32 / (8 x 2) = 2 accumulation rounds.
     let cols: Vec<&str> = rows[5].split_whitespace().collect();

@@ -76,9 +76,16 @@ impl DatasetIdentity {
     /// e.g. "prepared 7f3e12ab9c0d4e51 (at data/afhq): 14630 images of 64x64x3, 3 classes (cat, dog, wild)".
     pub fn describe(&self) -> String {
         let at = self.path.as_ref().map_or_else(String::new, |p| format!(" (at {p})"));
+        // ImageNet's thousand synsets would make a line of ten thousand characters.
+        const SHOWN: usize = 12;
         let classes = match self.classes.len() {
             0 => "unlabelled".to_string(),
-            n => format!("{n} classes ({})", self.classes.join(", ")),
+            n if n <= SHOWN => format!("{n} classes ({})", self.classes.join(", ")),
+            n => format!(
+                "{n} classes ({}, ..., {})",
+                self.classes[..SHOWN - 1].join(", "),
+                self.classes[n - 1]
+            ),
         };
         format!(
             "{}{at}: {} images of {}x{}x{}, {classes}",
@@ -151,6 +158,16 @@ mod tests {
         assert!(
             other.contains("(at ") && other.contains("40 images of 32x32x3, 2 classes (disc, square)"),
             "{other}"
+        );
+        // A thousand classes are named by their first and last few.
+        let imagenet = DatasetIdentity { classes: (0..1000).map(|k| format!("n{k:08}")).collect(), ..before };
+        let text = imagenet.describe();
+        assert!(
+            text.ends_with(
+                "1000 classes (n00000000, n00000001, n00000002, n00000003, n00000004, n00000005, \
+             n00000006, n00000007, n00000008, n00000009, n00000010, ..., n00000999)"
+            ),
+            "{text}"
         );
     }
 }
