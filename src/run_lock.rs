@@ -21,6 +21,9 @@ pub const LOCK_FILE: &str = ".lock";
 /// How long a lock held from another host is waited for: a little over NFSv4's default lease.
 pub const REMOTE_WAIT: Duration = Duration::from_secs(120);
 
+/// How long a lock held on this host is retried before it counts as another job's.
+const LOCAL_WAIT: Duration = Duration::from_secs(1);
+
 /// Who holds the lock, written into the lock file by the holder.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Holder {
@@ -54,9 +57,9 @@ enum Attempt {
     Unsupported(std::io::Error),
 }
 
-fn try_flock(file: &File) -> Attempt {
+fn try_flock(file: &File, mode: libc::c_int) -> Attempt {
     // SAFETY: flock on a descriptor this function's caller owns; no memory is shared.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+    if unsafe { libc::flock(file.as_raw_fd(), mode | libc::LOCK_NB) } == 0 {
         return Attempt::Held;
     }
     let err = std::io::Error::last_os_error();
@@ -86,10 +89,11 @@ impl RunLock {
             .open(&path)
             .map_err(unusable)?;
         let me = Holder::this_process();
-        let deadline = Instant::now() + remote_wait;
+        let started = Instant::now();
+        let deadline = started + remote_wait;
         let mut told = false;
         loop {
-            match try_flock(&file) {
+            match try_flock(&file, libc::LOCK_EX) {
                 Attempt::Held => {
                     write_holder(&mut file, &me).map_err(Error::io("write", &path))?;
                     return Ok(RunLock { _file: Some(file) });
@@ -106,8 +110,15 @@ impl RunLock {
             }
             let holder = read_holder(&path);
             let remote = holder.as_ref().is_some_and(|h| h.host != me.host);
-            if !remote || Instant::now() >= deadline {
+            // A holder on this host is a job, unless within a moment: `gan-launch plan` and
+            // `status` take the lock shared for an instant to see whether it is held.
+            let patience = if remote { deadline } else { started + LOCAL_WAIT };
+            if Instant::now() >= patience {
                 return Err(in_use(run_dir, holder.as_ref()));
+            }
+            if !remote {
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
             }
             if !told {
                 told = true;
@@ -120,6 +131,30 @@ impl RunLock {
             }
             std::thread::sleep(Duration::from_millis(500));
         }
+    }
+}
+
+/// The job holding the run in `run_dir` now, if one does (as far as this host can tell: a lock
+/// held on a network file system by a node that died still counts until its lease runs out).
+pub fn holder(run_dir: &Path) -> Option<Holder> {
+    let path = run_dir.join(LOCK_FILE);
+    let file = File::open(&path).ok()?;
+    match try_flock(&file, libc::LOCK_SH) {
+        // Held shared for an instant, released as `file` closes.
+        Attempt::Held | Attempt::Unsupported(_) => None,
+        Attempt::Busy => Some(read_holder(&path).unwrap_or(Holder {
+            pid: 0,
+            host: "an unknown host".into(),
+            since: "an unknown time".into(),
+        })),
+    }
+}
+
+/// The error a launch would meet now when a job holds the run (for `gan-launch plan`).
+pub fn check_free(run_dir: &Path) -> Result<()> {
+    match holder(run_dir) {
+        Some(h) => Err(in_use(run_dir, Some(&h))),
+        None => Ok(()),
     }
 }
 
@@ -165,16 +200,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let run = dir.path().join("run");
         let held = RunLock::acquire(&run, Duration::ZERO).unwrap();
-        let holder = read_holder(&run.join(LOCK_FILE)).unwrap();
-        assert_eq!(holder.pid, std::process::id());
+        let holder_now = read_holder(&run.join(LOCK_FILE)).unwrap();
+        assert_eq!(holder_now.pid, std::process::id());
         // flock locks belong to an open file: a second open in this process is a second job.
         let err = RunLock::acquire(&run, Duration::from_secs(60)).unwrap_err().to_string();
         assert!(
-            err.contains(&format!("another job holds the run: pid {} on {}", holder.pid, holder.host))
-                && err.contains("set another run.name"),
+            err.contains(&format!(
+                "another job holds the run: pid {} on {}",
+                holder_now.pid, holder_now.host
+            )) && err.contains("set another run.name"),
             "{err}"
         );
+        assert_eq!(holder(&run), Some(holder_now.clone()), "seen as held");
         drop(held);
+        assert_eq!(holder(&run), None, "seen as free");
         RunLock::acquire(&run, Duration::ZERO).expect("free once the holder let go");
         let err = RunLock::acquire(Path::new("/proc/no-such-run"), Duration::ZERO).unwrap_err();
         assert!(err.is_user_error() && err.to_string().contains("check run.dir"), "{err}");

@@ -82,7 +82,9 @@ fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
         let target = memory::Target::resolve(args.gpu_memory_gib, &plans[0]);
         memory::report(&measured, &cfg, &plans[0], target.as_ref())?;
     }
-    let preflight = gan_core::data::check(&cfg.data).and_then(|()| check_start_paths(&cfg, false));
+    let preflight = gan_core::data::check(&cfg.data)
+        .and_then(|()| check_start_paths(&cfg, false))
+        .and_then(|()| gan_core::run_lock::check_free(&cfg.run_dir()));
     preflight.context("a launch of this plan would refuse to start")?;
     Ok(ExitCode::SUCCESS)
 }

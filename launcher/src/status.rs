@@ -38,6 +38,9 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
         .collect();
     let diagnosis = flight::diagnose(&views);
     println!("{}: {} rank(s)", args.run_dir.display(), ranks.len());
+    if let Some(h) = gan_core::run_lock::holder(&args.run_dir) {
+        println!("  held by the job of pid {} on {} since {}", h.pid, h.host, h.since);
+    }
     for (rank, line) in ranks.iter().zip(&diagnosis.table) {
         let beat = heartbeat::read(&heartbeat::rank_file(&dir, *rank)).map_or_else(
             || "no heartbeat yet".to_string(),

@@ -358,6 +358,13 @@ fn a_second_job_on_a_running_run_is_refused() {
     assert_eq!(alone.status.code(), Some(2), "{}", stderr(&alone));
     assert!(stderr(&alone).contains(&holder), "{}", stderr(&alone));
     assert!(!stderr(&second).contains("rank 0"), "no rank of the second job started");
+    // `plan` says a launch would be refused, and `status` names the job that holds the run.
+    let plan = gan_launch().arg("plan").args(launch_args(dir.path(), 1)).output().unwrap();
+    assert_eq!(plan.status.code(), Some(2), "{}", stderr(&plan));
+    assert!(stderr(&plan).contains(&holder), "{}", stderr(&plan));
+    let status = gan_launch().arg("status").arg(&run_dir).output().unwrap();
+    let held = format!("held by the job of pid {} on ", first.id());
+    assert!(stdout(&status).contains(&held), "{}", stdout(&status));
 
     unsafe { libc::kill(first.id() as i32, libc::SIGINT) };
     let out = first.wait_with_output().unwrap();
