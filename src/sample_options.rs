@@ -61,18 +61,13 @@ pub fn resolve_class(arg: &str, num_classes: u32, names: &[String]) -> Result<u3
     }
 }
 
-/// "an index 0..9 or a name: airplane, automobile, ..." for the error of a `--class` not found.
+/// "a class index 0..9 or a name: airplane, automobile, ..." for the error of a `--class` not found.
 fn allowed_classes(num_classes: u32, names: &[String]) -> String {
-    const SHOWN: usize = 12;
     let indices = format!("a class index 0..{}", num_classes - 1);
     if names.is_empty() {
         return indices;
     }
-    let mut listed = names.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", ");
-    if names.len() > SHOWN {
-        listed += &format!(", ... ({} in all)", names.len());
-    }
-    format!("{indices} or a name: {listed}")
+    format!("{indices} or a name: {}", crate::data::identity::abbreviate_names(names, 12))
 }
 
 #[cfg(test)]
@@ -104,6 +99,6 @@ mod tests {
         assert!(err.contains("the model is unconditional"), "{err}");
         let many: Vec<String> = (0..20).map(|k| format!("n{k:08}")).collect();
         let err = resolve_class("x", 20, &many).unwrap_err().to_string();
-        assert!(err.contains("n00000011, ... (20 in all)"), "{err}");
+        assert!(err.contains("n00000010, ..., n00000019"), "{err}");
     }
 }

@@ -76,21 +76,24 @@ impl DatasetIdentity {
     /// e.g. "prepared 7f3e12ab9c0d4e51 (at data/afhq): 14630 images of 64x64x3, 3 classes (cat, dog, wild)".
     pub fn describe(&self) -> String {
         let at = self.path.as_ref().map_or_else(String::new, |p| format!(" (at {p})"));
-        // ImageNet's thousand synsets would make a line of ten thousand characters.
-        const SHOWN: usize = 12;
         let classes = match self.classes.len() {
             0 => "unlabelled".to_string(),
-            n if n <= SHOWN => format!("{n} classes ({})", self.classes.join(", ")),
-            n => format!(
-                "{n} classes ({}, ..., {})",
-                self.classes[..SHOWN - 1].join(", "),
-                self.classes[n - 1]
-            ),
+            n => format!("{n} classes ({})", abbreviate_names(&self.classes, 12)),
         };
         format!(
             "{}{at}: {} images of {}x{}x{}, {classes}",
             self.id, self.images, self.resolution, self.resolution, self.channels
         )
+    }
+}
+
+/// `names` joined with commas, or when there are more than `shown`, the first `shown - 1`, `...`
+/// and the last: ImageNet's thousand synsets would make a line of ten thousand characters.
+pub fn abbreviate_names(names: &[String], shown: usize) -> String {
+    let shown = shown.max(2);
+    match names.len() {
+        n if n <= shown => names.join(", "),
+        n => format!("{}, ..., {}", names[..shown - 1].join(", "), names[n - 1]),
     }
 }
 

@@ -103,18 +103,11 @@ fn check_matches(data: &DataSection, index: &shards::DatasetIndex) -> Result<()>
 
 /// What a class-count mismatch should tell: the dataset's classes, and how to drop them.
 fn classes_hint(index: &shards::DatasetIndex) -> String {
-    let names = &index.class_names;
-    match names.len() {
+    match index.class_names.len() {
         0 => " (it is unlabelled)".into(),
-        n if n <= 4 => format!(
+        _ => format!(
             " (classes {}; `data prepare --labels none` makes an unlabelled dataset)",
-            names.join(", ")
-        ),
-        n => format!(
-            " (classes {}, {}, ..., {}; `data prepare --labels none` makes an unlabelled dataset)",
-            names[0],
-            names[1],
-            names[n - 1]
+            identity::abbreviate_names(&index.class_names, 4)
         ),
     }
 }
