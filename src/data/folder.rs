@@ -226,6 +226,7 @@ pub fn is_image(path: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::tests::dataset_error;
 
     /// Writes a 4x4 PNG (the listing never decodes it, but `data prepare` would).
     fn png(path: &Path) {
@@ -236,13 +237,6 @@ mod tests {
     /// The listing as (path under `dir`, label) pairs.
     fn names(dir: &Path, listing: &FolderListing) -> Vec<(String, u32)> {
         listing.files.iter().map(|(p, l)| (relative_name(dir, p), *l)).collect()
-    }
-
-    fn message(err: Error) -> (PathBuf, String) {
-        match err {
-            Error::Dataset { path, message } => (path, message),
-            other => panic!("expected a dataset error, got {other}"),
-        }
     }
 
     #[test]
@@ -297,18 +291,18 @@ mod tests {
         png(&dir.path().join("cat/a.png"));
         png(&dir.path().join("dog/b.png"));
         png(&dir.path().join("loose.png"));
-        let (path, why) = message(list(dir.path(), Labels::Auto).unwrap_err());
+        let (path, why) = dataset_error(list(dir.path(), Labels::Auto).unwrap_err());
         assert!(path.ends_with("loose.png") && why.contains("--labels none"), "{path:?}: {why}");
         assert_eq!(list(dir.path(), Labels::None).unwrap().files.len(), 3, "none takes every image");
 
         std::fs::remove_file(dir.path().join("loose.png")).unwrap();
         std::fs::create_dir_all(dir.path().join("empty/sub")).unwrap();
-        let (path, why) = message(list(dir.path(), Labels::Folders).unwrap_err());
+        let (path, why) = dataset_error(list(dir.path(), Labels::Folders).unwrap_err());
         assert!(path.ends_with("empty") && why.contains("without PNG or JPEG images"), "{path:?}: {why}");
 
         let one = tempfile::tempdir().unwrap();
         png(&one.path().join("faces/a.png"));
-        let (_, why) = message(list(one.path(), Labels::Folders).unwrap_err());
+        let (_, why) = dataset_error(list(one.path(), Labels::Folders).unwrap_err());
         assert!(why.contains("two or more class folders; found 1"), "{why}");
         assert_eq!(list(one.path(), Labels::Auto).unwrap().class_names.len(), 0, "one folder is unlabelled");
     }
@@ -319,7 +313,7 @@ mod tests {
         png(&dir.path().join("00000/img0.png"));
         png(&dir.path().join("00000/img1.png"));
         png(&dir.path().join("00001/img2.png"));
-        let (path, _) = message(list(dir.path(), Labels::DatasetJson).unwrap_err());
+        let (path, _) = dataset_error(list(dir.path(), Labels::DatasetJson).unwrap_err());
         assert!(path.ends_with("dataset.json"));
         std::fs::write(
             dir.path().join("dataset.json"),
@@ -334,7 +328,7 @@ mod tests {
         assert_eq!(list(dir.path(), Labels::Folders).unwrap().class_names, ["00000", "00001"]);
         assert_eq!(list(dir.path(), Labels::None).unwrap().class_names.len(), 0);
         png(&dir.path().join("00001/img3.png"));
-        let (path, why) = message(list(dir.path(), Labels::Auto).unwrap_err());
+        let (path, why) = dataset_error(list(dir.path(), Labels::Auto).unwrap_err());
         assert!(path.ends_with("dataset.json") && why.contains("3 labels for 4 images"), "{path:?}: {why}");
     }
 }

@@ -22,7 +22,8 @@ fn write_png(path: &Path, img: &image::RgbImage) {
     img.save(path).unwrap();
 }
 
-fn dataset_error(err: Error) -> (std::path::PathBuf, String) {
+/// The path and message of a dataset error (any other error fails the test).
+pub(super) fn dataset_error(err: Error) -> (std::path::PathBuf, String) {
     match err {
         Error::Dataset { path, message } => (path, message),
         other => panic!("expected a dataset error, got {other}"),
