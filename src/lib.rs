@@ -11,6 +11,7 @@
 //! - [`metrics`]: Prometheus series of ranks and launchers, the `/metrics` server, Pushgateway.
 //! - [`rundir`], [`images`], [`logging`], [`devices`]: run directory and manifest, PNG grids,
 //!   rank-tagged logs, torch-free device discovery.
+//! - [`host_malloc`]: glibc malloc settings that keep the trainer's freed host memory for reuse.
 //! - [`cache`]: where the FID weights and real statistics shared between runs live.
 //! - [`diversity`]: how varied G's sample grid is next to the reals (a per-grid collapse signal).
 //!
@@ -35,6 +36,7 @@ pub mod eval_options;
 pub mod flight;
 pub mod fsutil;
 pub mod heartbeat;
+pub mod host_malloc;
 pub mod images;
 pub mod launch_env;
 pub mod logging;

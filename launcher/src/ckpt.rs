@@ -71,7 +71,8 @@ fn on_checkpoint(
         dir
     };
     let trainer = crate::supervise::trainer_path(trainer)?;
-    let status = std::process::Command::new(trainer).args(command).arg(&target).args(options).status()?;
+    let status =
+        crate::supervise::trainer_command(&trainer).args(command).arg(&target).args(options).status()?;
     Ok(std::process::ExitCode::from(status.code().unwrap_or(1) as u8))
 }
 
@@ -101,7 +102,7 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<std::process::ExitCode> {
     };
     // Two image folders: nothing to resolve or verify here.
     let trainer = crate::supervise::trainer_path(args.trainer.as_deref())?;
-    let status = std::process::Command::new(trainer)
+    let status = crate::supervise::trainer_command(&trainer)
         .args(command)
         .arg(&args.path)
         .arg("--against")

@@ -9,6 +9,7 @@ mod ckpt;
 mod comm;
 mod eval;
 mod gpu_check;
+mod host_memory;
 mod memory;
 mod models;
 mod precision;
@@ -67,10 +68,15 @@ enum Command {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    // Before any thread starts; `memory` measures resident sizes and sets glibc up its own way.
+    let host_allocator = match args.command {
+        Some(Command::Memory(_)) => None,
+        _ => Some(host_memory::keep_freed_memory()),
+    };
     // The tools (`gan-launch sample`, `eval`, ...) log to the terminal, where the error line says it
     // all; a rank's error also goes into its log file, which its launcher shows on failure.
     let is_tool = args.command.is_some();
-    match run(args) {
+    match run(args, host_allocator) {
         Ok(code) => code,
         Err(err) => {
             if is_tool {
@@ -85,7 +91,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: Args) -> anyhow::Result<ExitCode> {
+fn run(args: Args, host_allocator: Option<host_memory::HostAllocator>) -> anyhow::Result<ExitCode> {
     match &args.command {
         Some(Command::Sample(sample_args)) => {
             logging::init(Role::Tool, gan_core::config::LogFormat::Text, "info");
@@ -123,6 +129,11 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         cfg.log.format,
         &cfg.log.level,
     );
+    match host_allocator {
+        Some(alloc @ host_memory::HostAllocator::UserTuned(_)) => tracing::info!("{alloc}"),
+        Some(alloc) => tracing::debug!("{alloc}"),
+        None => {}
+    }
     if env.world_size != config::world_size(&cfg) {
         return Err(Error::Env(format!(
             "WORLD_SIZE={} but the config plans {} ranks (dist.nodes x dist.gpus)",

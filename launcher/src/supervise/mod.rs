@@ -106,6 +106,14 @@ pub fn trainer_path(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// A command that runs the trainer, with the malloc settings its tensors want (glibc tunables
+/// that keep freed host memory for the next step: `gan_core::host_malloc`).
+pub fn trainer_command(trainer: &Path) -> Command {
+    let mut command = Command::new(trainer);
+    command.envs(gan_core::host_malloc::trainer_env_here());
+    command
+}
+
 /// The signals a launcher forwards to its ranks; create once, before the first rank starts.
 /// SIGHUP (the terminal's session ended) is one: by default it would kill the launcher, and its
 /// ranks with it, without a checkpoint.
@@ -320,7 +328,7 @@ fn forward(ranks: &[Rank], signal: i32) {
 }
 
 fn spawn(trainer: &Path, config: &Path, spec: &RankSpec) -> anyhow::Result<Rank> {
-    let mut command = Command::new(trainer);
+    let mut command = trainer_command(trainer);
     command.arg(config).arg("--resolved").envs(spec.env.to_vars()).envs(spec.extra_env.iter().cloned());
     // One libtorch thread pool per rank, sized to its share of the cores (no oversubscription).
     command.env("OMP_NUM_THREADS", spec.plan.threads.to_string());
