@@ -1,17 +1,32 @@
 //! `gan-launch data prepare`: builds a prepared dataset (shards + index) from an image folder, a
-//! StyleGAN dataset zip, CIFAR-10's python batches or the built-in generated shapes.
+//! StyleGAN dataset zip, CIFAR-10's python batches or the built-in generated shapes. `data info`:
+//! what a prepared dataset holds and how it was made.
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand, ValueEnum};
 use gan_core::data::folder::Labels;
 use gan_core::data::prepare::{self, PrepareOptions, PrepareSource};
 use gan_core::data::resize::ResizeFilter;
+use gan_core::data::shards::PreparedDataset;
+use gan_core::data::ImageSource;
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Subcommand, Debug)]
 pub enum Data {
     /// Decode, centre-crop and box-resize images into shards with a checksummed index.
     Prepare(PrepareArgs),
+    /// What a prepared dataset holds (images, classes and their sizes) and how it was prepared
+    /// (source, labels, resize filter, tool); --verify checks every shard's checksum.
+    Info(InfoArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct InfoArgs {
+    /// A prepared dataset's directory (what `data prepare --out` wrote, a config's data.path).
+    dir: PathBuf,
+    /// Also check every shard's BLAKE3 checksum (reads the whole dataset).
+    #[arg(long)]
+    verify: bool,
 }
 
 #[derive(Args, Debug)]
@@ -169,4 +184,66 @@ pub fn prepare(args: &PrepareArgs) -> anyhow::Result<()> {
         index.content_hash
     );
     Ok(())
+}
+
+pub fn info(args: &InfoArgs) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let dataset = PreparedDataset::open(&args.dir, args.verify)?;
+    let index = &dataset.index;
+    let bytes: u64 = index.shards.iter().map(|s| s.bytes).sum();
+    println!(
+        "{}: {} images of {}x{}x{} in {} shard(s), {:.1} MB; content hash {}",
+        args.dir.display(),
+        index.count,
+        index.resolution,
+        index.resolution,
+        index.channels,
+        index.shards.len(),
+        bytes as f64 / 1e6,
+        index.content_hash
+    );
+    println!("classes: {}", describe_classes(&dataset));
+    match &index.prepared {
+        Some(prepared) => println!("prepared: {}", prepared.describe()),
+        None => println!("prepared: not recorded (by a gan-launch from before index.json recorded it)"),
+    }
+    if args.verify {
+        println!(
+            "checksums: all {} shard(s) match the index ({:.1} MB read in {:.1} s)",
+            index.shards.len(),
+            bytes as f64 / 1e6,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+/// "unlabelled", or each class with its image count; with more than 12 classes, the range of
+/// counts and the smallest and largest class (an imbalanced dataset shows at once).
+fn describe_classes(dataset: &PreparedDataset) -> String {
+    let names = &dataset.index.class_names;
+    if names.is_empty() {
+        return "unlabelled".into();
+    }
+    let mut counts = vec![0u64; names.len()];
+    for i in 0..dataset.len() {
+        if let Some(count) = counts.get_mut(dataset.label(i) as usize) {
+            *count += 1;
+        }
+    }
+    let named = |k: usize| format!("{} {}", names[k], counts[k]);
+    if names.len() <= 12 {
+        let all: Vec<String> = (0..names.len()).map(named).collect();
+        return format!("{} ({})", names.len(), all.join(", "));
+    }
+    let smallest = (0..names.len()).min_by_key(|&k| counts[k]).expect("classes");
+    let largest = (0..names.len()).max_by_key(|&k| counts[k]).expect("classes");
+    format!(
+        "{}, {} to {} images each (smallest: {}; largest: {})",
+        names.len(),
+        counts[smallest],
+        counts[largest],
+        named(smallest),
+        named(largest)
+    )
 }

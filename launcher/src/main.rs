@@ -34,6 +34,7 @@ fn main() -> ExitCode {
         Some(Command::Plan(args)) => plan(&args),
         Some(Command::Bench(bench)) => bench::run(&bench).map(|_| ExitCode::SUCCESS),
         Some(Command::Data(data::Data::Prepare(args))) => data::prepare(&args).map(|_| ExitCode::SUCCESS),
+        Some(Command::Data(data::Data::Info(args))) => data::info(&args).map(|_| ExitCode::SUCCESS),
         Some(Command::Ckpt(cmd)) => ckpt::run(&cmd).map(|_| ExitCode::SUCCESS),
         Some(Command::Sample(args)) => ckpt::sample(&args),
         Some(Command::Eval(args)) => ckpt::eval(&args),
@@ -73,6 +74,11 @@ fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
     // The dataset the ranks would read, as checkpoints record it (a missing one is reported below).
     if let Ok(dataset) = gan_core::data::identity::DatasetIdentity::of(&cfg.data, cfg.run.seed) {
         println!("# data: {}", dataset.describe());
+    }
+    // How it was prepared: the resize filter moves FID by a point (SPECS 1.4).
+    let prepared = cfg.data.path.as_deref().and_then(|dir| gan_core::data::shards::read_index(dir).ok());
+    if let Some(prepared) = prepared.and_then(|index| index.prepared) {
+        println!("# data prepared: {}", prepared.describe());
     }
     print_start(&cfg);
     if args.memory {

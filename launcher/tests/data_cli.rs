@@ -31,6 +31,20 @@ fn prepare_then_train_from_the_prepared_dataset() {
         "{}",
         stdout(&out)
     );
+    // `data info` says what it holds and how it was made; `plan` repeats the latter.
+    let info = gan_launch().args(["data", "info"]).arg(&data).output().unwrap();
+    let text = stdout(&info);
+    assert!(info.status.success(), "{}", stderr(&info));
+    assert!(text.contains(": 600 images of 16x16x3 in 3 shard(s), "), "{text}");
+    assert!(text.contains("\nclasses: 4 (disc 150, square 150, triangle 150, ring 150)\n"), "{text}");
+    let made = "prepared: from generated shapes (600 images, 4 classes, seed 0), labels auto; no image resized; by gan-launch ";
+    assert!(text.contains(made), "{text}");
+    let plan = gan_launch()
+        .args(["plan", &shipped_config("ci-tiny.yaml").display().to_string()])
+        .args(["--set", "data.source=prepared", "--set", &format!("data.path={}", data.display())])
+        .output()
+        .unwrap();
+    assert!(stdout(&plan).contains(&format!("# data {made}")), "{}", stdout(&plan));
     let run = |extra: &[&str]| {
         gan_launch()
             .arg(shipped_config("ci-tiny.yaml"))
@@ -75,6 +89,18 @@ fn prepare_then_train_from_the_prepared_dataset() {
     let fid = eval("fid");
     assert_eq!(fid.status.code(), Some(2), "{}", stderr(&fid));
     assert!(stderr(&fid).contains(&data.display().to_string()), "{}", stderr(&fid));
+
+    // `data info --verify` reads every shard: a damaged one is named, exit 2.
+    let moved = dir.path().join("moved");
+    let shard = moved.join("shard-00001.bin");
+    let mut bytes = std::fs::read(&shard).unwrap();
+    bytes[100] ^= 0xff;
+    std::fs::write(&shard, bytes).unwrap();
+    let quick = gan_launch().args(["data", "info"]).arg(&moved).output().unwrap();
+    assert!(quick.status.success(), "without --verify only sizes are checked: {}", stderr(&quick));
+    let verify = gan_launch().args(["data", "info", "--verify"]).arg(&moved).output().unwrap();
+    assert_eq!(verify.status.code(), Some(2), "{}", stderr(&verify));
+    assert!(stderr(&verify).contains("shard-00001.bin: checksum mismatch"), "{}", stderr(&verify));
 }
 
 #[test]

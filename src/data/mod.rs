@@ -10,6 +10,7 @@ pub mod identity;
 pub mod loader;
 pub mod pickle;
 pub mod prepare;
+pub mod provenance;
 pub mod resize;
 pub mod sampler;
 pub mod shards;

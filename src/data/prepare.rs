@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::folder::{self, Labels};
 use super::generated::GeneratedShapes;
+use super::provenance::Provenance;
 use super::resize::{centre_crop, resize, ResizeFilter};
 use super::shards::{DatasetIndex, ShardWriter};
 use super::ImageSource;
@@ -51,6 +52,20 @@ impl PrepareSource {
         }
         Err(bad("is a file but not a zip archive; --from takes an image folder, a StyleGAN dataset zip, \
              a folder of CIFAR-10 python batches, or `generated`"))
+    }
+
+    /// What was read, for the dataset's provenance: the kind of source and its absolute path.
+    fn describe(&self) -> String {
+        let absolute =
+            |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()).display().to_string();
+        match self {
+            Self::Generated { count, num_classes, seed } => {
+                format!("generated shapes ({count} images, {num_classes} classes, seed {seed})")
+            }
+            Self::ImageFolder(dir) => format!("image folder {}", absolute(dir)),
+            Self::StyleganZip(path) => format!("StyleGAN zip {}", absolute(path)),
+            Self::Cifar10(dir) => format!("CIFAR-10 batches {}", absolute(dir)),
+        }
     }
 
     /// Refuses a `--labels` choice this source cannot follow.
@@ -132,6 +147,8 @@ impl PrepareReport {
 struct Decoded {
     pixels: Vec<u8>,
     converted_from: Option<String>,
+    /// Its centre crop was larger than the resolution: the filter shrank it.
+    resized: bool,
 }
 
 /// Decoded images are processed this many at a time (bounds memory on big folders).
@@ -145,6 +162,7 @@ pub fn prepare(
     progress: &dyn Fn(u64, u64),
 ) -> Result<PrepareReport> {
     source.check_labels(opts.labels)?;
+    let provenance = Provenance::new(source.describe(), opts.labels.name(), opts.resize_filter.name());
     match source {
         PrepareSource::Generated { count, num_classes, seed } => {
             let shapes = GeneratedShapes {
@@ -163,12 +181,13 @@ pub fn prepare(
                     progress(i + 1, *count);
                 }
             }
+            // Drawn at the resolution: nothing is resized.
             let names = super::generated::class_names(*num_classes);
-            Ok(PrepareReport::every_image(writer.finish(names)?))
+            Ok(PrepareReport::every_image(writer.finish(names, provenance)?))
         }
-        PrepareSource::ImageFolder(dir) => prepare_folder(dir, out, opts, progress),
-        PrepareSource::StyleganZip(path) => prepare_zip(path, out, opts, progress),
-        PrepareSource::Cifar10(dir) => prepare_cifar(dir, out, opts, progress),
+        PrepareSource::ImageFolder(dir) => prepare_folder(dir, out, opts, provenance, progress),
+        PrepareSource::StyleganZip(path) => prepare_zip(path, out, opts, provenance, progress),
+        PrepareSource::Cifar10(dir) => prepare_cifar(dir, out, opts, provenance, progress),
     }
 }
 
@@ -176,6 +195,7 @@ fn prepare_cifar(
     dir: &Path,
     out: &Path,
     opts: &PrepareOptions,
+    mut provenance: Provenance,
     progress: &dyn Fn(u64, u64),
 ) -> Result<PrepareReport> {
     if opts.resolution > cifar::SIDE {
@@ -191,20 +211,24 @@ fn prepare_cifar(
     let keep_labels = opts.labels != Labels::None;
     let class_names = if keep_labels { cifar::class_names(dir)? } else { Vec::new() };
     let mut writer = ShardWriter::create(out, opts.resolution, 3, opts.images_per_shard, opts.force)?;
+    let mut count = 0;
     for (done, file) in files.iter().enumerate() {
         for (pixels, label) in cifar::read_batch(file)? {
             let label = if keep_labels { label } else { 0 };
             writer.push(&resize(&pixels, cifar::SIDE, 3, opts.resolution, opts.resize_filter), label)?;
+            count += 1;
         }
         progress(done as u64 + 1, files.len() as u64);
     }
-    Ok(PrepareReport::every_image(writer.finish(class_names)?))
+    provenance.resized = if opts.resolution < cifar::SIDE { count } else { 0 };
+    Ok(PrepareReport::every_image(writer.finish(class_names, provenance)?))
 }
 
 fn prepare_zip(
     path: &Path,
     out: &Path,
     opts: &PrepareOptions,
+    provenance: Provenance,
     progress: &dyn Fn(u64, u64),
 ) -> Result<PrepareReport> {
     let mut listing = stylegan_zip::list(path)?;
@@ -218,7 +242,7 @@ fn prepare_zip(
         }
         _ => {}
     }
-    let mut images_out = Collector::create(out, opts)?;
+    let mut images_out = Collector::create(out, opts, provenance)?;
     let total = listing.names.len() as u64;
     for (batch_no, names) in listing.names.chunks(BATCH).enumerate() {
         let images = stylegan_zip::read(path, &listing, names)?;
@@ -236,10 +260,11 @@ fn prepare_folder(
     dir: &Path,
     out: &Path,
     opts: &PrepareOptions,
+    provenance: Provenance,
     progress: &dyn Fn(u64, u64),
 ) -> Result<PrepareReport> {
     let folder::FolderListing { files, class_names, notice } = folder::list(dir, opts.labels)?;
-    let mut images_out = Collector::create(out, opts)?;
+    let mut images_out = Collector::create(out, opts, provenance)?;
     let total = files.len() as u64;
     for (batch_no, batch) in files.chunks(BATCH).enumerate() {
         let decoded = parallel_map(batch, opts.threads, |(path, _)| decode(path, opts));
@@ -257,13 +282,14 @@ struct Collector {
     writer: ShardWriter,
     skip_bad: bool,
     skipped: Vec<(PathBuf, String)>,
-    converted: BTreeMap<String, u64>,
+    /// Counts images resized and converted as they come.
+    provenance: Provenance,
 }
 
 impl Collector {
-    fn create(out: &Path, opts: &PrepareOptions) -> Result<Self> {
+    fn create(out: &Path, opts: &PrepareOptions, provenance: Provenance) -> Result<Self> {
         let writer = ShardWriter::create(out, opts.resolution, 3, opts.images_per_shard, opts.force)?;
-        Ok(Collector { writer, skip_bad: opts.skip_bad, skipped: Vec::new(), converted: BTreeMap::new() })
+        Ok(Collector { writer, skip_bad: opts.skip_bad, skipped: Vec::new(), provenance })
     }
 
     /// Writes a decoded image, or records (with `skip_bad`) or reports why it cannot be used.
@@ -276,8 +302,9 @@ impl Collector {
         match decoded {
             Ok(image) => {
                 if let Some(kind) = image.converted_from {
-                    *self.converted.entry(kind).or_default() += 1;
+                    *self.provenance.converted.entry(kind).or_default() += 1;
                 }
+                self.provenance.resized += u64::from(image.resized);
                 self.writer.push(&image.pixels, label)
             }
             Err(why) if self.skip_bad => {
@@ -298,8 +325,11 @@ impl Collector {
                 message: format!("all {total} images were bad"),
             });
         }
-        let index = self.writer.finish(class_names)?;
-        Ok(PrepareReport { index, skipped: self.skipped, converted: self.converted, notice: None })
+        let mut provenance = self.provenance;
+        provenance.skipped = self.skipped.len() as u64;
+        let converted = provenance.converted.clone();
+        let index = self.writer.finish(class_names, provenance)?;
+        Ok(PrepareReport { index, skipped: self.skipped, converted, notice: None })
     }
 }
 
@@ -346,5 +376,6 @@ fn decode_bytes(bytes: &[u8], opts: &PrepareOptions) -> std::result::Result<Deco
         ));
     }
     let (square, side) = centre_crop(rgb.as_raw(), width, height, 3, opts.resize_filter);
-    Ok(Decoded { pixels: resize(&square, side, 3, resolution, opts.resize_filter), converted_from })
+    let pixels = resize(&square, side, 3, resolution, opts.resize_filter);
+    Ok(Decoded { pixels, converted_from, resized: side > resolution })
 }

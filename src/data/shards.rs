@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use memmap2::Mmap;
 use serde::{Deserialize, Serialize};
 
+use super::provenance::Provenance;
 use super::{ImageSource, Sample};
 use crate::error::{Error, Result};
 
@@ -41,6 +42,9 @@ pub struct DatasetIndex {
     pub shards: Vec<ShardEntry>,
     /// BLAKE3 over the shape and every shard checksum, in order.
     pub content_hash: String,
+    /// How `data prepare` made it (not in the content hash; absent from older indices).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prepared: Option<Provenance>,
 }
 
 impl DatasetIndex {
@@ -128,8 +132,8 @@ impl ShardWriter {
         Ok(())
     }
 
-    /// Writes the last shard and the index; returns the index.
-    pub fn finish(mut self, class_names: Vec<String>) -> Result<DatasetIndex> {
+    /// Writes the last shard and the index, with how the dataset was made; returns the index.
+    pub fn finish(mut self, class_names: Vec<String>, prepared: Provenance) -> Result<DatasetIndex> {
         self.flush()?;
         let count: u64 = self.shards.iter().map(|s| s.count).sum();
         if count == 0 {
@@ -146,6 +150,7 @@ impl ShardWriter {
             class_names,
             shards: self.shards,
             content_hash: String::new(),
+            prepared: Some(prepared),
         };
         index.content_hash = content_hash(&index);
         let json = serde_json::to_vec_pretty(&index).expect("an index serialises");

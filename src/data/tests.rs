@@ -146,6 +146,43 @@ fn bad_images_name_the_file_or_are_skipped_and_counted() {
     assert_eq!(pixel(0, &mut px), [0, 0, 0], "16-bit 1, 2, 3 of 65535 round to 0");
     assert_eq!(pixel(2, &mut px), [3, 3, 3]);
     assert_eq!(pixel(3, &mut px), [1, 2, 3]);
+    // The index records what was converted and skipped.
+    let prepared = ds.index.prepared.clone().unwrap();
+    assert_eq!((prepared.skipped, prepared.converted.len(), prepared.resized), (2, 3, 0), "{prepared:?}");
+}
+
+#[test]
+fn the_index_records_how_the_dataset_was_prepared_outside_its_content_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    write_png(&src.join("big.png"), &rgb(1, 16, 12));
+    write_png(&src.join("exact.png"), &rgb(2, 8, 8));
+    let out = dir.path().join("out");
+    let lanczos = PrepareOptions {
+        labels: super::folder::Labels::None,
+        resize_filter: super::resize::ResizeFilter::Lanczos,
+        ..opts(8)
+    };
+    let report = prepare(&PrepareSource::ImageFolder(src.clone()), &out, &lanczos, &no_progress).unwrap();
+    let prepared = report.index.prepared.clone().unwrap();
+    let absolute = std::fs::canonicalize(&src).unwrap();
+    assert_eq!(prepared.source, format!("image folder {}", absolute.display()));
+    assert_eq!((prepared.labels.as_str(), prepared.resize_filter.as_str()), ("none", "lanczos"));
+    assert_eq!(prepared.resized, 1, "only the 16x12 image went through the filter");
+    assert!(prepared.tool.starts_with(&format!("gan-launch {}", crate::rundir::CRATE_VERSION)));
+    // Read back as written; an index from before the record still reads, with the same hash.
+    let index = super::shards::read_index(&out).unwrap();
+    assert_eq!(index.prepared.as_ref(), Some(&prepared));
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("index.json")).unwrap()).unwrap();
+    json.as_object_mut().unwrap().remove("prepared");
+    std::fs::write(out.join("index.json"), serde_json::to_vec(&json).unwrap()).unwrap();
+    let old = super::shards::read_index(&out).unwrap();
+    assert_eq!((old.prepared, &old.content_hash), (None, &index.content_hash));
+    // The same pixels prepared again, at another time, are the same dataset.
+    let again = dir.path().join("again");
+    let report2 = prepare(&PrepareSource::ImageFolder(src), &again, &lanczos, &no_progress).unwrap();
+    assert_eq!(report2.index.content_hash, index.content_hash);
 }
 
 #[test]
