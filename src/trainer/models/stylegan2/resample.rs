@@ -12,14 +12,15 @@ pub fn fir_filter(device: Device) -> Tensor {
 }
 
 /// Pads (left, right, top, bottom) with zeros and convolves every channel with `filter` x `gain`,
-/// at `stride`. The filter is symmetric, so correlation and convolution agree.
+/// at `stride`. The filter is symmetric, so correlation and convolution agree. A depthwise
+/// convolution (one group per channel), as the reference's `upfirdn2d`: folding the channels into
+/// the batch of a 1-channel convolution gives the same numbers, but oneDNN's backward for it made
+/// StyleGAN2-CIFAR's D step about 45% slower on a CPU (2.17 s against 3.13 s for D forward and
+/// backward at batch 32, 2 cores).
 fn filter2d(x: &Tensor, filter: &Tensor, pad: [i64; 4], gain: f64, stride: i64) -> Tensor {
-    let (n, c, h, w) = x.size4().expect("NCHW input");
-    let padded = x.reshape([n * c, 1, h, w]).constant_pad_nd(pad);
-    let f = (filter * gain).to_kind(x.kind());
-    let y = padded.conv2d(&f, None::<Tensor>, [stride, stride], [0, 0], [1, 1], 1);
-    let (oh, ow) = (y.size()[2], y.size()[3]);
-    y.reshape([n, c, oh, ow])
+    let c = x.size()[1];
+    let f = (filter * gain).to_kind(x.kind()).repeat([c, 1, 1, 1]);
+    x.constant_pad_nd(pad).conv2d(&f, None::<Tensor>, [stride, stride], [0, 0], [1, 1], c)
 }
 
 /// Doubles the resolution: zeros between pixels, pad 2 before and 1 after, filter x 4
