@@ -71,9 +71,6 @@ fn prepare_then_train_from_the_prepared_dataset() {
     assert_eq!(again.status.code(), Some(2));
     assert!(stderr(&again).contains("--force"), "{}", stderr(&again));
 
-    // Scoring the run after its dataset is gone: IS needs no real images, so it runs on uniform
-    // labels and says so; FID needs the dataset and names it.
-    std::fs::rename(&data, dir.path().join("moved")).unwrap();
     let weights = random_inception_weights(dir.path());
     let eval = |metric: &str| {
         gan_launch()
@@ -83,6 +80,15 @@ fn prepare_then_train_from_the_prepared_dataset() {
             .output()
             .unwrap()
     };
+    // The score says what it compares against, and how the reals were resized.
+    let fid = eval("fid");
+    assert!(fid.status.success(), "{}", stderr(&fid));
+    let reals = format!("[20 generated images vs 600 reals of {} (not resized), ", data.display());
+    assert!(stdout(&fid).contains(&reals), "{}", stdout(&fid));
+
+    // Scoring the run after its dataset is gone: IS needs no real images, so it runs on uniform
+    // labels and says so; FID needs the dataset and names it.
+    std::fs::rename(&data, dir.path().join("moved")).unwrap();
     let is = eval("is");
     assert!(is.status.success(), "{}", stderr(&is));
     assert!(stderr(&is).contains("drawn uniformly"), "{}", stderr(&is));

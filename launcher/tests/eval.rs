@@ -48,6 +48,7 @@ fn fid_kid_and_is_of_a_checkpoint() {
     assert!(fid.is_finite() && fid > 0.0, "{fid}");
     let line = stdout(&first);
     assert!(line.contains("custom-inception-") && line.contains("NOT the standard FID network"), "{line}");
+    assert!(line.contains("[20 generated images vs 40 reals (the generated shapes), "), "{line}");
     // The real statistics are cached: the second run reads them and gives the same number.
     let second = eval(&home, &[&["fid", &run_arg][..], &common].concat());
     assert!(stderr(&second).contains("real statistics from the cache"), "{}", stderr(&second));

@@ -77,24 +77,41 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     let share = extract::Share { first: 0, n: opts.num, batch: opts.batch, gen_batch, seed: opts.seed };
     let fake = extract::generated(&net, g_ema.as_ref(), labels.as_ref(), share, device, &mut || Ok(()))?;
     let fake_secs = started.elapsed().as_secs_f64();
-    let values = if args.metric == EvalMetric::Is {
+    let (values, reals) = if args.metric == EvalMetric::Is {
         let (mean, std) = inception_score(&fake.logits, 10.min(opts.num as i64));
-        vec![("is", format!("{mean:.4} ± {std:.4}"))]
+        (vec![("is", format!("{mean:.4} ± {std:.4}"))], String::new())
     } else {
         warn_if_other_dataset(&source, &cfg);
         let n_real = extract::real_count(&cfg, opts.num_real)?;
         let real = extract::real(&net, &label, &cfg, n_real, opts.batch, device)?;
-        between(args.metric, &real, &fake, opts.seed, device)?.expect("IS is scored above")
+        let values = between(args.metric, &real, &fake, opts.seed, device)?.expect("IS is scored above");
+        (values, reals_note(&cfg, n_real))
     };
     for (name, value) in values {
         println!(
-            "{name} = {value}  [{} generated images, feature network {label}{}, {:.1} imgs/s]",
+            "{name} = {value}  [{} generated images{reals}, feature network {label}{}, {:.1} imgs/s]",
             opts.num,
             standard_note(&net_id),
             opts.num as f64 / fake_secs
         );
     }
     Ok(())
+}
+
+/// " vs 70000 reals of data/ffhq256 (shrunk with box)": what the score compares against. How the
+/// reals were resized moves FID by about a point on FFHQ (SPECS 1.4), so a number set beside a
+/// paper's says it, as the dataset's index records it.
+fn reals_note(cfg: &config::RunConfig, n_real: u64) -> String {
+    let Some(dir) = cfg.data.path.as_deref().filter(|_| cfg.data.source == config::DataSource::Prepared)
+    else {
+        return format!(" vs {n_real} reals (the generated shapes)");
+    };
+    let how = match gan_core::data::shards::read_index(dir).ok().and_then(|index| index.prepared) {
+        Some(p) if p.resized > 0 => format!(" (shrunk with {})", p.resize_filter),
+        Some(_) => " (not resized)".to_string(),
+        None => String::new(),
+    };
+    format!(" vs {n_real} reals of {}{how}", dir.display())
 }
 
 /// The reals come from the dataset the checkpoint's config names; when that is no longer the
