@@ -57,9 +57,7 @@ impl MallocSetup {
     }
 
     pub fn from_process() -> Self {
-        Self::from_vars(
-            std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
-        )
+        Self::from_vars(process_vars())
     }
 }
 
@@ -80,7 +78,12 @@ pub fn trainer_env(vars: impl IntoIterator<Item = (String, String)>) -> Vec<(&'s
 
 /// [`trainer_env`] for this process's environment.
 pub fn trainer_env_here() -> Vec<(&'static str, String)> {
-    trainer_env(std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))))
+    trainer_env(process_vars())
+}
+
+/// This process's environment: the variables whose names and values are UTF-8.
+fn process_vars() -> impl Iterator<Item = (String, String)> {
+    std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
 }
 
 #[cfg(test)]
