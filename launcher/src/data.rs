@@ -158,13 +158,8 @@ pub fn prepare(args: &PrepareArgs) -> anyhow::Result<()> {
     for (path, why) in &report.skipped {
         eprintln!("skipped {}: {why}", path.display());
     }
-    if !report.converted.is_empty() {
-        let kinds: Vec<String> = report.converted.iter().map(|(kind, n)| format!("{n} {kind}")).collect();
-        eprintln!(
-            "converted to 8-bit RGB: {} image(s) ({})",
-            report.converted.values().sum::<u64>(),
-            kinds.join(", ")
-        );
+    if let Some(converted) = report.index.prepared.as_ref().and_then(|p| p.converted_summary()) {
+        eprintln!("converted to 8-bit RGB: {converted}");
     }
     let secs = started.elapsed().as_secs_f64();
     let index = &report.index;

@@ -3,7 +3,6 @@
 //! CIFAR-10's python batches. Every image is centre-cropped to a square and box-resized to the
 //! target resolution; images are decoded in parallel, a batch at a time, and written in a fixed
 //! order, so the same folder always gives the same dataset (and content hash).
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::folder::{self, Labels};
@@ -130,8 +129,6 @@ pub struct PrepareReport {
     pub index: DatasetIndex,
     /// Images left out with `skip_bad`, and why.
     pub skipped: Vec<(PathBuf, String)>,
-    /// Images converted to 8-bit RGB with `convert`, counted by their colour type ("L8": 12).
-    pub converted: BTreeMap<String, u64>,
     /// How the labels were chosen, when the user should hear about it.
     pub notice: Option<String>,
 }
@@ -139,7 +136,7 @@ pub struct PrepareReport {
 impl PrepareReport {
     /// A source whose images all went in as they were (the generated shapes, CIFAR's batches).
     fn every_image(index: DatasetIndex) -> Self {
-        PrepareReport { index, skipped: Vec::new(), converted: BTreeMap::new(), notice: None }
+        PrepareReport { index, skipped: Vec::new(), notice: None }
     }
 }
 
@@ -327,9 +324,8 @@ impl Collector {
         }
         let mut provenance = self.provenance;
         provenance.skipped = self.skipped.len() as u64;
-        let converted = provenance.converted.clone();
         let index = self.writer.finish(class_names, provenance)?;
-        Ok(PrepareReport { index, skipped: self.skipped, converted, notice: None })
+        Ok(PrepareReport { index, skipped: self.skipped, notice: None })
     }
 }
 

@@ -50,18 +50,25 @@ impl Provenance {
         }
     }
 
+    /// The images `--convert` converted, e.g. "12 image(s) (10 L8, 2 Rgba8)"; None when none were.
+    pub fn converted_summary(&self) -> Option<String> {
+        if self.converted.is_empty() {
+            return None;
+        }
+        let kinds: Vec<String> = self.converted.iter().map(|(kind, n)| format!("{n} {kind}")).collect();
+        Some(format!("{} image(s) ({})", self.converted.values().sum::<u64>(), kinds.join(", ")))
+    }
+
     /// One line, e.g. "from image folder /data/ffhq, labels none; 70000 image(s) shrunk with
-    /// box; 12 converted to RGB (12 L8); 3 skipped; by gan-launch 0.1.0 (5d2c...) at 2026-...".
+    /// box; 12 image(s) (12 L8) converted to RGB; 3 skipped; by gan-launch 0.1.0 (5d2c...) at 2026-...".
     pub fn describe(&self) -> String {
         let mut parts = vec![format!("from {}, labels {}", self.source, self.labels)];
         parts.push(match self.resized {
             0 => "no image resized".to_string(),
             n => format!("{n} image(s) shrunk with {}", self.resize_filter),
         });
-        if !self.converted.is_empty() {
-            let kinds: Vec<String> = self.converted.iter().map(|(kind, n)| format!("{n} {kind}")).collect();
-            let total: u64 = self.converted.values().sum();
-            parts.push(format!("{total} converted to RGB ({})", kinds.join(", ")));
+        if let Some(converted) = self.converted_summary() {
+            parts.push(format!("{converted} converted to RGB"));
         }
         if self.skipped > 0 {
             parts.push(format!("{} skipped", self.skipped));
@@ -87,7 +94,9 @@ mod tests {
         p.skipped = 1;
         let line = p.describe();
         assert!(
-            line.contains("; 14630 image(s) shrunk with lanczos; 2 converted to RGB (2 L8); 1 skipped; by "),
+            line.contains(
+                "; 14630 image(s) shrunk with lanczos; 2 image(s) (2 L8) converted to RGB; 1 skipped; by "
+            ),
             "{line}"
         );
     }

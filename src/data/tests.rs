@@ -134,7 +134,8 @@ fn bad_images_name_the_file_or_are_skipped_and_counted() {
     let report =
         prepare(&PrepareSource::ImageFolder(dir.path().join("src")), &out, &convert, &no_progress).unwrap();
     assert_eq!(report.index.count, 4, "good, deep, gray and rgba; corrupt and tiny are still skipped");
-    let kinds: Vec<(&str, u64)> = report.converted.iter().map(|(k, n)| (k.as_str(), *n)).collect();
+    let prepared = report.index.prepared.clone().unwrap();
+    let kinds: Vec<(&str, u64)> = prepared.converted.iter().map(|(k, n)| (k.as_str(), *n)).collect();
     assert_eq!(kinds, [("L8", 1), ("Rgb16", 1), ("Rgba8", 1)]);
     let ds = PreparedDataset::open(&out, true).unwrap();
     let mut px = vec![0u8; 8 * 8 * 3];
@@ -147,8 +148,9 @@ fn bad_images_name_the_file_or_are_skipped_and_counted() {
     assert_eq!(pixel(2, &mut px), [3, 3, 3]);
     assert_eq!(pixel(3, &mut px), [1, 2, 3]);
     // The index records what was converted and skipped.
-    let prepared = ds.index.prepared.clone().unwrap();
-    assert_eq!((prepared.skipped, prepared.converted.len(), prepared.resized), (2, 3, 0), "{prepared:?}");
+    assert_eq!(ds.index.prepared.as_ref(), Some(&prepared));
+    assert_eq!((prepared.skipped, prepared.resized), (2, 0), "{prepared:?}");
+    assert_eq!(prepared.converted_summary().as_deref(), Some("3 image(s) (1 L8, 1 Rgb16, 1 Rgba8)"));
 }
 
 #[test]
