@@ -15,10 +15,10 @@ use crate::rundir::{CRATE_VERSION, GIT_COMMIT};
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Provenance {
-    /// What was read, e.g. "image folder /data/ffhq", "StyleGAN zip ffhq256.zip",
-    /// "CIFAR-10 batches cifar-10-batches-py", "generated shapes (seed 0)".
+    /// What was read, with its absolute path, e.g. "image folder /data/ffhq", "StyleGAN zip
+    /// /data/ffhq256.zip", "generated shapes (8192 images, 4 classes, seed 0)".
     pub source: String,
-    /// Where the labels came from (`--labels`, and what `auto` chose), e.g. "folders".
+    /// `--labels` as given, e.g. "folders"; with "auto", the index's classes show what it found.
     pub labels: String,
     /// `--resize-filter`: box, lanczos or bilinear.
     pub resize_filter: String,
