@@ -31,6 +31,8 @@ stop() { # stop PIDFILE NAME
   if running "$1" "$2"; then
     kill "$(cat "$1")" 2>/dev/null || true
     for _ in $(seq 1 50); do running "$1" "$2" || break; sleep 0.1; done
+    # A daemon still shutting down after 5 s would outlive its deleted directory: kill it.
+    if running "$1" "$2"; then kill -9 "$(cat "$1")" 2>/dev/null || true; fi
   fi
   rm -f "$1"
 }

@@ -29,7 +29,7 @@ pub const MARKER_VALUE: &str = "keep-freed";
 /// How a process's malloc is set up, read from its environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MallocSetup {
-    /// The launcher started the process with [`KEEP_FREED`] (and [`MARKER_VAR`]).
+    /// The launcher started the process with [`KEEP_FREED`], as [`MARKER_VAR`] says.
     KeepsFreed,
     /// The user tunes malloc through this variable (`KEY=VALUE`); left as it is.
     UserTuned(String),
@@ -41,9 +41,7 @@ impl MallocSetup {
     pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Self {
         let mut setup = MallocSetup::Default;
         for (key, value) in vars {
-            if (key == MARKER_VAR && value == MARKER_VALUE)
-                || (key == TUNABLES_VAR && value.contains(KEEP_FREED))
-            {
+            if key == MARKER_VAR && value == MARKER_VALUE {
                 return MallocSetup::KeepsFreed;
             }
             let user_tuned = (key == TUNABLES_VAR && value.contains("glibc.malloc."))
@@ -108,7 +106,9 @@ mod tests {
         let started = vars(&[(TUNABLES_VAR, "glibc.pthread.rseq=0"), (MARKER_VAR, MARKER_VALUE)]);
         assert_eq!(MallocSetup::from_vars(started.clone()), MallocSetup::KeepsFreed);
         assert_eq!(trainer_env(started), []);
-        assert_eq!(MallocSetup::from_vars(vars(&[(TUNABLES_VAR, &value)])), MallocSetup::KeepsFreed);
+        // Without the marker the tunables are someone else's, even when they read like ours.
+        let bare = MallocSetup::from_vars(vars(&[(TUNABLES_VAR, &value)]));
+        assert_eq!(bare, MallocSetup::UserTuned(format!("{TUNABLES_VAR}={value}")));
         // The user's malloc settings win, through either kind of variable.
         for (key, value) in [(TUNABLES_VAR, "glibc.malloc.trim_threshold=1"), ("MALLOC_ARENA_MAX", "2")] {
             let user = vars(&[(key, value)]);
