@@ -24,7 +24,10 @@ running() { # running PIDFILE NAME: the pid file names a live (not zombie) proce
   pid=$(cat "$1")
   [ -r "/proc/$pid/stat" ] || return 1
   [ "$(awk '{print $3}' "/proc/$pid/stat")" != Z ] || return 1
-  [ "$(basename "$(readlink -f "/proc/$pid/exe" 2>/dev/null)")" = "$2" ]
+  # The process's own name, not its executable's: Debian installs slurmctld and slurmd as
+  # alternatives links to slurmctld-wlm and slurmd-wlm, so the resolved path never matched and
+  # `down` left every daemon running.
+  [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$2" ]
 }
 
 stop() { # stop PIDFILE NAME
