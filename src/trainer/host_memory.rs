@@ -7,8 +7,8 @@ use gan_core::host_malloc::MallocSetup;
 pub enum HostAllocator {
     /// The launcher's tunables: mmap off, never trimmed.
     KeepsFreed,
-    /// Started without them (`gan-train` by hand): mmap off through mallopt, which trims only
-    /// beyond 2 GiB free at the heap's top.
+    /// Started without them (`gan-train` by hand): mmap off and one arena through mallopt,
+    /// which trims only beyond 2 GiB free at the heap's top.
     KeepsFreedBelow2Gib,
     /// The user tunes malloc through this variable; left as it is.
     UserTuned(String),
@@ -35,10 +35,11 @@ pub fn keep_freed_memory() -> HostAllocator {
         MallocSetup::Default => {
             // SAFETY: mallopt only changes the allocator's parameters, in a single-threaded
             // process. M_MMAP_MAX 0: no block gets a mapping of its own; M_TRIM_THRESHOLD at the
-            // largest value mallopt takes.
+            // largest value mallopt takes; M_ARENA_MAX 1: threads started later share that heap.
             unsafe {
                 libc::mallopt(libc::M_MMAP_MAX, 0);
                 libc::mallopt(libc::M_TRIM_THRESHOLD, libc::c_int::MAX);
+                libc::mallopt(libc::M_ARENA_MAX, 1);
             }
             HostAllocator::KeepsFreedBelow2Gib
         }
