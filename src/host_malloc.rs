@@ -31,8 +31,8 @@ pub const TUNABLES_VAR: &str = "GLIBC_TUNABLES";
 pub const KEEP_FREED: &str =
     "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=1099511627776:glibc.malloc.arena_max=1";
 
-/// Set beside the tunables, so the trainer can tell they are in effect: glibc splits
-/// `GLIBC_TUNABLES` at its colons in place as it reads it, and the process sees only the first.
+/// Set beside the tunables, so the trainer can tell ours from a user's: the same string without
+/// it is the user's own tuning, which the trainer leaves alone and logs as such.
 pub const MARKER_VAR: &str = "GANLAUNCH_HOST_MALLOC";
 pub const MARKER_VALUE: &str = "keep-freed";
 
@@ -112,15 +112,19 @@ mod tests {
         let rseq = vars(&[(TUNABLES_VAR, "glibc.pthread.rseq=0")]);
         let value = format!("glibc.pthread.rseq=0:{KEEP_FREED}");
         assert_eq!(trainer_env(rseq), [(TUNABLES_VAR, value.clone()), marker.clone()]);
-        // The trainer sees the marker and what glibc left of the tunables: the first of them.
-        let started = vars(&[(TUNABLES_VAR, "glibc.pthread.rseq=0"), (MARKER_VAR, MARKER_VALUE)]);
+        // The trainer sees the marker beside the whole tunables, and adds nothing.
+        let started = vars(&[(TUNABLES_VAR, &value), (MARKER_VAR, MARKER_VALUE)]);
         assert_eq!(MallocSetup::from_vars(started.clone()), MallocSetup::KeepsFreed);
         assert_eq!(trainer_env(started), []);
         // Without the marker the tunables are someone else's, even when they read like ours.
         let bare = MallocSetup::from_vars(vars(&[(TUNABLES_VAR, &value)]));
         assert_eq!(bare, MallocSetup::UserTuned(format!("{TUNABLES_VAR}={value}")));
         // The user's malloc settings win, through either kind of variable.
-        for (key, value) in [(TUNABLES_VAR, "glibc.malloc.trim_threshold=1"), ("MALLOC_ARENA_MAX", "2")] {
+        for (key, value) in [
+            (TUNABLES_VAR, "glibc.malloc.trim_threshold=1"),
+            (TUNABLES_VAR, "glibc.pthread.rseq=0:glibc.malloc.arena_max=2"),
+            ("MALLOC_ARENA_MAX", "2"),
+        ] {
             let user = vars(&[(key, value)]);
             assert_eq!(
                 MallocSetup::from_vars(user.clone()),

@@ -96,8 +96,9 @@ fn kill_9_of_one_rank_stops_the_job_and_names_it() {
     let dir = tempfile::tempdir().unwrap();
     let child = start_long_job(dir.path(), &[]);
     let rank1 = pid_of_rank(&children_of(child.id()), 1);
-    // Ranks start with the glibc tunables that keep freed host memory for the next step (glibc
-    // splits the variable at its colons in place, which /proc shows as lines) and the marker.
+    // Ranks start with the glibc tunables that keep freed host memory for the next step and the
+    // marker. (glibc parses the tunables by cutting the process's first copy of its environment
+    // at the colons, which /proc shows as lines; the process's own environment keeps them whole.)
     let env = env_of(rank1);
     assert!(env.contains(&format!("GLIBC_TUNABLES={}", KEEP_FREED.replace(':', "\n"))), "{env}");
     assert!(env.lines().any(|l| l == format!("{MARKER_VAR}={MARKER_VALUE}")), "{env}");

@@ -64,6 +64,26 @@ fn json_logs_carry_the_rank() {
     assert!(events.iter().any(|e| e["role"] == "launcher"));
 }
 
+/// A user's own malloc tuning reaches the rank whole (every tunable of a multi-part
+/// `GLIBC_TUNABLES`, the malloc one not first), and the launcher adds none of its own.
+#[test]
+fn the_users_malloc_tunables_reach_the_rank_whole() {
+    gan_train_path();
+    let dir = tempfile::tempdir().unwrap();
+    let tunables = "glibc.pthread.rseq=0:glibc.malloc.arena_max=2";
+    let out = gan_launch()
+        .env("GLIBC_TUNABLES", tunables)
+        .arg(shipped_config("ci-tiny.yaml"))
+        .args(run_dir_args(dir.path()))
+        .args(["--set", "train.total_kimg=0.032"])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    let said = format!("[rank=0] host memory: glibc malloc as GLIBC_TUNABLES={tunables} sets it");
+    assert!(err.contains(&said), "{err}");
+}
+
 #[test]
 fn ctrl_c_stops_cleanly_with_final_files() {
     gan_train_path();
