@@ -9,13 +9,8 @@
 //! trimming, the heap grows to a step's peak once and later steps reuse it, as the CUDA caching
 //! allocator keeps device memory. The price is a resident size that stays at that peak.
 //!
-//! Those two settings hold for the main thread's arena only. Every other thread (the background
-//! evaluator, the loaders) gets an arena of its own, built of heaps of at most 64 MiB: a larger
-//! block there is mapped on its own whatever `mmap_max` says, and unmapped on free. Inception's
-//! activations are such blocks, so a CPU evaluation spent a third of its time faulting them in
-//! (the demo's 500-image FID: 35.1 s, 24.0 s with one arena). One arena (`arena_max=1`) puts every
-//! thread on the main heap. Its lock costs nothing measurable here: training allocates on one
-//! thread, and a loader a handful of blocks a batch.
+//! Those two settings hold for the main thread's arena only: a training rank on a CPU also keeps
+//! its other threads on that heap (`src/trainer/host_memory.rs` says why and when).
 //!
 //! The settings are glibc tunables, read when a process starts, so the launcher puts them in the
 //! environment of every trainer it starts ([`trainer_env`]). `mallopt` cannot set a trim
@@ -26,10 +21,8 @@
 /// glibc's variable for tunables, `name=value` pairs separated by colons.
 pub const TUNABLES_VAR: &str = "GLIBC_TUNABLES";
 
-/// mmap off (every block comes from the heap), a trim threshold of 1 TiB (never trim), and one
-/// arena (every thread on that heap).
-pub const KEEP_FREED: &str =
-    "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=1099511627776:glibc.malloc.arena_max=1";
+/// mmap off (every block comes from the heap) and a trim threshold of 1 TiB (never trim).
+pub const KEEP_FREED: &str = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=1099511627776";
 
 /// Set beside the tunables, so the trainer can tell ours from a user's: the same string without
 /// it is the user's own tuning, which the trainer leaves alone and logs as such.

@@ -42,17 +42,15 @@ pub fn run(args: &MemoryArgs) -> anyhow::Result<()> {
     // Blocks of 64 KiB and more come straight from mmap and go back on free; otherwise glibc
     // raises that threshold after the first frees and keeps freed tensors resident, and the
     // resident size would follow the allocator rather than the live tensors.
-    // M_MMAP_MAX, M_TRIM_THRESHOLD and M_ARENA_MAX (8 per core on 64-bit) go back to glibc's
-    // defaults: the training ranks' tunables (gan_core::host_malloc) turn mmap and trimming off
-    // and keep one arena, and a shell that exported them must not reach this measurement.
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as libc::c_int;
+    // M_MMAP_MAX and M_TRIM_THRESHOLD go back to glibc's defaults: the training ranks' tunables
+    // (gan_core::host_malloc) turn mmap and trimming off, and a shell that exported them must
+    // not reach this measurement.
     // SAFETY: mallopt only changes the allocator's parameters; it is called before any thread
     // of this process allocates.
     unsafe {
         libc::mallopt(libc::M_MMAP_MAX, 65536);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 128 * 1024);
         libc::mallopt(libc::M_MMAP_THRESHOLD, 64 * 1024);
-        libc::mallopt(libc::M_ARENA_MAX, 8 * cores);
     }
     let cfg = if args.resolved {
         config::load_resolved(&args.config)?
