@@ -21,6 +21,8 @@
 #   --out DIR     logs and the table (default: a new directory under /tmp)
 #   --steps N     measured training steps per benchmark (default 20)
 #   --only LIST   run only these parts, e.g. --only 1,5 (default: all)
+#   --part-secs N stop any one command after N seconds (default 150), so a hang (a stuck NCCL
+#                 init, say) costs one row, not the machine's whole time
 #   --cpu         check the script itself on a machine without a GPU: every part runs on the CPU
 #                 with tiny settings, and the GPU-only parts (1, 5) are reported as skipped
 set -uo pipefail
@@ -32,6 +34,7 @@ OUT=""
 STEPS=20
 CPU=0
 ONLY=1,2,3,4,5
+PART_SECS=150
 while [ $# -gt 0 ]; do
   case "$1" in
     --bin) BIN=$2; shift 2 ;;
@@ -40,6 +43,7 @@ while [ $# -gt 0 ]; do
     --steps) STEPS=$2; shift 2 ;;
     --cpu) CPU=1; shift ;;
     --only) ONLY=$2; shift 2 ;;
+    --part-secs) PART_SECS=$2; shift 2 ;;
     *) echo "gpu-check: unknown argument $1 (see the header of $0)" >&2; exit 2 ;;
   esac
 done
@@ -74,7 +78,20 @@ LAUNCH="$BIN/gan-launch"
 TRAIN="$BIN/gan-train"
 
 ROWS=()
-row() { ROWS+=("$(printf '%-44s %s' "$1" "$2")"); }
+# Each row also goes to the log as it comes (and to rows.txt), so a run cut short still tells
+# what it measured.
+row() {
+  ROWS+=("$(printf '%-44s %s' "$1" "$2")")
+  printf '%s\n' "${ROWS[-1]}" | tee -a "$OUT/rows.txt" >&2
+}
+limited() { # limited COMMAND...: COMMAND for at most PART_SECS seconds (then TERM, KILL 10 s later)
+  timeout -k 10 "$PART_SECS" "$@"
+  local rc=$?
+  if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+    echo "gpu-check: stopped after $PART_SECS s (--part-secs)" >&2
+  fi
+  return "$rc"
+}
 step() { echo "== $1" >&2; }
 want() { [[ ",$ONLY," == *",$1,"* ]]; }
 started=$(date +%s)
@@ -96,7 +113,7 @@ elif [ "$CPU" = 1 ]; then
   row "1. NCCL world size 1" "skipped (--cpu); libnccl.so loads: $NCCL_LOADS"
 elif [ "$NCCL_LOADS" = no ]; then
   row "1. NCCL world size 1" "FAILED: libnccl.so does not load (no nvidia/nccl/lib/libnccl.so.2 next to $TORCH_LIB)"
-elif "$TRAIN" gpu-check nccl --max-mib 256 >"$OUT/nccl.txt" 2>&1; then
+elif limited "$TRAIN" gpu-check nccl --max-mib 256 >"$OUT/nccl.txt" 2>&1; then
   correct=$(grep -c "correct" "$OUT/nccl.txt")
   # The last row of each table: host-staged (the first table), device-resident (the second).
   largest=$(awk '/size MiB/ {t++} $1 ~ /^[0-9]+$/ {size[t]=$1; bw[t]=$3}
@@ -112,13 +129,13 @@ bench() { # bench LABEL CONFIG BATCH PRECISION [extra bench args]
   shift 4
   log="$OUT/bench-$(basename "$config" .yaml)-$precision.txt"
   step "$label"
-  if "$LAUNCH" bench train "$config" --device "$DEVICE" --precision "$precision" --batch "$batch" \
+  if limited "$LAUNCH" bench train "$config" --device "$DEVICE" --precision "$precision" --batch "$batch" \
       --steps "$STEPS" "$@" >"$log" 2>&1; then
     awk -v c="$config" '$1 == c {printf "%s imgs/s, %s sec/kimg, data wait %s%%, peak %s MiB", $2, $3, $8, $10;
       if ($11 != "-") printf " (plan --memory estimate %s MiB)", $11}' "$log" >"$log.row"
     row "$label" "$(cat "$log.row")"
   else
-    row "$label" "FAILED: $(grep -m1 -i error "$log" || tail -n1 "$log")"
+    row "$label" "FAILED: $(grep -m1 'gpu-check: stopped after' "$log" || grep -m1 -i error "$log" || tail -n1 "$log")"
   fi
 }
 cpu_args=()
@@ -148,12 +165,12 @@ fi
 # $GAN_FID_WEIGHTS names them, else random ones of the same architecture (same arithmetic).
 step "4. FID feature extraction"
 weights=${GAN_FID_WEIGHTS:-$OUT/random-inception.safetensors}
-want 4 && { [ -f "$weights" ] || "$TRAIN" gpu-check random-inception "$weights" >"$OUT/fid-weights.txt" 2>&1; }
+want 4 && { [ -f "$weights" ] || limited "$TRAIN" gpu-check random-inception "$weights" >"$OUT/fid-weights.txt" 2>&1; }
 if ! want 4; then
   :
-elif "$LAUNCH" configs/ci-tiny.yaml --set "run.dir=$OUT/runs" --set "train.device=$DEVICE" \
+elif limited "$LAUNCH" configs/ci-tiny.yaml --set "run.dir=$OUT/runs" --set "train.device=$DEVICE" \
     --set data.resolution=32 --set train.total_kimg=0.064 >"$OUT/fid-run.txt" 2>&1 &&
-   "$LAUNCH" eval is "$OUT/runs/ci-tiny" --num "$([ "$CPU" = 1 ] && echo 100 || echo 5000)" --batch 50 \
+   limited "$LAUNCH" eval is "$OUT/runs/ci-tiny" --num "$([ "$CPU" = 1 ] && echo 100 || echo 5000)" --batch 50 \
     --weights "$weights" >"$OUT/fid.txt" 2>&1; then
   row "4. FID feature extraction (batch 50)" "$(grep -o '[0-9.]* imgs/s' "$OUT/fid.txt") (generation included)"
 else
@@ -170,11 +187,11 @@ elif [ "$CPU" = 1 ]; then
 else
   step "4. FID generation batch at 256x256"
   rates=()
-  if "$LAUNCH" configs/stylegan2.yaml --gpus 1 --set "run.dir=$OUT/runs" --set data.source=generated \
+  if limited "$LAUNCH" configs/stylegan2.yaml --gpus 1 --set "run.dir=$OUT/runs" --set data.source=generated \
       --set train.batch_size=8 --set train.total_kimg=0.008 --set eval.every_kimg=0 \
       >"$OUT/fid256-run.txt" 2>&1; then
     for gen_batch in 4 50; do
-      "$LAUNCH" eval is "$OUT/runs/stylegan2" --num 1000 --batch 50 --gen-batch "$gen_batch" \
+      limited "$LAUNCH" eval is "$OUT/runs/stylegan2" --num 1000 --batch 50 --gen-batch "$gen_batch" \
         --weights "$weights" >"$OUT/fid256-$gen_batch.txt" 2>&1
       rates+=("$(grep -o '[0-9.]* imgs/s' "$OUT/fid256-$gen_batch.txt" || echo FAILED)")
     done
@@ -188,7 +205,7 @@ if want 4; then
   step "4. seeded metric noise"
   noise_args=(--device "$DEVICE")
   [ "$CPU" = 1 ] && noise_args+=(--images 4)
-  if "$TRAIN" gpu-check noise "${noise_args[@]}" >"$OUT/noise.txt" 2>&1; then
+  if limited "$TRAIN" gpu-check noise "${noise_args[@]}" >"$OUT/noise.txt" 2>&1; then
     row "4. StyleGAN2 metric noise 256x256 (ms/image)" "$(awk '/host stream/ {h=$(NF-1)}
       /tensor form/ {d=$(NF-1)} /largest difference/ {g=$NF}
       END {printf "host loop %s, on %s %s; largest difference %s", h, "'"$DEVICE"'", d, g}' "$OUT/noise.txt")"
@@ -201,7 +218,7 @@ if want 4; then
   step "4. precision/recall and density/coverage"
   manifold_args=(--device "$DEVICE")
   [ "$CPU" = 1 ] && manifold_args+=(--reals 500 --fakes 1000)
-  if "$TRAIN" gpu-check manifold "${manifold_args[@]}" >"$OUT/manifold.txt" 2>&1; then
+  if limited "$TRAIN" gpu-check manifold "${manifold_args[@]}" >"$OUT/manifold.txt" 2>&1; then
     row "4. precision/recall, density/coverage" "$(awk '/reals vs/ {n=$3" vs "$6}
       /precision\/recall/ {p=$5} /density\/coverage/ {d=$5}
       END {printf "%s reals/fakes: pr %s s, dc %s s", n, p, d}' "$OUT/manifold.txt")"
@@ -216,7 +233,7 @@ if ! want 5; then
   :
 elif [ "$CPU" = 1 ]; then
   row "5. CPU vs GPU step (biggan-cifar, fp32)" "skipped (--cpu)"
-elif "$TRAIN" gpu-check step configs/biggan-cifar.yaml >"$OUT/step.txt" 2>&1; then
+elif limited "$TRAIN" gpu-check step configs/biggan-cifar.yaml >"$OUT/step.txt" 2>&1; then
   row "5. CPU vs GPU step (biggan-cifar, fp32)" "$(grep -E '^  [GD]:' "$OUT/step.txt" | sed 's/relative difference/rel. diff/g' | tr -s ' ' | paste -sd';')"
 else
   row "5. CPU vs GPU step (biggan-cifar, fp32)" "FAILED: $(tail -n1 "$OUT/step.txt")"
