@@ -3,6 +3,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 use gan_core::checkpoint::{self, read_tensors, step_dir_name, verify, Checkpoints, SetAside};
+use gan_core::host_malloc::Arenas;
 use gan_core::Error;
 
 #[derive(Subcommand, Debug)]
@@ -71,8 +72,11 @@ fn on_checkpoint(
         dir
     };
     let trainer = crate::supervise::trainer_path(trainer)?;
-    let status =
-        crate::supervise::trainer_command(&trainer).args(command).arg(&target).args(options).status()?;
+    let status = crate::supervise::trainer_command(&trainer, Arenas::PerThread)
+        .args(command)
+        .arg(&target)
+        .args(options)
+        .status()?;
     Ok(std::process::ExitCode::from(status.code().unwrap_or(1) as u8))
 }
 
@@ -102,7 +106,7 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<std::process::ExitCode> {
     };
     // Two image folders: nothing to resolve or verify here.
     let trainer = crate::supervise::trainer_path(args.trainer.as_deref())?;
-    let status = crate::supervise::trainer_command(&trainer)
+    let status = crate::supervise::trainer_command(&trainer, Arenas::PerThread)
         .args(command)
         .arg(&args.path)
         .arg("--against")

@@ -8,7 +8,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
-use gan_core::host_malloc::{KEEP_FREED, MARKER_VALUE, MARKER_VAR};
+use gan_core::host_malloc::{KEEP_FREED, MARKER_VALUE, MARKER_VAR, ONE_ARENA};
 
 fn launch_args(dir: &Path, gpus: u32) -> Vec<String> {
     let mut args: Vec<String> = vec!["--gpus".into(), gpus.to_string(), "--master-port".into(), "0".into()];
@@ -96,11 +96,13 @@ fn kill_9_of_one_rank_stops_the_job_and_names_it() {
     let dir = tempfile::tempdir().unwrap();
     let child = start_long_job(dir.path(), &[]);
     let rank1 = pid_of_rank(&children_of(child.id()), 1);
-    // Ranks start with the glibc tunables that keep freed host memory for the next step and the
-    // marker. (glibc parses the tunables by cutting the process's first copy of its environment
-    // at the colons, which /proc shows as lines; the process's own environment keeps them whole.)
+    // Ranks start with the glibc tunables that keep freed host memory for the next step, on
+    // every thread of these CPU ranks, and the marker. (glibc parses the tunables by cutting the
+    // process's first copy of its environment at the colons, which /proc shows as lines; the
+    // process's own environment keeps them whole.)
     let env = env_of(rank1);
-    assert!(env.contains(&format!("GLIBC_TUNABLES={}", KEEP_FREED.replace(':', "\n"))), "{env}");
+    let tunables = format!("{KEEP_FREED}:{ONE_ARENA}").replace(':', "\n");
+    assert!(env.contains(&format!("GLIBC_TUNABLES={tunables}")), "{env}");
     assert!(env.lines().any(|l| l == format!("{MARKER_VAR}={MARKER_VALUE}")), "{env}");
     let killed_at = Instant::now();
     unsafe { libc::kill(rank1 as i32, libc::SIGKILL) };

@@ -84,6 +84,27 @@ fn the_users_malloc_tunables_reach_the_rank_whole() {
     assert!(err.contains(&said), "{err}");
 }
 
+/// `gan-train` started by hand on a CPU sets up glibc itself (mallopt): freed blocks kept, and
+/// every thread on the main heap, as the launcher's tunables do for its ranks.
+#[test]
+fn gan_train_by_hand_keeps_freed_memory_on_every_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(gan_train_path())
+        .env_remove("GLIBC_TUNABLES")
+        .arg(shipped_config("ci-tiny.yaml"))
+        .args(run_dir_args(dir.path()))
+        .args(["--set", "train.total_kimg=0.032", "--set", "log.level=debug"])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("host memory: freed blocks kept for reuse up to 2 GiB free (mallopt"), "{err}");
+    assert!(
+        err.contains("host memory: every thread allocates from the main heap (one arena, mallopt)"),
+        "{err}"
+    );
+}
+
 #[test]
 fn ctrl_c_stops_cleanly_with_final_files() {
     gan_train_path();

@@ -1,8 +1,6 @@
 //! The trainer's host allocator: glibc's malloc keeping freed memory for the next step
-//! (`gan_core::host_malloc` says why and how the launcher sets it up), on every thread of a rank
-//! that trains on the CPU.
-use gan_core::host_malloc::MallocSetup;
-use tch::Device;
+//! (`gan_core::host_malloc` says why and how the launcher sets it up).
+use gan_core::host_malloc::{Arenas, MallocSetup};
 
 /// How this process's malloc was set up, for the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,46 +45,14 @@ pub fn keep_freed_memory() -> HostAllocator {
     }
 }
 
-/// On a CPU device, puts every thread this process starts from now on into the main thread's
-/// arena (one arena), unless the user tunes malloc. Call it before the loader and evaluator
-/// threads start.
-///
-/// Why: the settings above hold for the main arena only. glibc gives each other thread an arena
-/// of its own, built of heaps of at most 64 MiB; a larger block there gets a mapping of its own
-/// whatever `mmap_max` says, unmapped on free. On a CPU, the background evaluator's Inception
-/// activations are such blocks: the demo recipe's 500-image FID took 35.1 s, 24.0 s with one arena
-/// (the run's kernel time 38.7 -> 2.5 s). On a GPU those tensors live on the device; the host
-/// blocks a thread takes there are few, and sharing the main heap would only keep an
-/// evaluation's feature rows resident after it ends.
-pub fn share_main_heap_on_cpu(device: Device) -> bool {
-    if device != Device::Cpu || matches!(MallocSetup::from_process(), MallocSetup::UserTuned(_)) {
+/// For `gan-train` started by hand on a CPU: every thread on the main heap, as the launcher's
+/// tunables put a rank on a CPU (`gan_core::host_malloc::Arenas` says why). Call it while the
+/// process has one thread: with a limit set later, new threads reuse the arenas other threads
+/// made.
+pub fn one_arena_by_hand(alloc: &HostAllocator, device: &str) -> bool {
+    if *alloc != HostAllocator::KeepsFreedBelow2Gib || Arenas::for_device(device) != Arenas::One {
         return false;
     }
-    // SAFETY: mallopt only changes the allocator's parameters. The limit is read when a thread
-    // first allocates; the service threads running now keep the arenas they have.
+    // SAFETY: mallopt only changes the allocator's parameters, in a single-threaded process.
     unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) == 1 }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// After the trainer's setup on a CPU, a block larger than a thread arena's 64 MiB heaps,
-    /// taken on a thread started later, comes from the main heap (below the program break), not
-    /// from a mapping of its own (far above it). On a GPU nothing changes.
-    #[test]
-    fn on_a_cpu_later_threads_take_large_blocks_from_the_main_heap() {
-        keep_freed_memory();
-        assert!(!share_main_heap_on_cpu(Device::Cuda(0)));
-        assert!(share_main_heap_on_cpu(Device::Cpu));
-        let (address, program_break) = std::thread::spawn(|| {
-            let block = vec![1u8; 100 << 20];
-            // SAFETY: sbrk(0) only reads the current program break.
-            let program_break = unsafe { libc::sbrk(0) } as usize;
-            (block.as_ptr() as usize, program_break)
-        })
-        .join()
-        .unwrap();
-        assert!(address < program_break, "block at {address:#x}, program break at {program_break:#x}");
-    }
 }

@@ -129,7 +129,7 @@ fn run(args: Args, host_allocator: Option<host_memory::HostAllocator>) -> anyhow
         cfg.log.format,
         &cfg.log.level,
     );
-    match host_allocator {
+    match &host_allocator {
         Some(alloc @ host_memory::HostAllocator::UserTuned(_)) => tracing::info!("{alloc}"),
         Some(alloc) => tracing::debug!("{alloc}"),
         None => {}
@@ -143,6 +143,10 @@ fn run(args: Args, host_allocator: Option<host_memory::HostAllocator>) -> anyhow
         .into());
     }
     let plan = config::plan(&cfg, HostFacts::detect()).swap_remove(env.rank as usize);
+    // Still the only thread: no service thread has started yet.
+    if host_allocator.as_ref().is_some_and(|alloc| host_memory::one_arena_by_hand(alloc, &plan.device)) {
+        tracing::debug!("host memory: every thread allocates from the main heap (one arena, mallopt)");
+    }
 
     // Ctrl-C, SIGTERM, or SIGUSR1/2 (SLURM's warning before the time limit): finish the current
     // step (all ranks agree on which), checkpoint, exit with the requeue code for preemption

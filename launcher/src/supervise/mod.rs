@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use gan_core::config::RankPlan;
 use gan_core::error::EXIT_REQUEUE;
+use gan_core::host_malloc::Arenas;
 use gan_core::launch_env::RankEnv;
 use gan_core::Error;
 use gan_core::{flight, heartbeat};
@@ -107,10 +108,11 @@ pub fn trainer_path(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
 }
 
 /// A command that runs the trainer, with the malloc settings its tensors want (glibc tunables
-/// that keep freed host memory for the next step: `gan_core::host_malloc`).
-pub fn trainer_command(trainer: &Path) -> Command {
+/// that keep freed host memory for the next step, and for `Arenas::One` on every thread:
+/// `gan_core::host_malloc`). The tools (`sample`, `eval`) compute on their main thread.
+pub fn trainer_command(trainer: &Path, arenas: Arenas) -> Command {
     let mut command = Command::new(trainer);
-    command.envs(gan_core::host_malloc::trainer_env_here());
+    command.envs(gan_core::host_malloc::trainer_env_here(arenas));
     command
 }
 
@@ -328,7 +330,7 @@ fn forward(ranks: &[Rank], signal: i32) {
 }
 
 fn spawn(trainer: &Path, config: &Path, spec: &RankSpec) -> anyhow::Result<Rank> {
-    let mut command = trainer_command(trainer);
+    let mut command = trainer_command(trainer, Arenas::for_device(&spec.plan.device));
     command.arg(config).arg("--resolved").envs(spec.env.to_vars()).envs(spec.extra_env.iter().cloned());
     // One libtorch thread pool per rank, sized to its share of the cores (no oversubscription).
     command.env("OMP_NUM_THREADS", spec.plan.threads.to_string());

@@ -164,9 +164,6 @@ impl Setup {
             crate::precision::set_allow_tf32(cfg.train.allow_tf32, cfg.train.allow_tf32)?;
             tch::Cuda::cudnn_set_benchmark(cfg.train.cudnn_benchmark);
         }
-        if crate::host_memory::share_main_heap_on_cpu(device) {
-            tracing::debug!("host memory: every thread allocates from the main heap (one arena)");
-        }
         tch::set_num_threads(plan.threads as i32);
         tch::manual_seed(cfg.run.seed as i64);
         let spec = NetSpec::from_config(&cfg);
