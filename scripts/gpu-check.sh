@@ -23,6 +23,8 @@
 #   --only LIST   run only these parts, e.g. --only 1,5 (default: all)
 #   --part-secs N stop any one command after N seconds (default 150), so a hang (a stuck NCCL
 #                 init, say) costs one row, not the machine's whole time
+#   --budget-secs N  start no command after N seconds in all, and cut the last one short there
+#                 (default: no budget), so the table is printed within a machine's time limit
 #   --cpu         check the script itself on a machine without a GPU: every part runs on the CPU
 #                 with tiny settings, and the GPU-only parts (1, 5) are reported as skipped
 set -uo pipefail
@@ -35,6 +37,7 @@ STEPS=20
 CPU=0
 ONLY=1,2,3,4,5
 PART_SECS=150
+BUDGET_SECS=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --bin) BIN=$2; shift 2 ;;
@@ -44,6 +47,7 @@ while [ $# -gt 0 ]; do
     --cpu) CPU=1; shift ;;
     --only) ONLY=$2; shift 2 ;;
     --part-secs) PART_SECS=$2; shift 2 ;;
+    --budget-secs) BUDGET_SECS=$2; shift 2 ;;
     *) echo "gpu-check: unknown argument $1 (see the header of $0)" >&2; exit 2 ;;
   esac
 done
@@ -84,11 +88,21 @@ row() {
   ROWS+=("$(printf '%-44s %s' "$1" "$2")")
   printf '%s\n' "${ROWS[-1]}" | tee -a "$OUT/rows.txt" >&2
 }
-limited() { # limited COMMAND...: COMMAND for at most PART_SECS seconds (then TERM, KILL 10 s later)
-  timeout -k 10 "$PART_SECS" "$@"
-  local rc=$?
+limited() { # limited COMMAND...: COMMAND for at most PART_SECS seconds, and not past the budget
+  local secs=$PART_SECS why="--part-secs" rc
+  if [ "$BUDGET_SECS" -gt 0 ]; then
+    local left=$((started + BUDGET_SECS - $(date +%s)))
+    if [ "$left" -le 0 ]; then
+      echo "gpu-check: not run, the --budget-secs of $BUDGET_SECS s is spent" >&2
+      return 124
+    fi
+    [ "$left" -lt "$secs" ] && { secs=$left; why="--budget-secs"; }
+  fi
+  # TERM at the limit, KILL 10 s later if the command is still there.
+  timeout -k 10 "$secs" "$@"
+  rc=$?
   if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
-    echo "gpu-check: stopped after $PART_SECS s (--part-secs)" >&2
+    echo "gpu-check: stopped after $secs s ($why)" >&2
   fi
   return "$rc"
 }
@@ -135,7 +149,7 @@ bench() { # bench LABEL CONFIG BATCH PRECISION [extra bench args]
       if ($11 != "-") printf " (plan --memory estimate %s MiB)", $11}' "$log" >"$log.row"
     row "$label" "$(cat "$log.row")"
   else
-    row "$label" "FAILED: $(grep -m1 'gpu-check: stopped after' "$log" || grep -m1 -i error "$log" || tail -n1 "$log")"
+    row "$label" "FAILED: $(grep -m1 '^gpu-check: ' "$log" || grep -m1 -i error "$log" || tail -n1 "$log")"
   fi
 }
 cpu_args=()

@@ -105,7 +105,8 @@ fn noise_check_runs_on_the_cpu() {
 
 /// The script itself, in its CPU mode, for the parts that are quick here: it links the wheel's
 /// NCCL where cudarc looks (part 1), fills part 4's rows from the commands' real output (each
-/// row also written as it comes), and stops a command that runs past `--part-secs`.
+/// row also written as it comes), stops a command that runs past `--part-secs`, and starts none
+/// past `--budget-secs`.
 #[test]
 fn gpu_check_script_runs_in_cpu_mode() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -150,4 +151,17 @@ fn gpu_check_script_runs_in_cpu_mode() {
     let table = std::fs::read_to_string(out_dir.path().join("table.txt")).unwrap();
     let fid = table.lines().find(|l| l.starts_with("4. FID feature extraction")).unwrap_or_default();
     assert!(fid.contains("FAILED: gpu-check: stopped after 1 s (--part-secs)"), "{table}");
+
+    // Past --budget-secs no command starts, and the table still comes.
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(repo.join("scripts/gpu-check.sh"))
+        .args(["--cpu", "--only", "4", "--budget-secs", "1", "--bin", &bin.display().to_string()])
+        .args(["--out", &out_dir.path().display().to_string()])
+        .env("HOME", out_dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let table = std::fs::read_to_string(out_dir.path().join("table.txt")).unwrap();
+    let last = table.lines().find(|l| l.starts_with("4. precision/recall")).unwrap_or_default();
+    assert!(last.contains("FAILED: gpu-check: not run, the --budget-secs of 1 s is spent"), "{table}");
 }
