@@ -22,12 +22,17 @@ fn gpu_checks_say_there_is_no_gpu() {
 fn bench_train_reports_sec_per_kimg() {
     gan_train_path();
     let config = shipped_config("ci-tiny.yaml");
+    let tmp = tempfile::tempdir().unwrap();
     let out = gan_launch()
         .args(["bench", "train", &config.display().to_string(), "--steps", "2", "--threads", "1"])
         .arg("--estimate-memory")
+        .env("TMPDIR", tmp.path())
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
+    // Its scratch run directories (the benchmark's and the memory measurement's) are gone.
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().path()).collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
     let text = stdout(&out);
     assert!(text.contains("sec/kimg") && text.contains("peak MiB") && text.contains("est. MiB"), "{text}");
     let row = text

@@ -29,20 +29,21 @@ pub struct CkptArgs {
 const TENSOR_BYTES: usize = 4 << 20;
 
 pub fn run(args: &CkptArgs) -> anyhow::Result<()> {
-    let scratch = args.dir.join(format!(".bench-ckpt-{}", std::process::id()));
-    std::fs::create_dir_all(&scratch)?;
+    // Removed when dropped, so a failed measurement leaves nothing behind either.
+    std::fs::create_dir_all(&args.dir)?;
+    let scratch = tempfile::Builder::new().prefix(".bench-ckpt-").tempdir_in(&args.dir)?;
+    let scratch = scratch.path();
     println!("checkpoint I/O in {} (page cache warm for reads)", scratch.display());
     println!(
         "{:>8} {:>12} {:>14} {:>14} {:>14} {:>14}",
         "MB", "copy s", "write MB/s", "verify MB/s", "load MB/s", "dd MB/s"
     );
     for &mb in &args.sizes_mb {
-        let result = measure(&scratch, mb);
+        let result = measure(scratch, mb);
         let _ = std::fs::remove_dir_all(scratch.join("checkpoints"));
         let (copy, write, verify, load, dd) = result?;
         println!("{mb:>8} {copy:>12.3} {write:>14.0} {verify:>14.0} {load:>14.0} {dd:>14.0}");
     }
-    let _ = std::fs::remove_dir_all(&scratch);
     println!("copy s: the host copy rank 0 makes before handing the state to the writer thread");
     Ok(())
 }

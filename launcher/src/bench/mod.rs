@@ -104,7 +104,8 @@ fn loader(args: &LoaderArgs) -> anyhow::Result<()> {
     use gan_core::data::loader::{Loader, LoaderSpec};
     use gan_core::data::prepare::{prepare, PrepareOptions, PrepareSource};
     use gan_core::data::{sampler::Sampler, shards::PreparedDataset, ImageSource};
-    let scratch = tempfile_dir()?;
+    let scratch = scratch_dir()?;
+    let scratch = scratch.path();
     let dir = match &args.data {
         Some(dir) => dir.clone(),
         None => {
@@ -131,7 +132,6 @@ fn loader(args: &LoaderArgs) -> anyhow::Result<()> {
     }
     let rate = images as f64 / started.elapsed().as_secs_f64();
     println!("loader: {rate:.0} images/s at {res}x{res} (batch {}, 1 loader thread, xflip on) = {rate:.0} images/s per core", args.batch);
-    let _ = std::fs::remove_dir_all(&scratch);
     Ok(())
 }
 
@@ -139,7 +139,8 @@ fn prepare_bench(args: &PrepareArgs) -> anyhow::Result<()> {
     use gan_core::data::generated::GeneratedShapes;
     use gan_core::data::prepare::{prepare, PrepareOptions, PrepareSource};
     use gan_core::data::ImageSource;
-    let scratch = tempfile_dir()?;
+    let scratch = scratch_dir()?;
+    let scratch = scratch.path();
     let pngs = scratch.join("pngs/all");
     std::fs::create_dir_all(&pngs)?;
     let shapes = GeneratedShapes {
@@ -173,15 +174,13 @@ fn prepare_bench(args: &PrepareArgs) -> anyhow::Result<()> {
         args.resolution,
         rate / threads as f64
     );
-    let _ = std::fs::remove_dir_all(&scratch);
     Ok(())
 }
 
-/// A fresh scratch directory under the system temp dir.
-fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
-    let dir = std::env::temp_dir().join(format!("gan-launch-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
+/// A fresh scratch directory under the system temp dir, removed when dropped: also when the
+/// benchmark fails half-way.
+fn scratch_dir() -> anyhow::Result<tempfile::TempDir> {
+    Ok(tempfile::Builder::new().prefix("gan-launch-bench-").tempdir()?)
 }
 
 fn ring(args: &RingArgs) -> anyhow::Result<()> {

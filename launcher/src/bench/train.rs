@@ -70,8 +70,9 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         "est. MiB",
         "ADA p"
     );
+    let scratch_root = super::scratch_dir()?;
     for config in &configs {
-        let scratch = super::tempfile_dir()?.join(config.file_stem().unwrap_or_default());
+        let scratch = scratch_root.path().join(config.file_stem().unwrap_or_default());
         let cfg = gan_core::config::load(config, &[])?;
         let sets = bench_sets(&cfg, &scratch, args);
         let estimate_mib = if args.estimate_memory { Some(estimate_mib(config, &sets)?) } else { None };
