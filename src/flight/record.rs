@@ -145,6 +145,20 @@ pub struct RecordFile {
 impl RecordFile {
     fn write(&self) -> crate::Result<()> {
         let _writing = self.writing.lock().unwrap_or_else(|e| e.into_inner());
+        self.write_locked()
+    }
+
+    /// The writer thread's write: none once the rank has exited, so nothing is written after
+    /// `exit` returns (its record is the last; the run directory may be gone by then).
+    fn write_while_running(&self) -> crate::Result<()> {
+        let _writing = self.writing.lock().unwrap_or_else(|e| e.into_inner());
+        if self.recorder.has_exited() {
+            return Ok(());
+        }
+        self.write_locked()
+    }
+
+    fn write_locked(&self) -> crate::Result<()> {
         let mut record = self.recorder.snapshot();
         record.interval_secs = self.interval.as_secs_f64();
         let json = serde_json::to_vec(&record).expect("a record serialises");
@@ -170,7 +184,7 @@ pub fn start_writer(recorder: Arc<Recorder>, path: PathBuf, interval: Duration) 
         // The exit is set before its own write takes the lock, so once it is seen here the
         // last record is (or is about to be) written with it.
         while !writer.recorder.has_exited() {
-            if let Err(e) = writer.write() {
+            if let Err(e) = writer.write_while_running() {
                 if !std::mem::replace(&mut warned, true) {
                     tracing::warn!("cannot write the flight record: {e}");
                 }
@@ -204,7 +218,7 @@ mod tests {
         assert!(path.ends_with("heartbeat/rank-2.flight.json"));
         let recorder = Arc::new(Recorder::new(2));
         recorder.enter(Activity::Checkpointing, 40);
-        start_writer(Arc::clone(&recorder), path.clone(), Duration::from_secs(1));
+        let file = start_writer(Arc::clone(&recorder), path.clone(), Duration::from_secs(1));
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         let record = loop {
             match read(&path) {
@@ -216,6 +230,11 @@ mod tests {
         assert_eq!((record.rank, record.step, record.activity), (2, 40, Activity::Checkpointing));
         assert_eq!(record.pid, std::process::id());
         assert!(!record.is_stale(Duration::from_secs(5)) && record.is_stale(Duration::from_secs(6)));
+        // After the exit the writer writes no more: the directory stays gone once removed.
+        file.exit("finished");
+        std::fs::remove_dir_all(dir.path().join("heartbeat")).unwrap();
+        std::thread::sleep(Duration::from_millis(1500));
+        assert!(!dir.path().join("heartbeat").exists(), "the writer wrote after the exit");
     }
 
     #[test]
