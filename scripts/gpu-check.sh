@@ -98,8 +98,10 @@ limited() { # limited COMMAND...: COMMAND for at most PART_SECS seconds, and not
     fi
     [ "$left" -lt "$secs" ] && { secs=$left; why="--budget-secs"; }
   fi
-  # TERM at the limit, KILL 10 s later if the command is still there.
-  timeout -k 10 "$secs" "$@"
+  # TERM at the limit, KILL 10 s later if the command is still there. In the foreground, so a
+  # Ctrl-C reaches the command at once (gan-launch passes signals on to its ranks, which also
+  # die with it).
+  timeout --foreground -k 10 "$secs" "$@"
   rc=$?
   if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
     echo "gpu-check: stopped after $secs s ($why)" >&2

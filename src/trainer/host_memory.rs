@@ -46,13 +46,38 @@ pub fn keep_freed_memory() -> HostAllocator {
 }
 
 /// For `gan-train` started by hand on a CPU: every thread on the main heap, as the launcher's
-/// tunables put a rank on a CPU (`gan_core::host_malloc::Arenas` says why). Call it while the
-/// process has one thread: with a limit set later, new threads reuse the arenas other threads
-/// made.
+/// tunables put a rank on a CPU (`gan_core::host_malloc::Arenas` says why). Only while the
+/// process has one thread: with the limit set later, new threads would reuse the arenas other
+/// threads made, so then nothing changes.
 pub fn one_arena_by_hand(alloc: &HostAllocator, device: &str) -> bool {
     if *alloc != HostAllocator::KeepsFreedBelow2Gib || Arenas::for_device(device) != Arenas::One {
         return false;
     }
+    if thread_count() != Some(1) {
+        tracing::debug!("host memory: threads have started, so each keeps its own arena");
+        return false;
+    }
     // SAFETY: mallopt only changes the allocator's parameters, in a single-threaded process.
     unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) == 1 }
+}
+
+/// This process's threads, as the kernel counts them.
+fn thread_count() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status.lines().find_map(|l| l.strip_prefix("Threads:"))?.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A test runs beside the harness's main thread: too late for one arena, so nothing changes;
+    /// and a process the launcher set up has it already, or not (a GPU rank).
+    #[test]
+    fn one_arena_only_before_threads_start_and_only_by_hand() {
+        assert!(thread_count().is_some_and(|n| n >= 2), "{:?}", thread_count());
+        assert!(!one_arena_by_hand(&HostAllocator::KeepsFreedBelow2Gib, "cpu"));
+        assert!(!one_arena_by_hand(&HostAllocator::KeepsFreed, "cpu"));
+        assert!(!one_arena_by_hand(&HostAllocator::UserTuned("MALLOC_ARENA_MAX=4".into()), "cpu"));
+    }
 }

@@ -143,7 +143,7 @@ fn run(args: Args, host_allocator: Option<host_memory::HostAllocator>) -> anyhow
         .into());
     }
     let plan = config::plan(&cfg, HostFacts::detect()).swap_remove(env.rank as usize);
-    // Still the only thread: no service thread has started yet.
+    // Before any service thread starts.
     if host_allocator.as_ref().is_some_and(|alloc| host_memory::one_arena_by_hand(alloc, &plan.device)) {
         tracing::debug!("host memory: every thread allocates from the main heap (one arena, mallopt)");
     }
