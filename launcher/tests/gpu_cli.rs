@@ -108,65 +108,57 @@ fn noise_check_runs_on_the_cpu() {
     assert!(gap < 1e-6, "{text}");
 }
 
+/// Runs scripts/gpu-check.sh in its CPU mode with `args`; its table and its rows.txt.
+fn gpu_check_script(args: &[&str]) -> (String, String) {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out_dir = tempfile::tempdir().unwrap();
+    let bin = gan_train_path().parent().unwrap().to_path_buf();
+    let out = std::process::Command::new(repo.join("scripts/gpu-check.sh"))
+        .arg("--cpu")
+        .args(args)
+        .args(["--bin", &bin.display().to_string(), "--out", &out_dir.path().display().to_string()])
+        .env("HOME", out_dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let read = |name: &str| std::fs::read_to_string(out_dir.path().join(name)).unwrap();
+    (read("table.txt"), read("rows.txt"))
+}
+
+/// The line of `table` that starts with `prefix`.
+fn row(table: &str, prefix: &str) -> String {
+    table
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no {prefix}: {table}"))
+        .to_string()
+}
+
 /// The script itself, in its CPU mode, for the parts that are quick here: it links the wheel's
 /// NCCL where cudarc looks (part 1), fills part 4's rows from the commands' real output (each
 /// row also written as it comes), stops a command that runs past `--part-secs`, and starts none
 /// past `--budget-secs`.
 #[test]
 fn gpu_check_script_runs_in_cpu_mode() {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let out_dir = tempfile::tempdir().unwrap();
-    let bin = gan_train_path().parent().unwrap().to_path_buf();
-    let out = std::process::Command::new(repo.join("scripts/gpu-check.sh"))
-        .args(["--cpu", "--only", "1,4", "--bin", &bin.display().to_string()])
-        .args(["--out", &out_dir.path().display().to_string()])
-        .env("HOME", out_dir.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
-    let table = std::fs::read_to_string(out_dir.path().join("table.txt")).unwrap();
-    let row = |prefix: &str| {
-        table
-            .lines()
-            .find(|l| l.starts_with(prefix))
-            .unwrap_or_else(|| panic!("no {prefix}: {table}"))
-            .to_string()
-    };
-    assert!(row("1. NCCL").contains("libnccl.so loads: yes"), "{table}");
-    assert!(row("4. FID feature extraction").contains("imgs/s"), "{table}");
-    assert!(row("4. FID 256x256").contains("skipped (--cpu"), "{table}");
-    let noise = row("4. StyleGAN2 metric noise");
+    let (table, rows) = gpu_check_script(&["--only", "1,4"]);
+    assert!(row(&table, "1. NCCL").contains("libnccl.so loads: yes"), "{table}");
+    assert!(row(&table, "4. FID feature extraction").contains("imgs/s"), "{table}");
+    assert!(row(&table, "4. FID 256x256").contains("skipped (--cpu"), "{table}");
+    let noise = row(&table, "4. StyleGAN2 metric noise");
     assert!(noise.contains("host loop") && noise.contains("largest difference"), "{table}");
-    let manifold = row("4. precision/recall");
+    let manifold = row(&table, "4. precision/recall");
     assert!(manifold.contains("500 vs 1000 reals/fakes: pr ") && manifold.contains(" s, dc "), "{table}");
     assert!(!table.contains("FAILED"), "{table}");
     // The rows also went out one by one as they came.
-    let rows = std::fs::read_to_string(out_dir.path().join("rows.txt")).unwrap();
     assert!(table.ends_with(&rows), "{rows}\nvs\n{table}");
 
     // A command that runs past --part-secs is stopped, and its row says so.
-    let out_dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(repo.join("scripts/gpu-check.sh"))
-        .args(["--cpu", "--only", "4", "--part-secs", "1", "--bin", &bin.display().to_string()])
-        .args(["--out", &out_dir.path().display().to_string()])
-        .env("HOME", out_dir.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
-    let table = std::fs::read_to_string(out_dir.path().join("table.txt")).unwrap();
-    let fid = table.lines().find(|l| l.starts_with("4. FID feature extraction")).unwrap_or_default();
+    let (table, _) = gpu_check_script(&["--only", "4", "--part-secs", "1"]);
+    let fid = row(&table, "4. FID feature extraction");
     assert!(fid.contains("FAILED: gpu-check: stopped after 1 s (--part-secs)"), "{table}");
 
     // Past --budget-secs no command starts, and the table still comes.
-    let out_dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(repo.join("scripts/gpu-check.sh"))
-        .args(["--cpu", "--only", "4", "--budget-secs", "1", "--bin", &bin.display().to_string()])
-        .args(["--out", &out_dir.path().display().to_string()])
-        .env("HOME", out_dir.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
-    let table = std::fs::read_to_string(out_dir.path().join("table.txt")).unwrap();
-    let last = table.lines().find(|l| l.starts_with("4. precision/recall")).unwrap_or_default();
+    let (table, _) = gpu_check_script(&["--only", "4", "--budget-secs", "1"]);
+    let last = row(&table, "4. precision/recall");
     assert!(last.contains("FAILED: gpu-check: not run, the --budget-secs of 1 s is spent"), "{table}");
 }
