@@ -63,8 +63,13 @@ pub fn one_arena_by_hand(alloc: &HostAllocator, device: &str) -> bool {
 
 /// This process's threads, as the kernel counts them.
 fn thread_count() -> Option<u64> {
+    proc_status("Threads")?.parse().ok()
+}
+
+/// A field of this process's /proc/self/status (`Threads`, `VmRSS`, ...), its value trimmed.
+pub fn proc_status(field: &str) -> Option<String> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status.lines().find_map(|l| l.strip_prefix("Threads:"))?.trim().parse().ok()
+    status.lines().find_map(|l| Some(l.strip_prefix(field)?.strip_prefix(':')?.trim().to_string()))
 }
 
 #[cfg(test)]

@@ -199,10 +199,8 @@ fn peak_above_now(f: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<u64>
 
 /// A size field of /proc/self/status, in KiB.
 fn status_kib(field: &str) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':')?.trim().strip_suffix(" kB")?.parse().ok())
+    crate::host_memory::proc_status(field)
+        .and_then(|value| value.strip_suffix(" kB")?.parse().ok())
         .with_context(|| format!("no {field} in /proc/self/status"))
 }
 
