@@ -59,6 +59,37 @@ impl NodeSetup {
     }
 }
 
+/// Node 0's store on `dist.master_port`. A single-node job whose port is taken (most often by
+/// another job on the same machine, both on the default 29500) takes a free port instead, as
+/// torchrun's `--standalone` does: only this launcher's own ranks connect, and they are told the
+/// port. Other nodes must know it in advance, so a multi-node job stops there.
+fn host_store(cfg: &RunConfig, token: &str) -> anyhow::Result<StoreServer> {
+    let wanted = format!("0.0.0.0:{}", cfg.dist.master_port);
+    let listener = match std::net::TcpListener::bind(&wanted) {
+        Ok(listener) => listener,
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && cfg.dist.nodes == 1 => {
+            let listener = std::net::TcpListener::bind("0.0.0.0:0")
+                .map_err(|e| Error::Env(format!("rendezvous store: cannot listen on a free port: {e}")))?;
+            let port = listener.local_addr()?.port();
+            tracing::warn!(
+                "port {} is in use (another job on this machine?); this single-node job's store listens on {port} instead",
+                cfg.dist.master_port
+            );
+            listener
+        }
+        Err(e) => {
+            let hint = match e.kind() {
+                std::io::ErrorKind::AddrInUse => {
+                    "; every node connects to it there, so free it or start every node with another --master-port"
+                }
+                _ => "",
+            };
+            return Err(Error::Env(format!("rendezvous store: cannot listen on {wanted}: {e}{hint}")).into());
+        }
+    };
+    Ok(StoreServer::serve(listener, token)?)
+}
+
 /// Runs this node's ranks to the end of the job and returns the launcher's exit code.
 pub fn run(args: &JobArgs, cfg: &RunConfig, node: &NodeSetup) -> anyhow::Result<ExitCode> {
     let trainer = supervise::trainer_path(args.trainer.as_deref())?;
@@ -82,7 +113,7 @@ pub fn run(args: &JobArgs, cfg: &RunConfig, node: &NodeSetup) -> anyhow::Result<
     // Node 0 hosts the store for the job's lifetime; every launcher and rank meets there.
     let store = match (world, node.node_rank) {
         (1, _) | (_, 1..) => None,
-        (_, 0) => Some(StoreServer::bind(&format!("0.0.0.0:{}", cfg.dist.master_port), &token)?),
+        (_, 0) => Some(host_store(cfg, &token)?),
     };
     let master_port = store.as_ref().map_or(cfg.dist.master_port, |s| s.local_addr().port());
     let timeout = Duration::from_secs(cfg.dist.connect_timeout_secs);

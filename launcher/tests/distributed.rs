@@ -384,3 +384,23 @@ fn a_second_job_on_a_running_run_is_refused() {
     let err = stderr(&third);
     assert!(err.contains("resumed at step"), "the run goes on once the first job has ended: {err}");
 }
+
+/// Two single-node jobs on one machine, both on the default port: the second one's store takes
+/// a free port (its ranks are told it) instead of failing, and the log says so.
+#[test]
+fn a_single_node_job_whose_port_is_taken_listens_on_a_free_one() {
+    gan_train_path();
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let out = gan_launch()
+        .args(["--gpus", "2", "--master-port", &port.to_string()])
+        .arg(shipped_config("ci-tiny.yaml"))
+        .args(["--set", &format!("run.dir={}", dir.path().display()), "--set", "train.total_kimg=0.064"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains(&format!("port {port} is in use (another job on this machine?)")), "{err}");
+    assert!(err.contains("[rank=0] training finished"), "{err}");
+}

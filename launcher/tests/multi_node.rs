@@ -145,6 +145,14 @@ fn layout_errors_are_clear_and_do_not_hang() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("--master-addr"), "{}", stderr(&out));
+    // Node 0's port taken: every node connects there, so it stops (a single-node job moves).
+    let taken = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let out = node_command(dir.path(), 0, 2, 1, port, &[]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains(&format!("cannot listen on 0.0.0.0:{port}")), "{}", stderr(&out));
+    assert!(stderr(&out).contains("start every node with another --master-port"), "{}", stderr(&out));
+    drop(taken);
     // Nodes that disagree on --gpus.
     let port = free_port();
     let started = Instant::now();

@@ -49,6 +49,12 @@ impl StoreServer {
             };
             Error::Rendezvous(format!("cannot listen on {addr}: {e}{hint}"))
         })?;
+        Self::serve(listener, token)
+    }
+
+    /// Serves clients that present `token` on a listener the caller bound (and so could choose
+    /// what to do when its first choice of port was taken).
+    pub fn serve(listener: TcpListener, token: &str) -> Result<Self> {
         let addr = listener.local_addr().map_err(|e| Error::Rendezvous(e.to_string()))?;
         listener.set_nonblocking(true).map_err(|e| Error::Rendezvous(e.to_string()))?;
         let shared = Arc::new(Shared {
