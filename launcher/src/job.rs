@@ -31,14 +31,7 @@ pub struct NodeSetup {
 impl NodeSetup {
     /// Flags first, then the scheduler's environment, then single-node defaults.
     pub fn resolve(args: &JobArgs, placement: Option<&Placement>, cfg: &RunConfig) -> anyhow::Result<Self> {
-        let node_rank = args.node_rank.or(placement.map(|p| p.node_rank)).unwrap_or(0);
-        if node_rank >= cfg.dist.nodes {
-            return Err(Error::Env(format!(
-                "node rank {node_rank} is not below the node count {}",
-                cfg.dist.nodes
-            ))
-            .into());
-        }
+        let node_rank = Self::node_rank(args, placement, cfg)?;
         let master_addr = args
             .master_addr
             .clone()
@@ -56,6 +49,22 @@ impl NodeSetup {
         };
         let run_id = placement.and_then(|p| p.job_id.clone()).unwrap_or_else(|| cfg.name().to_string());
         Ok(NodeSetup { node_rank, master_addr, run_id })
+    }
+
+    /// This node's rank: the flag, else the scheduler's, else 0; below the node count.
+    pub fn node_rank(
+        args: &JobArgs,
+        placement: Option<&Placement>,
+        cfg: &RunConfig,
+    ) -> gan_core::Result<u32> {
+        let node_rank = args.node_rank.or(placement.map(|p| p.node_rank)).unwrap_or(0);
+        if node_rank >= cfg.dist.nodes {
+            return Err(Error::Env(format!(
+                "node rank {node_rank} is not below the node count {}",
+                cfg.dist.nodes
+            )));
+        }
+        Ok(node_rank)
     }
 }
 

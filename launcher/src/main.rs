@@ -81,6 +81,9 @@ fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
         println!("# data prepared: {}", prepared.describe());
     }
     print_start(&cfg);
+    for note in config::unused_settings(&cfg) {
+        println!("# note: {note}");
+    }
     if args.memory {
         // Every rank has the same networks and batch; rank 0 stands for all.
         let trainer = supervise::trainer_path(args.job.trainer.as_deref())?;
@@ -88,7 +91,8 @@ fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
         let target = memory::Target::resolve(args.gpu_memory_gib, &plans[0]);
         memory::report(&measured, &cfg, &plans[0], target.as_ref())?;
     }
-    let preflight = gan_core::data::check(&cfg.data)
+    let preflight = job::NodeSetup::node_rank(&args.job, placement.as_ref(), &cfg)
+        .and_then(|_| gan_core::data::check(&cfg.data))
         .and_then(|()| check_start_paths(&cfg, false))
         .and_then(|()| gan_core::run_lock::check_free(&cfg.run_dir()));
     preflight.context("a launch of this plan would refuse to start")?;
@@ -137,6 +141,9 @@ fn launch(args: &JobArgs) -> anyhow::Result<ExitCode> {
     check_start_paths(&cfg, cluster::scheduler_restart_count() > 0)?;
     let node = job::NodeSetup::resolve(args, placement.as_ref(), &cfg)?;
     logging::init(Role::Launcher { node_rank: node.node_rank }, cfg.log.format, &cfg.log.level);
+    for note in config::unused_settings(&cfg) {
+        tracing::warn!("{note}");
+    }
     if let Some(p) = &placement {
         tracing::info!(source = p.source, node_rank = node.node_rank, master = %node.master_addr, "placement from the scheduler");
     }

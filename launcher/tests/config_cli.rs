@@ -114,6 +114,13 @@ fn plan_prints_resolved_config_and_every_rank() {
     let seeds: std::collections::HashSet<&str> =
         rows.iter().map(|r| r.split_whitespace().last().unwrap()).collect();
     assert_eq!(seeds.len(), 8, "every rank has its own seed");
+    // A dataset path that generated data would not read is noted.
+    let out = plan(GOOD, &["--set", "data.path=data/cifar10"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("\n# note: data.path (data/cifar10) is not read"), "{}", stdout(&out));
+    // The plan of a node the layout does not have is refused, as its launch would be.
+    let out = plan(GOOD, &["--nodes", "2", "--node-rank", "2"], &[]);
+    assert_user_error(&out, &["would refuse to start", "node rank 2 is not below the node count 2"]);
 }
 
 #[test]

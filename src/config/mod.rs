@@ -28,7 +28,7 @@ pub use plan::{
 };
 pub use schema::*;
 pub use train::*;
-pub use validate::validate;
+pub use validate::{unused_settings, validate};
 
 use crate::error::Result;
 

@@ -1,8 +1,11 @@
 //! Checks that span keys or sections, run once after loading. Each failure names the key whose
-//! value has to change and says what would be accepted.
+//! value has to change and says what would be accepted; settings a valid run ignores are named
+//! too (`unused_settings`), as warnings.
 mod eval;
+mod unused;
 
 use self::eval::validate_eval;
+pub use self::unused::unused_settings;
 use super::model::{Arch, DArchitecture};
 use super::operations::ResumeFrom;
 use super::plan::{per_rank_batches, world_size};
