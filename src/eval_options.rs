@@ -48,24 +48,22 @@ pub struct EvalOptions {
 }
 
 impl EvalOptions {
-    /// The options as command-line arguments (for passing them on to the trainer).
+    /// The options as command-line arguments (for passing them on to the trainer), each as
+    /// `--key=value`, so a value that starts with `-` stays a value.
     pub fn to_args(&self) -> Vec<String> {
         let mut args = vec![
-            "--num".to_string(),
-            self.num.to_string(),
-            "--batch".into(),
-            self.batch.to_string(),
-            "--seed".into(),
-            self.seed.to_string(),
+            format!("--num={}", self.num),
+            format!("--batch={}", self.batch),
+            format!("--seed={}", self.seed),
         ];
         if let Some(n) = self.gen_batch {
-            args.extend(["--gen-batch".to_string(), n.to_string()]);
+            args.push(format!("--gen-batch={n}"));
         }
         if let Some(n) = self.num_real {
-            args.extend(["--num-real".to_string(), n.to_string()]);
+            args.push(format!("--num-real={n}"));
         }
         if let Some(w) = &self.weights {
-            args.extend(["--weights".to_string(), w.display().to_string()]);
+            args.push(format!("--weights={}", w.display()));
         }
         args
     }
@@ -80,5 +78,29 @@ impl EvalMetric {
             EvalMetric::Pr => "pr",
             EvalMetric::Dc => "dc",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        options: EvalOptions,
+    }
+
+    /// What the launcher passes on parses back to the same options, a path that starts with `-`
+    /// included.
+    #[test]
+    fn options_pass_on_unchanged() {
+        use clap::Parser;
+        let args =
+            ["x", "--num", "500", "--num-real", "600", "--gen-batch", "8", "--weights=-w.pth", "--seed", "3"];
+        let options = Cli::parse_from(args).options;
+        assert_eq!(options.weights.as_deref(), Some(std::path::Path::new("-w.pth")));
+        let again = Cli::parse_from(std::iter::once("x".to_string()).chain(options.to_args())).options;
+        assert_eq!(again, options);
     }
 }

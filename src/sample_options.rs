@@ -14,11 +14,12 @@ pub struct SampleOptions {
     pub out: PathBuf,
     /// Truncation psi in (0, 1]: BigGAN redraws latents beyond |z| = 2 and scales them by psi;
     /// StyleGAN2 pulls w toward its running mean, w_avg + psi (w - w_avg).
-    #[arg(long)]
+    // Hyphen values allowed: `--truncation -1` is then refused saying what psi may be.
+    #[arg(long, allow_hyphen_values = true)]
     pub truncation: Option<f64>,
     /// Draw every image of this class, by name (as the dataset's class folder was named) or by
     /// index (default: one row per class).
-    #[arg(long = "class", value_name = "NAME_OR_INDEX")]
+    #[arg(long = "class", value_name = "NAME_OR_INDEX", allow_hyphen_values = true)]
     pub class: Option<String>,
     /// Seed of the latents.
     #[arg(long, default_value_t = 0)]
@@ -26,15 +27,15 @@ pub struct SampleOptions {
 }
 
 impl SampleOptions {
-    /// The options as command-line arguments (for passing them on to the trainer).
+    /// The options as command-line arguments (for passing them on to the trainer), each as
+    /// `--key=value`, so a value that starts with `-` (an output named `-grid.png`) stays a value.
     pub fn to_args(&self) -> Vec<String> {
-        let mut args =
-            vec!["--out".to_string(), self.out.display().to_string(), "--seed".into(), self.seed.to_string()];
+        let mut args = vec![format!("--out={}", self.out.display()), format!("--seed={}", self.seed)];
         if let Some(psi) = self.truncation {
-            args.extend(["--truncation".to_string(), psi.to_string()]);
+            args.push(format!("--truncation={psi}"));
         }
         if let Some(k) = &self.class {
-            args.extend(["--class".to_string(), k.clone()]);
+            args.push(format!("--class={k}"));
         }
         args
     }
@@ -73,6 +74,25 @@ fn allowed_classes(num_classes: u32, names: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        options: SampleOptions,
+    }
+
+    /// What the launcher passes on parses back to the same options, values that start with `-`
+    /// included.
+    #[test]
+    fn options_pass_on_unchanged() {
+        use clap::Parser;
+        let cli =
+            Cli::parse_from(["x", "--out=-grid.png", "--class", "-1", "--truncation", "-0.5", "--seed", "7"]);
+        let options = cli.options;
+        assert_eq!((options.truncation, options.class.as_deref()), (Some(-0.5), Some("-1")));
+        let again = Cli::parse_from(std::iter::once("x".to_string()).chain(options.to_args())).options;
+        assert_eq!(again, options);
+    }
 
     fn names(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()
