@@ -1,11 +1,12 @@
 //! The run directory `run.dir/run.name/`: the resolved config and a manifest of what produced the
-//! run (code, libraries, machine, seeds), so any result can be traced back and reproduced.
+//! run (code, libraries, machine, seeds), so any result can be traced back and reproduced, and
+//! where its outputs (sample grids, the final G_ema) lie, and go when a line of training is left.
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::config::{self, RunConfig};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::fsutil;
 
 /// Commit the binaries were built from (`-dirty` when the tree had uncommitted changes).
@@ -78,6 +79,42 @@ impl RunDir {
         self.root.join("samples")
     }
 
+    /// G_ema at the end of training, as a self-describing G_ema file.
+    pub fn g_ema_final_path(&self) -> PathBuf {
+        self.root.join("g_ema-final.safetensors")
+    }
+
+    /// Moves the end of a line of training that a start leaves (`resume: none`, a rollback, an
+    /// earlier checkpoint) into `dest`: the sample grids drawn after `nimg` images (all of them
+    /// for None) and the final G_ema. Left in place, `samples/` would show grids of a G the run no
+    /// longer has, past the new line's progress, and `g_ema-final` its end.
+    pub fn set_aside_outputs_after(&self, nimg: Option<u64>, dest: &Path) -> Result<Vec<PathBuf>> {
+        let mut moved = Vec::new();
+        let mut move_to = |from: PathBuf, to: PathBuf| -> Result<()> {
+            if from.exists() {
+                fsutil::create_dir_all(to.parent().expect("a path in dest"))?;
+                std::fs::rename(&from, &to).map_err(Error::io("move aside", &from))?;
+                moved.push(to);
+            }
+            Ok(())
+        };
+        let samples = self.samples_dir();
+        if let Ok(entries) = std::fs::read_dir(&samples) {
+            for name in entries.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()) {
+                let after = match (nimg, grid_nimg(&name)) {
+                    (_, None) => false,
+                    (None, Some(_)) => true,
+                    (Some(nimg), Some(taken)) => taken > nimg,
+                };
+                if after {
+                    move_to(samples.join(&name), dest.join("samples").join(&name))?;
+                }
+            }
+        }
+        move_to(self.g_ema_final_path(), dest.join("g_ema-final.safetensors"))?;
+        Ok(moved)
+    }
+
     /// Creates the directory and writes the resolved config and the manifest.
     pub fn initialise(&self, cfg: &RunConfig, manifest: &RunManifest) -> Result<()> {
         fsutil::create_dir_all(&self.samples_dir())?;
@@ -88,8 +125,71 @@ impl RunDir {
 
     /// Reads a manifest back.
     pub fn read_manifest(path: &Path) -> Result<RunManifest> {
-        let bytes = std::fs::read(path).map_err(crate::error::Error::io("read", path))?;
+        let bytes = std::fs::read(path).map_err(Error::io("read", path))?;
         serde_json::from_slice(&bytes)
-            .map_err(|e| crate::error::Error::ConfigFile { path: path.to_path_buf(), message: e.to_string() })
+            .map_err(|e| Error::ConfigFile { path: path.to_path_buf(), message: e.to_string() })
+    }
+}
+
+/// The images seen when the grid `fakesKKKKKK.png` (at least K kimg) or `fakesKKKKKK.MMM.png`
+/// (exactly) was drawn; None for other files (`reals.png`, `fakes-init.png`).
+fn grid_nimg(name: &str) -> Option<u64> {
+    let stem = name.strip_prefix("fakes")?.strip_suffix(".png")?;
+    let (kimg, rest) = stem.split_once('.').unwrap_or((stem, "000"));
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(kimg) || !digits(rest) || rest.len() != 3 {
+        return None;
+    }
+    Some(kimg.parse::<u64>().ok()? * 1000 + rest.parse::<u64>().ok()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grids_are_dated_by_the_images_in_their_names() {
+        assert_eq!(grid_nimg("fakes000016.png"), Some(16_000));
+        assert_eq!(grid_nimg("fakes000002.512.png"), Some(2_512));
+        assert_eq!(grid_nimg("fakes1234567.png"), Some(1_234_567_000));
+        for other in ["fakes-init.png", "reals.png", "fakes000002.5.png", "fakes.png", "fakes000002.png.tmp"]
+        {
+            assert_eq!(grid_nimg(other), None, "{other}");
+        }
+    }
+
+    /// A line left at 4.096 kimg takes its later grids and its final G_ema along; the reals, the
+    /// initial grid and the grids up to the new line's start stay.
+    #[test]
+    fn a_left_line_takes_its_later_grids_and_final_g_ema() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::new(dir.path().join("run"));
+        let names =
+            ["reals.png", "fakes-init.png", "fakes000002.png", "fakes000004.096.png", "fakes000004.png"];
+        let later = ["fakes000004.608.png", "fakes000006.png"];
+        std::fs::create_dir_all(run.samples_dir()).unwrap();
+        for name in names.iter().chain(&later) {
+            std::fs::write(run.samples_dir().join(name), b"png").unwrap();
+        }
+        std::fs::write(run.g_ema_final_path(), b"g_ema").unwrap();
+        let aside = dir.path().join("run/replaced-x");
+        let mut moved = run.set_aside_outputs_after(Some(4_096), &aside).unwrap();
+        moved.sort();
+        let mut expected: Vec<PathBuf> = later.iter().map(|n| aside.join("samples").join(n)).collect();
+        expected.insert(0, aside.join("g_ema-final.safetensors"));
+        expected.sort();
+        assert_eq!(moved, expected);
+        assert!(moved.iter().all(|p| p.is_file()));
+        for name in names {
+            assert!(run.samples_dir().join(name).is_file(), "{name} stays");
+        }
+        assert!(!run.g_ema_final_path().exists());
+        // A whole line (resume: none) takes every grid but the reals and the initial one.
+        let all = run.set_aside_outputs_after(None, &dir.path().join("run/replaced-y")).unwrap();
+        assert_eq!(all.len(), 3, "{all:?}");
+        assert!(
+            run.samples_dir().join("reals.png").is_file()
+                && run.samples_dir().join("fakes-init.png").is_file()
+        );
     }
 }

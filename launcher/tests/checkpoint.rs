@@ -488,6 +488,11 @@ fn resume_none_sets_old_checkpoints_aside_and_resume_path_starts_from_another_ru
         .collect();
     assert_eq!(aside.len(), 1, "{err}");
     assert!(aside[0].path().join("checkpoints/step-00000008/manifest.json").is_file());
+    // The old line's grids and final G_ema go with it: samples/ shows the new line only.
+    assert!(aside[0].path().join("samples/fakes000000.256.png").is_file(), "{err}");
+    assert!(aside[0].path().join("g_ema-final.safetensors").is_file(), "{err}");
+    assert!(!a.path().join("ci-tiny/samples/fakes000000.256.png").exists(), "{err}");
+    assert!(a.path().join("ci-tiny/samples/fakes000000.128.png").is_file(), "{err}");
     // Another run directory starts from a's newest checkpoint (step 4 of the fresh run).
     let from = a.path().join("ci-tiny");
     let (out, err) = run(job(b.path(), 1, 0.256).args(["--resume", from.to_str().unwrap()]));
@@ -558,6 +563,10 @@ fn resuming_an_earlier_checkpoint_sets_the_later_ones_aside() {
             "{step} kept aside"
         );
     }
+    // The grids the abandoned line drew after step 12 (0.384 kimg) go with its checkpoints.
+    assert!(aside[0].join("samples/fakes000000.640.png").is_file(), "{err}");
+    assert!(!aside[0].join("samples/fakes000000.384.png").exists(), "{err}");
+    assert!(!run_dir.join("samples/fakes000000.640.png").exists(), "{err}");
     let listed = stdout(&gan_launch().args(["ckpt", "ls"]).arg(&run_dir).output().unwrap());
     let line = format!("set aside: {} (step 16, 20;", aside[0].join("checkpoints").display());
     assert!(listed.contains(&line), "ckpt ls says where they went: {listed}");

@@ -8,6 +8,7 @@ use super::layout::{resolve_user_path, Checkpoints, SetAside};
 use super::verify::{verify, Verified};
 use crate::config::ResumeFrom;
 use crate::error::{Error, Result};
+use crate::rundir::RunDir;
 
 /// What a start does with a run's checkpoints.
 pub struct StartPlan {
@@ -73,14 +74,22 @@ fn is_in(checkpoint: &Verified, own: &Checkpoints) -> bool {
 }
 
 impl StartPlan {
-    /// Moves aside what the plan says, in `run_dir`; returns where they went and what moved.
+    /// Moves aside what the plan says, in `run_dir`, with the grids and final G_ema of the line
+    /// left; returns where they went and what moved.
     pub fn carry_out(&self, run_dir: &Path) -> Result<Option<(PathBuf, Vec<PathBuf>)>> {
+        let outputs = RunDir::new(run_dir);
         match self.aside {
             Aside::Nothing => Ok(None),
             Aside::After(step) => {
-                let aside = SetAside::Replaced.new_dir(run_dir).join("checkpoints");
-                let moved = Checkpoints::of_run(run_dir).set_aside_after(step, &aside)?;
-                Ok((!moved.is_empty()).then_some((aside, moved)))
+                let aside = SetAside::Replaced.new_dir(run_dir);
+                let mut moved =
+                    Checkpoints::of_run(run_dir).set_aside_after(step, &aside.join("checkpoints"))?;
+                if moved.is_empty() {
+                    return Ok(None);
+                }
+                let nimg = self.from.as_ref().map(|v| v.state.cur_nimg);
+                moved.extend(outputs.set_aside_outputs_after(nimg, &aside)?);
+                Ok(Some((aside, moved)))
             }
             Aside::All(_) => {
                 let aside = SetAside::Replaced.new_dir(run_dir);
@@ -93,6 +102,7 @@ impl StartPlan {
                         moved.push(aside.join(name));
                     }
                 }
+                moved.extend(outputs.set_aside_outputs_after(None, &aside)?);
                 Ok(Some((aside, moved)))
             }
         }

@@ -333,6 +333,7 @@ fn a_start_is_planned_before_anything_moves() {
         .ends_with("moves the run's later checkpoints (step 8, 12) to replaced-<time>/"));
     assert_eq!(ckpts.list().unwrap().len(), 3, "planning moved nothing");
     let (aside, moved) = back.carry_out(run.path()).unwrap().unwrap();
+    let aside = aside.join("checkpoints");
     assert_eq!(moved.len(), 2);
     assert_eq!(Checkpoints::new(&aside).list().unwrap().iter().map(|(s, _)| *s).collect::<Vec<_>>(), [8, 12]);
     assert_eq!(step_of(&plan(ResumeFrom::Latest, false)), Some(4), "latest is the new line's");

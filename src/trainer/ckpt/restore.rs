@@ -62,12 +62,13 @@ fn choose(cfg: &RunConfig, restarted: bool) -> Result<Option<Verified>> {
             Aside::After(step) => tracing::warn!(
                 path = %aside.display(),
                 "resuming from step {step} of this run: moved its {} later checkpoint(s) aside, so that restarts \
-                 go on from the new line",
-                moved.len()
+                 go on from the new line (with the grids drawn after it and the final G_ema)",
+                moved.iter().filter(|p| p.parent() == Some(&aside.join("checkpoints"))).count()
             ),
-            Aside::All(why) => {
-                tracing::warn!(path = %aside.display(), "{why}: moved the run's existing checkpoints aside")
-            }
+            Aside::All(why) => tracing::warn!(
+                path = %aside.display(),
+                "{why}: moved the run's existing checkpoints, statistics, grids and final G_ema aside"
+            ),
             Aside::Nothing => {}
         }
     }

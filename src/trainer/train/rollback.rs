@@ -8,8 +8,8 @@
 //! Mode dropping (`eval.rollback_on_mode_dropping`) is found by rank 0's evaluation report and
 //! agreed at a tick (`Error::ModeDropping`). The latest checkpoint may already hold the collapsed
 //! G, so the run goes back to the one with the best FID instead: rank 0 moves the newer ones to
-//! `collapsed-<time>/checkpoints/`, which makes it the latest, and the ranks rebuild from it as
-//! above.
+//! `collapsed-<time>/checkpoints/` (and the grids drawn since to `collapsed-<time>/samples/`),
+//! which makes it the latest, and the ranks rebuild from it as above.
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
@@ -20,6 +20,7 @@ use gan_core::comm::{ProcessGroup, SingleRank};
 use gan_core::config;
 use gan_core::error::{Error, Result};
 use gan_core::flight::Activity;
+use gan_core::rundir::RunDir;
 
 /// Joins a fresh evaluator group for the rebuilt state (the old one may have been shut down with
 /// an evaluation in flight); its argument is the rollback count, to name the group apart.
@@ -52,9 +53,10 @@ pub fn train_with_rollbacks(
                 // The newest checkpoints may still be being written: let them commit first, so
                 // that they are moved aside too.
                 setup.ckpt_writer.finish()?;
-                if setup.is_rank0() {
-                    set_aside_collapsed(&setup, to_step)?;
-                }
+                let aside = match setup.is_rank0() {
+                    true => Some(set_aside_collapsed(&setup, to_step)?),
+                    false => None,
+                };
                 tracing::warn!(
                     step,
                     rollbacks,
@@ -64,20 +66,26 @@ pub fn train_with_rollbacks(
                 );
                 setup = rebuild(setup, rollbacks)?;
                 setup.eval_pg = rejoin_eval(rollbacks)?;
+                if let Some(aside) = aside {
+                    // The collapsed grids go with the collapsed checkpoints, as the evidence.
+                    let nimg = setup.resumed.as_ref().map(|r| r.state.cur_nimg);
+                    RunDir::new(setup.cfg.run_dir()).set_aside_outputs_after(nimg, &aside)?;
+                }
             }
             result => return result,
         }
     }
 }
 
-/// Moves the checkpoints after `to_step` to `collapsed-<time>/checkpoints/` in the run directory.
-fn set_aside_collapsed(setup: &Setup, to_step: u64) -> Result<()> {
+/// Moves the checkpoints after `to_step` to `collapsed-<time>/checkpoints/` in the run directory;
+/// returns `collapsed-<time>/`.
+fn set_aside_collapsed(setup: &Setup, to_step: u64) -> Result<std::path::PathBuf> {
     let run_dir = setup.cfg.run_dir();
-    let aside = SetAside::Collapsed.new_dir(&run_dir).join("checkpoints");
-    for dir in Checkpoints::of_run(&run_dir).set_aside_after(to_step, &aside)? {
+    let aside = SetAside::Collapsed.new_dir(&run_dir);
+    for dir in Checkpoints::of_run(&run_dir).set_aside_after(to_step, &aside.join("checkpoints"))? {
         tracing::warn!(path = %dir.display(), "moved a checkpoint taken after step {to_step} aside");
     }
-    Ok(())
+    Ok(aside)
 }
 
 /// The state a rank trains on after rollback number `rollbacks`: `old`'s process group and
@@ -203,6 +211,7 @@ mod tests {
             format!("eval.weights={}", weights.display()),
             format!("eval.rollback_on_mode_dropping={rollback}"),
             "checkpoint.keep_best=1".into(),
+            "train.sample_ticks=1".into(),
         ];
         config(dir, 1, &sets.iter().map(String::as_str).collect::<Vec<_>>())
     }
@@ -220,19 +229,27 @@ mod tests {
         ];
     }
 
-    /// The checkpoints moved to the run's one `collapsed-*` directory.
-    fn set_aside(cfg: &RunConfig) -> Vec<String> {
+    /// The files in `dir`, by name, sorted.
+    fn names_in(dir: &std::path::Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// The checkpoints moved to the run's one `collapsed-*` directory; the grids drawn after the
+    /// step the run went back to went with them.
+    fn set_aside(cfg: &RunConfig, grids: &[&str]) -> Vec<String> {
         let collapsed: Vec<_> = std::fs::read_dir(cfg.run_dir())
             .unwrap()
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("collapsed-"))
             .collect();
         assert_eq!(collapsed.len(), 1, "{collapsed:?}");
-        let mut moved: Vec<String> = std::fs::read_dir(collapsed[0].join("checkpoints"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        moved.sort();
+        assert_eq!(names_in(&collapsed[0].join("samples")), grids);
+        let moved = names_in(&collapsed[0].join("checkpoints"));
         assert!(moved.iter().all(|name| verify(&collapsed[0].join("checkpoints").join(name)).is_ok()));
         moved
     }
@@ -255,7 +272,7 @@ mod tests {
         assert_eq!((state.step, state.rollbacks), (32, 1));
         assert_eq!(state.ranks[0].seed, rollback_seed(config::rank_seed(cfg.run.seed, 0), 1));
         assert!(state.best_metrics["recall"] >= 0.6, "the best recall of step 8 carried on: {state:?}");
-        assert_eq!(set_aside(&cfg), ["step-00000016"]);
+        assert_eq!(set_aside(&cfg, &["fakes000000.512.png", "fakes000000.768.png"]), ["step-00000016"]);
         // eval.jsonl: step 8's line, then the evaluations trained again (16's FID is no longer
         // the injected 40).
         let text = std::fs::read_to_string(cfg.run_dir().join("eval.jsonl")).unwrap();
@@ -285,7 +302,10 @@ mod tests {
         assert!(INJECTED.lock().unwrap().is_empty(), "every injected score was reported");
         assert_eq!(outcome.ticks.iter().map(|t| t.step).collect::<Vec<_>>(), [16, 24, 32]);
         assert_eq!((latest(&cfg).state.step, latest(&cfg).state.rollbacks), (32, 1));
-        assert_eq!(set_aside(&cfg), ["step-00000016", "step-00000024"]);
+        assert_eq!(
+            set_aside(&cfg, &["fakes000000.512.png", "fakes000000.768.png", "fakes000001.024.png"]),
+            ["step-00000016", "step-00000024"]
+        );
     }
 
     /// Two ranks (threads on a loopback ring): only rank 0 sees the scores, and rank 1 goes back

@@ -443,7 +443,7 @@ impl Setup {
             source: None,
             init_from: self.init_source.clone(),
         };
-        let path = self.run_dir.root.join("g_ema-final.safetensors");
+        let path = self.run_dir.g_ema_final_path();
         info.write(&path, &ckpt::varstore_raw(&self.g_ema_vs))?;
         tracing::info!(path = %path.display(), "saved G_ema");
         Ok(())
