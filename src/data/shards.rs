@@ -76,10 +76,14 @@ impl ShardWriter {
     ) -> Result<Self> {
         if std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some()) {
             if !force {
-                return Err(Error::Dataset {
-                    path: dir.to_path_buf(),
-                    message: "the output directory is not empty; pass --force to overwrite it".into(),
-                });
+                let message = match interrupted_preparation(dir) {
+                    true => {
+                        "holds the shards of an unfinished preparation (no index.json: interrupted?); pass \
+                             --force to prepare it again"
+                    }
+                    false => "the output directory is not empty; pass --force to overwrite it",
+                };
+                return Err(Error::Dataset { path: dir.to_path_buf(), message: message.into() });
             }
             remove_previous_dataset(dir)?;
         }
@@ -165,6 +169,14 @@ fn is_dataset_file(name: &str) -> bool {
     name == INDEX_FILE
         || (name.starts_with(&format!(".{INDEX_FILE}.tmp")))
         || (name.starts_with("shard-") && name.ends_with(".bin"))
+}
+
+/// Whether `dir` holds only what `data prepare` writes, without the index it writes last.
+fn interrupted_preparation(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else { return false };
+    let names: Vec<String> =
+        entries.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    !names.is_empty() && names.iter().all(|n| is_dataset_file(n)) && !names.iter().any(|n| n == INDEX_FILE)
 }
 
 /// Removes the prepared dataset in `dir` before it is written again. Anything else there is

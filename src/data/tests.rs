@@ -214,6 +214,15 @@ fn empty_folders_and_existing_output_are_refused() {
     prepare(&source, &dir.path().join("out"), &force, &no_progress).unwrap();
     let files = std::fs::read_dir(dir.path().join("out")).unwrap().count();
     assert_eq!(files, 2, "index.json and the one shard of 2 images");
+    // An interrupted preparation (shards, no index yet) is named as such.
+    std::fs::remove_file(dir.path().join("out/index.json")).unwrap();
+    let (_, message) =
+        dataset_error(prepare(&source, &dir.path().join("out"), &opts(8), &no_progress).unwrap_err());
+    assert!(
+        message.contains("shards of an unfinished preparation (no index.json: interrupted?)"),
+        "{message}"
+    );
+    prepare(&source, &dir.path().join("out"), &force, &no_progress).unwrap();
 
     // A mistyped --out that holds anything else, here the source images themselves, is refused
     // with --force too, and nothing in it is deleted.
