@@ -230,10 +230,15 @@ fn status_shows_where_each_rank_is_and_who_holds_the_others_up() {
         "{text}"
     );
     assert!(row(&text, 1).contains("in G main for") && row(&text, 1).contains("collectives done"), "{text}");
-    // The launcher's gauges say the same: rank 0 inside a training collective, rank 1 not.
-    let (code, metrics) = http_get(&endpoint(&run_dir, "launcher-node-0"), "/metrics");
-    assert_eq!(code, 200);
-    let wait = |rank: u32| -> f64 {
+    // The launcher's gauges say the same: rank 0 inside a training collective, rank 1 not. They
+    // are read from the flight records as the launcher refreshes them, which may be a moment
+    // behind what `status` just read: rank 0's wait reaches 1 s there too.
+    let scrape = || {
+        let (code, metrics) = http_get(&endpoint(&run_dir, "launcher-node-0"), "/metrics");
+        assert_eq!(code, 200);
+        metrics
+    };
+    let wait = |metrics: &str, rank: u32| -> f64 {
         let series = format!("rank=\"{rank}\"");
         metrics
             .lines()
@@ -245,7 +250,14 @@ fn status_shows_where_each_rank_is_and_who_holds_the_others_up() {
             .and_then(|l| l.rsplit(' ').next()?.parse().ok())
             .unwrap_or_else(|| panic!("rank {rank}: {metrics}"))
     };
-    assert!(wait(0) >= 1.0 && wait(1) == 0.0, "{metrics}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut metrics = scrape();
+    while wait(&metrics, 0) < 1.0 {
+        assert!(Instant::now() < deadline, "rank 0's wait never reached 1 s: {metrics}");
+        std::thread::sleep(Duration::from_millis(200));
+        metrics = scrape();
+    }
+    assert_eq!(wait(&metrics, 1), 0.0, "{metrics}");
     job.kill().unwrap(); // the ranks die with their launcher
     job.wait().unwrap();
     let text = status_until("the job is not running");
