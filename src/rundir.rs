@@ -79,6 +79,21 @@ impl RunDir {
         self.root.join("samples")
     }
 
+    /// The grid of real images, drawn once at the start of a run.
+    pub fn reals_grid_path(&self) -> PathBuf {
+        self.samples_dir().join(REALS_GRID)
+    }
+
+    /// G_ema's grid before any training, drawn once at the start of a run.
+    pub fn init_grid_path(&self) -> PathBuf {
+        self.samples_dir().join(INIT_GRID)
+    }
+
+    /// G_ema's grid at `kimg` ([`grid_name`]).
+    pub fn grid_path(&self, kimg: f64, fine: bool) -> PathBuf {
+        self.samples_dir().join(grid_name(kimg, fine))
+    }
+
     /// G_ema at the end of training, as a self-describing G_ema file.
     pub fn g_ema_final_path(&self) -> PathBuf {
         self.root.join("g_ema-final.safetensors")
@@ -131,8 +146,24 @@ impl RunDir {
     }
 }
 
+/// Names in `samples/` of the grids that do not belong to a point of training.
+const REALS_GRID: &str = "reals.png";
+const INIT_GRID: &str = "fakes-init.png";
+
+/// The file name of G_ema's sample grid at `kimg`: `fakesNNNNNN.png` by whole kimg, as StyleGAN
+/// names them, or `fakesNNNNNN.MMM.png` to the image when grids come more often than once a kimg
+/// (`fine`), so that one does not overwrite the last. [`grid_nimg`] reads the names back.
+pub fn grid_name(kimg: f64, fine: bool) -> String {
+    let nimg = (kimg * 1000.0).round() as u64;
+    if fine {
+        format!("fakes{:06}.{:03}.png", nimg / 1000, nimg % 1000)
+    } else {
+        format!("fakes{:06}.png", kimg.floor() as u64)
+    }
+}
+
 /// The images seen when the grid `fakesKKKKKK.png` (at least K kimg) or `fakesKKKKKK.MMM.png`
-/// (exactly) was drawn; None for other files (`reals.png`, `fakes-init.png`).
+/// (exactly) was drawn ([`grid_name`]); None for other files (`reals.png`, `fakes-init.png`).
 fn grid_nimg(name: &str) -> Option<u64> {
     let stem = name.strip_prefix("fakes")?.strip_suffix(".png")?;
     let (kimg, rest) = stem.split_once('.').unwrap_or((stem, "000"));
@@ -154,6 +185,22 @@ mod tests {
         assert_eq!(grid_nimg("fakes1234567.png"), Some(1_234_567_000));
         for other in ["fakes-init.png", "reals.png", "fakes000002.5.png", "fakes.png", "fakes000002.png.tmp"]
         {
+            assert_eq!(grid_nimg(other), None, "{other}");
+        }
+    }
+
+    /// Every name [`grid_name`] writes reads back as the images it was drawn at: exactly for a
+    /// fine name, at the whole kimg below for a coarse one.
+    #[test]
+    fn grid_names_read_back_as_the_images_they_were_drawn_at() {
+        for nimg in [0_u64, 256, 999, 1_000, 4_096, 16_000, 1_234_567] {
+            let kimg = nimg as f64 / 1000.0;
+            assert_eq!(grid_nimg(&grid_name(kimg, true)), Some(nimg), "{nimg} fine");
+            assert_eq!(grid_nimg(&grid_name(kimg, false)), Some(nimg / 1000 * 1000), "{nimg} coarse");
+        }
+        assert_eq!(grid_name(4.096, true), "fakes000004.096.png");
+        assert_eq!(grid_name(16.0, false), "fakes000016.png");
+        for other in [REALS_GRID, INIT_GRID] {
             assert_eq!(grid_nimg(other), None, "{other}");
         }
     }

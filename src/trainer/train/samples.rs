@@ -137,18 +137,6 @@ impl SampleGrid {
     }
 }
 
-/// The file name of G_ema's sample grid at `kimg`: `fakesNNNNNN.png` by whole kimg, as StyleGAN
-/// names them, or `fakesNNNNNN.MMM.png` to the image when grids come more often than once a kimg
-/// (`fine`), so that one does not overwrite the last.
-pub fn sample_grid_name(kimg: f64, fine: bool) -> String {
-    let nimg = (kimg * 1000.0).round() as u64;
-    if fine {
-        format!("fakes{:06}.{:03}.png", nimg / 1000, nimg % 1000)
-    } else {
-        format!("fakes{:06}.png", kimg.floor() as u64)
-    }
-}
-
 /// Images in [-1, 1] (NCHW float) to channels-last uint8, quantised as StyleGAN does:
 /// x * 127.5 + 128, clamped to [0, 255], truncated.
 pub fn to_uint8_nhwc(images: &Tensor) -> Vec<u8> {

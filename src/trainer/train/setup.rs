@@ -1,6 +1,5 @@
 //! Everything a rank trains with, built once from the config and its plan: device, networks
 //! (G, D, G_ema in their own VarStores), optimizers, data, process group and the run directory.
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use tch::{nn, Device, Kind, Tensor};
@@ -9,8 +8,7 @@ use super::checkpointing::{report_config_changes, report_resume, Position};
 use super::ema::{Buffers, Ema};
 use super::labels::FakeLabels;
 use super::optim::Adam;
-use super::outputs::keep_going;
-use super::samples::{reals_grid_rows, sample_grid_name, write_reals_grid, SampleGrid};
+use super::samples::SampleGrid;
 use super::stats::TickStats;
 use super::step::weight_of_share;
 use super::step::{batch_to_tensors, Phase};
@@ -20,7 +18,7 @@ use crate::augment::Augmenter;
 use crate::ckpt::{self, CheckpointWriter, NetTargets, RestoreTargets, Resumed};
 use crate::models::{self, Discriminator, Generator, NetSpec};
 use crate::precision::ForwardPrecision;
-use gan_core::checkpoint::{Checkpoints, GEmaInfo, InitSource, Retention};
+use gan_core::checkpoint::{Checkpoints, InitSource, Retention};
 use gan_core::comm::ProcessGroup;
 use gan_core::config::{Arch, RankPlan, RunConfig};
 use gan_core::data::identity::DatasetIdentity;
@@ -31,7 +29,7 @@ use gan_core::error::{Error, Result};
 use gan_core::flight::Recorder;
 use gan_core::heartbeat::Heartbeat;
 use gan_core::rng::SplitMix64;
-use gan_core::rundir::{RunDir, RunManifest};
+use gan_core::rundir::RunDir;
 
 /// The dataset a rank reads and, for a conditional run, its class mix (counted once here; the
 /// evaluator draws its labels from the same mix). Local rank 0 verifies the shards' checksums
@@ -121,12 +119,12 @@ pub struct Setup {
     /// Prometheus series and endpoint (metrics.enabled).
     pub telemetry: Option<Telemetry>,
     loader: Loader,
-    grid: SampleGrid,
+    pub(super) grid: SampleGrid,
     /// Rank 0: the reals grid's diversity, which sample grids are measured against (set by
     /// `write_start_files`).
-    reals_diversity: Option<diversity::Reference>,
-    run_dir: RunDir,
-    restart_count: u32,
+    pub(super) reals_diversity: Option<diversity::Reference>,
+    pub(super) run_dir: RunDir,
+    pub(super) restart_count: u32,
 }
 
 impl Setup {
@@ -341,16 +339,6 @@ impl Setup {
         self.loader.consumed()
     }
 
-    /// `eval.jsonl`: one line per finished evaluation (rank 0).
-    pub fn eval_history_path(&self) -> PathBuf {
-        self.run_dir.root.join("eval.jsonl")
-    }
-
-    /// `stats.jsonl`: one line of figures per tick (rank 0).
-    pub fn stats_path(&self) -> PathBuf {
-        self.run_dir.root.join("stats.jsonl")
-    }
-
     pub fn is_rank0(&self) -> bool {
         self.pg.rank() == 0
     }
@@ -377,83 +365,6 @@ impl Setup {
         let draw_on = if self.host_latents { Device::Cpu } else { self.device };
         let z = Tensor::randn([n, self.g.z_dim()], (Kind::Float, draw_on));
         (z.to_device(self.device), self.fake_labels.draw(n, draw_on, self.device))
-    }
-
-    /// Rank 0 writes the resolved config, the manifest, the reals grid and the initial fakes.
-    pub fn write_start_files(&mut self) -> Result<()> {
-        if !self.is_rank0() {
-            return Ok(());
-        }
-        // Read on a resume too (the same images: a fixed stream), as the grids' reference.
-        let reals = reals_grid_rows(self.source.as_ref());
-        self.reals_diversity = Some(diversity::Reference::of_reals(&reals));
-        let manifest =
-            RunManifest::new(&self.cfg, LIBTORCH_VERSION, self.device_description(), self.restart_count);
-        self.run_dir.initialise(&self.cfg, &manifest)?;
-        let resumed_step = self.resumed.as_ref().map(|r| r.state.step);
-        super::evaluation::report::keep_history_until(&self.eval_history_path(), resumed_step)?;
-        if let Some(r) = &self.resumed {
-            // The statistics up to the checkpoint; lines a killed run wrote after it go away.
-            let stats = std::fs::read(r.dir.join("stats.jsonl"))
-                .map_err(Error::io("read", r.dir.join("stats.jsonl")))?;
-            keep_going("stats.jsonl", gan_core::fsutil::write_atomic(&self.stats_path(), &stats));
-            return Ok(());
-        }
-        let _ = std::fs::remove_file(self.stats_path());
-        let samples = self.run_dir.samples_dir();
-        keep_going("reals.png", write_reals_grid(&reals, self.source.as_ref(), &samples.join("reals.png")));
-        keep_going("fakes-init.png", self.grid.write(self.g_ema.as_ref(), &samples.join("fakes-init.png")));
-        Ok(())
-    }
-
-    /// A grid from G_ema named by the kimg it was taken at, and its diversity next to the
-    /// reals' (None when the reals do not vary).
-    pub fn write_sample_grid(&self, kimg: f64) -> Result<Option<diversity::Diversity>> {
-        let name = self.sample_grid_name(kimg);
-        let grid = self.grid.render(self.g_ema.as_ref());
-        keep_going(&format!("the sample grid {name}"), grid.save(&self.run_dir.samples_dir().join(&name)));
-        let reference = self.reals_diversity.as_ref();
-        Ok(reference.and_then(|r| r.ratio(&grid.rows(), self.grid.row_classes().is_some())))
-    }
-
-    /// The name of the sample grid at `kimg`: to the image when grids come more than once a kimg.
-    pub fn sample_grid_name(&self, kimg: f64) -> String {
-        let t = &self.cfg.train;
-        sample_grid_name(kimg, t.kimg_per_tick * f64::from(t.sample_ticks) < 1.0)
-    }
-
-    /// The class of grid row `row`, when the grid's rows are classes.
-    pub fn grid_row_class(&self, row: usize) -> Option<u32> {
-        self.grid.row_classes().and_then(|classes| classes.get(row).copied())
-    }
-
-    /// Rank 0 saves G_ema at the end of a run as a G_ema file (safetensors with the config,
-    /// counters and dataset in its metadata, as `ckpt export` writes), which `sample` and `eval`
-    /// take.
-    pub fn write_final_files(&self, pos: Position) -> Result<()> {
-        if !self.is_rank0() {
-            return Ok(());
-        }
-        let info = GEmaInfo {
-            arch: self.cfg.model.arch.to_string(),
-            step: pos.step,
-            cur_nimg: pos.cur_nimg,
-            config_yaml: gan_core::config::to_yaml(&self.cfg),
-            dataset: Some(self.dataset.clone()),
-            source: None,
-            init_from: self.init_source.clone(),
-        };
-        let path = self.run_dir.g_ema_final_path();
-        info.write(&path, &ckpt::varstore_raw(&self.g_ema_vs))?;
-        tracing::info!(path = %path.display(), "saved G_ema");
-        Ok(())
-    }
-
-    fn device_description(&self) -> String {
-        match self.device {
-            Device::Cuda(i) => format!("cuda:{i} ({} visible)", tch::Cuda::device_count()),
-            _ => format!("cpu ({} threads)", self.plan.threads),
-        }
     }
 }
 

@@ -271,7 +271,8 @@ pub(super) fn watch_diversity(s: &mut Setup, report: &TickReport, d: &diversity:
     let best = s.best_metrics.entry("sample_diversity".into()).or_insert(d.ratio);
     *best = best.max(d.ratio);
     let best = *best;
-    let grid = s.sample_grid_name(report.kimg);
+    let grid = s.sample_grid_path(report.kimg);
+    let grid = grid.file_name().unwrap_or_default().to_string_lossy();
     tracing::info!(step = report.step, "sample grid {grid}: diversity {:.2} of the reals'{lowest}", d.ratio);
     let collapsed = diversity::collapsed(best, d.ratio);
     if collapsed {
