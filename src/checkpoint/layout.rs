@@ -194,9 +194,15 @@ impl SetAside {
         }
     }
 
-    /// A directory of `run_dir` for checkpoints set aside now, for this reason.
+    /// A directory of `run_dir` for checkpoints set aside now, for this reason: named by the
+    /// second, with `-2`, `-3`... when one of that second exists (two set-asides in a second
+    /// would otherwise meet in one directory, and the second's move fail on the first's files).
     pub fn new_dir(self, run_dir: &Path) -> PathBuf {
-        run_dir.join(format!("{}{}", self.prefix(), chrono::Utc::now().format("%Y%m%dT%H%M%SZ")))
+        let base = format!("{}{}", self.prefix(), chrono::Utc::now().format("%Y%m%dT%H%M%SZ"));
+        (1..)
+            .map(|n| run_dir.join(if n == 1 { base.clone() } else { format!("{base}-{n}") }))
+            .find(|dir| !dir.exists())
+            .expect("a free name")
     }
 
     /// The checkpoints directories set aside in `run_dir`, in name order (by reason, then

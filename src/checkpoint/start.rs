@@ -73,39 +73,52 @@ fn is_in(checkpoint: &Verified, own: &Checkpoints) -> bool {
     canonical(&own.root).is_some_and(|root| checkpoint.dir.parent().and_then(canonical) == Some(root))
 }
 
+/// What a start moved aside, and where.
+#[derive(Debug)]
+pub struct MovedAside {
+    /// The `replaced-<time>/` directory they went to.
+    pub dir: PathBuf,
+    /// The checkpoints, at their new paths.
+    pub checkpoints: Vec<PathBuf>,
+    /// The statistics, sample grids and final G_ema of the line left, at their new paths.
+    pub outputs: Vec<PathBuf>,
+}
+
 impl StartPlan {
     /// Moves aside what the plan says, in `run_dir`, with the grids and final G_ema of the line
-    /// left; returns where they went and what moved.
-    pub fn carry_out(&self, run_dir: &Path) -> Result<Option<(PathBuf, Vec<PathBuf>)>> {
-        let outputs = RunDir::new(run_dir);
-        match self.aside {
-            Aside::Nothing => Ok(None),
+    /// left; None when nothing moved.
+    pub fn carry_out(&self, run_dir: &Path) -> Result<Option<MovedAside>> {
+        let run = RunDir::new(run_dir);
+        let own = Checkpoints::of_run(run_dir);
+        let dir = SetAside::Replaced.new_dir(run_dir);
+        let moved = match self.aside {
+            Aside::Nothing => return Ok(None),
             Aside::After(step) => {
-                let aside = SetAside::Replaced.new_dir(run_dir);
-                let mut moved =
-                    Checkpoints::of_run(run_dir).set_aside_after(step, &aside.join("checkpoints"))?;
-                if moved.is_empty() {
+                let checkpoints = own.set_aside_after(step, &dir.join("checkpoints"))?;
+                if checkpoints.is_empty() {
                     return Ok(None);
                 }
                 let nimg = self.from.as_ref().map(|v| v.state.cur_nimg);
-                moved.extend(outputs.set_aside_outputs_after(nimg, &aside)?);
-                Ok(Some((aside, moved)))
+                MovedAside { outputs: run.set_aside_outputs_after(nimg, &dir)?, checkpoints, dir }
             }
             Aside::All(_) => {
-                let aside = SetAside::Replaced.new_dir(run_dir);
-                crate::fsutil::create_dir_all(&aside)?;
-                let mut moved = Vec::new();
+                let steps = own.list()?;
+                crate::fsutil::create_dir_all(&dir)?;
+                let mut outputs = Vec::new();
                 for name in ["checkpoints", "stats.jsonl", "eval.jsonl"] {
                     let from = run_dir.join(name);
                     if from.exists() {
-                        std::fs::rename(&from, aside.join(name)).map_err(Error::io("move aside", &from))?;
-                        moved.push(aside.join(name));
+                        std::fs::rename(&from, dir.join(name)).map_err(Error::io("move aside", &from))?;
+                        outputs.extend((name != "checkpoints").then(|| dir.join(name)));
                     }
                 }
-                moved.extend(outputs.set_aside_outputs_after(None, &aside)?);
-                Ok(Some((aside, moved)))
+                outputs.extend(run.set_aside_outputs_after(None, &dir)?);
+                let moved_dir =
+                    |p: &PathBuf| dir.join("checkpoints").join(p.file_name().expect("a step dir"));
+                MovedAside { checkpoints: steps.iter().map(|(_, p)| moved_dir(p)).collect(), outputs, dir }
             }
-        }
+        };
+        Ok(Some(moved))
     }
 
     /// One line for `gan-launch plan`: what the start resumes and what it moves aside.

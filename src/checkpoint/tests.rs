@@ -251,6 +251,20 @@ fn retention_keeps_the_newest_and_the_best_by_fid() {
     assert!(ckpts.set_aside_after(2, &aside).unwrap().is_empty(), "nothing newer left");
 }
 
+/// Set-asides in the same second get directories of their own.
+#[test]
+fn set_asides_in_one_second_get_directories_of_their_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut made = Vec::new();
+    for _ in 0..3 {
+        let aside = SetAside::Replaced.new_dir(dir.path());
+        std::fs::create_dir(&aside).unwrap();
+        made.push(aside);
+    }
+    made.dedup();
+    assert_eq!(made.len(), 3, "{made:?}");
+}
+
 /// A background evaluation: its checkpoint is held while the score is pending, then the score
 /// lands in eval.json (the committed manifest is left alone) and counts for keep_best.
 #[test]
@@ -332,9 +346,11 @@ fn a_start_is_planned_before_anything_moves() {
         .describe(run.path())
         .ends_with("moves the run's later checkpoints (step 8, 12) to replaced-<time>/"));
     assert_eq!(ckpts.list().unwrap().len(), 3, "planning moved nothing");
-    let (aside, moved) = back.carry_out(run.path()).unwrap().unwrap();
-    let aside = aside.join("checkpoints");
-    assert_eq!(moved.len(), 2);
+    let moved = back.carry_out(run.path()).unwrap().unwrap();
+    let aside = moved.dir.join("checkpoints");
+    let moved_to = Checkpoints::new(&aside);
+    assert_eq!(moved.checkpoints, [moved_to.step_dir(8), moved_to.step_dir(12)]);
+    assert!(moved.outputs.is_empty(), "{:?}", moved.outputs);
     assert_eq!(Checkpoints::new(&aside).list().unwrap().iter().map(|(s, _)| *s).collect::<Vec<_>>(), [8, 12]);
     assert_eq!(step_of(&plan(ResumeFrom::Latest, false)), Some(4), "latest is the new line's");
     assert_eq!(SetAside::list(run.path()).unwrap(), [(aside, vec![8, 12])]);
@@ -345,4 +361,13 @@ fn a_start_is_planned_before_anything_moves() {
     let p = plan(ResumeFrom::Latest, false);
     assert_eq!((step_of(&p), p.skipped.len()), (Some(4), 1));
     assert!(p.describe(run.path()).contains("; skips "), "{}", p.describe(run.path()));
+
+    // `resume: none` takes every checkpoint (the corrupt one too) and the statistics along.
+    std::fs::write(run.path().join("stats.jsonl"), b"{}\n").unwrap();
+    let moved = plan(ResumeFrom::Fresh, false).carry_out(run.path()).unwrap().unwrap();
+    let moved_to = Checkpoints::new(moved.dir.join("checkpoints"));
+    assert_eq!(moved.checkpoints, [moved_to.step_dir(4), moved_to.step_dir(16)]);
+    assert!(moved.checkpoints.iter().all(|p| p.is_dir()));
+    assert_eq!(moved.outputs, [moved.dir.join("stats.jsonl")]);
+    assert!(ckpts.list().unwrap().is_empty());
 }

@@ -57,17 +57,18 @@ fn choose(cfg: &RunConfig, restarted: bool) -> Result<Option<Verified>> {
     for (dir, why) in &plan.skipped {
         tracing::warn!(path = %dir.display(), "skipping checkpoint {}: {why}", dir.display());
     }
-    if let Some((aside, moved)) = plan.carry_out(&run_dir)? {
+    if let Some(moved) = plan.carry_out(&run_dir)? {
         match &plan.aside {
             Aside::After(step) => tracing::warn!(
-                path = %aside.display(),
+                path = %moved.dir.display(),
                 "resuming from step {step} of this run: moved its {} later checkpoint(s) aside, so that restarts \
                  go on from the new line (with the grids drawn after it and the final G_ema)",
-                moved.iter().filter(|p| p.parent() == Some(&aside.join("checkpoints"))).count()
+                moved.checkpoints.len()
             ),
             Aside::All(why) => tracing::warn!(
-                path = %aside.display(),
-                "{why}: moved the run's existing checkpoints, statistics, grids and final G_ema aside"
+                path = %moved.dir.display(),
+                "{why}: moved the run's {} checkpoint(s), statistics, grids and final G_ema aside",
+                moved.checkpoints.len()
             ),
             Aside::Nothing => {}
         }
