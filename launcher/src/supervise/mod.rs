@@ -4,7 +4,7 @@
 //! every rank, which finish their step and shut down cleanly.
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -12,10 +12,10 @@ use gan_core::config::RankPlan;
 use gan_core::error::EXIT_REQUEUE;
 use gan_core::host_malloc::Arenas;
 use gan_core::launch_env::RankEnv;
-use gan_core::Error;
 use gan_core::{flight, heartbeat};
 
 mod stuck;
+mod trainer;
 
 use crate::console::Console;
 use crate::nodes::RemoteEvent;
@@ -32,11 +32,10 @@ const WATCH_INTERVAL: Duration = Duration::from_millis(500);
 const FAILURE_SETTLE: Duration = Duration::from_secs(1);
 /// How long ranks get to exit after SIGTERM before SIGKILL.
 const GRACE_PERIOD: Duration = Duration::from_secs(10);
-/// Name of the trainer binary installed beside `gan-launch`.
-const TRAINER_NAME: &str = "gan-train";
 
 pub use stuck::Watchdog;
 use stuck::{fail_stuck, most_stuck};
+pub use trainer::{trainer_command, trainer_path};
 
 /// What to start for one rank.
 pub struct RankSpec {
@@ -89,31 +88,6 @@ impl Rank {
     fn failed(&self) -> bool {
         self.exited.is_some_and(|s| exit_code(s) != 0)
     }
-}
-
-/// The trainer binary: an explicit path, or `gan-train` next to this executable.
-pub fn trainer_path(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
-    let path = match explicit {
-        Some(path) => path.to_path_buf(),
-        None => std::env::current_exe().context("locating gan-launch")?.with_file_name(TRAINER_NAME),
-    };
-    if !path.is_file() {
-        return Err(Error::Env(format!(
-            "trainer binary {} not found; build it with `cargo build` (it is installed beside gan-launch)",
-            path.display()
-        ))
-        .into());
-    }
-    Ok(path)
-}
-
-/// A command that runs the trainer, with the malloc settings its tensors want (glibc tunables
-/// that keep freed host memory for the next step, and for `Arenas::One` on every thread:
-/// `gan_core::host_malloc`). The tools (`sample`, `eval`) compute on their main thread.
-pub fn trainer_command(trainer: &Path, arenas: Arenas) -> Command {
-    let mut command = Command::new(trainer);
-    command.envs(gan_core::host_malloc::trainer_env_here(arenas));
-    command
 }
 
 /// The signals a launcher forwards to its ranks; create once, before the first rank starts.

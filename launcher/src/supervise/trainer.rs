@@ -1,0 +1,36 @@
+//! The trainer binary (`gan-train`, installed beside `gan-launch`): where it is, and the
+//! command that starts it with the host memory settings its tensors want.
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::Context;
+use gan_core::host_malloc::Arenas;
+use gan_core::Error;
+
+/// Name of the trainer binary installed beside `gan-launch`.
+const TRAINER_NAME: &str = "gan-train";
+
+/// The trainer binary: an explicit path, or `gan-train` next to this executable.
+pub fn trainer_path(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
+    let path = match explicit {
+        Some(path) => path.to_path_buf(),
+        None => std::env::current_exe().context("locating gan-launch")?.with_file_name(TRAINER_NAME),
+    };
+    if !path.is_file() {
+        return Err(Error::Env(format!(
+            "trainer binary {} not found; build it with `cargo build` (it is installed beside gan-launch)",
+            path.display()
+        ))
+        .into());
+    }
+    Ok(path)
+}
+
+/// A command that runs the trainer, with the malloc settings its tensors want (glibc tunables
+/// that keep freed host memory for the next step, and for `Arenas::One` on every thread:
+/// `gan_core::host_malloc`). The tools (`sample`, `eval`) compute on their main thread.
+pub fn trainer_command(trainer: &Path, arenas: Arenas) -> Command {
+    let mut command = Command::new(trainer);
+    command.envs(gan_core::host_malloc::trainer_env_here(arenas));
+    command
+}
