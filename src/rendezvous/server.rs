@@ -39,16 +39,12 @@ pub struct StoreServer {
 }
 
 impl StoreServer {
-    /// Binds `addr` (port 0 picks a free port) and serves clients that present `token`.
+    /// Binds `addr` (port 0 picks a free port) and serves clients that present `token`. A job's
+    /// store on its `--master-port` is bound by the launcher, which knows what a taken port means
+    /// for the job, and served with [`StoreServer::serve`].
     pub fn bind(addr: &str, token: &str) -> Result<Self> {
-        let listener = TcpListener::bind(addr).map_err(|e| {
-            let hint = if e.kind() == io::ErrorKind::AddrInUse {
-                " (port in use: pick another --master-port)"
-            } else {
-                ""
-            };
-            Error::Rendezvous(format!("cannot listen on {addr}: {e}{hint}"))
-        })?;
+        let listener = TcpListener::bind(addr)
+            .map_err(|e| Error::Rendezvous(format!("cannot listen on {addr}: {e}")))?;
         Self::serve(listener, token)
     }
 

@@ -124,8 +124,9 @@ fn runs_do_not_see_each_others_keys() {
 #[test]
 fn port_in_use_and_unreachable_store_are_clear_errors() {
     let server = server();
-    let err = StoreServer::bind(&server.local_addr().to_string(), TOKEN).err().unwrap().to_string();
-    assert!(err.contains("port in use"), "{err}");
+    let taken = server.local_addr().to_string();
+    let err = StoreServer::bind(&taken, TOKEN).err().unwrap().to_string();
+    assert!(err.contains(&format!("cannot listen on {taken}")) && err.contains("in use"), "{err}");
     // A port nobody listens on: bind, note it, close.
     let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
     let started = Instant::now();
