@@ -135,3 +135,33 @@ pub fn with_flags<'a>(
     sets.extend(flags.into_iter().filter_map(|(key, value)| Some(SetOverride::new(key, value?))));
     sets
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::{Cli, Command};
+
+    /// Values that start with `-` reach `sample`'s options through the launcher's whole command
+    /// line (a positional path and job flags beside them), and are refused by the trainer with
+    /// what is allowed, not by the parser as unknown flags.
+    #[test]
+    fn sample_takes_hyphen_values_through_the_launcher() {
+        let cli = Cli::try_parse_from([
+            "gan-launch",
+            "sample",
+            "runs/demo",
+            "--truncation",
+            "-1",
+            "--class",
+            "-2",
+            "--out=-grid.png",
+        ])
+        .unwrap();
+        let Some(Command::Sample(args)) = cli.command else { panic!("not sample: {:?}", cli.command) };
+        let options = &args.options;
+        assert_eq!((options.truncation, options.class.as_deref()), (Some(-1.0), Some("-2")));
+        assert_eq!(options.out, std::path::Path::new("-grid.png"));
+        assert_eq!(args.path, std::path::Path::new("runs/demo"));
+    }
+}
