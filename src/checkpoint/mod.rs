@@ -39,7 +39,7 @@ pub use layout::{
 pub use manifest::{FileEntry, InitSource, Manifest, RankState, TrainState, FORMAT, FORMAT_VERSION};
 pub use safetensors::{read_tensors, write_tensors, Dtype, RawTensor, TensorFile, TensorView};
 pub use scores::{metric_of, sample_diversity_of, EVAL_FILE};
-pub use start::{plan_start, Aside, StartPlan};
+pub use start::{plan_start, Aside, MovedAside, StartPlan};
 pub use verify::{open_verified_by_peer, verify, Verified};
 pub use write::PendingCheckpoint;
 
