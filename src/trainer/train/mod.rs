@@ -2,6 +2,7 @@
 //! from (Adam with saveable state, G_ema, losses, gradient sync, tick statistics, sample grids,
 //! progress, evaluation). The only module that knows about all the others.
 pub mod checkpointing;
+pub mod data;
 pub mod ema;
 pub mod evaluation;
 pub mod labels;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use tch::{nn, Device, Kind, Tensor};
 
 use super::checkpointing::{report_config_changes, report_resume, Position};
+use super::data::{open_data, start_loader};
 use super::ema::{Buffers, Ema};
 use super::labels::FakeLabels;
 use super::optim::Adam;
@@ -20,27 +21,15 @@ use crate::models::{self, Discriminator, Generator, NetSpec};
 use crate::precision::ForwardPrecision;
 use gan_core::checkpoint::{Checkpoints, InitSource, Retention};
 use gan_core::comm::ProcessGroup;
-use gan_core::config::{Arch, RankPlan, RunConfig};
+use gan_core::config::{Arch, RankPlan, RunConfig, TrainSection};
 use gan_core::data::identity::DatasetIdentity;
-use gan_core::data::loader::{Loader, LoaderSpec};
-use gan_core::data::{self, classes::ClassDistribution, sampler::Sampler, Batch, ImageSource};
+use gan_core::data::loader::Loader;
+use gan_core::data::{classes::ClassDistribution, Batch, ImageSource};
 use gan_core::diversity;
 use gan_core::error::{Error, Result};
 use gan_core::flight::Recorder;
 use gan_core::heartbeat::Heartbeat;
-use gan_core::rng::SplitMix64;
 use gan_core::rundir::RunDir;
-
-/// The dataset a rank reads and, for a conditional run, its class mix (counted once here; the
-/// evaluator draws its labels from the same mix). Local rank 0 verifies the shards' checksums
-/// for the whole node; the others check sizes.
-fn open_data(cfg: &RunConfig, plan: &RankPlan) -> Result<(Arc<dyn ImageSource>, Option<ClassDistribution>)> {
-    let verify = cfg.data.verify_checksums && plan.local_rank == 0;
-    let source: Arc<dyn ImageSource> = Arc::from(data::open(&cfg.data, cfg.run.seed, verify)?);
-    let class_mix =
-        if cfg.model.conditional { Some(ClassDistribution::of(&cfg.data, source.as_ref())?) } else { None };
-    Ok((source, class_mix))
-}
 
 /// What a rollback keeps from the state it replaces: its count, and the dataset, already opened,
 /// verified and counted (hashing a large dataset again could outlast the launcher's heartbeat
@@ -180,39 +169,15 @@ impl Setup {
         let ema = Ema::new(&g_vs, &g_ema_vs, buffers);
         let mut g_opt = Adam::new(&g_vs, &cfg.train.g_opt);
         let mut d_opt = Adam::new(&d_vs, &cfg.train.d_opt);
-        let mut phases = vec![Phase::DMain];
-        if cfg.train.r1_gamma > 0.0 {
-            phases.push(Phase::DReg { interval: cfg.train.r1_interval });
-            d_opt.adjust_for_lazy_regularisation(cfg.train.r1_interval);
-        }
-        phases.push(Phase::GMain { d_steps: cfg.train.d_steps });
-        if cfg.train.pl_weight > 0.0 {
-            phases.push(Phase::GReg { d_steps: cfg.train.d_steps, interval: cfg.train.pl_interval });
-            g_opt.adjust_for_lazy_regularisation(cfg.train.pl_interval);
-        }
+        let phases = phases(&cfg.train, &mut g_opt, &mut d_opt);
         let share = u64::from(plan.batch_per_rank * plan.accumulation);
         let share_weight =
             weight_of_share(share, u64::from(pg.world_size()), u64::from(cfg.train.batch_size));
         let load_started = std::time::Instant::now();
         let dataset = DatasetIdentity::of(&cfg.data, cfg.run.seed)?;
-        let resumed = ckpt::resolve_start(pg.as_mut(), &cfg, restarted)?;
         let nets = NetTargets { g: &g_vs, d: &d_vs, g_ema: &g_ema_vs };
-        let mut init_source = resumed.as_ref().and_then(|r| r.state.init_from.clone());
-        match (&resumed, &cfg.checkpoint.init_from) {
-            (Some(r), _) => {
-                if pg.rank() == 0 {
-                    report_config_changes(&r.dir, &cfg);
-                }
-                ckpt::check_dataset(r, &cfg, &dataset)?;
-                ckpt::restore_into(r, &cfg, RestoreTargets { nets, g_opt: &mut g_opt, d_opt: &mut d_opt })?;
-            }
-            (None, Some(path)) => {
-                let from = ckpt::resolve_init(pg.as_mut(), path)?;
-                ckpt::init_networks(&from, &cfg, &dataset, &nets, pg.rank())?;
-                init_source = Some(ckpt::init_source(&from));
-            }
-            (None, None) => {}
-        }
+        let targets = RestoreTargets { nets, g_opt: &mut g_opt, d_opt: &mut d_opt };
+        let (resumed, init_source) = load_start(pg.as_mut(), &cfg, restarted, &dataset, targets)?;
         let load_secs = load_started.elapsed().as_secs_f64();
         let saved_rollbacks = resumed.as_ref().map_or(0, |r| r.state.rollbacks);
         let rollbacks = carried.as_ref().map_or(0, |c| c.rollbacks).max(saved_rollbacks);
@@ -231,16 +196,7 @@ impl Setup {
             Some(c) => (c.source, c.class_mix),
             None => open_data(&cfg, &plan)?,
         };
-        let loader_spec = LoaderSpec {
-            global_batch: u64::from(cfg.train.batch_size),
-            rank: pg.rank(),
-            world: pg.world_size(),
-            xflip: cfg.data.xflip,
-            flip_seed: SplitMix64::for_item(plan.seed, 0x464C_4950).next_u64(), // stream "FLIP"
-            prefetch: cfg.data.prefetch as usize,
-        };
-        let sampler = Sampler::resume(cfg.run.seed, source.len(), data_consumed);
-        let loader = Loader::start(Arc::clone(&source), sampler, loader_spec);
+        let loader = start_loader(&cfg, &plan, pg.as_ref(), &source, data_consumed);
         let fake_labels = FakeLabels::new(&cfg, class_mix.as_ref(), device);
         let grid =
             SampleGrid::new(spec.z_dim, cfg.data.num_classes.min(spec.c_dim as u32), cfg.run.seed, device);
@@ -249,26 +205,7 @@ impl Setup {
         if let Some(t) = &telemetry {
             t.metrics.rollbacks.set(f64::from(rollbacks));
         }
-        let ckpt_metrics = telemetry.as_ref().and_then(|t| t.metrics.checkpoint.clone());
-        if let Some(m) = &ckpt_metrics {
-            // Checkpoint age counts from the last one, or from this start before the first.
-            let last = resumed.as_ref().map_or(chrono::Utc::now(), |r| {
-                chrono::DateTime::parse_from_rfc3339(&r.manifest.created)
-                    .map_or(chrono::Utc::now(), |t| t.with_timezone(&chrono::Utc))
-            });
-            m.last_success_timestamp_seconds.set(last.timestamp_millis() as f64 / 1000.0);
-            m.step.set(start.step as f64);
-        }
-        let ckpt_writer = CheckpointWriter::new(
-            Checkpoints::of_run(&run_dir.root),
-            Retention {
-                keep_last: cfg.checkpoint.keep_last as usize,
-                keep_best: cfg.checkpoint.keep_best as usize,
-                hold: None,
-            },
-            cfg.checkpoint.background,
-            ckpt_metrics,
-        );
+        let ckpt_writer = checkpoint_writer(&cfg, &run_dir, telemetry.as_ref(), resumed.as_ref(), start);
         let pl_mean =
             resumed.as_ref().and_then(|r| r.state.regularisers.get("pl_mean").copied()).map_or_else(
                 || Tensor::zeros([], (Kind::Float, device)),
@@ -366,6 +303,79 @@ impl Setup {
         let z = Tensor::randn([n, self.g.z_dim()], (Kind::Float, draw_on));
         (z.to_device(self.device), self.fake_labels.draw(n, draw_on, self.device))
     }
+}
+
+/// The phases of a training step, in order: D's main pass, R1 every `r1_interval` steps when
+/// `r1_gamma` > 0, G's main pass, path length every `pl_interval` steps when `pl_weight` > 0.
+/// A lazy regulariser's optimizer has its Adam settings adjusted as StyleGAN2 does (SPECS 4).
+fn phases(t: &TrainSection, g_opt: &mut Adam, d_opt: &mut Adam) -> Vec<Phase> {
+    let mut phases = vec![Phase::DMain];
+    if t.r1_gamma > 0.0 {
+        phases.push(Phase::DReg { interval: t.r1_interval });
+        d_opt.adjust_for_lazy_regularisation(t.r1_interval);
+    }
+    phases.push(Phase::GMain { d_steps: t.d_steps });
+    if t.pl_weight > 0.0 {
+        phases.push(Phase::GReg { d_steps: t.d_steps, interval: t.pl_interval });
+        g_opt.adjust_for_lazy_regularisation(t.pl_interval);
+    }
+    phases
+}
+
+/// Loads what this start begins from into `targets`: the checkpoint it resumes (its dataset
+/// checked against the config's), else `checkpoint.init_from`'s networks, else nothing (the
+/// seeded weights stay). Returns the checkpoint resumed and where the run's networks came from.
+fn load_start(
+    pg: &mut dyn ProcessGroup,
+    cfg: &RunConfig,
+    restarted: bool,
+    dataset: &DatasetIdentity,
+    targets: RestoreTargets,
+) -> Result<(Option<Resumed>, Option<InitSource>)> {
+    let resumed = ckpt::resolve_start(pg, cfg, restarted)?;
+    let mut init_source = resumed.as_ref().and_then(|r| r.state.init_from.clone());
+    match (&resumed, &cfg.checkpoint.init_from) {
+        (Some(r), _) => {
+            if pg.rank() == 0 {
+                report_config_changes(&r.dir, cfg);
+            }
+            ckpt::check_dataset(r, cfg, dataset)?;
+            ckpt::restore_into(r, cfg, targets)?;
+        }
+        (None, Some(path)) => {
+            let from = ckpt::resolve_init(pg, path)?;
+            ckpt::init_networks(&from, cfg, dataset, &targets.nets, pg.rank())?;
+            init_source = Some(ckpt::init_source(&from));
+        }
+        (None, None) => {}
+    }
+    Ok((resumed, init_source))
+}
+
+/// The checkpoint writer with the config's retention, its metrics starting from the resumed
+/// checkpoint: the age counts from the last checkpoint, or from this start before the first.
+fn checkpoint_writer(
+    cfg: &RunConfig,
+    run_dir: &RunDir,
+    telemetry: Option<&Telemetry>,
+    resumed: Option<&Resumed>,
+    start: Position,
+) -> CheckpointWriter {
+    let metrics = telemetry.and_then(|t| t.metrics.checkpoint.clone());
+    if let Some(m) = &metrics {
+        let last = resumed.map_or(chrono::Utc::now(), |r| {
+            chrono::DateTime::parse_from_rfc3339(&r.manifest.created)
+                .map_or(chrono::Utc::now(), |t| t.with_timezone(&chrono::Utc))
+        });
+        m.last_success_timestamp_seconds.set(last.timestamp_millis() as f64 / 1000.0);
+        m.step.set(start.step as f64);
+    }
+    let retention = Retention {
+        keep_last: cfg.checkpoint.keep_last as usize,
+        keep_best: cfg.checkpoint.keep_best as usize,
+        hold: None,
+    };
+    CheckpointWriter::new(Checkpoints::of_run(&run_dir.root), retention, cfg.checkpoint.background, metrics)
 }
 
 /// `cpu` or `cuda:N`; CUDA must be present when asked for.
