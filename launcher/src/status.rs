@@ -1,4 +1,4 @@
-//! `gan-launch status RUN_DIR`: where each rank of a job is right now, from the heartbeats and
+//! `gan-launch status RUN_DIR|CONFIG`: where each rank of a job is right now, from the heartbeats and
 //! flight records the ranks keep under the run directory. Every node's ranks write there (the run
 //! directory is shared), so one command on any machine sees the whole job, which the watchdog of
 //! one node cannot: for a job that is slow rather than stopped, or stuck on another node.
@@ -11,7 +11,9 @@ use gan_core::{flight, heartbeat, Error};
 
 #[derive(Args, Debug)]
 pub struct StatusArgs {
-    /// The run directory, runs/<name>.
+    /// The run directory, runs/<name>, or the job's config file (its run.dir/run.name, with the
+    /// GAN_* environment applied; a job started with other `--set`s is asked by its directory).
+    #[arg(value_name = "RUN_DIR|CONFIG")]
     pub run_dir: PathBuf,
     /// Say who holds the others up once a rank has waited in a collective this long.
     #[arg(long, default_value_t = 10.0)]
@@ -21,7 +23,8 @@ pub struct StatusArgs {
 pub fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
     let waiting = Duration::try_from_secs_f64(args.waiting_secs)
         .map_err(|_| Error::config("--waiting-secs", args.waiting_secs, "seconds >= 0"))?;
-    let dir = args.run_dir.join("heartbeat");
+    let run_dir = run_dir_of(&args.run_dir)?;
+    let dir = run_dir.join("heartbeat");
     let ranks = rank_numbers(&dir)?;
     let host = gethostname::gethostname().to_string_lossy().into_owned();
     let views: Vec<flight::RankView> = ranks
@@ -37,8 +40,8 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
         })
         .collect();
     let diagnosis = flight::diagnose(&views);
-    println!("{}: {} rank(s)", args.run_dir.display(), ranks.len());
-    if let Some(h) = gan_core::run_lock::holder(&args.run_dir) {
+    println!("{}: {} rank(s)", run_dir.display(), ranks.len());
+    if let Some(h) = gan_core::run_lock::holder(&run_dir) {
         println!("  held by the job of pid {} on {} since {}", h.pid, h.host, h.since);
     }
     for (rank, line) in ranks.iter().zip(&diagnosis.table) {
@@ -111,11 +114,21 @@ fn straggler(views: &[flight::RankView]) -> String {
     }
 }
 
+/// The run directory `path` names: itself, or the one a config file names.
+fn run_dir_of(path: &Path) -> anyhow::Result<PathBuf> {
+    if !path.is_file() {
+        return Ok(path.to_path_buf());
+    }
+    Ok(gan_core::config::load(path, &[])?.run_dir())
+}
+
 /// The ranks with a heartbeat or a flight record under `dir`, in order.
 fn rank_numbers(dir: &Path) -> anyhow::Result<Vec<u32>> {
     let entries = std::fs::read_dir(dir).map_err(|e| Error::RunDir {
         path: dir.parent().unwrap_or(dir).to_path_buf(),
-        message: format!("no heartbeat/ inside ({e}): status needs runs/<name> of a job gan-launch started"),
+        message: format!(
+            "no heartbeat/ inside ({e}): status needs runs/<name> of a job gan-launch started, or its config"
+        ),
     })?;
     let mut ranks: Vec<u32> = entries
         .filter_map(|e| e.ok())

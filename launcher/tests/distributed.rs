@@ -265,6 +265,17 @@ fn status_shows_where_each_rank_is_and_who_holds_the_others_up() {
     let out = gan_launch().arg("status").arg(dir.path()).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("no heartbeat/ inside"), "{}", stderr(&out));
+    // The job's config names the same run (here with its run.dir from the environment).
+    let by_config = gan_launch()
+        .arg("status")
+        .arg(shipped_config("ci-tiny.yaml"))
+        .env("GAN_RUN__DIR", dir.path())
+        .output()
+        .unwrap();
+    let by_config = stdout(&by_config);
+    assert_eq!(by_config.lines().next(), Some(format!("{}: 2 rank(s)", run_dir.display()).as_str()));
+    let place = |text: &str| row(text, 0).split("; heartbeat").next().unwrap().to_string();
+    assert!(by_config.contains("the job is not running") && place(&by_config) == place(&text), "{by_config}");
 }
 
 #[test]
