@@ -18,19 +18,22 @@ pub enum Ckpt {
 
 #[derive(Args, Debug)]
 pub struct LsArgs {
-    /// A run directory (runs/NAME) or its checkpoints directory.
+    /// A run directory (runs/NAME), its checkpoints directory, or the job's config file.
+    #[arg(value_name = "RUN_DIR|CONFIG")]
     pub run: PathBuf,
 }
 
 #[derive(Args, Debug)]
 pub struct PathArg {
-    /// A checkpoint directory (step-NNNNNNNN), or a run directory for its newest valid checkpoint.
+    /// A checkpoint directory (step-NNNNNNNN), a G_ema file, or a run directory (or the job's
+    /// config file) for its newest valid checkpoint.
     pub path: PathBuf,
 }
 
 #[derive(Args, Debug)]
 pub struct ExportArgs {
-    /// A checkpoint directory, or a run directory for its newest valid checkpoint.
+    /// A checkpoint directory, or a run directory (or the job's config file) for its newest valid
+    /// checkpoint.
     pub path: PathBuf,
     /// Output file.
     #[arg(long)]
@@ -41,8 +44,8 @@ pub struct ExportArgs {
 /// one with libtorch) after the checkpoint is resolved and verified here.
 #[derive(Args, Debug)]
 pub struct SampleArgs {
-    /// A checkpoint directory, a run directory for its newest valid checkpoint, or a G_ema file
-    /// (`ckpt export`, a run's g_ema-final.safetensors).
+    /// A checkpoint directory, a run directory (or the job's config file) for its newest valid
+    /// checkpoint, or a G_ema file (`ckpt export`, a run's g_ema-final.safetensors).
     pub path: PathBuf,
     #[command(flatten)]
     pub options: gan_core::sample_options::SampleOptions,
@@ -63,6 +66,7 @@ fn on_checkpoint(
     command: &[&str],
     options: Vec<String>,
 ) -> anyhow::Result<std::process::ExitCode> {
+    let path = &crate::run_path::resolve(path)?;
     // A G_ema file is read, and its digest checked, once: by the trainer, which loads it.
     let target = if path.is_file() {
         path.to_path_buf()
@@ -86,8 +90,9 @@ fn on_checkpoint(
 pub struct EvalArgs {
     #[arg(value_enum)]
     pub metric: gan_core::eval_options::EvalMetric,
-    /// A checkpoint directory, a run directory for its newest valid checkpoint, or a G_ema file
-    /// (`ckpt export`, a run's g_ema-final.safetensors); with --against, a folder of images.
+    /// A checkpoint directory, a run directory (or the job's config file) for its newest valid
+    /// checkpoint, or a G_ema file (`ckpt export`, a run's g_ema-final.safetensors); with
+    /// --against, a folder of images.
     pub path: PathBuf,
     /// A second folder of images: FID or KID between the two folders (pytorch-fid's command line).
     #[arg(long)]
@@ -118,9 +123,9 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<std::process::ExitCode> {
 
 pub fn run(cmd: &Ckpt) -> anyhow::Result<()> {
     match cmd {
-        Ckpt::Ls(args) => ls(&args.run),
-        Ckpt::Verify(args) => verify_cmd(&args.path),
-        Ckpt::Export(args) => export(&args.path, &args.out),
+        Ckpt::Ls(args) => ls(&crate::run_path::resolve(&args.run)?),
+        Ckpt::Verify(args) => verify_cmd(&crate::run_path::resolve(&args.path)?),
+        Ckpt::Export(args) => export(&crate::run_path::resolve(&args.path)?, &args.out),
     }
 }
 

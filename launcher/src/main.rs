@@ -12,6 +12,7 @@ mod memory;
 mod nccl_lib;
 mod nodes;
 mod rank_logs;
+mod run_path;
 mod sbatch;
 mod status;
 mod supervise;

@@ -12,7 +12,7 @@ use gan_core::{flight, heartbeat, Error};
 #[derive(Args, Debug)]
 pub struct StatusArgs {
     /// The run directory, runs/<name>, or the job's config file (its run.dir/run.name, with the
-    /// GAN_* environment applied; a job started with other `--set`s is asked by its directory).
+    /// GAN_* environment applied; a job started with other `--set`s is named by its directory).
     #[arg(value_name = "RUN_DIR|CONFIG")]
     pub run_dir: PathBuf,
     /// Say who holds the others up once a rank has waited in a collective this long.
@@ -23,7 +23,7 @@ pub struct StatusArgs {
 pub fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
     let waiting = Duration::try_from_secs_f64(args.waiting_secs)
         .map_err(|_| Error::config("--waiting-secs", args.waiting_secs, "seconds >= 0"))?;
-    let run_dir = run_dir_of(&args.run_dir)?;
+    let run_dir = crate::run_path::resolve(&args.run_dir)?;
     let dir = run_dir.join("heartbeat");
     let ranks = rank_numbers(&dir)?;
     let host = gethostname::gethostname().to_string_lossy().into_owned();
@@ -112,14 +112,6 @@ fn straggler(views: &[flight::RankView]) -> String {
         ),
         _ => String::new(),
     }
-}
-
-/// The run directory `path` names: itself, or the one a config file names.
-fn run_dir_of(path: &Path) -> anyhow::Result<PathBuf> {
-    if !path.is_file() {
-        return Ok(path.to_path_buf());
-    }
-    Ok(gan_core::config::load(path, &[])?.run_dir())
 }
 
 /// The ranks with a heartbeat or a flight record under `dir`, in order.

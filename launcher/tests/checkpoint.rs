@@ -713,7 +713,14 @@ fn ckpt_commands_list_verify_and_export() {
     let (out, err) = run(&mut job(dir.path(), 1, 0.256));
     assert!(out.status.success(), "{err}");
     let run_dir = dir.path().join("ci-tiny");
-    let ls = gan_launch().args(["ckpt", "ls"]).arg(&run_dir).output().unwrap();
+    // The job's config names the run as well as its directory does (its run.dir set here as
+    // the job's --set did).
+    let by_config = |command: &[&str]| {
+        let mut cmd = gan_launch();
+        cmd.args(command).arg(shipped_config("ci-tiny.yaml")).env("GAN_RUN__DIR", dir.path());
+        cmd
+    };
+    let ls = by_config(&["ckpt", "ls"]).output().unwrap();
     let table = stdout(&ls);
     assert!(
         ls.status.success() && table.contains("step-00000008") && table.contains("ok (latest)"),
@@ -755,9 +762,7 @@ fn ckpt_commands_list_verify_and_export() {
     assert!(table.contains("CORRUPT"), "{table}");
     // A grid from the newest checkpoint: one class, truncated latents; a bad class is exit 2.
     let grid = dir.path().join("grid.png");
-    let sample = gan_launch()
-        .arg("sample")
-        .arg(&run_dir)
+    let sample = by_config(&["sample"])
         .arg("--out")
         .arg(&grid)
         .args(["--class", "1", "--truncation", "0.7"])
@@ -766,6 +771,11 @@ fn ckpt_commands_list_verify_and_export() {
     assert!(sample.status.success(), "{}", stderr(&sample));
     let img = image::open(&grid).unwrap();
     assert_eq!((img.width(), img.height()), (8 * 16, 8 * 16), "8 x 8 samples of 16 px");
+    // A file that is no G_ema file (the grid just drawn) is refused as such, exit 2.
+    let not_g_ema =
+        gan_launch().arg("sample").arg(&grid).arg("--out").arg(dir.path().join("x.png")).output().unwrap();
+    assert_eq!(not_g_ema.status.code(), Some(2), "{}", stderr(&not_g_ema));
+    assert!(stderr(&not_g_ema).contains("does not read as a safetensors file"), "{}", stderr(&not_g_ema));
     let bad = gan_launch()
         .arg("sample")
         .arg(&run_dir)

@@ -78,8 +78,6 @@ impl GEmaInfo {
     /// digest they were written with. Anything else (another safetensors file, a checkpoint's
     /// `g.safetensors`) and a damaged file are refused, saying why.
     pub fn read(path: &Path) -> Result<GEmaInfo> {
-        let file = TensorFile::open(path)?;
-        let metadata = file.metadata()?;
         let refuse = |why: String| Error::Checkpoint {
             path: path.to_path_buf(),
             message: format!(
@@ -87,6 +85,12 @@ impl GEmaInfo {
                  a checkpoint directory (step-NNNNNNNN), or a run directory"
             ),
         };
+        let file = TensorFile::open(path).map_err(|e| match e {
+            // A file of another kind (a config, an image) or a damaged one; not libtorch's fault.
+            Error::Tensor(_) => refuse("it does not read as a safetensors file".into()),
+            other => other,
+        })?;
+        let metadata = file.metadata()?;
         if metadata.get("format").map(String::as_str) != Some(G_EMA_FORMAT) {
             return Err(refuse(format!("its metadata do not say format {G_EMA_FORMAT}")));
         }
@@ -186,7 +190,11 @@ mod tests {
         write_tensors(&plain, &tensor(), &BTreeMap::new()).unwrap();
         let err = GEmaInfo::read(&plain).unwrap_err().to_string();
         assert!(err.contains("plain.safetensors") && err.contains("format gan-launch-g-ema"), "{err}");
-        std::fs::write(&plain, b"not safetensors").unwrap();
-        assert!(GEmaInfo::read(&plain).unwrap_err().to_string().contains("plain.safetensors"));
+        // Another kind of file (a config passed by mistake) is a user's error, said as such.
+        std::fs::write(&plain, b"run:\n  name: demo\n").unwrap();
+        let err = GEmaInfo::read(&plain).unwrap_err();
+        assert!(matches!(err, Error::Checkpoint { .. }), "{err}");
+        let err = err.to_string();
+        assert!(err.contains("plain.safetensors: it does not read as a safetensors file"), "{err}");
     }
 }
