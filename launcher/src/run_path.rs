@@ -34,7 +34,8 @@ mod tests {
         let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/ci-tiny.yaml");
         let text = std::fs::read_to_string(shipped).unwrap();
         let cfg = dir.path().join("job.yaml");
-        std::fs::write(&cfg, text.replace("  name: ci-tiny\n", "  name: here\n  dir: /somewhere/runs\n")).unwrap();
+        std::fs::write(&cfg, text.replace("  name: ci-tiny\n", "  name: here\n  dir: /somewhere/runs\n"))
+            .unwrap();
         assert_eq!(resolve(&cfg).unwrap(), Path::new("/somewhere/runs/here"));
         let g_ema = dir.path().join("g_ema-final.safetensors");
         std::fs::write(&g_ema, b"x").unwrap();
