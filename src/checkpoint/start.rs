@@ -73,6 +73,15 @@ fn is_in(checkpoint: &Verified, own: &Checkpoints) -> bool {
     canonical(&own.root).is_some_and(|root| checkpoint.dir.parent().and_then(canonical) == Some(root))
 }
 
+/// Renames `from` to `to` when `from` exists; says whether it did.
+fn move_if_there(from: &Path, to: &Path) -> Result<bool> {
+    if !from.exists() {
+        return Ok(false);
+    }
+    std::fs::rename(from, to).map_err(Error::io("move aside", from))?;
+    Ok(true)
+}
+
 /// What a start moved aside, and where.
 #[derive(Debug)]
 pub struct MovedAside {
@@ -102,20 +111,19 @@ impl StartPlan {
                 MovedAside { outputs: run.set_aside_outputs_after(nimg, &dir)?, checkpoints, dir }
             }
             Aside::All(_) => {
-                let steps = own.list()?;
                 crate::fsutil::create_dir_all(&dir)?;
+                // The checkpoints move as one directory, and are listed where they went.
+                let moved_to = Checkpoints::new(dir.join("checkpoints"));
+                move_if_there(&own.root, &moved_to.root)?;
                 let mut outputs = Vec::new();
-                for name in ["checkpoints", "stats.jsonl", "eval.jsonl"] {
-                    let from = run_dir.join(name);
-                    if from.exists() {
-                        std::fs::rename(&from, dir.join(name)).map_err(Error::io("move aside", &from))?;
-                        outputs.extend((name != "checkpoints").then(|| dir.join(name)));
+                for name in ["stats.jsonl", "eval.jsonl"] {
+                    if move_if_there(&run_dir.join(name), &dir.join(name))? {
+                        outputs.push(dir.join(name));
                     }
                 }
                 outputs.extend(run.set_aside_outputs_after(None, &dir)?);
-                let moved_dir =
-                    |p: &PathBuf| dir.join("checkpoints").join(p.file_name().expect("a step dir"));
-                MovedAside { checkpoints: steps.iter().map(|(_, p)| moved_dir(p)).collect(), outputs, dir }
+                let checkpoints = moved_to.list()?.into_iter().map(|(_, path)| path).collect();
+                MovedAside { checkpoints, outputs, dir }
             }
         };
         Ok(Some(moved))
