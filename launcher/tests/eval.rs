@@ -26,6 +26,13 @@ fn value(out: &Output, metric: &str) -> f64 {
     line.split_whitespace().nth(2).unwrap().parse().unwrap()
 }
 
+/// One G_ema scored twice, in two processes: the same FID up to float rounding. libtorch's CPU
+/// kernels split their sums by their thread count (1 thread against 2 moves this test's FID by
+/// 3e-8 of itself), which no test here controls.
+fn assert_same_fid(fid: f64, expected: f64, what: &str) {
+    assert!((fid - expected).abs() <= 1e-6 * expected.abs(), "{what}: {fid} vs {expected}");
+}
+
 #[test]
 fn fid_kid_and_is_of_a_checkpoint() {
     gan_train_path();
@@ -52,7 +59,7 @@ fn fid_kid_and_is_of_a_checkpoint() {
     // The real statistics are cached: the second run reads them and gives the same number.
     let second = eval(&home, &[&["fid", &run_arg][..], &common].concat());
     assert!(stderr(&second).contains("real statistics from the cache"), "{}", stderr(&second));
-    assert_eq!(value(&second, "fid"), fid);
+    assert_same_fid(value(&second, "fid"), fid, "cached real statistics");
     // Another user (or pod) whose GAN_LAUNCH_CACHE names the same directory finds them too.
     let shared = home.join(".cache/gan-launch");
     let stats: Vec<_> =
@@ -66,13 +73,13 @@ fn fid_kid_and_is_of_a_checkpoint() {
         .output()
         .unwrap();
     assert!(stderr(&third).contains("real statistics from the cache"), "{}", stderr(&third));
-    assert_eq!(value(&third, "fid"), fid);
+    assert_same_fid(value(&third, "fid"), fid, "a shared cache");
     assert!(!other_home.join(".cache").exists(), "nothing cached under the other home");
     // The run's final G_ema file holds the newest checkpoint's G_ema: the same number.
     let final_file = run_dir.join("g_ema-final.safetensors").display().to_string();
     let of_file = eval(&home, &[&["fid", &final_file][..], &common].concat());
     assert!(of_file.status.success(), "{}", stderr(&of_file));
-    assert_eq!(value(&of_file, "fid"), fid);
+    assert_same_fid(value(&of_file, "fid"), fid, "the final G_ema file");
     // G making 3 images a pass instead of 20: the same images (up to a rounding step), so the
     // same FID; a generator batch above the feature batch is refused.
     let chunked = eval(&home, &[&["fid", &run_arg, "--gen-batch", "3"][..], &common].concat());
