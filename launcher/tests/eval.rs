@@ -139,10 +139,10 @@ fn eval_lines(run_dir: &Path) -> Vec<serde_json::Value> {
 /// and density/coverage land in eval.jsonl labelled with the (non-standard) feature network,
 /// scored in the background. The checkpoint of the first evaluation's step was held until its
 /// score arrived, which then sits beside it (eval.json) and ranks it for keep_best. Then the final
-/// G_ema is scored again by resuming the finished run with 1 rank (real statistics recomputed, no
-/// cache), with 2 ranks, and with 2 ranks and training waiting (eval.background=false): the FID
-/// (and every other metric) is the same, whatever the split of images between ranks and whichever
-/// thread scores.
+/// G_ema is scored again by starting the finished run again (it takes no step) with 1 rank (real
+/// statistics recomputed, no cache), with 2 ranks, and with 2 ranks and training waiting
+/// (eval.background=false): the FID (and every other metric) is the same, whatever the split of
+/// images between ranks and whichever thread scores.
 #[test]
 fn evaluation_during_training_is_the_same_with_one_and_two_ranks() {
     gan_train_path();
@@ -222,7 +222,9 @@ fn evaluation_during_training_is_the_same_with_one_and_two_ranks() {
     let row = ls.lines().find(|l| l.starts_with("step-00000016")).unwrap_or_else(|| panic!("{ls}"));
     let shown = |name: &str| format!("{:.3}", lines[1][name].as_f64().unwrap());
     assert!(row.contains(&shown("fid")) && row.contains(&shown("recall")), "{ls}");
-    launch("1", &home_b, &[]);
+    let again = stderr(&launch("1", &home_b, &[]));
+    assert!(again.contains("no step to take") && again.contains("scoring its G_ema again"), "{again}");
+    assert!(!again.contains("] tick "), "a start that takes no step has no tick: {again}");
     launch("2", &home_a, &[]);
     launch("2", &home_a, &["eval.background=false"]);
     let lines = eval_lines(&run_dir);

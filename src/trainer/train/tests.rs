@@ -321,7 +321,44 @@ fn resume_matches_a_straight_run(sets: &[&str]) -> (Vec<TickReport>, Vec<TickRep
             .collect()
     };
     assert_eq!(timeless(&whole.ticks[2..]), timeless(&second.ticks), "identical statistics after the resume");
+    start_the_finished_run_again(&second_cfg, 32);
     (whole.ticks, second.ticks)
+}
+
+/// A run trained to its `total_kimg` and started again resumes at its last step and takes no
+/// step: no tick (no zero-speed line in stats.jsonl), no grid drawn again, no checkpoint; only
+/// the final G_ema is written again.
+fn start_the_finished_run_again(cfg: &RunConfig, last_step: u64) {
+    let run_dir = cfg.run_dir();
+    let files = |dir: &std::path::Path| -> Vec<(std::path::PathBuf, Vec<u8>, std::time::SystemTime)> {
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .map(|p| {
+                let bytes = if p.is_file() { std::fs::read(&p).unwrap() } else { Vec::new() };
+                (p.clone(), bytes, p.metadata().unwrap().modified().unwrap())
+            })
+            .collect();
+        files.sort();
+        files
+    };
+    let checkpoints = run_dir.join("checkpoints");
+    let watched = [run_dir.join("samples"), checkpoints.join(format!("step-{last_step:08}")), checkpoints];
+    let before: Vec<_> = watched.iter().map(|d| files(d)).collect();
+    let stats = std::fs::read(run_dir.join("stats.jsonl")).unwrap();
+    std::fs::remove_file(run_dir.join("g_ema-final.safetensors")).unwrap();
+    let plan = config::plan(cfg, HostFacts { gpus: 0, cpus: 2 }).remove(0);
+    let mut again = Setup::new(cfg.clone(), plan, Box::new(SingleRank), 0, false).unwrap();
+    assert_eq!(again.start.step, last_step);
+    let outcome = train(&mut again, &AtomicUsize::new(0)).unwrap();
+    assert_eq!((outcome.step, outcome.ticks.len()), (last_step, 0));
+    assert_eq!(
+        watched.iter().map(|d| files(d)).collect::<Vec<_>>(),
+        before,
+        "grids and checkpoints as they were"
+    );
+    assert_eq!(std::fs::read(run_dir.join("stats.jsonl")).unwrap(), stats);
+    assert!(run_dir.join("g_ema-final.safetensors").is_file());
 }
 
 /// With ADA adapting p quickly: its controller state must resume exactly too.

@@ -55,25 +55,25 @@ pub fn train(s: &mut Setup, stop: &AtomicUsize) -> Result<TrainOutcome> {
     let mut evaluator = Evaluator::start(s)?;
     s.heartbeat.beat(start.step, start.cur_nimg)?;
     tracing::info!(device = %s.device_name(), world = s.pg.world_size(), "training {} kimg", s.cfg.train.total_kimg);
+    if start.cur_nimg >= total_nimg {
+        log_already_trained(s, evaluator.is_some());
+    }
     loop {
         s.flight.enter(Activity::StepBoundary, outcome.step);
         let signal = agree_on_stop(s.pg.as_mut(), stop.load(Ordering::SeqCst))?;
         let done = outcome.cur_nimg >= total_nimg || signal != 0;
         if done || outcome.cur_nimg >= tick_start.1 + tick_nimg {
             s.flight.enter(Activity::Tick, outcome.step);
-            let report = tick_report(s, &outcome, next_tick, tick_start)?;
-            next_tick += 1;
-            progress.tick(&report);
-            if let Some(t) = &s.telemetry {
-                let rates = TickRates {
-                    g_lr: s.g_opt.lr,
-                    d_lr: s.d_opt.lr,
-                    ema_beta: last_beta,
-                    augment_p: s.augment.probability(),
-                };
-                t.tick(&report, outcome.cur_nimg, rates, s.device);
+            // A start that ends before its first step (a finished run started again, a stop
+            // signal during setup) has no tick to report: no speed, no losses, and the grid and
+            // statistics of this step were written when it was trained.
+            if outcome.step != start.step {
+                let report = tick_report(s, &outcome, next_tick, tick_start)?;
+                next_tick += 1;
+                report_tick(s, &progress, &report, outcome.cur_nimg, last_beta);
+                maintenance(s, &report, done)?;
+                outcome.ticks.push(report);
             }
-            maintenance(s, &report, done)?;
             if let Some(ev) = evaluator.as_mut() {
                 s.flight.enter(Activity::Evaluating, outcome.step);
                 ev.poll(s)?;
@@ -93,7 +93,6 @@ pub fn train(s: &mut Setup, stop: &AtomicUsize) -> Result<TrainOutcome> {
                 checkpoint(s, pos)?;
                 last_checkpoint = Some(outcome.step);
             }
-            outcome.ticks.push(report);
             tick_start = (Instant::now(), outcome.cur_nimg);
         }
         if done {
@@ -133,6 +132,29 @@ pub fn train(s: &mut Setup, stop: &AtomicUsize) -> Result<TrainOutcome> {
     }
     push_final_results(s, &outcome, started.elapsed().as_secs_f64());
     Ok(outcome)
+}
+
+/// A start at or past `total_kimg` (a finished job started again) takes no step: it says so,
+/// scores the final G_ema again when evaluation is on, and rewrites the final G_ema.
+fn log_already_trained(s: &Setup, evaluating: bool) {
+    let kimg = s.start.cur_nimg as f64 / 1000.0;
+    let then = if evaluating { "; scoring its G_ema again" } else { "" };
+    tracing::info!(
+        "already trained: step {}, {kimg:.3} kimg of train.total_kimg {}; no step to take (raise \
+         train.total_kimg to train on, or start over with --resume none){then}",
+        s.start.step,
+        s.cfg.train.total_kimg
+    );
+}
+
+/// The tick on the console and progress bar and in the metrics.
+fn report_tick(s: &Setup, progress: &Progress, report: &TickReport, cur_nimg: u64, ema_beta: f64) {
+    progress.tick(report);
+    if let Some(t) = &s.telemetry {
+        let rates =
+            TickRates { g_lr: s.g_opt.lr, d_lr: s.d_opt.lr, ema_beta, augment_p: s.augment.probability() };
+        t.tick(report, cur_nimg, rates, s.device);
+    }
 }
 
 /// Rank 0 pushes the run's outcome to the Pushgateway, when one is configured (a failed push is
