@@ -156,7 +156,7 @@ pub fn run(args: &JobArgs, cfg: &RunConfig, node: &NodeSetup) -> anyhow::Result<
     let telemetry = LauncherTelemetry::start(cfg, node.node_rank, plans.len());
     let metrics = telemetry.as_ref().map(|t| t.metrics.as_ref());
     let has_rank0 = plans.iter().any(|p| p.rank == 0);
-    let total_nimg = (cfg.train.total_kimg * 1000.0).round() as u64;
+    let total_nimg = cfg.train.total_nimg();
     for attempt in 0..=args.max_restarts {
         tracing::info!(run_dir = %run_dir.display(), ranks = plans.len(), world, master_port, attempt, "launching {}", trainer.display());
         // A fresh bar per attempt (a restarted run starts over until checkpoints exist).

@@ -112,6 +112,12 @@ fn print_start(cfg: &config::RunConfig) {
         _ => String::new(),
     };
     println!("# start: {}{init}", start.describe(&cfg.run_dir()));
+    if start.from.as_ref().is_some_and(|from| from.state.cur_nimg >= cfg.train.total_nimg()) {
+        println!(
+            "# already trained to train.total_kimg {}: the start takes no step (raise it to train on)",
+            cfg.train.total_kimg
+        );
+    }
     match start.from.as_ref().map(|from| config::diff::since_checkpoint(&from.dir, cfg)) {
         Some(Ok(changes)) if !changes.is_empty() => {
             println!("# changed since the checkpoint: {}", config::diff::describe(&changes))

@@ -281,16 +281,26 @@ fn the_world_size_and_batch_may_change_across_a_resume() {
     assert!(stdout(&status).contains("every rank has ended: finished at step 24"), "{}", stdout(&status));
     // A smaller batch goes on from the images done (0.768 kimg), 16 images a step, and says so;
     // `plan` and the start name every setting changed since the checkpoint was written.
-    let plan = gan_launch()
-        .args(["plan", "--gpus", "1"])
-        .arg(shipped_config("ci-tiny.yaml"))
-        .args(["--set", &format!("run.dir={}", dir.path().display()), "--set", "train.batch_size=16"])
-        .output()
-        .unwrap();
+    let plan = |sets: &[&str]| {
+        let mut cmd = gan_launch();
+        cmd.args(["plan", "--gpus", "1"]).arg(shipped_config("ci-tiny.yaml"));
+        cmd.args(["--set", &format!("run.dir={}", dir.path().display())]);
+        for set in sets {
+            cmd.args(["--set", set]);
+        }
+        stdout(&cmd.output().unwrap())
+    };
     let changed = "train.batch_size: 32 -> 16";
-    let plan_out = stdout(&plan);
+    let plan_out = plan(&["train.batch_size=16", "train.total_kimg=1.024"]);
     assert!(
         plan_out.contains("# changed since the checkpoint: ") && plan_out.contains(changed),
+        "{plan_out}"
+    );
+    assert!(!plan_out.contains("already trained"), "{plan_out}");
+    // At the total the checkpoint reached, the start would take no step, and `plan` says so.
+    let plan_out = plan(&["train.total_kimg=0.768"]);
+    assert!(
+        plan_out.contains("# already trained to train.total_kimg 0.768: the start takes no step"),
         "{plan_out}"
     );
     let (out, err) = run(job(dir.path(), 1, 1.024).args(["--set", "train.batch_size=16"]));

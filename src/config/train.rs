@@ -131,6 +131,13 @@ pub struct TrainSection {
     pub sample_ticks: u32,
 }
 
+impl TrainSection {
+    /// `total_kimg` in images: training ends at the first step boundary at or past it.
+    pub fn total_nimg(&self) -> u64 {
+        (self.total_kimg * 1000.0).round() as u64
+    }
+}
+
 fn default_precision() -> Precision {
     Precision::Fp32
 }

@@ -34,7 +34,7 @@ pub struct TrainOutcome {
 
 /// Runs training until `total_kimg` or until `stop` holds a signal number.
 pub fn train(s: &mut Setup, stop: &AtomicUsize) -> Result<TrainOutcome> {
-    let total_nimg = (s.cfg.train.total_kimg * 1000.0).round() as u64;
+    let total_nimg = s.cfg.train.total_nimg();
     let tick_nimg = (s.cfg.train.kimg_per_tick * 1000.0).round().max(1.0) as u64;
     let progress = Progress::new(s.cfg.log.progress && s.is_rank0(), total_nimg);
     let start = s.start;
