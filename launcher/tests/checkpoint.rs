@@ -719,7 +719,7 @@ fn freeze_d_fine_tunes_with_ds_first_layers_kept() {
 /// (mean, max) absolute difference of two grids' pixels, in 0..1. Two runs of one G_ema on one
 /// batch agree up to the last bits of a float, not to the bit: libtorch's CPU kernels split their
 /// sums by their thread count (1 and 2 threads give 2 pixels a level apart in a 128x128 grid),
-/// and a CI run once drew grids a level apart in one process and the next.
+/// and a CI run once drew two grids of one G_ema that were not byte for byte the same.
 fn grid_distance(a: &image::RgbImage, b: &image::RgbImage) -> (f64, f64) {
     assert_eq!(a.dimensions(), b.dimensions());
     let diffs: Vec<f64> =
