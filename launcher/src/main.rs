@@ -14,6 +14,7 @@ mod nodes;
 mod rank_logs;
 mod run_path;
 mod sbatch;
+mod start_fit;
 mod status;
 mod supervise;
 mod telemetry;
@@ -81,7 +82,10 @@ fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
     if let Some(prepared) = prepared.and_then(|index| index.prepared) {
         println!("# data prepared: {}", prepared.describe());
     }
-    print_start(&cfg);
+    let start = gan_core::checkpoint::plan_start(&cfg.checkpoint.resume_from(), &cfg.run_dir(), false);
+    if let Ok(start) = &start {
+        print_start(&cfg, start);
+    }
     for note in config::unused_settings(&cfg) {
         println!("# note: {note}");
     }
@@ -95,18 +99,21 @@ fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
     let preflight = job::NodeSetup::node_rank(&args.job, placement.as_ref(), &cfg)
         .and_then(|_| gan_core::data::check(&cfg.data))
         .and_then(|()| check_start_paths(&cfg, false))
-        .and_then(|()| gan_core::run_lock::check_free(&cfg.run_dir()));
-    preflight.context("a launch of this plan would refuse to start")?;
+        .and_then(|()| gan_core::run_lock::check_free(&cfg.run_dir()))
+        .and(start);
+    let refused = "a launch of this plan would refuse to start";
+    let start = preflight.context(refused)?;
+    if let Some(warning) =
+        start_fit::check(&cfg, &start, args.job.trainer.as_deref(), true).context(refused)?
+    {
+        println!("# note: {warning}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 
-/// What a launch would start from (`checkpoint::plan_start`); a named checkpoint that is not
-/// there is left to `check_start_paths`, which says why.
-fn print_start(cfg: &config::RunConfig) {
-    let Ok(start) = gan_core::checkpoint::plan_start(&cfg.checkpoint.resume_from(), &cfg.run_dir(), false)
-    else {
-        return;
-    };
+/// What a launch would start from (`checkpoint::plan_start`; one that cannot be decided is
+/// reported after the plan).
+fn print_start(cfg: &config::RunConfig, start: &gan_core::checkpoint::StartPlan) {
     let init = match (&start.from, &cfg.checkpoint.init_from) {
         (None, Some(init)) => format!("; G, D and G_ema from {} (checkpoint.init_from)", init.display()),
         _ => String::new(),

@@ -4,9 +4,7 @@
 //! a login node), are worked out here. When it does not fit, the largest batch per round that
 //! does is named, with the accumulation rounds that keep the global batch.
 use std::path::Path;
-use std::process::Command;
 
-use anyhow::Context;
 use gan_core::config::memory::{self, MemoryMeasurement};
 use gan_core::config::{self, RankPlan, RunConfig};
 use gan_core::Error;
@@ -37,15 +35,7 @@ impl Target {
 
 /// Runs `gan-train memory` on the resolved config and reads its report.
 pub fn measure(trainer: &Path, cfg: &RunConfig) -> anyhow::Result<MemoryMeasurement> {
-    let resolved = std::env::temp_dir().join(format!("gan-launch-plan-{}.yaml", std::process::id()));
-    config::save_resolved(cfg, &resolved)?;
-    let out = Command::new(trainer).arg("memory").arg(&resolved).arg("--resolved").output();
-    let _ = std::fs::remove_file(&resolved);
-    let out = out.with_context(|| format!("running {}", trainer.display()))?;
-    if !out.status.success() {
-        anyhow::bail!("gan-train memory failed: {}", String::from_utf8_lossy(&out.stderr).trim());
-    }
-    serde_json::from_slice(&out.stdout).context("reading gan-train memory's report")
+    crate::supervise::trainer_report(trainer, "memory", cfg)
 }
 
 /// Prints the estimate for `plan`'s rank and the verdict against `target`; a config error on

@@ -1,8 +1,9 @@
 //! `gan-launch sbatch`: checks a job on the login node, then submits the sbatch script for it.
 //!
 //! A multi-node job can wait in the queue for hours; a config that does not fit its world size,
-//! or a dataset that is not where the config says, should fail at submission, not when the
-//! nodes are finally allocated. This loads and validates the config for the requested nodes and
+//! a dataset that is not where the config says, or a checkpoint to resume that the config's
+//! networks or dataset do not fit, should fail at submission, not when the nodes are finally
+//! allocated. This loads and validates the config for the requested nodes and
 //! GPUs exactly as the job will (and checks the dataset, which a login node sees on the shared
 //! file system, unless told it cannot), and only then runs `sbatch` with the script built into this binary (the same
 //! file as `launcher/slurm/gan-launch.sbatch`), pointing the job at this gan-launch.
@@ -48,6 +49,14 @@ pub fn run(args: &SbatchArgs) -> anyhow::Result<ExitCode> {
         )?;
     }
     crate::check_start_paths(&cfg, false)?;
+    // A resume the ranks would refuse (another model, another dataset) is refused here, before the
+    // job waits for its nodes.
+    let start = gan_core::checkpoint::plan_start(&cfg.checkpoint.resume_from(), &cfg.run_dir(), false)?;
+    if let Some(warning) = crate::start_fit::check(&cfg, &start, None, !args.skip_data_check)
+        .context("the job would refuse to start")?
+    {
+        eprintln!("gan-launch sbatch: warning: {warning}");
+    }
     let config_path = std::fs::canonicalize(&args.config)
         .with_context(|| format!("resolving {}", args.config.display()))?;
     let launcher = std::env::current_exe().context("locating this gan-launch")?;

@@ -432,13 +432,50 @@ fn a_preemption_whose_checkpoint_fails_still_asks_for_a_requeue() {
     );
 }
 
+/// A `plan` or `sbatch` (`what`) of the ci-tiny run in `dir`, with `sets`: an sbatch that passes its
+/// checks would submit, so only refusals go that way.
+fn checked(what: &str, dir: &Path, sets: &[&str]) -> (Output, String) {
+    let mut cmd = gan_launch();
+    cmd.arg(what).arg(shipped_config("ci-tiny.yaml")).args(["--set", &format!("run.dir={}", dir.display())]);
+    if what == "sbatch" {
+        cmd.args(["--nodes", "1", "--gpus", "1"]);
+    }
+    for set in sets {
+        cmd.args(["--set", set]);
+    }
+    run(&mut cmd)
+}
+
+/// Refused where a resume of another model costs nothing yet: `plan`, `sbatch` before the job
+/// queues, and the ranks, which load the checkpoint. A model setting that leaves every shape as
+/// it was passes (the shapes are compared, not the settings).
 #[test]
 fn a_checkpoint_of_another_model_is_refused_with_exit_code_2() {
     gan_train_path();
     let dir = tempfile::tempdir().unwrap();
     let (out, err) = run(&mut job(dir.path(), 1, 0.128));
     assert!(out.status.success(), "{err}");
-    let (out, err) = run(job(dir.path(), 1, 0.256).args(["--set", "model.channel_max=32"]));
+    let narrower = "model.channel_max=32";
+    for what in ["plan", "sbatch"] {
+        let (out, err) = checked(what, dir.path(), &[narrower]);
+        assert_eq!(out.status.code(), Some(2), "{what}: {err}");
+        assert!(err.contains("would refuse to start: checkpoint "), "{what}: {err}");
+        assert!(
+            err.contains("/g.safetensors: G variable `b8.conv0.weight` has shape [32, 64, 3, 3] there, [32, 32, 3, 3] in")
+                && err.contains("changed since the checkpoint: model.channel_max: 64 -> 32;")
+                && err.contains("set them back, or start over with --resume none"),
+            "{what}: {err}"
+        );
+        assert!(!err.contains("sbatch failed") && !err.contains("running sbatch"), "not submitted: {err}");
+    }
+    let (out, err) = checked("plan", dir.path(), &["model.arch=stylegan2"]);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("it holds a dcgan model and this config trains model.arch stylegan2"), "{err}");
+    // Channels are min(channel_base / res, channel_max): 256 / 4 = 64 reached the old limit, not the new.
+    let (out, err) = checked("plan", dir.path(), &["model.channel_max=128"]);
+    assert!(out.status.success(), "{err}");
+    assert!(stdout(&out).contains("model.channel_max: 64 -> 128"), "{}", stdout(&out));
+    let (out, err) = run(job(dir.path(), 1, 0.256).args(["--set", narrower]));
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("has shape") && err.contains("did model.* change?"), "{err}");
     assert_eq!(committed_steps(dir.path()), vec![4], "nothing lost");
@@ -455,6 +492,11 @@ fn a_resume_on_another_dataset_is_refused_unless_allowed() {
     let (out, err) = run(&mut job(dir.path(), 1, 0.128));
     assert!(out.status.success(), "{err}");
     let fewer_classes = ["--set", "data.num_classes=3"];
+    let (out, err) = checked("plan", dir.path(), &[fewer_classes[1]]);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("would refuse to start: checkpoint") && err.contains("it was trained on generated ")
+    );
     let (out, err) = run(job(dir.path(), 1, 0.256).args(fewer_classes));
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
@@ -472,6 +514,12 @@ fn a_resume_on_another_dataset_is_refused_unless_allowed() {
     assert!(err.contains("2048 images of 16x16x3") && err.contains("1024 images of 16x16x3"), "{err}");
     assert!(!err.contains("labels of a conditional model"), "the same classes: {err}");
     let allow = ["--set", "checkpoint.allow_dataset_change=true"];
+    let (out, err) = checked("plan", dir.path(), &[other_images[1], allow[1]]);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        stdout(&out).contains("# note: resuming ") && stdout(&out).contains("on another dataset"),
+        "{err}"
+    );
     let (out, err) = run(job(dir.path(), 1, 0.256).args(other_images).args(allow));
     assert!(out.status.success(), "{err}");
     assert!(err.contains("on another dataset (checkpoint.allow_dataset_change)"), "{err}");
@@ -671,8 +719,15 @@ fn init_from_starts_a_new_run_from_another_runs_networks() {
         let verified = gan_launch().args(["ckpt", "verify"]).arg(&path).output().unwrap();
         assert!(stdout(&verified).contains(&started), "{}{}", stdout(&verified), stderr(&verified));
     }
-    // A fresh run whose source is gone, or is a G_ema file (no D), is refused before any rank.
+    // A fresh run whose source is gone, or is a G_ema file (no D), or holds other networks, is
+    // refused before any rank.
     let fresh = tempfile::tempdir().unwrap();
+    let init_from = format!("checkpoint.init_from={}", dir.path().join("ci-tiny").display());
+    let (out, err) = checked("plan", fresh.path(), &[&init_from, "model.z_dim=16"]);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("has shape") && err.contains("checkpoint.init_from needs networks of the same shapes")
+    );
     let (out, err) = run(job(fresh.path(), 1, 0.128).args(["--init-from", from.to_str().unwrap()]));
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("no checkpoint there") && err.contains("(named by checkpoint.init_from)"), "{err}");

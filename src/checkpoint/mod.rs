@@ -1,7 +1,7 @@
 //! Checkpoints on disk, torch-free: the safetensors files tensors are written to and read from,
 //! the manifest with per-file checksums, the commit protocol (write to `step-NNNNNNNN.tmp/`,
 //! fsync files and directory, rename, then update `latest`), verification, selection of the
-//! checkpoint to resume from, and retention. The trainer turns its tensors into [`RawTensor`]s
+//! checkpoint to resume from, whether it fits the config that starts from it, and retention. The trainer turns its tensors into [`RawTensor`]s
 //! and back; everything about files lives here, so the launcher's `ckpt` commands share it.
 //!
 //! Layout of `<run dir>/checkpoints/`:
@@ -17,6 +17,7 @@
 //! step-00001300.tmp/    being written, or left by a crash: never loaded, removed at start
 //! latest                name of the newest committed checkpoint (replaced atomically)
 //! ```
+mod compat;
 mod fault;
 mod g_ema_file;
 mod layout;
@@ -30,6 +31,10 @@ mod write;
 #[cfg(test)]
 mod tests;
 
+pub use compat::{
+    check_arch, check_dataset, check_shapes, compare as compare_shapes, shapes_depend_on, shapes_may_differ,
+    NetShapes, Shapes,
+};
 pub use fault::FAULT_ENV;
 pub use g_ema_file::{GEmaInfo, G_EMA_FORMAT};
 pub use layout::{

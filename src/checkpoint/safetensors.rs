@@ -222,6 +222,11 @@ impl TensorFile {
         Ok(out)
     }
 
+    /// Every tensor's shape, by name (the header alone: no tensor's bytes are read).
+    pub fn shapes(&self) -> Result<super::Shapes> {
+        Ok(self.parse()?.tensors().into_iter().map(|(name, view)| (name, view.shape().to_vec())).collect())
+    }
+
     /// The `__metadata__` map.
     pub fn metadata(&self) -> Result<BTreeMap<String, String>> {
         let (_, meta) = ::safetensors::SafeTensors::read_metadata(&self.map)

@@ -61,6 +61,9 @@ enum Command {
     /// One rank's memory: sizes counted, each phase's working memory measured on the CPU at
     /// small batches (JSON, for `gan-launch plan --memory`).
     Memory(memory::MemoryArgs),
+    /// The variables of the networks CONFIG builds, with their shapes (JSON, for gan-launch's
+    /// check of the checkpoint a start would load).
+    Shapes(ckpt::shapes::ShapesArgs),
     /// GPU checks for scripts/gpu-check.sh (NCCL; a CPU step next to a GPU step).
     #[command(subcommand)]
     GpuCheck(gpu_check::GpuCheck),
@@ -104,6 +107,10 @@ fn run(args: Args, host_allocator: Option<host_memory::HostAllocator>) -> anyhow
         Some(Command::Memory(memory_args)) => {
             logging::init(Role::Tool, gan_core::config::LogFormat::Text, "warn");
             return memory::run(memory_args).map(|_| ExitCode::SUCCESS);
+        }
+        Some(Command::Shapes(shapes_args)) => {
+            logging::init(Role::Tool, gan_core::config::LogFormat::Text, "warn");
+            return ckpt::shapes::run(shapes_args).map(|_| ExitCode::SUCCESS);
         }
         Some(Command::GpuCheck(check)) => {
             logging::init(Role::Tool, gan_core::config::LogFormat::Text, "warn");

@@ -35,7 +35,7 @@ const GRACE_PERIOD: Duration = Duration::from_secs(10);
 
 pub use stuck::Watchdog;
 use stuck::{fail_stuck, most_stuck};
-pub use trainer::{trainer_command, trainer_path};
+pub use trainer::{trainer_command, trainer_path, trainer_report};
 
 /// What to start for one rank.
 pub struct RankSpec {

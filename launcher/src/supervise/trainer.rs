@@ -1,9 +1,11 @@
-//! The trainer binary (`gan-train`, installed beside `gan-launch`): where it is, and the
-//! command that starts it with the host memory settings its tensors want.
+//! The trainer binary (`gan-train`, installed beside `gan-launch`): where it is, the command that
+//! starts it with the host memory settings its tensors want, and its reports on a config (what
+//! only a binary that builds the networks can tell).
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::Context;
+use gan_core::config::{self, RunConfig};
 use gan_core::host_malloc::Arenas;
 use gan_core::Error;
 
@@ -33,4 +35,22 @@ pub fn trainer_command(trainer: &Path, arenas: Arenas) -> Command {
     let mut command = Command::new(trainer);
     command.envs(gan_core::host_malloc::trainer_env_here(arenas));
     command
+}
+
+/// Runs `gan-train <tool> CONFIG --resolved` on `cfg` as resolved here, and reads the JSON report
+/// it prints; its error output is the error.
+pub fn trainer_report<T: serde::de::DeserializeOwned>(
+    trainer: &Path,
+    tool: &str,
+    cfg: &RunConfig,
+) -> anyhow::Result<T> {
+    let resolved = std::env::temp_dir().join(format!("gan-launch-{tool}-{}.yaml", std::process::id()));
+    config::save_resolved(cfg, &resolved)?;
+    let out = Command::new(trainer).arg(tool).arg(&resolved).arg("--resolved").output();
+    let _ = std::fs::remove_file(&resolved);
+    let out = out.with_context(|| format!("running {}", trainer.display()))?;
+    if !out.status.success() {
+        anyhow::bail!("gan-train {tool} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    serde_json::from_slice(&out.stdout).with_context(|| format!("reading gan-train {tool}'s report"))
 }

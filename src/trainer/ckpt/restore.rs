@@ -91,27 +91,12 @@ pub struct RestoreTargets<'a> {
 }
 
 /// Refuses a checkpoint trained on another dataset than the one the config names, unless
-/// `checkpoint.allow_dataset_change` (then it warns). Checkpoints from before datasets were
-/// recorded pass.
+/// `checkpoint.allow_dataset_change` (then it warns): `checkpoint::check_dataset`.
 pub fn check_dataset(resumed: &Resumed, cfg: &RunConfig, now: &DatasetIdentity) -> Result<()> {
-    let Some(why) = resumed.state.dataset.as_ref().and_then(|saved| saved.differs_from(now)) else {
-        return Ok(());
-    };
-    if cfg.checkpoint.allow_dataset_change {
-        tracing::warn!(
-            "resuming {} on another dataset (checkpoint.allow_dataset_change): {why}",
-            resumed.dir.display()
-        );
-        return Ok(());
+    if let Some(warning) = checkpoint::check_dataset(resumed, cfg, now)? {
+        tracing::warn!("{warning}");
     }
-    Err(Error::Checkpoint {
-        path: resumed.dir.clone(),
-        message: format!(
-            "{why} Check data.path (and run.seed for generated data); to go on training on the new dataset on \
-             purpose, set checkpoint.allow_dataset_change: true (or start a new run from its networks with \
-             checkpoint.init_from)"
-        ),
-    })
+    Ok(())
 }
 
 /// Loads weights and optimizer state; refuses a checkpoint of another model, naming what differs.
@@ -138,15 +123,7 @@ pub fn restore_into(resumed: &Resumed, cfg: &RunConfig, targets: RestoreTargets<
 /// Loads G's, D's and G_ema's weights; refuses a checkpoint of another model, naming what differs.
 pub(super) fn load_networks(from: &Verified, cfg: &RunConfig, nets: &NetTargets<'_>) -> Result<()> {
     let dir = &from.dir;
-    if from.manifest.arch != cfg.model.arch.as_str() {
-        return Err(Error::Checkpoint {
-            path: dir.clone(),
-            message: format!(
-                "it holds a {} model and this config trains model.arch {}",
-                from.manifest.arch, cfg.model.arch
-            ),
-        });
-    }
+    checkpoint::check_arch(from, cfg)?;
     load_varstore(nets.g, &dir.join("g.safetensors"), "G")?;
     load_varstore(nets.d, &dir.join("d.safetensors"), "D")?;
     load_varstore(nets.g_ema, &dir.join("g_ema.safetensors"), "G_ema")

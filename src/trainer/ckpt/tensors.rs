@@ -5,7 +5,7 @@ use std::path::Path;
 
 use tch::{nn, Device, Kind, Tensor};
 
-use gan_core::checkpoint::{Dtype, RawTensor, TensorFile};
+use gan_core::checkpoint::{self, Dtype, RawTensor, Shapes, TensorFile};
 use gan_core::error::{Error, Result};
 
 fn dtype_of(kind: Kind) -> Dtype {
@@ -42,7 +42,7 @@ pub fn to_raw(name: &str, t: &Tensor) -> RawTensor {
     let numel = t.numel();
     let mut data = vec![0u8; numel * dtype.size_bytes()];
     t.copy_data_u8(&mut data, numel);
-    RawTensor { name: name.into(), dtype, shape: t.size().iter().map(|&d| d as usize).collect(), data }
+    RawTensor { name: name.into(), dtype, shape: shape_of(&t), data }
 }
 
 /// Every variable of a VarStore (parameters and buffers such as batch-norm statistics).
@@ -67,30 +67,25 @@ pub fn read_named(path: &Path) -> Result<BTreeMap<String, Tensor>> {
         .collect())
 }
 
+/// The variables of a VarStore with their shapes, as checkpoints are compared by.
+pub fn shapes(vs: &nn::VarStore) -> Shapes {
+    vs.variables().into_iter().map(|(name, t)| (name, shape_of(&t))).collect()
+}
+
+fn shape_of(t: &Tensor) -> Vec<usize> {
+    t.size().iter().map(|&d| d as usize).collect()
+}
+
 /// Copies a checkpoint file into `vs`'s variables in place (so optimizers and EMA, which hold
-/// the same tensors, see the loaded values). `what` names the network in errors.
+/// the same tensors, see the loaded values), after checking that it holds exactly those variables
+/// with their shapes (`checkpoint::compare_shapes`). `what` names the network in errors.
 pub fn load_varstore(vs: &nn::VarStore, path: &Path, what: &str) -> Result<()> {
-    let mut saved = read_named(path)?;
-    let incompatible = |message: String| Error::Checkpoint {
-        path: path.to_path_buf(),
-        message: format!("{message}; the checkpoint was written for another {what} (did model.* change?)"),
-    };
-    let mut variables: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
-    variables.sort_by(|a, b| a.0.cmp(&b.0));
-    for (name, var) in &variables {
-        let t =
-            saved.remove(name).ok_or_else(|| incompatible(format!("{what} variable `{name}` is missing")))?;
-        if t.size() != var.size() {
-            return Err(incompatible(format!(
-                "{what} variable `{name}` has shape {:?} there, {:?} in this model",
-                t.size(),
-                var.size()
-            )));
-        }
-        tch::no_grad(|| var.shallow_clone().copy_(&t));
-    }
-    if let Some(extra) = saved.keys().next() {
-        return Err(incompatible(format!("it has {what} variable `{extra}`, which this model lacks")));
+    let saved = read_named(path)?;
+    let theirs: Shapes = saved.iter().map(|(name, t)| (name.clone(), shape_of(t))).collect();
+    checkpoint::compare_shapes(&shapes(vs), &theirs, what)
+        .map_err(|message| Error::Checkpoint { path: path.to_path_buf(), message })?;
+    for (name, var) in vs.variables() {
+        tch::no_grad(|| var.shallow_clone().copy_(&saved[&name]));
     }
     Ok(())
 }
