@@ -1,7 +1,8 @@
 //! Checkpoints end to end, with the real binaries: exact resume after SIGKILL of the whole job
 //! (1 and 2 ranks), SIGKILL inside a checkpoint write at each step of the commit protocol,
 //! corrupt checkpoints skipped, preemption by SIGTERM to one rank or USR1 to the launcher, a
-//! changed world size, an incompatible model, and the `ckpt` commands.
+//! changed world size, an incompatible model or dataset (refused by `plan` and `sbatch` too), and the `ckpt`
+//! commands.
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -155,6 +156,11 @@ fn a_corrupt_newest_checkpoint_is_skipped_with_a_warning() {
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x40;
     std::fs::write(&file, bytes).unwrap();
+    // Named, it is an error, and `plan` says so as a launch would.
+    let named = format!("checkpoint.resume={}", ckpt_dir(dir.path()).join("step-00000008").display());
+    let (out, err) = checked("plan", dir.path(), &[&named]);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("would refuse to start") && err.contains("g.safetensors fails its BLAKE3 check"));
     let (out, err) = run(&mut job(dir.path(), 1, 0.384));
     assert!(out.status.success(), "{err}");
     assert!(
