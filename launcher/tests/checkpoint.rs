@@ -1,8 +1,8 @@
 //! Checkpoints end to end, with the real binaries: exact resume after SIGKILL of the whole job
 //! (1 and 2 ranks), SIGKILL inside a checkpoint write at each step of the commit protocol,
 //! corrupt checkpoints skipped, preemption by SIGTERM to one rank or USR1 to the launcher, a
-//! changed world size, an incompatible model or dataset (refused by `plan` and `sbatch` too), and the `ckpt`
-//! commands.
+//! changed world size, an incompatible model or dataset (refused by `plan` and `sbatch` too),
+//! and the `ckpt` commands.
 mod common;
 
 use std::path::{Path, PathBuf};
