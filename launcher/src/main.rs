@@ -98,6 +98,7 @@ fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
     }
     let preflight = job::NodeSetup::node_rank(&args.job, placement.as_ref(), &cfg)
         .and_then(|_| gan_core::data::check(&cfg.data))
+        .and_then(|()| cfg.eval.check_weights())
         .and_then(|()| check_start_paths(&cfg, false))
         .and_then(|()| gan_core::run_lock::check_free(&cfg.run_dir()))
         .and(start);
@@ -150,8 +151,9 @@ fn launch(args: &JobArgs) -> anyhow::Result<ExitCode> {
     let placement = cluster::detect_from_process()?;
     let cfg = load_config(args, placement.as_ref())?;
     // Before any rank starts (and pays libtorch's start-up): the dataset is there and matches,
-    // and a checkpoint to start from names one.
+    // named evaluation weights are there, and a checkpoint to start from names one.
     gan_core::data::check(&cfg.data)?;
+    cfg.eval.check_weights()?;
     check_start_paths(&cfg, cluster::scheduler_restart_count() > 0)?;
     let node = job::NodeSetup::resolve(args, placement.as_ref(), &cfg)?;
     logging::init(Role::Launcher { node_rank: node.node_rank }, cfg.log.format, &cfg.log.level);

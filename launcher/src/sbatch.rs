@@ -27,8 +27,8 @@ pub struct SbatchArgs {
     /// GPUs per node, one rank each (sbatch --gpus-per-node unless train.device is cpu).
     #[arg(long)]
     pub gpus: u32,
-    /// Do not look for the dataset here: for data this machine cannot see (node-local storage
-    /// the job stages). The nodes still check it before any rank starts.
+    /// Do not look for the dataset (and `eval.weights`) here: for data this machine cannot see
+    /// (node-local storage the job stages). The nodes still check it before any rank starts.
     #[arg(long)]
     pub skip_data_check: bool,
     /// Override a config key: --set train.batch_size=64 (repeatable; passed on to the job).
@@ -44,7 +44,7 @@ pub fn run(args: &SbatchArgs) -> anyhow::Result<ExitCode> {
         [("dist.nodes", Some(args.nodes.to_string())), ("dist.gpus", Some(args.gpus.to_string()))];
     let cfg = config::load(&args.config, &crate::cli::with_flags(args.sets.clone(), placement))?;
     if !args.skip_data_check {
-        gan_core::data::check(&cfg.data).context(
+        gan_core::data::check(&cfg.data).and_then(|()| cfg.eval.check_weights()).context(
             "the job would refuse to start (if the nodes see data this machine does not, pass --skip-data-check)",
         )?;
     }

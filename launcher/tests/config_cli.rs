@@ -123,6 +123,29 @@ fn plan_prints_resolved_config_and_every_rank() {
     assert_user_error(&out, &["would refuse to start", "node rank 2 is not below the node count 2"]);
 }
 
+/// Evaluation weights named in the config are looked for before any rank starts: by `plan`, and by
+/// a launch, which starts no rank (`gan-train` is not even needed). Unused, they are not.
+#[test]
+fn missing_evaluation_weights_are_refused_before_any_rank() {
+    let missing = ["--set", "eval.weights=/nonexistent/inception.pth"];
+    let needles =
+        ["config error at `eval.weights`: got /nonexistent/inception.pth, allowed: an existing weights file"];
+    let on = ["--set", "eval.every_kimg=1"];
+    let out = plan(GOOD, &[&missing[..], &on[..]].concat(), &[]);
+    assert_user_error(&out, &[&["a launch of this plan would refuse to start"][..], &needles[..]].concat());
+    let dir = tempfile::tempdir().unwrap();
+    let out = gan_launch()
+        .arg(write_config(dir.path(), GOOD))
+        .args(["--set", &format!("run.dir={}", dir.path().display()), "--trainer", "/nonexistent/gan-train"])
+        .args(missing)
+        .args(on)
+        .output()
+        .unwrap();
+    assert_user_error(&out, &needles);
+    assert!(!stderr(&out).contains("[rank="), "no rank started: {}", stderr(&out));
+    assert!(plan(GOOD, &missing, &[]).status.success(), "evaluation is off");
+}
+
 #[test]
 fn every_shipped_config_plans() {
     for name in ["demo.yaml", "ci-tiny.yaml"] {

@@ -243,6 +243,28 @@ impl EvalSection {
     pub fn gen_batch(&self) -> u32 {
         self.gen_batch.unwrap_or(self.batch)
     }
+
+    /// Weights named for evaluation during training are there. Checked before any rank starts
+    /// (and by `plan` and `sbatch`): the ranks would stop on a missing file only after start-up,
+    /// or after a job's wait in the queue.
+    pub fn check_weights(&self) -> crate::error::Result<()> {
+        match &self.weights {
+            Some(path) if self.every_kimg > 0.0 => check_weights_file(path, "eval.weights"),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Inception weights named by a user (`key`: the setting or flag that named them) are a file.
+pub fn check_weights_file(path: &std::path::Path, key: &str) -> crate::error::Result<()> {
+    match path.is_file() {
+        true => Ok(()),
+        false => Err(crate::error::Error::config(
+            key,
+            path.display(),
+            "an existing weights file (pytorch-fid's Inception architecture, .pth or .safetensors)",
+        )),
+    }
 }
 
 config_enum! {

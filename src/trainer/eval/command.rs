@@ -45,7 +45,8 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
             Error::config("--gen-batch", gen_batch, format!("from 1 to --batch ({})", opts.batch)).into()
         );
     }
-    let (weights_path, net_id) = weights::resolve(opts.weights.as_deref(), true)?;
+    let (weights_path, net_id) =
+        weights::resolve(opts.weights.as_deref().map(|path| (path, "--weights")), true)?;
     let device = if tch::Cuda::is_available() { Device::Cuda(0) } else { Device::Cpu };
     let inception_vs = nn::VarStore::new(device);
     let net = FidInception::new(&inception_vs.root());

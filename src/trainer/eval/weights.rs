@@ -116,14 +116,13 @@ pub fn standard_locations() -> Vec<PathBuf> {
     explicit.into_iter().chain([gan_core::cache::dir().join(STANDARD_FILE)]).collect()
 }
 
-/// The weights to use: `explicit` (any file of the right architecture, labelled by its hash), or
-/// the standard file from [`standard_locations`], downloaded there when missing, `may_download`
-/// and the address is reachable. Without them the error says where to put the file.
-pub fn resolve(explicit: Option<&Path>, may_download: bool) -> Result<(PathBuf, FeatureNet)> {
-    if let Some(path) = explicit {
-        if !path.is_file() {
-            return Err(Error::config("--weights", path.display(), "an existing weights file"));
-        }
+/// The weights to use: `explicit` (any file of the right architecture, labelled by its hash;
+/// with the setting or flag that named it), or the standard file from [`standard_locations`],
+/// downloaded there when missing, `may_download` and the address is reachable. Without them the
+/// error says where to put the file.
+pub fn resolve(explicit: Option<(&Path, &str)>, may_download: bool) -> Result<(PathBuf, FeatureNet)> {
+    if let Some((path, named_by)) = explicit {
+        gan_core::config::check_weights_file(path, named_by)?;
         return Ok((path.to_path_buf(), identify(path)?));
     }
     let locations = standard_locations();

@@ -58,7 +58,7 @@ impl Scorer {
         pg: &mut dyn ProcessGroup,
         labels: Option<ClassDistribution>,
     ) -> Result<Option<Self>> {
-        let explicit = cfg.eval.weights.as_deref();
+        let explicit = cfg.eval.weights.as_deref().map(|path| (path, "eval.weights"));
         let early = local_rank0.then(|| weights::resolve(explicit, true));
         pg.barrier()?;
         let resolved = early.unwrap_or_else(|| weights::resolve(explicit, false));
