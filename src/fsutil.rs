@@ -85,6 +85,14 @@ pub fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
     write().map_err(Error::io("write", path))
 }
 
+/// Appends `line` and a newline to the file at `path`, creating it (records of a line per event,
+/// such as `stats.jsonl`: one write of the whole line, so a reader never sees half of one).
+pub fn append_line(path: &Path, line: &str) -> Result<()> {
+    let mut file =
+        std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(Error::io("open", path))?;
+    file.write_all(format!("{line}\n").as_bytes()).map_err(Error::io("append to", path))
+}
+
 /// Fsyncs a directory, making the creation, removal and renaming of its entries durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
     std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(Error::io("sync directory", dir))

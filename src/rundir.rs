@@ -14,7 +14,9 @@ pub const GIT_COMMIT: &str = env!("GAN_BUILD_GIT_COMMIT");
 /// Version of this crate.
 pub const CRATE_VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// What produced a run; written as `run.json` by rank 0 at start.
+/// What produced a start of a run; written by rank 0 as `run.json` (the latest start) and
+/// appended to `starts.jsonl` (every start, so a run resumed on other builds, world sizes or
+/// hosts keeps the record of each).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct RunManifest {
     pub name: String,
@@ -33,11 +35,20 @@ pub struct RunManifest {
     /// How many times the launcher restarted the ranks before this start.
     pub restart_count: u32,
     pub command_line: Vec<String>,
+    /// The step of the checkpoint this start resumed; None for a fresh start.
+    #[serde(default)]
+    pub resumed_step: Option<u64>,
 }
 
 impl RunManifest {
     /// The manifest for a run starting now on this host.
-    pub fn new(cfg: &RunConfig, libtorch_version: &str, device: String, restart_count: u32) -> Self {
+    pub fn new(
+        cfg: &RunConfig,
+        libtorch_version: &str,
+        device: String,
+        restart_count: u32,
+        resumed_step: Option<u64>,
+    ) -> Self {
         let world = config::world_size(cfg);
         RunManifest {
             name: cfg.name().to_string(),
@@ -52,6 +63,7 @@ impl RunManifest {
             start_time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             restart_count,
             command_line: std::env::args().collect(),
+            resumed_step,
         }
     }
 }
@@ -73,6 +85,11 @@ impl RunDir {
 
     pub fn manifest_path(&self) -> PathBuf {
         self.root.join("run.json")
+    }
+
+    /// Every start's manifest, a line each.
+    pub fn starts_path(&self) -> PathBuf {
+        self.root.join("starts.jsonl")
     }
 
     pub fn samples_dir(&self) -> PathBuf {
@@ -130,12 +147,15 @@ impl RunDir {
         Ok(moved)
     }
 
-    /// Creates the directory and writes the resolved config and the manifest.
+    /// Creates the directory, writes the resolved config and the manifest, and adds the manifest
+    /// to the starts' record.
     pub fn initialise(&self, cfg: &RunConfig, manifest: &RunManifest) -> Result<()> {
         fsutil::create_dir_all(&self.samples_dir())?;
         config::save_resolved(cfg, &self.config_path())?;
         let json = serde_json::to_vec_pretty(manifest).expect("a manifest always serialises");
-        fsutil::write_atomic(&self.manifest_path(), &json)
+        fsutil::write_atomic(&self.manifest_path(), &json)?;
+        let line = serde_json::to_string(manifest).expect("a manifest always serialises");
+        fsutil::append_line(&self.starts_path(), &line)
     }
 
     /// Reads a manifest back.

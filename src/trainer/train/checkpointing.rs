@@ -168,7 +168,6 @@ pub fn report_resume(s: &Setup, resumed: &ckpt::Resumed, load_secs: f64) {
 
 /// Appends one tick's figures to `stats.jsonl` (rank 0), with its sample grid's diversity when one was drawn.
 pub fn append_stats(s: &Setup, report: &TickReport, diversity: Option<&Diversity>) -> Result<()> {
-    use std::io::Write;
     let path = s.stats_path();
     let mut line = serde_json::to_value(report).expect("a tick report always serialises");
     if let Some(d) = diversity {
@@ -176,10 +175,5 @@ pub fn append_stats(s: &Setup, report: &TickReport, diversity: Option<&Diversity
     }
     let time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     line["time"] = serde_json::Value::String(time);
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .map_err(gan_core::Error::io("open", &path))?;
-    writeln!(file, "{line}").map_err(gan_core::Error::io("append to", &path))
+    gan_core::fsutil::append_line(&path, &line.to_string())
 }

@@ -44,10 +44,11 @@ impl Setup {
         // Read on a resume too (the same images: a fixed stream), as the grids' reference.
         let reals = reals_grid_rows(self.source.as_ref());
         self.reals_diversity = Some(diversity::Reference::of_reals(&reals));
-        let manifest =
-            RunManifest::new(&self.cfg, LIBTORCH_VERSION, self.device_description(), self.restart_count);
-        self.run_dir.initialise(&self.cfg, &manifest)?;
         let resumed_step = self.resumed.as_ref().map(|r| r.state.step);
+        let device = self.device_description();
+        let manifest =
+            RunManifest::new(&self.cfg, LIBTORCH_VERSION, device, self.restart_count, resumed_step);
+        self.run_dir.initialise(&self.cfg, &manifest)?;
         super::evaluation::report::keep_history_until(&self.eval_history_path(), resumed_step)?;
         if let Some(r) = &self.resumed {
             // The statistics up to the checkpoint; lines a killed run wrote after it go away.

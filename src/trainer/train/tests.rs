@@ -322,7 +322,22 @@ fn resume_matches_a_straight_run(sets: &[&str]) -> (Vec<TickReport>, Vec<TickRep
     };
     assert_eq!(timeless(&whole.ticks[2..]), timeless(&second.ticks), "identical statistics after the resume");
     start_the_finished_run_again(&second_cfg, 32);
+    assert_eq!(resumed_steps(&straight), [None]);
+    assert_eq!(resumed_steps(&second_cfg), [None, Some(16), Some(32)], "every start is on record");
     (whole.ticks, second.ticks)
+}
+
+/// The step each start of the run resumed from, from `starts.jsonl`, whose last line is
+/// `run.json`'s manifest.
+fn resumed_steps(cfg: &RunConfig) -> Vec<Option<u64>> {
+    let run = gan_core::rundir::RunDir::new(cfg.run_dir());
+    let starts: Vec<gan_core::rundir::RunManifest> = std::fs::read_to_string(run.starts_path())
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(starts.last(), Some(&gan_core::rundir::RunDir::read_manifest(&run.manifest_path()).unwrap()));
+    starts.iter().map(|m| m.resumed_step).collect()
 }
 
 /// A run trained to its `total_kimg` and started again resumes at its last step and takes no
