@@ -1,4 +1,5 @@
-//! Image grids written as PNG: sample grids of generated images and the reals grid.
+//! Image grids written as PNG (sample grids of generated images and the reals grid), and the
+//! folders of images metrics read.
 use std::path::Path;
 
 use image::ImageEncoder;
@@ -15,6 +16,27 @@ pub fn write_grid(path: &Path, pixels: &[u8], res: u32, channels: u32, rows: u32
         .write_image(&grid, cols * res, rows * res, color)
         .map_err(|e| Error::Image { path: path.to_path_buf(), message: e.to_string() })?;
     crate::fsutil::write_atomic(path, &png)
+}
+
+/// The PNG and JPEG files directly in `dir`, sorted by path (other files are passed over, as
+/// pytorch-fid's folder reader does): a folder of images metrics read, as `sample --num` writes.
+pub fn image_files(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
+    let entries = std::fs::read_dir(dir).map_err(Error::io("read", dir))?;
+    let mut files: Vec<std::path::PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let ext = p.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+            matches!(ext.as_deref(), Some("png" | "jpg" | "jpeg"))
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Whether `path` is a folder of images (rather than a run or checkpoint directory, which hold
+/// none at their top).
+pub fn is_image_folder(path: &Path) -> bool {
+    path.is_dir() && image_files(path).is_ok_and(|files| !files.is_empty())
 }
 
 /// Lays images out row-major; missing cells stay black.

@@ -9,9 +9,15 @@ use crate::error::{Error, Result};
 
 #[derive(Args, Debug, Clone, PartialEq)]
 pub struct SampleOptions {
-    /// Output PNG.
+    /// Output PNG (with --num: a new or empty directory for the images).
     #[arg(long)]
     pub out: PathBuf,
+    /// Write this many images, one PNG each (NNNNNN.png), instead of a grid: image i is the
+    /// image i that `gan-launch eval` scores with the same --seed (its latent, its label drawn
+    /// from the dataset's class mix, its noise), for metrics from other tools (clean-fid,
+    /// torch-fidelity) or a look at many samples.
+    #[arg(long)]
+    pub num: Option<u64>,
     /// Truncation psi in (0, 1]: BigGAN redraws latents beyond |z| = 2 and scales them by psi;
     /// StyleGAN2 pulls w toward its running mean, w_avg + psi (w - w_avg).
     // Hyphen values allowed: `--truncation -1` is then refused saying what psi may be.
@@ -36,6 +42,9 @@ impl SampleOptions {
         }
         if let Some(k) = &self.class {
             args.push(format!("--class={k}"));
+        }
+        if let Some(n) = self.num {
+            args.push(format!("--num={n}"));
         }
         args
     }
@@ -86,8 +95,18 @@ mod tests {
     #[test]
     fn options_pass_on_unchanged() {
         use clap::Parser;
-        let cli =
-            Cli::parse_from(["x", "--out=-grid.png", "--class", "-1", "--truncation", "-0.5", "--seed", "7"]);
+        let cli = Cli::parse_from([
+            "x",
+            "--out=-grid.png",
+            "--class",
+            "-1",
+            "--truncation",
+            "-0.5",
+            "--seed",
+            "7",
+            "--num",
+            "9",
+        ]);
         let options = cli.options;
         assert_eq!((options.truncation, options.class.as_deref()), (Some(-0.5), Some("-1")));
         let again = Cli::parse_from(std::iter::once("x".to_string()).chain(options.to_args())).options;

@@ -91,8 +91,8 @@ pub struct EvalArgs {
     #[arg(value_enum)]
     pub metric: gan_core::eval_options::EvalMetric,
     /// A checkpoint directory, a run directory (or the job's config file) for its newest valid
-    /// checkpoint, or a G_ema file (`ckpt export`, a run's g_ema-final.safetensors); with
-    /// --against, a folder of images.
+    /// checkpoint, or a G_ema file (`ckpt export`, a run's g_ema-final.safetensors); or a folder
+    /// of images (`sample --num`'s): its IS, or with --against, a metric between two folders.
     pub path: PathBuf,
     /// A second folder of images: FID or KID between the two folders (pytorch-fid's command line).
     #[arg(long)]
@@ -106,16 +106,17 @@ pub struct EvalArgs {
 
 pub fn eval(args: &EvalArgs) -> anyhow::Result<std::process::ExitCode> {
     let command = ["eval", args.metric.as_str()];
-    let Some(other) = &args.against else {
+    let against =
+        args.against.iter().flat_map(|other| [std::ffi::OsStr::new("--against"), other.as_os_str()]);
+    if args.against.is_none() && !gan_core::images::is_image_folder(&args.path) {
         return on_checkpoint(&args.path, args.trainer.as_deref(), &command, args.options.to_args());
-    };
-    // Two image folders: nothing to resolve or verify here.
+    }
+    // Image folders: nothing to resolve or verify here.
     let trainer = crate::supervise::trainer_path(args.trainer.as_deref())?;
     let status = crate::supervise::trainer_command(&trainer, Arenas::PerThread)
         .args(command)
         .arg(&args.path)
-        .arg("--against")
-        .arg(other)
+        .args(against)
         .args(args.options.to_args())
         .status()?;
     Ok(std::process::ExitCode::from(status.code().unwrap_or(1) as u8))

@@ -27,7 +27,8 @@ pub enum Command {
     /// Prepare datasets.
     #[command(subcommand)]
     Data(crate::data::Data),
-    /// Write an image grid from a checkpoint's G_ema (--truncation psi, --class k).
+    /// Write an image grid from a checkpoint's G_ema (--truncation psi, --class k), or with --num N
+    /// that many images, one PNG each (the ones `eval` scores)
     Sample(crate::ckpt::SampleArgs),
     /// FID, KID, IS, precision/recall or density/coverage of a checkpoint's G_ema against the run's
     /// dataset (pytorch-fid's Inception).

@@ -98,6 +98,30 @@ fn fid_kid_and_is_of_a_checkpoint() {
     assert!(is.status.success(), "{}", stderr(&is));
     let score = value(&is, "is");
     assert!((1.0..=1008.0).contains(&score), "{score}");
+    // `sample --num` writes the very images evaluation scores (latents, labels from the
+    // dataset's mix): their folder's IS is the checkpoint's. Only IS scores a single folder.
+    let dump = dir.path().join("dump");
+    let sample = |out: &Path| {
+        let mut cmd = gan_launch();
+        cmd.args(["sample", &run_arg, "--num", "20", "--out"]).arg(out).output().unwrap()
+    };
+    let wrote = sample(&dump);
+    assert!(wrote.status.success(), "{}", stderr(&wrote));
+    let files: Vec<_> = std::fs::read_dir(&dump).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(files.len(), 20, "{files:?}");
+    assert!(dump.join("000000.png").is_file() && dump.join("000019.png").is_file());
+    let dump_arg = dump.display().to_string();
+    let of_folder = eval(&home, &["is", &dump_arg, "--batch", "20", "--weights", &weights]);
+    assert!(of_folder.status.success(), "{}", stderr(&of_folder));
+    assert_same_fid(value(&of_folder, "is"), score, "IS of the written images");
+    assert!(stdout(&of_folder).contains(&format!("[20 images of {dump_arg}, ")), "{}", stdout(&of_folder));
+    let fid_of_one = eval(&home, &["fid", &dump_arg, "--weights", &weights]);
+    assert_eq!(fid_of_one.status.code(), Some(2), "{}", stderr(&fid_of_one));
+    assert!(stderr(&fid_of_one).contains("`--against`"), "{}", stderr(&fid_of_one));
+    // Into a folder that holds images already: refused, so two calls never mix in one folder.
+    let again = sample(&dump);
+    assert_eq!(again.status.code(), Some(2), "{}", stderr(&again));
+    assert!(stderr(&again).contains("a new or empty directory"), "{}", stderr(&again));
     // Precision/recall and density/coverage: one line per number. Precision is a share of the 20
     // fakes, recall and coverage shares of the 40 reals.
     let share_of = |v: f64, n: f64| (0.0..=1.0).contains(&v) && ((v * n).round() - v * n).abs() < 1e-9;

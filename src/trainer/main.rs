@@ -54,7 +54,7 @@ struct Args {
 
 #[derive(clap::Subcommand, Debug)]
 enum Command {
-    /// Write an image grid from a checkpoint's G_ema.
+    /// Write an image grid from a checkpoint's G_ema (or --num separate images).
     Sample(sample::SampleArgs),
     /// FID, KID, IS, precision/recall or density/coverage of a checkpoint's G_ema.
     Eval(eval::command::EvalArgs),

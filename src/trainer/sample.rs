@@ -1,14 +1,19 @@
 //! `gan-train sample CHECKPOINT --out grid.png`: a grid from a checkpoint's G_ema (or a G_ema
 //! file), with optional truncation and a fixed class (what `gan-launch sample` runs after
-//! resolving the checkpoint).
-use std::path::PathBuf;
+//! resolving the checkpoint); with `--num N`, N images as separate PNGs, the ones evaluation
+//! scores, for other tools.
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 use tch::{nn, Device};
 
 use crate::ckpt;
-use crate::models::{self, NetSpec};
+use crate::eval::extract;
+use crate::models::{self, Generator, NetSpec, Truncation};
 use crate::train::samples::SampleGrid;
+use gan_core::config::RunConfig;
+use gan_core::data::classes::ClassDistribution;
+use gan_core::images::write_grid;
 use gan_core::sample_options::{resolve_class, SampleOptions};
 use gan_core::Error;
 
@@ -39,8 +44,77 @@ pub fn run(args: &SampleArgs) -> anyhow::Result<()> {
     let g_ema = models::generator(cfg.model.arch, &spec, vs.root());
     source.load(&vs)?;
     let truncation = opts.truncation.map(|psi| (psi, g_ema.truncation()));
+    if let Some(num) = opts.num {
+        if num == 0 {
+            return Err(Error::config("--num", num, "at least 1 image").into());
+        }
+        let labels = match class {
+            Some(k) => Some(ClassDistribution::from_counts(&one_hot(k, classes))),
+            None => label_mix(&cfg)?,
+        };
+        // Generated the run's `eval.gen_batch` at a time; no feature network, so no `batch`.
+        let share =
+            extract::Share { first: 0, n: num, batch: 0, gen_batch: cfg.eval.gen_batch(), seed: opts.seed };
+        let started = std::time::Instant::now();
+        write_images(g_ema.as_ref(), labels.as_ref(), share, truncation, &opts.out, device)?;
+        let secs = started.elapsed().as_secs_f64();
+        println!("wrote {num} images to {} ({:.1} imgs/s)", opts.out.display(), num as f64 / secs);
+        return Ok(());
+    }
     let grid = SampleGrid::with_options(spec.z_dim, classes, opts.seed, device, truncation, class);
     grid.write(g_ema.as_ref(), &opts.out)?;
     println!("wrote {}", opts.out.display());
+    Ok(())
+}
+
+fn one_hot(k: u32, classes: u32) -> Vec<u64> {
+    (0..classes).map(|c| u64::from(c == k)).collect()
+}
+
+/// The class mix a conditional model's images are drawn from: the dataset's, as evaluation draws
+/// them; without the dataset here (a G_ema file copied elsewhere), every class alike, with a
+/// warning (the same mix for a balanced dataset).
+fn label_mix(cfg: &RunConfig) -> anyhow::Result<Option<ClassDistribution>> {
+    match extract::label_mix(cfg) {
+        Ok(labels) => Ok(labels),
+        Err(e) => {
+            tracing::warn!("{e}: the labels are drawn uniformly instead of from the dataset's class mix");
+            Ok(Some(ClassDistribution::from_counts(&vec![1; cfg.data.num_classes as usize])))
+        }
+    }
+}
+
+/// Images `0..share.n` as `NNNNNN.png` in `dir`, which must be new or empty (so images of two
+/// calls never mix in one folder a metric then reads).
+fn write_images(
+    g: &dyn Generator,
+    labels: Option<&ClassDistribution>,
+    share: extract::Share,
+    truncation: Option<(f64, Truncation)>,
+    dir: &Path,
+    device: Device,
+) -> anyhow::Result<()> {
+    if std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some()) {
+        return Err(
+            Error::config("--out", dir.display(), "a new or empty directory for --num's images").into()
+        );
+    }
+    gan_core::fsutil::create_dir_all(dir)?;
+    let digits = share.n.saturating_sub(1).to_string().len().max(6);
+    let mut first = 0;
+    while first < share.n {
+        let n = (share.n - first).min(u64::from(share.gen_batch));
+        let batch = extract::images(g, labels, share, first, n, device, truncation);
+        let [_, channels, res, _] = batch.size()[..] else { unreachable!("images are NCHW") };
+        let pixels = Vec::<u8>::try_from(
+            &batch.permute([0, 2, 3, 1]).contiguous().to_device(Device::Cpu).reshape([-1]),
+        )?;
+        let image_bytes = (channels * res * res) as usize;
+        for (i, image) in pixels.chunks_exact(image_bytes).enumerate() {
+            let path = dir.join(format!("{:0digits$}.png", first + i as u64));
+            write_grid(&path, image, res as u32, channels as u32, 1, 1)?;
+        }
+        first += n;
+    }
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! `gan-train eval fid|kid|is|pr|dc CHECKPOINT`: a metric of a checkpoint's G_ema against the
-//! run's dataset (what `gan-launch eval` runs after resolving and verifying the checkpoint); and
+//! run's dataset (what `gan-launch eval` runs after resolving and verifying the checkpoint);
 //! `eval fid|kid|pr|dc FOLDER --against FOLDER`: between two folders of images, as pytorch-fid's
-//! CLI, the second folder taking the place of the real images.
+//! CLI, the second folder taking the place of the real images; and `eval is FOLDER`.
 use std::path::PathBuf;
 
 use clap::Args;
@@ -26,7 +26,7 @@ pub struct EvalArgs {
     #[arg(value_enum)]
     pub metric: EvalMetric,
     /// A checkpoint directory (step-NNNNNNNN; gan-launch eval also takes a run directory), a
-    /// G_ema file, or with --against a folder of images.
+    /// G_ema file, or a folder of images (its IS; with --against, a metric between two folders).
     pub checkpoint: PathBuf,
     /// A second folder of images: the metric between the two folders.
     #[arg(long)]
@@ -54,6 +54,9 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     let label = net_id.label();
     if let Some(other) = &args.against {
         return between_folders(args, other, &net, &net_id, device);
+    }
+    if gan_core::images::is_image_folder(&args.checkpoint) {
+        return of_folder(args, &net, &net_id, device);
     }
     let source = ckpt::GeneratorSource::open(&args.checkpoint)?;
     let cfg = source.config()?;
@@ -164,6 +167,24 @@ fn standard_note(net_id: &FeatureNet) -> &'static str {
     } else {
         " (NOT the standard FID network)"
     }
+}
+
+/// IS of the images of one folder (say, `sample --num`'s); the other metrics compare two sets.
+fn of_folder(args: &EvalArgs, net: &FidInception, net_id: &FeatureNet, device: Device) -> anyhow::Result<()> {
+    if args.metric != EvalMetric::Is {
+        let allowed = "a folder of reference images to compare with (FID, KID, PR and DC compare two sets)";
+        return Err(Error::config("--against", "none", allowed).into());
+    }
+    let images = folders::extract(net, &args.checkpoint, args.options.batch, device)?;
+    let (mean, std) = inception_score(&images.logits, 10.min(images.stats.count as i64));
+    println!(
+        "is = {mean:.4} ± {std:.4}  [{} images of {}, feature network {}{}]",
+        images.stats.count,
+        args.checkpoint.display(),
+        net_id.label(),
+        standard_note(net_id)
+    );
+    Ok(())
 }
 
 /// A metric between the images of two folders (`other` as the reference set).

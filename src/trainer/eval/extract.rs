@@ -7,7 +7,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::inception::FidInception;
 use super::stats::FeatureStats;
-use crate::models::Generator;
+use crate::models::{Generator, Truncation};
 use gan_core::config::RunConfig;
 use gan_core::data::{self, classes::ClassDistribution, identity::DatasetIdentity};
 use gan_core::error::{Error, Result};
@@ -33,7 +33,8 @@ pub fn features_u8(net: &FidInception, images: &Tensor, device: Device) -> (Tens
     (f.pool3.to_device(Device::Cpu), f.logits_unbiased.to_device(Device::Cpu))
 }
 
-/// G's output in [-1, 1] to uint8 exactly as saved images would be.
+/// G's output in [-1, 1] to uint8 exactly as saved images would be: x * 127.5 + 128, clamped to
+/// [0, 255], truncated (StyleGAN's).
 pub fn quantise(images: &Tensor) -> Tensor {
     (images * 127.5 + 128.0).clamp(0.0, 255.0).to_kind(Kind::Uint8)
 }
@@ -112,7 +113,7 @@ pub fn generated(
     let mut done = 0u64;
     while done < share.n {
         let b = (share.n - done).min(u64::from(share.batch));
-        let images = metric_images(g, labels, share, share.first + done, b, device);
+        let images = images(g, labels, share, share.first + done, b, device, None);
         acc.add(net, &images, device, on_batch)?;
         done += b;
     }
@@ -120,33 +121,44 @@ pub fn generated(
 }
 
 /// Images `first..first + n` of a share as uint8, generated `share.gen_batch` at a time (only the
-/// uint8 images of the earlier chunks wait for the feature network's batch).
-fn metric_images(
+/// uint8 images of the earlier chunks wait for the feature network's batch); optionally with the
+/// truncation trick at psi in the family's way (`gan-launch sample --num --truncation`): latents
+/// truncated entry by entry from each image's own stream, or w pulled toward w_avg in G.
+pub fn images(
     g: &dyn Generator,
     labels: Option<&ClassDistribution>,
     share: Share,
     first: u64,
     n: u64,
     device: Device,
+    truncation: Option<(f64, Truncation)>,
 ) -> Tensor {
+    let latent_psi = truncation.filter(|(_, space)| *space == Truncation::Latent).map(|(psi, _)| psi);
     let chunks: Vec<Tensor> = (first..first + n)
         .step_by(share.gen_batch.max(1) as usize)
         .map(|start| {
             let b = (first + n - start).min(u64::from(share.gen_batch.max(1))) as i64;
-            let z = latents(share.seed, start, b, g.z_dim()).to_device(device);
+            let z = latents(share.seed, start, b, g.z_dim(), latent_psi).to_device(device);
             let c = fake_labels(labels, share.seed, start, b).to_device(device);
-            tch::no_grad(|| quantise(&g.forward_metric(&z, &c, share.seed, start)))
+            let x = tch::no_grad(|| match truncation {
+                Some((psi, Truncation::TowardWAvg)) => {
+                    g.forward_metric_truncated(&z, &c, share.seed, start, psi)
+                }
+                _ => g.forward_metric(&z, &c, share.seed, start),
+            });
+            quantise(&x)
         })
         .collect();
     Tensor::cat(&chunks, 0)
 }
 
-/// Latents of images `first..first + n`, each from its own (seed, index) stream.
-fn latents(seed: u64, first: u64, n: i64, z_dim: i64) -> Tensor {
+/// Latents of images `first..first + n`, each from its own (seed, index) stream, optionally with
+/// latent truncation at `psi`.
+fn latents(seed: u64, first: u64, n: i64, z_dim: i64, psi: Option<f64>) -> Tensor {
     let values: Vec<f32> = (first..first + n as u64)
         .flat_map(|i| {
             let mut rng = SplitMix64::for_item(seed, i);
-            (0..z_dim).map(move |_| crate::train::samples::standard_normal(&mut rng) as f32)
+            (0..z_dim).map(move |_| crate::train::samples::latent_entry(&mut rng, psi) as f32)
         })
         .collect();
     Tensor::from_slice(&values).view([n, z_dim])
@@ -301,15 +313,15 @@ mod tests {
         let vs = tch::nn::VarStore::new(Device::Cpu);
         let g = StyleGan2::new(&spec, vs.root());
         let mix = ClassDistribution::from_counts(&[2, 1, 1]);
-        let images = |gen_batch| {
+        let at_gen_batch = |gen_batch| {
             let share = Share { first: 0, n: 7, batch: 7, gen_batch, seed: 11 };
-            metric_images(&g, Some(&mix), share, 2, 5, Device::Cpu)
+            images(&g, Some(&mix), share, 2, 5, Device::Cpu, None)
         };
-        let whole = images(7);
+        let whole = at_gen_batch(7);
         assert_eq!(whole.size(), [5, 3, 16, 16]);
         assert_eq!(whole.kind(), Kind::Uint8);
         for gen_batch in [1, 2, 4] {
-            let chunked = images(gen_batch);
+            let chunked = at_gen_batch(gen_batch);
             // Convolutions may sum in another order at another batch: at most a rounding step.
             let diff = (chunked.to_kind(Kind::Int16) - whole.to_kind(Kind::Int16)).abs();
             assert!(diff.max().int64_value(&[]) <= 1, "gen_batch {gen_batch}");
@@ -319,16 +331,45 @@ mod tests {
             );
         }
         // Another share of the same indices gives the same images too.
-        let later = metric_images(
+        let later = images(
             &g,
             Some(&mix),
             Share { first: 0, n: 7, batch: 7, gen_batch: 3, seed: 11 },
             4,
             3,
             Device::Cpu,
+            None,
         );
         let diff = (later.to_kind(Kind::Int16) - whole.narrow(0, 2, 3).to_kind(Kind::Int16)).abs();
         assert!(diff.max().int64_value(&[]) <= 1);
+    }
+
+    /// `sample --num --truncation`: psi 1 is no truncation; a smaller psi pulls StyleGAN2's images
+    /// toward the average one, so they vary less; latent truncation keeps every |z| within 2 psi.
+    #[test]
+    fn truncation_pulls_the_images_together() {
+        let _lock = crate::train::tests_lock();
+        tch::manual_seed(3);
+        let spec = StyleGan2Spec {
+            resolution: 16,
+            channel_base: 256,
+            channel_max: 32,
+            ..StyleGan2Spec::paper256(0)
+        };
+        let vs = tch::nn::VarStore::new(Device::Cpu);
+        let g = StyleGan2::new(&spec, vs.root());
+        // w_avg away from zero, as after training (it starts at zero).
+        let w_avg = vs.variables().into_iter().find(|(name, _)| name.ends_with("w_avg")).unwrap().1;
+        tch::no_grad(|| w_avg.shallow_clone().copy_(&Tensor::randn_like(&w_avg)));
+        let share = Share { first: 0, n: 8, batch: 8, gen_batch: 8, seed: 1 };
+        let at = |t| images(&g, None, share, 0, 8, Device::Cpu, t).to_kind(Kind::Float);
+        let spread = |x: &Tensor| x.std_dim(0, true, false).mean(Kind::Float).double_value(&[]);
+        let plain = at(None);
+        assert!(at(Some((1.0, Truncation::TowardWAvg))).equal(&plain));
+        let (near, plain_spread) = (spread(&at(Some((0.2, Truncation::TowardWAvg)))), spread(&plain));
+        assert!(near < 0.5 * plain_spread, "psi 0.2: {near} vs {plain_spread}");
+        let z = Vec::<f32>::try_from(&latents(5, 0, 4, 64, Some(0.5)).reshape([-1])).unwrap();
+        assert!(z.iter().all(|v| v.abs() <= 1.0) && z.iter().any(|v| v.abs() > 0.5), "{z:?}");
     }
 
     /// A metric's labels follow the dataset's mix, and image i's label is the same however the

@@ -10,21 +10,13 @@ use super::extract::{Accumulator, Extracted};
 use super::inception::FidInception;
 use gan_core::error::{Error, Result};
 
-/// The image files of `dir`, sorted; other files are ignored, as pytorch-fid does.
+/// The image files of `dir`, sorted (`gan_core::images::image_files`); at least two.
 pub fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let entries = std::fs::read_dir(dir).map_err(Error::io("read", dir))?;
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            let ext = p.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
-            matches!(ext.as_deref(), Some("png" | "jpg" | "jpeg"))
-        })
-        .collect();
-    files.sort();
+    let files = gan_core::images::image_files(dir)?;
     if files.len() < 2 {
         return Err(Error::Dataset {
             path: dir.to_path_buf(),
-            message: format!("has {} PNG/JPEG images; FID needs at least 2", files.len()),
+            message: format!("has {} PNG/JPEG images; a metric needs at least 2", files.len()),
         });
     }
     Ok(files)

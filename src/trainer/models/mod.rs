@@ -33,6 +33,12 @@ pub trait Generator: Send {
     fn forward_metric(&self, z: &Tensor, c: &Tensor, _seed: u64, _first: u64) -> Tensor {
         self.forward_eval(z, c)
     }
+    /// `forward_metric` with the truncation trick at `psi`, for families that apply it in G
+    /// ([`Truncation::TowardWAvg`]); for latent truncation the caller draws truncated z and this
+    /// is `forward_metric`.
+    fn forward_metric_truncated(&self, z: &Tensor, c: &Tensor, seed: u64, first: u64, _psi: f64) -> Tensor {
+        self.forward_metric(z, c, seed, first)
+    }
     fn truncation(&self) -> Truncation {
         Truncation::Latent
     }

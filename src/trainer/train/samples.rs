@@ -4,7 +4,7 @@
 //! torch-free generator keyed by the run seed, independent of training's random stream.
 use std::path::Path;
 
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 use crate::models::{Generator, Truncation};
 use gan_core::data::ImageSource;
@@ -87,16 +87,8 @@ impl SampleGrid {
         let rows = row_classes.len() as u32;
         let count = (rows * GRID_COLS) as usize;
         let mut rng = SplitMix64::for_item(seed, 0x5A4D_504C_4553); // stream "SAMPLES"
-        let draw = |rng: &mut SplitMix64| match latent_psi {
-            None => standard_normal(rng),
-            Some(psi) => loop {
-                let v = standard_normal(rng);
-                if v.abs() <= 2.0 {
-                    break v * psi;
-                }
-            },
-        };
-        let z: Vec<f32> = (0..count * z_dim as usize).map(|_| draw(&mut rng) as f32).collect();
+        let z: Vec<f32> =
+            (0..count * z_dim as usize).map(|_| latent_entry(&mut rng, latent_psi) as f32).collect();
         let c: Vec<i64> = (0..count).map(|i| row_classes[i / GRID_COLS as usize].into()).collect();
         SampleGrid {
             z: Tensor::from_slice(&z).view([count as i64, z_dim]).to_device(device),
@@ -137,10 +129,22 @@ impl SampleGrid {
     }
 }
 
-/// Images in [-1, 1] (NCHW float) to channels-last uint8, quantised as StyleGAN does:
-/// x * 127.5 + 128, clamped to [0, 255], truncated.
+/// One entry of a latent z: standard normal, or with latent truncation at `psi` (BigGAN) redrawn
+/// while |z| > 2, then scaled by psi.
+pub fn latent_entry(rng: &mut SplitMix64, psi: Option<f64>) -> f64 {
+    let Some(psi) = psi else { return standard_normal(rng) };
+    loop {
+        let v = standard_normal(rng);
+        if v.abs() <= 2.0 {
+            return v * psi;
+        }
+    }
+}
+
+/// Images in [-1, 1] (NCHW float) to channels-last uint8, quantised as StyleGAN does
+/// (`eval::extract::quantise`).
 pub fn to_uint8_nhwc(images: &Tensor) -> Vec<u8> {
-    let q = (images * 127.5 + 128.0).clamp(0.0, 255.0).to_kind(Kind::Uint8);
+    let q = crate::eval::extract::quantise(images);
     let nhwc = q.permute([0, 2, 3, 1]).contiguous().to_device(Device::Cpu);
     Vec::try_from(&nhwc.reshape([-1])).expect("uint8 tensor converts to Vec<u8>")
 }
@@ -218,6 +222,7 @@ mod tests {
 
     use super::*;
     use gan_core::data::Sample;
+    use tch::Kind;
 
     /// Pixel value that stands for class `c` (distinct for the classes these tests use).
     fn shade(c: i64) -> u8 {

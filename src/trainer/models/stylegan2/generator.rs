@@ -77,9 +77,10 @@ impl Generator {
         self.synthesis.forward(&ws, NoiseMode::Const)
     }
 
-    /// Sampling with fresh noise per image from (seed, image index), as the metrics do.
-    pub fn sample_seeded(&self, z: &Tensor, c: &Tensor, seed: u64, first: u64) -> Tensor {
-        let ws = self.mapping.forward(Some(z), c, false, 1.0);
+    /// Sampling with fresh noise per image from (seed, image index), as the metrics do, with w
+    /// truncated toward w_avg at `psi` (1: none).
+    pub fn sample_seeded(&self, z: &Tensor, c: &Tensor, seed: u64, first: u64, psi: f64) -> Tensor {
+        let ws = self.mapping.forward(Some(z), c, false, psi);
         self.synthesis.forward(&ws, NoiseMode::Seeded { seed, first })
     }
 }
@@ -98,7 +99,11 @@ impl crate::models::Generator for Generator {
     }
 
     fn forward_metric(&self, z: &Tensor, c: &Tensor, seed: u64, first: u64) -> Tensor {
-        self.sample_seeded(z, c, seed, first)
+        self.sample_seeded(z, c, seed, first, 1.0)
+    }
+
+    fn forward_metric_truncated(&self, z: &Tensor, c: &Tensor, seed: u64, first: u64, psi: f64) -> Tensor {
+        self.sample_seeded(z, c, seed, first, psi)
     }
 
     fn truncation(&self) -> Truncation {

@@ -276,18 +276,18 @@ fn seeded_noise_depends_on_the_image_not_the_batch() {
     });
     let z = Tensor::randn([4, 32], (Kind::Float, Device::Cpu));
     let c = Tensor::zeros([4], (Kind::Int64, Device::Cpu));
-    let whole = g.sample_seeded(&z, &c, 7, 10);
+    let whole = g.sample_seeded(&z, &c, 7, 10, 1.0);
     let halves = Tensor::cat(
         &[
-            g.sample_seeded(&z.narrow(0, 0, 2), &c.narrow(0, 0, 2), 7, 10),
-            g.sample_seeded(&z.narrow(0, 2, 2), &c.narrow(0, 2, 2), 7, 12),
+            g.sample_seeded(&z.narrow(0, 0, 2), &c.narrow(0, 0, 2), 7, 10, 1.0),
+            g.sample_seeded(&z.narrow(0, 2, 2), &c.narrow(0, 2, 2), 7, 12, 1.0),
         ],
         0,
     );
     let gap = (&whole - &halves).abs().max().double_value(&[]);
     assert!(gap < 1e-4, "split batches draw the same noise: {gap}");
     let differ = |a: &Tensor, b: &Tensor| (a - b).abs().max().double_value(&[]) > 1e-3;
-    assert!(differ(&whole, &g.sample_seeded(&z, &c, 8, 10)), "another seed, other noise");
+    assert!(differ(&whole, &g.sample_seeded(&z, &c, 8, 10, 1.0)), "another seed, other noise");
     assert!(differ(&whole, &g.sample(&z, &c, 1.0)), "not the stored noise");
 }
 
