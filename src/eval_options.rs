@@ -45,6 +45,10 @@ pub struct EvalOptions {
     /// Seed of the latents.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Score images drawn with the truncation trick at psi in (0, 1], as `sample --truncation`
+    /// draws them (BigGAN's IS/FID trade-off curves); the result line says so.
+    #[arg(long, allow_hyphen_values = true)]
+    pub truncation: Option<f64>,
 }
 
 impl EvalOptions {
@@ -64,6 +68,9 @@ impl EvalOptions {
         }
         if let Some(w) = &self.weights {
             args.push(format!("--weights={}", w.display()));
+        }
+        if let Some(psi) = self.truncation {
+            args.push(format!("--truncation={psi}"));
         }
         args
     }
@@ -96,10 +103,23 @@ mod tests {
     #[test]
     fn options_pass_on_unchanged() {
         use clap::Parser;
-        let args =
-            ["x", "--num", "500", "--num-real", "600", "--gen-batch", "8", "--weights=-w.pth", "--seed", "3"];
+        let args = [
+            "x",
+            "--num",
+            "500",
+            "--num-real",
+            "600",
+            "--gen-batch",
+            "8",
+            "--weights=-w.pth",
+            "--seed",
+            "3",
+            "--truncation",
+            "-1",
+        ];
         let options = Cli::parse_from(args).options;
         assert_eq!(options.weights.as_deref(), Some(std::path::Path::new("-w.pth")));
+        assert_eq!(options.truncation, Some(-1.0), "refused later, saying what psi may be");
         let again = Cli::parse_from(std::iter::once("x".to_string()).chain(options.to_args())).options;
         assert_eq!(again, options);
     }

@@ -9,13 +9,24 @@ use crate::error::{Error, Result};
 /// Tiles channels-last uint8 images of side `res` into a `rows x cols` grid and writes a
 /// PNG (atomically, so a viewer polling the file never shows half an image).
 pub fn write_grid(path: &Path, pixels: &[u8], res: u32, channels: u32, rows: u32, cols: u32) -> Result<()> {
-    let grid = tile(pixels, res, channels, rows, cols);
+    let png = encode_png(&tile(pixels, res, channels, rows, cols), cols * res, rows * res, channels)
+        .map_err(|message| Error::Image { path: path.to_path_buf(), message })?;
+    crate::fsutil::write_atomic(path, &png)
+}
+
+/// One channels-last uint8 image (grey or RGB) as PNG bytes.
+pub fn encode_png(
+    pixels: &[u8],
+    width: u32,
+    height: u32,
+    channels: u32,
+) -> std::result::Result<Vec<u8>, String> {
     let color = if channels == 1 { image::ExtendedColorType::L8 } else { image::ExtendedColorType::Rgb8 };
     let mut png = Vec::new();
     image::codecs::png::PngEncoder::new(&mut png)
-        .write_image(&grid, cols * res, rows * res, color)
-        .map_err(|e| Error::Image { path: path.to_path_buf(), message: e.to_string() })?;
-    crate::fsutil::write_atomic(path, &png)
+        .write_image(pixels, width, height, color)
+        .map_err(|e| e.to_string())?;
+    Ok(png)
 }
 
 /// The PNG and JPEG files directly in `dir`, sorted by path (other files are passed over, as

@@ -50,6 +50,16 @@ impl SampleOptions {
     }
 }
 
+/// A truncation psi given on the command line is in (0, 1].
+pub fn check_truncation(psi: Option<f64>) -> Result<()> {
+    match psi {
+        Some(psi) if !(psi > 0.0 && psi <= 1.0) => {
+            Err(Error::config("--truncation", psi, "a number in (0, 1]"))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// The label `--class` names: one of `names` (the dataset's class names, in label order; empty
 /// when not recorded), exactly or else ignoring case when that is unambiguous, or an index below
 /// `num_classes` (0 for an unconditional model).

@@ -94,7 +94,8 @@ pub struct EvalArgs {
     /// checkpoint, or a G_ema file (`ckpt export`, a run's g_ema-final.safetensors); or a folder
     /// of images (`sample --num`'s): its IS, or with --against, a metric between two folders.
     pub path: PathBuf,
-    /// A second folder of images: FID or KID between the two folders (pytorch-fid's command line).
+    /// A folder of reference images to compare with instead of the run's dataset (a held-out
+    /// set, another model's samples); between two folders, pytorch-fid's command line.
     #[arg(long)]
     pub against: Option<PathBuf>,
     #[command(flatten)]
@@ -106,18 +107,17 @@ pub struct EvalArgs {
 
 pub fn eval(args: &EvalArgs) -> anyhow::Result<std::process::ExitCode> {
     let command = ["eval", args.metric.as_str()];
-    let against =
-        args.against.iter().flat_map(|other| [std::ffi::OsStr::new("--against"), other.as_os_str()]);
-    if args.against.is_none() && !gan_core::images::is_image_folder(&args.path) {
-        return on_checkpoint(&args.path, args.trainer.as_deref(), &command, args.options.to_args());
+    let mut options = args.options.to_args();
+    options.extend(args.against.iter().map(|other| format!("--against={}", other.display())));
+    if !gan_core::images::is_image_folder(&args.path) {
+        return on_checkpoint(&args.path, args.trainer.as_deref(), &command, options);
     }
-    // Image folders: nothing to resolve or verify here.
+    // A folder of images: nothing to resolve or verify here.
     let trainer = crate::supervise::trainer_path(args.trainer.as_deref())?;
     let status = crate::supervise::trainer_command(&trainer, Arenas::PerThread)
         .args(command)
         .arg(&args.path)
-        .args(against)
-        .args(args.options.to_args())
+        .args(options)
         .status()?;
     Ok(std::process::ExitCode::from(status.code().unwrap_or(1) as u8))
 }

@@ -98,28 +98,53 @@ fn fid_kid_and_is_of_a_checkpoint() {
     assert!(is.status.success(), "{}", stderr(&is));
     let score = value(&is, "is");
     assert!((1.0..=1008.0).contains(&score), "{score}");
-    // `sample --num` writes the very images evaluation scores (latents, labels from the
-    // dataset's mix): their folder's IS is the checkpoint's. Only IS scores a single folder.
-    let dump = dir.path().join("dump");
-    let sample = |out: &Path| {
+    // `sample --num` writes the very images evaluation scores (latents, labels from the dataset's
+    // mix): the checkpoint's FID against that folder is 0, against the images of another seed
+    // far from it; and the folder's IS is the checkpoint's. Only IS scores a single folder.
+    let sample = |out: &Path, more: &[&str]| {
         let mut cmd = gan_launch();
-        cmd.args(["sample", &run_arg, "--num", "20", "--out"]).arg(out).output().unwrap()
+        cmd.args(["sample", &run_arg, "--num", "20", "--out"]).arg(out).args(more).output().unwrap()
     };
-    let wrote = sample(&dump);
-    assert!(wrote.status.success(), "{}", stderr(&wrote));
+    let (dump, other_seed) = (dir.path().join("dump"), dir.path().join("dump-seed-1"));
+    for (out, more) in [(&dump, &[][..]), (&other_seed, &["--seed", "1"][..])] {
+        let wrote = sample(out, more);
+        assert!(wrote.status.success(), "{}", stderr(&wrote));
+    }
     let files: Vec<_> = std::fs::read_dir(&dump).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(files.len(), 20, "{files:?}");
     assert!(dump.join("000000.png").is_file() && dump.join("000019.png").is_file());
-    let dump_arg = dump.display().to_string();
+    let (dump_arg, other_arg) = (dump.display().to_string(), other_seed.display().to_string());
+    let against = |folder: &str, more: &[&str]| {
+        let out = eval(&home, &[&["fid", &run_arg, "--against", folder][..], more, &common].concat());
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(stdout(&out).contains(&format!("vs 20 images of {folder}, ")), "{}", stdout(&out));
+        value(&out, "fid")
+    };
+    assert!(against(&dump_arg, &[]) < 1e-3, "the same images");
+    assert!(against(&other_arg, &[]) > 1.0, "other images");
     let of_folder = eval(&home, &["is", &dump_arg, "--batch", "20", "--weights", &weights]);
     assert!(of_folder.status.success(), "{}", stderr(&of_folder));
     assert_same_fid(value(&of_folder, "is"), score, "IS of the written images");
     assert!(stdout(&of_folder).contains(&format!("[20 images of {dump_arg}, ")), "{}", stdout(&of_folder));
+    // Truncated, the same (latents redrawn beyond 2 and scaled, from each image's own stream).
+    let half = dir.path().join("dump-half");
+    assert!(sample(&half, &["--truncation", "0.5"]).status.success());
+    let half_arg = half.display().to_string();
+    assert!(against(&half_arg, &["--truncation", "0.5"]) < 1e-3, "the same truncated images");
+    assert!(against(&half_arg, &[]) > 1.0, "untruncated images are others");
+    let truncated = eval(&home, &[&["is", &run_arg, "--truncation", "0.5"][..], &common].concat());
+    assert!(
+        stdout(&truncated).contains("[20 generated images with truncation psi 0.5, "),
+        "{}",
+        stdout(&truncated)
+    );
+    let on_folder = eval(&home, &["is", &half_arg, "--truncation", "0.5", "--weights", &weights]);
+    assert_eq!(on_folder.status.code(), Some(2), "{}", stderr(&on_folder));
     let fid_of_one = eval(&home, &["fid", &dump_arg, "--weights", &weights]);
     assert_eq!(fid_of_one.status.code(), Some(2), "{}", stderr(&fid_of_one));
     assert!(stderr(&fid_of_one).contains("`--against`"), "{}", stderr(&fid_of_one));
     // Into a folder that holds images already: refused, so two calls never mix in one folder.
-    let again = sample(&dump);
+    let again = sample(&dump, &[]);
     assert_eq!(again.status.code(), Some(2), "{}", stderr(&again));
     assert!(stderr(&again).contains("a new or empty directory"), "{}", stderr(&again));
     // Precision/recall and density/coverage: one line per number. Precision is a share of the 20

@@ -11,10 +11,9 @@ use crate::ckpt;
 use crate::eval::extract;
 use crate::models::{self, Generator, NetSpec, Truncation};
 use crate::train::samples::SampleGrid;
-use gan_core::config::RunConfig;
 use gan_core::data::classes::ClassDistribution;
-use gan_core::images::write_grid;
-use gan_core::sample_options::{resolve_class, SampleOptions};
+use gan_core::images::encode_png;
+use gan_core::sample_options::{check_truncation, resolve_class, SampleOptions};
 use gan_core::Error;
 
 #[derive(Args, Debug)]
@@ -30,11 +29,7 @@ pub fn run(args: &SampleArgs) -> anyhow::Result<()> {
     let opts = &args.options;
     let source = ckpt::GeneratorSource::open(&args.checkpoint)?;
     let cfg = source.config()?;
-    if let Some(psi) = opts.truncation {
-        if !(psi > 0.0 && psi <= 1.0) {
-            return Err(Error::config("--truncation", psi, "a number in (0, 1]").into());
-        }
-    }
+    check_truncation(opts.truncation)?;
     let classes = if cfg.model.conditional { cfg.data.num_classes } else { 0 };
     let names = source.dataset().map(|d| d.classes).unwrap_or_default();
     let class = opts.class.as_deref().map(|arg| resolve_class(arg, classes, &names)).transpose()?;
@@ -50,7 +45,7 @@ pub fn run(args: &SampleArgs) -> anyhow::Result<()> {
         }
         let labels = match class {
             Some(k) => Some(ClassDistribution::from_counts(&one_hot(k, classes))),
-            None => label_mix(&cfg)?,
+            None => extract::label_mix_or_uniform(&cfg, true)?,
         };
         // Generated the run's `eval.gen_batch` at a time; no feature network, so no `batch`.
         let share =
@@ -71,19 +66,6 @@ fn one_hot(k: u32, classes: u32) -> Vec<u64> {
     (0..classes).map(|c| u64::from(c == k)).collect()
 }
 
-/// The class mix a conditional model's images are drawn from: the dataset's, as evaluation draws
-/// them; without the dataset here (a G_ema file copied elsewhere), every class alike, with a
-/// warning (the same mix for a balanced dataset).
-fn label_mix(cfg: &RunConfig) -> anyhow::Result<Option<ClassDistribution>> {
-    match extract::label_mix(cfg) {
-        Ok(labels) => Ok(labels),
-        Err(e) => {
-            tracing::warn!("{e}: the labels are drawn uniformly instead of from the dataset's class mix");
-            Ok(Some(ClassDistribution::from_counts(&vec![1; cfg.data.num_classes as usize])))
-        }
-    }
-}
-
 /// Images `0..share.n` as `NNNNNN.png` in `dir`, which must be new or empty (so images of two
 /// calls never mix in one folder a metric then reads).
 fn write_images(
@@ -95,9 +77,8 @@ fn write_images(
     device: Device,
 ) -> anyhow::Result<()> {
     if std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some()) {
-        return Err(
-            Error::config("--out", dir.display(), "a new or empty directory for --num's images").into()
-        );
+        let allowed = "a new or empty directory for --num's images (empty it, or name another)";
+        return Err(Error::config("--out", dir.display(), allowed).into());
     }
     gan_core::fsutil::create_dir_all(dir)?;
     let digits = share.n.saturating_sub(1).to_string().len().max(6);
@@ -112,7 +93,11 @@ fn write_images(
         let image_bytes = (channels * res * res) as usize;
         for (i, image) in pixels.chunks_exact(image_bytes).enumerate() {
             let path = dir.join(format!("{:0digits$}.png", first + i as u64));
-            write_grid(&path, image, res as u32, channels as u32, 1, 1)?;
+            let png = encode_png(image, res as u32, res as u32, channels as u32)
+                .map_err(|message| Error::Image { path: path.clone(), message })?;
+            // Whole files (through a rename), but no fsync each: an interrupted dump is written
+            // again into an emptied folder anyway, and 50,000 fsyncs would cost more than the images.
+            gan_core::fsutil::write_replace(&path, &png)?;
         }
         first += n;
     }

@@ -1,6 +1,6 @@
 //! `gan-train eval fid|kid|is|pr|dc CHECKPOINT`: a metric of a checkpoint's G_ema against the
-//! run's dataset (what `gan-launch eval` runs after resolving and verifying the checkpoint);
-//! `eval fid|kid|pr|dc FOLDER --against FOLDER`: between two folders of images, as pytorch-fid's
+//! run's dataset or a folder of images (what `gan-launch eval` runs after resolving and verifying
+//! the checkpoint); `eval fid|kid|pr|dc FOLDER --against FOLDER`: between two folders of images, as pytorch-fid's
 //! CLI, the second folder taking the place of the real images; and `eval is FOLDER`.
 use std::path::PathBuf;
 
@@ -16,9 +16,9 @@ use super::{extract, folders};
 use crate::ckpt;
 use crate::models::{self, NetSpec};
 use gan_core::config;
-use gan_core::data::classes::ClassDistribution;
 use gan_core::data::identity::DatasetIdentity;
 use gan_core::eval_options::{EvalMetric, EvalOptions};
+use gan_core::sample_options::check_truncation;
 use gan_core::Error;
 
 #[derive(Args, Debug)]
@@ -28,7 +28,7 @@ pub struct EvalArgs {
     /// A checkpoint directory (step-NNNNNNNN; gan-launch eval also takes a run directory), a
     /// G_ema file, or a folder of images (its IS; with --against, a metric between two folders).
     pub checkpoint: PathBuf,
-    /// A second folder of images: the metric between the two folders.
+    /// A folder of reference images, in place of the run's dataset (or of the second folder).
     #[arg(long)]
     pub against: Option<PathBuf>,
     #[command(flatten)]
@@ -36,66 +36,95 @@ pub struct EvalArgs {
 }
 
 pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
-    let opts = &args.options;
-    if opts.num < 2 || opts.batch == 0 {
-        return Err(Error::config("--num", opts.num, "at least 2 images, with --batch >= 1").into());
-    }
-    if let Some(gen_batch) = opts.gen_batch.filter(|&g| g == 0 || g > opts.batch) {
-        return Err(
-            Error::config("--gen-batch", gen_batch, format!("from 1 to --batch ({})", opts.batch)).into()
-        );
-    }
+    let folder = gan_core::images::is_image_folder(&args.checkpoint);
+    check_options(args, folder)?;
     let (weights_path, net_id) =
-        weights::resolve(opts.weights.as_deref().map(|path| (path, "--weights")), true)?;
+        weights::resolve(args.options.weights.as_deref().map(|path| (path, "--weights")), true)?;
     let device = if tch::Cuda::is_available() { Device::Cuda(0) } else { Device::Cpu };
     let inception_vs = nn::VarStore::new(device);
     let net = FidInception::new(&inception_vs.root());
     weights::load_into(&inception_vs, &weights_path)?;
-    let label = net_id.label();
-    if let Some(other) = &args.against {
-        return between_folders(args, other, &net, &net_id, device);
+    match (folder, &args.against) {
+        (true, Some(other)) => between_folders(args, other, &net, &net_id, device),
+        (true, None) => of_folder(args, &net, &net_id, device),
+        (false, _) => of_checkpoint(args, &net, &net_id, device),
     }
-    if gan_core::images::is_image_folder(&args.checkpoint) {
-        return of_folder(args, &net, &net_id, device);
+}
+
+/// Refuses options that do not go together, before any network is loaded. `folder`: the images
+/// scored are a folder's, not a checkpoint's.
+fn check_options(args: &EvalArgs, folder: bool) -> gan_core::Result<()> {
+    let opts = &args.options;
+    if opts.num < 2 || opts.batch == 0 {
+        return Err(Error::config("--num", opts.num, "at least 2 images, with --batch >= 1"));
     }
+    if let Some(gen_batch) = opts.gen_batch.filter(|&g| g == 0 || g > opts.batch) {
+        return Err(Error::config("--gen-batch", gen_batch, format!("from 1 to --batch ({})", opts.batch)));
+    }
+    check_truncation(opts.truncation)?;
+    if let (Some(psi), true) = (opts.truncation, folder) {
+        return Err(Error::config(
+            "--truncation",
+            psi,
+            "none for a folder of images: it draws a checkpoint's",
+        ));
+    }
+    match (&args.against, args.metric) {
+        (Some(other), EvalMetric::Is) => {
+            Err(Error::config("--against", other.display(), "none for IS, which scores one set"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A metric of a checkpoint's G_ema: against the run's dataset, or the folder `--against` names.
+fn of_checkpoint(
+    args: &EvalArgs,
+    net: &FidInception,
+    net_id: &FeatureNet,
+    device: Device,
+) -> anyhow::Result<()> {
+    let opts = &args.options;
     let source = ckpt::GeneratorSource::open(&args.checkpoint)?;
     let cfg = source.config()?;
     let spec = NetSpec::from_config(&cfg);
     let g_vs = nn::VarStore::new(device);
     let g_ema = models::generator(cfg.model.arch, &spec, g_vs.root());
     source.load(&g_vs)?;
-    let labels = match extract::label_mix(&cfg) {
-        Ok(labels) => labels,
-        // IS needs no real images: without the dataset, a conditional run is scored on
-        // uniform labels (the same mix for a balanced dataset).
-        Err(e) if args.metric == EvalMetric::Is => {
-            tracing::warn!(
-                "{e}: the fakes' labels are drawn uniformly instead of from the dataset's class mix"
-            );
-            Some(ClassDistribution::from_counts(&vec![1; cfg.data.num_classes as usize]))
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let labels =
+        extract::label_mix_or_uniform(&cfg, args.metric == EvalMetric::Is || args.against.is_some())?;
     let started = std::time::Instant::now();
     let gen_batch = opts.gen_batch.unwrap_or(cfg.eval.gen_batch().min(opts.batch));
     let share = extract::Share { first: 0, n: opts.num, batch: opts.batch, gen_batch, seed: opts.seed };
-    let fake = extract::generated(&net, g_ema.as_ref(), labels.as_ref(), share, device, &mut || Ok(()))?;
+    let truncation = opts.truncation.map(|psi| (psi, g_ema.truncation()));
+    let fake =
+        extract::generated(net, g_ema.as_ref(), labels.as_ref(), truncation, share, device, &mut || Ok(()))?;
     let fake_secs = started.elapsed().as_secs_f64();
-    let (values, reals) = if args.metric == EvalMetric::Is {
-        let (mean, std) = inception_score(&fake.logits, 10.min(opts.num as i64));
-        (vec![("is", format!("{mean:.4} ± {std:.4}"))], String::new())
-    } else {
-        warn_if_other_dataset(&source, &cfg);
-        let n_real = extract::real_count(&cfg, opts.num_real)?;
-        let real = extract::real(&net, &label, &cfg, n_real, opts.batch, device)?;
-        let values = between(args.metric, &real, &fake, opts.seed, device)?.expect("IS is scored above");
-        (values, reals_note(&cfg, n_real))
+    let (values, reals) = match (args.metric, &args.against) {
+        (EvalMetric::Is, _) => {
+            let (mean, std) = inception_score(&fake.logits, 10.min(opts.num as i64));
+            (vec![("is", format!("{mean:.4} ± {std:.4}"))], String::new())
+        }
+        (_, Some(other)) => {
+            let real = folders::extract(net, other, opts.batch, device)?;
+            let values = between(args.metric, &real, &fake, opts.seed, device)?.expect("IS is scored above");
+            (values, format!(" vs {} images of {}", real.stats.count, other.display()))
+        }
+        (_, None) => {
+            warn_if_other_dataset(&source, &cfg);
+            let n_real = extract::real_count(&cfg, opts.num_real)?;
+            let real = extract::real(net, &net_id.label(), &cfg, n_real, opts.batch, device)?;
+            let values = between(args.metric, &real, &fake, opts.seed, device)?.expect("IS is scored above");
+            (values, reals_note(&cfg, n_real))
+        }
     };
+    let truncated = opts.truncation.map(|psi| format!(" with truncation psi {psi}")).unwrap_or_default();
     for (name, value) in values {
         println!(
-            "{name} = {value}  [{} generated images{reals}, feature network {label}{}, {:.1} imgs/s]",
+            "{name} = {value}  [{} generated images{truncated}{reals}, feature network {}{}, {:.1} imgs/s]",
             opts.num,
-            standard_note(&net_id),
+            net_id.label(),
+            standard_note(net_id),
             opts.num as f64 / fake_secs
         );
     }
@@ -198,9 +227,7 @@ fn between_folders(
     let batch = args.options.batch;
     let fake = folders::extract(net, &args.checkpoint, batch, device)?;
     let real = folders::extract(net, other, batch, device)?;
-    let Some(values) = between(args.metric, &real, &fake, args.options.seed, device)? else {
-        return Err(Error::config("--against", other.display(), "no second folder: IS scores one set").into());
-    };
+    let values = between(args.metric, &real, &fake, args.options.seed, device)?.expect("IS is refused above");
     for (name, value) in values {
         println!(
             "{name} = {value}  [{} vs {} images, feature network {}{}]",

@@ -99,12 +99,14 @@ pub struct Share {
 }
 
 /// A share of images from G_ema; when conditional, `labels` is the dataset's class mix and each
-/// image's label is drawn from it. `on_batch` runs before every batch (ranks beat their heartbeat
-/// there; the background evaluator stops there when cancelled).
+/// image's label is drawn from it; optionally truncated ([`images`]). `on_batch` runs before
+/// every batch (ranks beat their heartbeat there; the background evaluator stops there when
+/// cancelled).
 pub fn generated(
     net: &FidInception,
     g: &dyn Generator,
     labels: Option<&ClassDistribution>,
+    truncation: Option<(f64, Truncation)>,
     share: Share,
     device: Device,
     on_batch: &mut dyn FnMut() -> Result<()>,
@@ -113,7 +115,7 @@ pub fn generated(
     let mut done = 0u64;
     while done < share.n {
         let b = (share.n - done).min(u64::from(share.batch));
-        let images = images(g, labels, share, share.first + done, b, device, None);
+        let images = images(g, labels, share, share.first + done, b, device, truncation);
         acc.add(net, &images, device, on_batch)?;
         done += b;
     }
@@ -186,6 +188,22 @@ pub fn label_mix(cfg: &RunConfig) -> Result<Option<ClassDistribution>> {
     }
     let source = data::open(&cfg.data, cfg.run.seed, false)?;
     ClassDistribution::of(&cfg.data, source.as_ref()).map(Some)
+}
+
+/// [`label_mix`], or without the dataset (a G_ema file copied elsewhere) and when its reals are
+/// not needed (`may_guess`: IS, reals from a folder, `sample --num`), every class alike, with a
+/// warning (the same mix for a balanced dataset).
+pub fn label_mix_or_uniform(cfg: &RunConfig, may_guess: bool) -> Result<Option<ClassDistribution>> {
+    match label_mix(cfg) {
+        Ok(labels) => Ok(labels),
+        Err(e) if may_guess => {
+            tracing::warn!(
+                "{e}: the fakes' labels are drawn uniformly instead of from the dataset's class mix"
+            );
+            Ok(Some(ClassDistribution::from_counts(&vec![1; cfg.data.num_classes as usize])))
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// The number of real images a metric uses: `n`, at most the dataset.

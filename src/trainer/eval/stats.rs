@@ -114,14 +114,18 @@ pub fn kernel_inception_distance(
 /// Inception Score from logits [N, classes]: mean and standard deviation over `splits` equal
 /// consecutive splits.
 pub fn inception_score(logits: &Tensor, splits: i64) -> (f64, f64) {
-    let p = logits.to_kind(Kind::Double).softmax(1, Kind::Double);
-    let n = p.size()[0];
+    // In logs throughout: a confident network's probabilities underflow to 0, and p log p would
+    // then be 0 x -inf = NaN, where its limit is 0.
+    let log_p = logits.to_kind(Kind::Double).log_softmax(1, Kind::Double);
+    let n = log_p.size()[0];
     let per = n / splits;
     let scores: Vec<f64> = (0..splits)
         .map(|i| {
-            let part = p.narrow(0, i * per, per);
-            let marginal = part.mean_dim(0, true, None);
-            let kl = (&part * (part.log() - marginal.log())).sum_dim_intlist([1].as_slice(), false, None);
+            let log_part = log_p.narrow(0, i * per, per);
+            // log of the split's marginal, mean_i p_ij, without leaving logs.
+            let log_marginal = log_part.logsumexp([0].as_slice(), true) - (per as f64).ln();
+            let kl =
+                (log_part.exp() * (&log_part - log_marginal)).sum_dim_intlist([1].as_slice(), false, None);
             kl.mean(Kind::Double).exp().double_value(&[])
         })
         .collect();
@@ -218,5 +222,27 @@ mod tests {
         assert!((mean - k as f64).abs() < 1e-6 && std < 1e-9, "{mean} ± {std}");
         let constant = Tensor::zeros([80, k], opts());
         assert!((inception_score(&constant, 4).0 - 1.0).abs() < 1e-12);
+        // So certain that the other classes' probabilities underflow to 0 (e^-1000): still k.
+        let (mean, _) = inception_score(&(Tensor::eye(k, opts()).repeat([10, 1]) * 1000.0), 2);
+        assert!((mean - k as f64).abs() < 1e-6, "{mean}");
+    }
+
+    /// Where nothing underflows, the score is the textbook exp E[KL(p(y|x) || p(y))] of the
+    /// probabilities themselves.
+    #[test]
+    fn inception_score_is_the_textbook_formula() {
+        let logits = (Tensor::arange(640, opts()) * 0.37).sin().view([40, 16]) * 3.0;
+        let p = logits.softmax(1, Kind::Double);
+        let per_split: Vec<f64> = (0..4)
+            .map(|i| {
+                let part = p.narrow(0, i * 10, 10);
+                let kl = (&part * (part.log() - part.mean_dim(0, true, None).log()))
+                    .sum_dim_intlist(1, false, None);
+                kl.mean(Kind::Double).exp().double_value(&[])
+            })
+            .collect();
+        let textbook = per_split.iter().sum::<f64>() / 4.0;
+        let (mean, _) = inception_score(&logits, 4);
+        assert!((mean - textbook).abs() < 1e-12 * textbook, "{mean} vs {textbook}");
     }
 }

@@ -151,7 +151,7 @@ impl Scorer {
             gen_batch: e.gen_batch(),
             seed: EVAL_SEED,
         };
-        let fake = extract::generated(&self.net, g, self.labels.as_ref(), share, self.device, beat)?;
+        let fake = extract::generated(&self.net, g, self.labels.as_ref(), None, share, self.device, beat)?;
         let stats = reduce_moments(pg, &fake.stats)?;
         let wants = |m: EvalMetricName| e.metrics.contains(&m);
         let per_sample = [EvalMetricName::Kid, EvalMetricName::Pr, EvalMetricName::Dc];
