@@ -316,20 +316,27 @@ mod tests {
     use super::*;
     use crate::models::stylegan2::{Generator as StyleGan2, StyleGan2Spec};
 
-    /// Image i is the same however many images a generator pass makes (its latent, label and
-    /// per-pixel noise come from i), so `eval.gen_batch` saves memory without changing a metric.
-    #[test]
-    fn metric_images_do_not_depend_on_the_generation_batch() {
-        let _lock = crate::train::tests_lock();
+    /// A small StyleGAN2 G at 16x16 with `c_dim` classes, from torch's seed 3 (callers hold
+    /// the tests' lock).
+    fn small_g(c_dim: i64) -> (tch::nn::VarStore, StyleGan2) {
         tch::manual_seed(3);
         let spec = StyleGan2Spec {
             resolution: 16,
             channel_base: 256,
             channel_max: 32,
-            ..StyleGan2Spec::paper256(3)
+            ..StyleGan2Spec::paper256(c_dim)
         };
         let vs = tch::nn::VarStore::new(Device::Cpu);
         let g = StyleGan2::new(&spec, vs.root());
+        (vs, g)
+    }
+
+    /// Image i is the same however many images a generator pass makes (its latent, label and
+    /// per-pixel noise come from i), so `eval.gen_batch` saves memory without changing a metric.
+    #[test]
+    fn metric_images_do_not_depend_on_the_generation_batch() {
+        let _lock = crate::train::tests_lock();
+        let (_vs, g) = small_g(3);
         let mix = ClassDistribution::from_counts(&[2, 1, 1]);
         let at_gen_batch = |gen_batch| {
             let share = Share { first: 0, n: 7, batch: 7, gen_batch, seed: 11 };
@@ -367,15 +374,7 @@ mod tests {
     #[test]
     fn truncation_pulls_the_images_together() {
         let _lock = crate::train::tests_lock();
-        tch::manual_seed(3);
-        let spec = StyleGan2Spec {
-            resolution: 16,
-            channel_base: 256,
-            channel_max: 32,
-            ..StyleGan2Spec::paper256(0)
-        };
-        let vs = tch::nn::VarStore::new(Device::Cpu);
-        let g = StyleGan2::new(&spec, vs.root());
+        let (vs, g) = small_g(0);
         // w_avg away from zero, as after training (it starts at zero).
         let w_avg = vs.variables().into_iter().find(|(name, _)| name.ends_with("w_avg")).unwrap().1;
         tch::no_grad(|| w_avg.shallow_clone().copy_(&Tensor::randn_like(&w_avg)));
