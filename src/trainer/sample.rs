@@ -76,7 +76,8 @@ fn write_images(
     dir: &Path,
     device: Device,
 ) -> anyhow::Result<()> {
-    if std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some()) {
+    let named_like_an_image = dir.extension().is_some_and(|e| e.eq_ignore_ascii_case("png"));
+    if named_like_an_image || std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some()) {
         let allowed = "a new or empty directory for --num's images (empty it, or name another)";
         return Err(Error::config("--out", dir.display(), allowed).into());
     }
