@@ -164,28 +164,8 @@ pub fn run(args: &JobArgs, cfg: &RunConfig, node: &NodeSetup) -> anyhow::Result<
             true => Console::with_progress(cfg.log.progress, total_nimg),
             false => Console::plain(),
         };
-        let specs = plans
-            .iter()
-            .map(|plan| RankSpec {
-                plan: plan.clone(),
-                env: RankEnv {
-                    rank: plan.rank,
-                    local_rank: plan.local_rank,
-                    world_size: world,
-                    local_world_size: cfg.dist.gpus,
-                    group_rank: plan.node_rank,
-                    master_addr: node.master_addr.clone(),
-                    master_port,
-                    restart_count: attempt,
-                    max_restarts: args.max_restarts,
-                    run_id: node.run_id.clone(),
-                },
-                extra_env: extra_env.clone(),
-                log_path: run_dir.join("logs").join(format!("rank-{}.log", plan.rank)),
-                echo: (plan.rank == 0 || cfg.log.console == ConsoleRanks::All).then(|| console.clone()),
-                heartbeat_path: heartbeat::rank_file(&run_dir.join("heartbeat"), plan.rank),
-            })
-            .collect();
+        let attempt_of = Attempt { node, master_port, attempt, max_restarts: args.max_restarts };
+        let specs = rank_specs(cfg, &plans, &attempt_of, &extra_env, &console);
         let mut peers = AttemptPeers { group: group.as_mut(), attempt };
         let exit =
             supervise::run_ranks(&trainer, &resolved, specs, &mut signals, watchdog, &mut peers, metrics)?;
@@ -204,21 +184,7 @@ pub fn run(args: &JobArgs, cfg: &RunConfig, node: &NodeSetup) -> anyhow::Result<
                 if let Some(group) = group.as_mut() {
                     let _ = group.report_failure(attempt, &reason);
                 }
-                // Bad input does not get better by trying again, and a divergence would replay.
-                let retryable = ![EXIT_USER_ERROR, EXIT_DIVERGED].contains(&i32::from(code));
-                if i32::from(code) == EXIT_DIVERGED && attempt < args.max_restarts {
-                    tracing::error!(
-                        "not restarting: the run diverged with no rollbacks left (train.max_rollbacks), and a \
-                         restart from the same checkpoint would replay it"
-                    );
-                }
-                if !retryable || attempt == args.max_restarts {
-                    if args.max_restarts > 0 && attempt == args.max_restarts {
-                        tracing::error!(
-                            "giving up: the job failed again after {attempt} restart(s) (--max-restarts {})",
-                            args.max_restarts
-                        );
-                    }
+                if !restarts_after(code, attempt, args.max_restarts) {
                     return Ok(ExitCode::from(code));
                 }
                 if let Some(group) = group.as_mut() {
@@ -233,6 +199,70 @@ pub fn run(args: &JobArgs, cfg: &RunConfig, node: &NodeSetup) -> anyhow::Result<
         }
     }
     unreachable!("the last attempt always returns")
+}
+
+/// Whether a job whose ranks failed with `code` on `attempt` starts them again, saying why not:
+/// bad input does not get better by trying again, a divergence would replay, and the restarts
+/// may be used up.
+fn restarts_after(code: u8, attempt: u32, max_restarts: u32) -> bool {
+    let retryable = ![EXIT_USER_ERROR, EXIT_DIVERGED].contains(&i32::from(code));
+    if i32::from(code) == EXIT_DIVERGED && attempt < max_restarts {
+        tracing::error!(
+            "not restarting: the run diverged with no rollbacks left (train.max_rollbacks), and a restart from \
+             the same checkpoint would replay it"
+        );
+    }
+    if retryable && attempt < max_restarts {
+        return true;
+    }
+    if max_restarts > 0 && attempt == max_restarts {
+        tracing::error!(
+            "giving up: the job failed again after {attempt} restart(s) (--max-restarts {max_restarts})"
+        );
+    }
+    false
+}
+
+/// Where this node's ranks meet and which start of the job this is.
+struct Attempt<'a> {
+    node: &'a NodeSetup,
+    master_port: u16,
+    attempt: u32,
+    max_restarts: u32,
+}
+
+/// What starts each of this node's ranks for an attempt: torchrun's environment, the launcher's
+/// extra variables, its log and heartbeat files, and whether its output reaches the console.
+fn rank_specs(
+    cfg: &RunConfig,
+    plans: &[RankPlan],
+    at: &Attempt<'_>,
+    extra_env: &[(String, String)],
+    console: &Console,
+) -> Vec<RankSpec> {
+    let run_dir = cfg.run_dir();
+    plans
+        .iter()
+        .map(|plan| RankSpec {
+            plan: plan.clone(),
+            env: RankEnv {
+                rank: plan.rank,
+                local_rank: plan.local_rank,
+                world_size: config::world_size(cfg),
+                local_world_size: cfg.dist.gpus,
+                group_rank: plan.node_rank,
+                master_addr: at.node.master_addr.clone(),
+                master_port: at.master_port,
+                restart_count: at.attempt,
+                max_restarts: at.max_restarts,
+                run_id: at.node.run_id.clone(),
+            },
+            extra_env: extra_env.to_vec(),
+            log_path: run_dir.join("logs").join(format!("rank-{}.log", plan.rank)),
+            echo: (plan.rank == 0 || cfg.log.console == ConsoleRanks::All).then(|| console.clone()),
+            heartbeat_path: heartbeat::rank_file(&run_dir.join("heartbeat"), plan.rank),
+        })
+        .collect()
 }
 
 /// For GPU ranks that may use NCCL: a loader path on which cudarc finds the wheel's NCCL.
