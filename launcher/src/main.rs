@@ -104,9 +104,7 @@ fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
         .and(start);
     let refused = "a launch of this plan would refuse to start";
     let start = preflight.context(refused)?;
-    if let Some(warning) =
-        start_fit::check(&cfg, &start, args.job.trainer.as_deref(), true).context(refused)?
-    {
+    for warning in start_fit::check(&cfg, &start, args.job.trainer.as_deref(), true).context(refused)? {
         println!("# note: {warning}");
     }
     Ok(ExitCode::SUCCESS)

@@ -52,9 +52,8 @@ pub fn run(args: &SbatchArgs) -> anyhow::Result<ExitCode> {
     // A resume the ranks would refuse (another model, another dataset) is refused here, before the
     // job waits for its nodes.
     let start = gan_core::checkpoint::plan_start(&cfg.checkpoint.resume_from(), &cfg.run_dir(), false)?;
-    if let Some(warning) = crate::start_fit::check(&cfg, &start, None, !args.skip_data_check)
-        .context("the job would refuse to start")?
-    {
+    let fit = crate::start_fit::check(&cfg, &start, None, !args.skip_data_check);
+    for warning in fit.context("the job would refuse to start")? {
         eprintln!("gan-launch sbatch: warning: {warning}");
     }
     let config_path = std::fs::canonicalize(&args.config)

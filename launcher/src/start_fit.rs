@@ -9,7 +9,6 @@
 //! they are compared only when a setting they are built from changed since the checkpoint.
 use std::path::Path;
 
-use anyhow::Context;
 use gan_core::checkpoint::{self, NetShapes, StartPlan, Verified};
 use gan_core::config::{diff, RunConfig};
 use gan_core::data::identity::DatasetIdentity;
@@ -18,34 +17,42 @@ use gan_core::Error;
 /// Checks the checkpoint `start` resumes (or, starting fresh, the one `checkpoint.init_from`
 /// names) against `cfg`; `dataset`: whether the config's dataset can be read here, to compare
 /// with the one the checkpoint was trained on; `trainer`: an explicit trainer binary (else the one
-/// beside gan-launch). Returns a warning for a start that goes on despite a difference
-/// (`checkpoint.allow_dataset_change`).
+/// beside gan-launch). Returns warnings: a start that goes on despite a difference
+/// (`checkpoint.allow_dataset_change`), or shapes that could not be compared here (a trainer that
+/// does not run on this login node: the ranks still compare them).
 pub fn check(
     cfg: &RunConfig,
     start: &StartPlan,
     trainer: Option<&Path>,
     dataset: bool,
-) -> anyhow::Result<Option<String>> {
+) -> anyhow::Result<Vec<String>> {
     let (from, resumes) = match (&start.from, &cfg.checkpoint.init_from) {
         (Some(from), _) => (from.clone(), true),
         (None, Some(path)) => (verified_init(path)?, false),
-        (None, None) => return Ok(None),
+        (None, None) => return Ok(Vec::new()),
     };
     checkpoint::check_arch(&from, cfg)?;
-    let mut warning = None;
+    let mut warnings = Vec::new();
     // Fine-tuning from another run's networks on another dataset is what init_from is for.
     if resumes && dataset {
         let now = DatasetIdentity::of(&cfg.data, cfg.run.seed)?;
-        warning = checkpoint::check_dataset(&from, cfg, &now)?;
+        warnings.extend(checkpoint::check_dataset(&from, cfg, &now)?);
     }
     let changes = diff::since_checkpoint(&from.dir, cfg).ok();
     if checkpoint::shapes_may_differ(changes.as_deref()) {
-        let trainer = crate::supervise::trainer_path(trainer)?;
-        let ours: NetShapes = crate::supervise::trainer_report(&trainer, "shapes", cfg)
-            .context("building the networks to compare with the checkpoint's")?;
-        checkpoint::check_shapes(&from.dir, &ours).map_err(|e| explained(e, resumes, changes.as_deref()))?;
+        let built = crate::supervise::trainer_path(trainer)
+            .and_then(|trainer| crate::supervise::trainer_report::<NetShapes>(&trainer, "shapes", cfg));
+        match built {
+            Ok(ours) => checkpoint::check_shapes(&from.dir, &ours)
+                .map_err(|e| explained(e, resumes, changes.as_deref()))?,
+            Err(e) => warnings.push(format!(
+                "the networks' shapes were not compared with {}'s here ({e:#}); the ranks compare them when \
+                 they load it",
+                from.dir.display()
+            )),
+        }
     }
-    Ok(warning)
+    Ok(warnings)
 }
 
 /// The checkpoint `checkpoint.init_from` names, verified as the ranks will.

@@ -474,6 +474,21 @@ fn a_checkpoint_of_another_model_is_refused_with_exit_code_2() {
         );
         assert!(!err.contains("sbatch failed") && !err.contains("running sbatch"), "not submitted: {err}");
     }
+    // A trainer that does not run where `plan` does (a login node without its libraries): the
+    // shapes go unchecked there, with a note, and the ranks still refuse them.
+    let mut elsewhere = gan_launch();
+    elsewhere
+        .arg("plan")
+        .arg(shipped_config("ci-tiny.yaml"))
+        .env("GAN_LAUNCH_TRAINER", "/nonexistent/gan-train");
+    elsewhere.args(["--set", &format!("run.dir={}", dir.path().display()), "--set", narrower]);
+    let (out, err) = run(&mut elsewhere);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        stdout(&out).contains("# note: the networks' shapes were not compared with "),
+        "{}",
+        stdout(&out)
+    );
     let (out, err) = checked("plan", dir.path(), &["model.arch=stylegan2"]);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("it holds a dcgan model and this config trains model.arch stylegan2"), "{err}");
