@@ -1,8 +1,8 @@
 //! Whether a checkpoint fits the config that would start from it: the same architecture, the same
 //! dataset (unless `checkpoint.allow_dataset_change`), and networks with the same variables of the
-//! same shapes. The trainer checks before it loads any weights; `gan-launch` checks before any rank
-//! starts, and `plan` and `sbatch` before a job waits for its GPUs, so a resume with an edited
-//! `model.*` fails at submission instead of seconds after the nodes are finally allocated.
+//! same shapes. The ranks check before they load any weights; `gan-launch plan` and `sbatch` check
+//! before a job waits for its GPUs, so a resume with an edited `model.*` fails at submission
+//! instead of seconds after the nodes are finally allocated.
 //!
 //! Shapes need the networks, which only the trainer can build; this side compares the shapes it
 //! reports ([`NetShapes`]) with the safetensors headers, without reading the weights.
@@ -26,17 +26,6 @@ pub type Shapes = BTreeMap<String, Vec<usize>>;
 pub struct NetShapes {
     pub g: Shapes,
     pub d: Shapes,
-}
-
-/// The checkpoint's files that hold networks, with the network each is built as and its name in
-/// messages.
-const NETWORK_FILES: [(&str, Net, &str); 3] =
-    [("g.safetensors", Net::G, "G"), ("d.safetensors", Net::D, "D"), ("g_ema.safetensors", Net::G, "G_ema")];
-
-#[derive(Clone, Copy)]
-enum Net {
-    G,
-    D,
 }
 
 /// Refuses a checkpoint of another architecture than `model.arch`.
@@ -96,13 +85,14 @@ pub fn shapes_may_differ(changes: Option<&[Change]>) -> bool {
 /// Refuses a checkpoint whose G, D or G_ema files do not hold exactly `ours`' variables, shape for
 /// shape. Reads the files' headers only.
 pub fn check_shapes(dir: &Path, ours: &NetShapes) -> Result<()> {
-    for (file, net, what) in NETWORK_FILES {
+    let files = [
+        ("g.safetensors", &ours.g, "G"),
+        ("d.safetensors", &ours.d, "D"),
+        ("g_ema.safetensors", &ours.g, "G_ema"),
+    ];
+    for (file, ours, what) in files {
         let path = dir.join(file);
         let theirs = TensorFile::open(&path)?.shapes()?;
-        let ours = match net {
-            Net::G => &ours.g,
-            Net::D => &ours.d,
-        };
         compare(ours, &theirs, what).map_err(|message| Error::Checkpoint { path, message })?;
     }
     Ok(())

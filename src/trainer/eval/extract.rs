@@ -115,8 +115,8 @@ pub fn generated(
     let mut done = 0u64;
     while done < share.n {
         let b = (share.n - done).min(u64::from(share.batch));
-        let images = images(g, labels, share, share.first + done, b, device, truncation);
-        acc.add(net, &images, device, on_batch)?;
+        let batch = images(g, labels, share, share.first + done, b, device, truncation);
+        acc.add(net, &batch, device, on_batch)?;
         done += b;
     }
     Ok(acc.finish())
